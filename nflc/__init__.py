@@ -1,0 +1,67 @@
+"""nflc: the No-Free-Lunch architecture compiler.
+
+    >>> import nflc
+    >>> space = nflc.load("specs/nfl_h3.nfl")
+    >>> space.count()
+    729
+
+The facade stays light: torch is imported only when a module is compiled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nflc.errors import NflcError, SpaceError
+from nflc.space import Architecture, Space
+
+__all__ = ["load", "loads", "load_all", "compile", "kernels", "Space", "Architecture", "NflcError", "SpaceError"]
+__version__ = "0.1.0"
+
+
+def load_all(path: str | Path, allow_outside: bool = False) -> dict[str, Space]:
+    """Every space of a .nfl file, by name."""
+    from nflc.ir.lower import compile_path
+
+    prog = compile_path(path, allow_outside=allow_outside)
+    return {name: Space(ir, prog.sources_by_space[name], prog.warnings) for name, ir in prog.spaces.items()}
+
+
+def _pick(spaces: dict[str, Space], space: str | None, where: str) -> Space:
+    if space is not None:
+        if space not in spaces:
+            from nflc.errors import did_you_mean
+
+            raise SpaceError(f"{where} has no space '{space}'", hint=did_you_mean(space, spaces) or
+                             f"its spaces: {', '.join(spaces)}")
+        return spaces[space]
+    if len(spaces) > 1:
+        raise SpaceError(f"{where} defines {len(spaces)} spaces ({', '.join(spaces)}); say which one",
+                         hint="pass space=NAME (CLI: --space NAME)")
+    return next(iter(spaces.values()))
+
+
+def load(path: str | Path, space: str | None = None, allow_outside: bool = False) -> Space:
+    """The space of a .nfl file (name it with ``space=`` when the file has several)."""
+    return _pick(load_all(path, allow_outside), space, str(path))
+
+
+def loads(text: str, space: str | None = None, file: str = "<string>") -> Space:
+    """The space of .nfl source text."""
+    from nflc.ir.lower import compile_text
+
+    prog = compile_text(text, file)
+    spaces = {name: Space(ir, prog.sources_by_space[name], prog.warnings) for name, ir in prog.spaces.items()}
+    return _pick(spaces, space, file)
+
+
+def compile(arch: Architecture, seed: int = 0, **options):
+    """The torch module of an architecture (same as ``arch.to_module``)."""
+    return arch.to_module(seed=seed, **options)
+
+
+def kernels(arch: Architecture, x):
+    """Exact infinite-width NNGP and NTK (float64 N x N) of an architecture on inputs x (N, d)."""
+    from nflc.analysis.exact import architecture_kernels
+
+    return architecture_kernels(arch, x)

@@ -1,0 +1,165 @@
+"""The `nflc` command line: a thin typer layer over the API.
+
+Logic lives in the library and prints nothing; this module turns results into rich output
+and every :class:`NflcError` into ``file:line:col`` diagnostics with exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nflc.errors import NflcError
+
+EXIT_USER_ERROR = 2
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="nflc: the No-Free-Lunch architecture compiler. Start with 'nflc analyze SPEC'.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SpaceOpt = Annotated[Optional[str], typer.Option("--space", "-s", help="Which space of the file (when it has several).")]
+OutsideOpt = Annotated[bool, typer.Option("--allow-outside-imports", help="Let imports leave the spec's directory tree.")]
+FileArg = Annotated[Path, typer.Argument(help="A .nfl spec file.", show_default=False)]
+
+
+def _fail(exc: NflcError) -> None:
+    err.print(exc.render(), markup=False)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def user_errors(fn):
+    """Run a command; a user's mistake becomes diagnostics and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NflcError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def _warn(space) -> None:
+    srcs = space.source.sources if space.source else {}
+    for w in space.warnings:
+        err.print(w.render(srcs), markup=False)
+
+
+def load_space(path: Path, space: str | None, outside: bool = False):
+    import nflc
+
+    return nflc.load(path, space=space, allow_outside=outside)
+
+
+@app.command()
+@user_errors
+def check(file: FileArg, allow_outside_imports: OutsideOpt = False) -> None:
+    """Check a spec: every error and warning with its position; exit 0 when it compiles."""
+    import nflc
+
+    spaces = nflc.load_all(file, allow_outside=allow_outside_imports)
+    first = next(iter(spaces.values()))
+    _warn(first)
+    for name, sp in spaces.items():
+        out.print(f"ok: space {name}: {sp.raw_count():,} architectures before filters")
+
+
+@app.command()
+@user_errors
+def count(file: FileArg, space: SpaceOpt = None, allow_outside_imports: OutsideOpt = False) -> None:
+    """Print the exact number of architectures in the space (after budgets and constraints)."""
+    sp = load_space(file, space, allow_outside_imports)
+    out.print(str(sp.count()))
+
+
+def _arch_row(a) -> dict:
+    row = {"index": a.index, "id": a.id, "params": a.params, "flops": a.flops}
+    if a.space.scale_budget is not None:
+        row[a.space.scale_budget.scale] = a.constants[a.space.scale_budget.scale]
+    return row
+
+
+@app.command("list")
+@user_errors
+def list_(file: FileArg, space: SpaceOpt = None,
+          limit: Annotated[Optional[int], typer.Option(help="Show at most N architectures.")] = None,
+          sample: Annotated[Optional[int], typer.Option(help="Draw K architectures uniformly instead.")] = None,
+          seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
+          as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+          allow_outside_imports: OutsideOpt = False) -> None:
+    """List architectures in enumeration order (or a seeded uniform sample) with their costs."""
+    import itertools
+
+    sp = load_space(file, space, allow_outside_imports)
+    if sample is not None:
+        archs = sp.sample(sample, seed=seed)
+    else:
+        if limit is None and sp.raw_count() > 100_000:
+            raise NflcError(f"space '{sp.name}' has {sp.raw_count():.3e} architectures; listing all of them is not useful",
+                            hint="add --limit N or --sample K")
+        archs = itertools.islice(sp, limit) if limit is not None else iter(sp)
+    rows = (_arch_row(a) for a in archs)
+    if as_json:
+        for r in rows:
+            out.print(json.dumps(r), markup=False)
+        return
+    table = Table(title=f"{sp.name}")
+    first = next(rows, None)
+    if first is None:
+        out.print("no architectures")
+        return
+    for k in first:
+        table.add_column(k, justify="right" if k != "id" else "left", overflow="fold")
+    for r in itertools.chain([first], rows):
+        table.add_row(*(f"{v:,}" if isinstance(v, int) and k != "index" else str(v) for k, v in r.items()))
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", help="Architecture id or index.")],
+          space: SpaceOpt = None,
+          fmt: Annotated[str, typer.Option("--format", "-f", help="dot, graphml or json.")] = "dot",
+          network: Annotated[bool, typer.Option("--network", help="The whole network, not just the cell.")] = False,
+          allow_outside_imports: OutsideOpt = False) -> None:
+    """Print an architecture's graph (the cell DAG, or --network for the whole network)."""
+    from nflc import graph as graphs
+
+    sp = load_space(file, space, allow_outside_imports)
+    a = sp.architecture(arch_id)
+    g = a.network_graph if network or len(sp.instances) != 1 else a.graph
+    writers = {"dot": lambda: graphs.to_dot(g, sp.name), "graphml": lambda: graphs.to_graphml(g), "json": lambda: graphs.to_json(g)}
+    if fmt not in writers:
+        raise NflcError(f"unknown graph format '{fmt}'", hint="use dot, graphml or json")
+    sys.stdout.write(writers[fmt]() + "\n")
+
+
+@app.command()
+@user_errors
+def ir(file: FileArg, space: SpaceOpt = None,
+       text: Annotated[bool, typer.Option("--text", help="One line per node instead of JSON.")] = False,
+       allow_outside_imports: OutsideOpt = False) -> None:
+    """Print the checked IR of a space (JSON, or --text)."""
+    sp = load_space(file, space, allow_outside_imports)
+    sys.stdout.write((sp.ir.to_text() if text else sp.ir.model_dump_json(indent=2)) + "\n")
+
+
+def main() -> None:
+    # typer/click report their own usage errors with exit code 2 already
+    app()
+
+
+if __name__ == "__main__":
+    main()

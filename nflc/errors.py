@@ -1,0 +1,125 @@
+"""Diagnostics: one root error type, every error with a source span.
+
+The CLI prints each diagnostic as ``file:line:col: error: message``, the source line and
+a caret; all diagnostics of a file are collected and reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file (1-based line and column, end exclusive)."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: Literal["error", "warning"]
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+
+    def render(self, sources: dict[str, str] | None = None) -> str:
+        """``file:line:col: error: msg`` + the source line + a caret + the hint."""
+        head = f"{self.span}: " if self.span else ""
+        out = [f"{head}{self.severity}: {self.message}"]
+        text = (sources or {}).get(self.span.file) if self.span else None
+        if text is not None and self.span is not None:
+            lines = text.splitlines()
+            if 1 <= self.span.line <= len(lines):
+                src = lines[self.span.line - 1].replace("\t", " ")
+                col = max(self.span.column, 1)
+                width = 1
+                if self.span.end_line == self.span.line and self.span.end_column:
+                    width = max(1, self.span.end_column - col)
+                width = min(width, max(1, len(src) - col + 1))
+                out.append(f"    {src}")
+                out.append("    " + " " * (col - 1) + "^" + "~" * (width - 1))
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return "\n".join(out)
+
+
+class NflcError(Exception):
+    """Root of every error nflc raises for a user's mistake."""
+
+    def __init__(
+        self,
+        message: str,
+        span: Span | None = None,
+        hint: str | None = None,
+        diagnostics: Iterable[Diagnostic] | None = None,
+        sources: dict[str, str] | None = None,
+    ):
+        self.diagnostics: list[Diagnostic] = list(diagnostics or [Diagnostic("error", message, span, hint)])
+        self.sources: dict[str, str] = dict(sources or {})
+        super().__init__(message)
+
+    @property
+    def span(self) -> Span | None:
+        return self.diagnostics[0].span if self.diagnostics else None
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.sources) for d in self.diagnostics)
+
+    def __str__(self) -> str:  # the first diagnostic, rendered with its position
+        d = self.diagnostics[0]
+        return f"{d.span}: {d.message}" if d.span else d.message
+
+
+class SyntaxError_(NflcError):
+    """The text is not in the .nfl grammar."""
+
+
+class SemanticError(NflcError):
+    """The text parses but means nothing (unknown names, bad shapes, ...)."""
+
+
+class SpaceError(NflcError):
+    """A request against a space that cannot be met (bad id, empty space, ...)."""
+
+
+@dataclass
+class DiagnosticBag:
+    """Collects diagnostics of one compilation so all of them are reported at once."""
+
+    sources: dict[str, str] = field(default_factory=dict)
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        self.items.append(Diagnostic("error", message, span, hint))
+
+    def warning(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
+        self.items.append(Diagnostic("warning", message, span, hint))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "warning"]
+
+    def raise_if_errors(self, cls: type[NflcError] = SemanticError) -> None:
+        errs = self.errors
+        if errs:
+            raise cls(errs[0].message, diagnostics=errs, sources=self.sources)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A "did you mean 'x'?" hint from the closest candidate names, or None."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

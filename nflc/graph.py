@@ -1,0 +1,87 @@
+"""Architectures as networkx graphs: the cell DAG and the whole network; exporters."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+
+from nflc import ops
+from nflc.ir.model import CellIR, SpaceIR
+
+
+def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...]) -> nx.DiGraph:
+    """The cell DAG of one choice (docs/CONTRACTS.md): int nodes 0..H, every declared edge."""
+    g = nx.DiGraph(cell=cell.name)
+    for i, name in enumerate(cell.node_names):
+        g.add_node(i, label=f"X{i}", name=name)
+    for e, c in zip(cell.edges, choice):
+        ch = e.choices[c]
+        prims = ops.seq_bind(ch.prim_tuple(), shape)
+        _, params, flops = ops.seq_cost(prims, shape)
+        kind = ops.seq_kind(prims)
+        g.add_edge(e.src, e.dst, op=ch.label, kind=kind, parameterized=ops.seq_parameterized(prims),
+                   params=0 if kind == "zero" else params, flops=0 if kind == "zero" else flops,
+                   kernel=ops.seq_kernel(prims), prims=tuple(p.name for p in prims))
+    return g
+
+
+def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph:
+    """The whole network: one node per primitive stage and per cell node, in order.
+
+    Node names are ``"input"``, ``"%i"`` for stage i, and ``"%i.Xk"`` for node k of the cell
+    placed at stage i; edges carry the op that maps their source to their target.
+    """
+    g = nx.DiGraph(space=ir.name)
+    g.add_node("input", op="input", shape=list(ir.input_shape))
+    prev = "input"
+    for i, st in enumerate(ir.network):
+        if st.kind == "prim":
+            node = f"%{i}"
+            g.add_node(node, op=str(st.prim), shape=st.shape_out, params=st.params)
+            g.add_edge(prev, node, op=str(st.prim))
+            prev = node
+            continue
+        cg = cell_graphs[st.instance]
+        h = cg.number_of_nodes() - 1
+        for k in cg.nodes:
+            g.add_node(f"%{i}.X{k}", op="sum" if k else "cell_input", shape=st.shape_out, cell=st.cell)
+        g.add_edge(prev, f"%{i}.X0", op="skip")
+        for s, t, a in cg.edges(data=True):
+            if a["kind"] != "zero":
+                g.add_edge(f"%{i}.X{s}", f"%{i}.X{t}", op=a["op"], kind=a["kind"])
+        prev = f"%{i}.X{h}"
+    g.add_node("output", op="output", shape=list(ir.output_shape))
+    g.add_edge(prev, "output", op="skip")
+    return g
+
+
+def _scalar_attrs(g: nx.DiGraph) -> nx.DiGraph:
+    """A copy whose attributes are strings/numbers (GraphML allows nothing else)."""
+    h = nx.DiGraph()
+    fix = lambda d: {k: (v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else  # noqa: E731
+                         str(v).lower() if isinstance(v, bool) else json.dumps(v)) for k, v in d.items() if v is not None}
+    h.add_nodes_from((n, fix(d)) for n, d in g.nodes(data=True))
+    h.add_edges_from((s, t, fix(d)) for s, t, d in g.edges(data=True))
+    return h
+
+
+def to_dot(g: nx.DiGraph, name: str = "arch") -> str:
+    """Graphviz DOT text (written here: pydot/pygraphviz are heavy optional dependencies)."""
+    q = lambda s: '"' + str(s).replace('"', '\\"') + '"'  # noqa: E731
+    lines = [f"digraph {q(name)} {{", "  rankdir=LR;"]
+    for n, d in g.nodes(data=True):
+        lines.append(f"  {q(n)} [label={q(d.get('label', n))}];")
+    for s, t, d in g.edges(data=True):
+        style = ' style="dashed"' if d.get("kind") == "zero" else ""
+        lines.append(f"  {q(s)} -> {q(t)} [label={q(d.get('op', ''))}{style}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def to_graphml(g: nx.DiGraph) -> str:
+    return "\n".join(nx.generate_graphml(_scalar_attrs(g)))
+
+
+def to_json(g: nx.DiGraph) -> str:
+    return json.dumps(nx.node_link_data(g, edges="edges"), indent=2, default=list)

@@ -1,0 +1,703 @@
+"""AST -> IR: name resolution, argument checks, shape inference, warnings.
+
+All diagnostics of a file are collected in one :class:`DiagnosticBag` and raised together.
+A space can be lowered again with constants overridden (``scale width`` solves a width by
+lowering at candidate values), so the AST and its scope are kept in :class:`SpaceSource`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nflc import ops
+from nflc.errors import DiagnosticBag, NflcError, SemanticError, Span, did_you_mean
+from nflc.ir.model import (BudgetIR, CellIR, ChoiceIR, EdgeIR, PrimIR, RequireIR, SourceSpan,
+                           SpaceIR, StageIR)
+from nflc.syntax import ast
+from nflc.syntax.parser import parse
+
+REQUIRE_METRICS = {
+    "paths": "end-to-end paths P of every cell",
+    "depth": "largest path depth (parameterized edges on a path) of every cell",
+    "min_depth": "smallest path depth of every cell",
+    "mean_depth": "mean path depth of every cell",
+    "skip_paths": "paths with no parameterized edge, in every cell",
+    "dead_edges": "non-zero edges on no input-to-output path, in every cell",
+    "params": "parameters of the whole network",
+    "flops": "multiply-accumulates of the whole network",
+}
+BUDGET_METRICS = ("params", "flops")
+INIT_SCHEMES = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "torch_default")
+_ID_RESERVED = set("|~+;")
+
+
+def _sspan(span: Span | None) -> SourceSpan | None:
+    return SourceSpan(file=span.file, line=span.line, column=span.column) if span else None
+
+
+class _Abort(Exception):
+    """Stops lowering one construct after its error was recorded."""
+
+
+# ------------------------------------------------------------------ files and scopes
+
+
+@dataclass
+class Scope:
+    """What names mean in one space: ops, constants, cells (later layers shadow earlier)."""
+
+    ops: dict[str, ast.OpDef] = field(default_factory=dict)
+    op_origin: dict[str, str] = field(default_factory=dict)  # prelude / import / file / space
+    consts: dict[str, ast.ConstDef] = field(default_factory=dict)
+    const_origin: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SpaceSource:
+    """A space's AST with the scope it was defined in: enough to lower it again."""
+
+    space: ast.SpaceDef
+    scope: Scope
+    sources: dict[str, str]
+
+
+@functools.lru_cache(maxsize=1)
+def _prelude() -> tuple[ast.OpDef, ...]:
+    return tuple(i for i in parse(ops.PRELUDE, "<prelude>").items if isinstance(i, ast.OpDef))
+
+
+@dataclass
+class Program:
+    """Every space of a file (and the warnings its compilation produced)."""
+
+    file: str
+    spaces: dict[str, SpaceIR]
+    sources_by_space: dict[str, SpaceSource]
+    warnings: list
+    sources: dict[str, str]
+
+
+def compile_path(path: str | Path, allow_outside: bool = False) -> Program:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NflcError(f"cannot read {path}: {exc.strerror or exc}", hint="check the path") from None
+    return compile_text(text, str(path), base_dir=path.resolve().parent, allow_outside=allow_outside)
+
+
+def compile_text(text: str, file: str = "<string>", base_dir: Path | None = None,
+                 allow_outside: bool = False) -> Program:
+    bag = DiagnosticBag(sources={file: text})
+    try:
+        module = parse(text, file)
+    except NflcError as exc:
+        exc.sources.setdefault(file, text)
+        raise
+    root = (base_dir or Path.cwd()).resolve()
+    file_scope = Scope()
+    for d in _prelude():
+        file_scope.ops[d.name], file_scope.op_origin[d.name] = d, "prelude"
+    _load_imports(module, root, root, allow_outside, bag, file_scope, stack=())
+    _add_top_level(module, bag, file_scope, origin="file")
+    spaces: dict[str, SpaceIR] = {}
+    srcs: dict[str, SpaceSource] = {}
+    space_defs = [i for i in module.items if isinstance(i, ast.SpaceDef)]
+    for sd in space_defs:
+        if sd.name in srcs:
+            bag.error(f"space '{sd.name}' is defined twice", sd.span, "give each space its own name")
+            continue
+        src = SpaceSource(sd, _space_scope(sd, file_scope, bag), bag.sources)
+        srcs[sd.name] = src
+        ir = Lowerer(src, bag).lower()
+        if ir is not None:
+            spaces[sd.name] = ir
+    if not space_defs:
+        bag.error("no space is defined in this file", Span(file, 1, 1),
+                  "write 'space NAME { input [...] cell {...} network = ... }'")
+    _warn_unused_top_level(module, srcs, bag)
+    bag.raise_if_errors()
+    return Program(file, spaces, srcs, bag.warnings, bag.sources)
+
+
+def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: bool, bag: DiagnosticBag,
+                  scope: Scope, stack: tuple[Path, ...]) -> None:
+    for imp in (i for i in module.items if isinstance(i, ast.Import)):
+        target = (here / imp.path).resolve()
+        if not allow_outside and not target.is_relative_to(root):
+            bag.error(f"import '{imp.path}' leaves the directory tree of the importing file ({root})", imp.span,
+                      "move the file under that directory, or pass --allow-outside-imports (API: allow_outside=True)")
+            continue
+        if target in stack:
+            bag.error(f"import cycle: '{imp.path}' imports itself through " + " -> ".join(p.name for p in stack), imp.span)
+            continue
+        try:
+            text = target.read_text()
+        except OSError:
+            bag.error(f"cannot import '{imp.path}': no such file {target}", imp.span,
+                      "import paths are relative to the importing file")
+            continue
+        bag.sources[str(target)] = text
+        try:
+            sub = parse(text, str(target))
+        except NflcError as exc:
+            bag.items.extend(exc.diagnostics)
+            continue
+        _load_imports(sub, root, target.parent, allow_outside, bag, scope, stack + (target,))
+        _add_top_level(sub, bag, scope, origin="import")
+
+
+def _add_top_level(module: ast.Module, bag: DiagnosticBag, scope: Scope, origin: str) -> None:
+    for item in module.items:
+        if isinstance(item, ast.OpDef):
+            _define_op(item, scope, bag, origin)
+        elif isinstance(item, ast.ConstDef):
+            if scope.const_origin.get(item.name) == origin:
+                bag.error(f"constant '{item.name}' is defined twice", item.span)
+            scope.consts[item.name], scope.const_origin[item.name] = item, origin
+
+
+def _define_op(d: ast.OpDef, scope: Scope, bag: DiagnosticBag, origin: str) -> None:
+    if d.name in ops.PRIMS:
+        bag.error(f"'{d.name}' is a builtin op and cannot be redefined", d.name_span,
+                  f"pick another name, e.g. 'my_{d.name}'; a choice can still be labelled '... as {d.name}'")
+        return
+    if scope.op_origin.get(d.name) == origin:
+        bag.error(f"op '{d.name}' is defined twice", d.name_span, "rename one of them")
+        return
+    names = [p.name for p in d.params]
+    for p in d.params:
+        if names.count(p.name) > 1:
+            bag.error(f"parameter '{p.name}' appears twice in op '{d.name}'", p.span)
+            return
+    scope.ops[d.name], scope.op_origin[d.name] = d, origin
+
+
+def _space_scope(sd: ast.SpaceDef, file_scope: Scope, bag: DiagnosticBag) -> Scope:
+    scope = Scope(dict(file_scope.ops), dict(file_scope.op_origin), dict(file_scope.consts),
+                  dict(file_scope.const_origin))
+    for item in sd.items:
+        if isinstance(item, ast.OpDef):
+            _define_op(item, scope, bag, "space")
+        elif isinstance(item, ast.ConstDef):
+            if scope.const_origin.get(item.name) == "space":
+                bag.error(f"constant '{item.name}' is defined twice in space '{sd.name}'", item.span,
+                          "remove one definition")
+            scope.consts[item.name], scope.const_origin[item.name] = item, "space"
+    return scope
+
+
+def _warn_unused_top_level(module: ast.Module, srcs: dict[str, SpaceSource], bag: DiagnosticBag) -> None:
+    used: set[str] = set()
+    for src in srcs.values():
+        used |= getattr(src, "used_names", set())
+    for item in module.items:
+        if isinstance(item, (ast.OpDef, ast.ConstDef)) and item.name not in used and srcs:
+            kind = "op" if isinstance(item, ast.OpDef) else "constant"
+            bag.warning(f"{kind} '{item.name}' is defined but never used", item.span)
+
+
+# ------------------------------------------------------------------ one space
+
+
+class Lowerer:
+    """Lowers one space; records diagnostics in the bag, returns None on error."""
+
+    def __init__(self, src: SpaceSource, bag: DiagnosticBag, overrides: dict[str, int] | None = None,
+                 warn: bool = True):
+        self.src, self.bag, self.sd, self.scope = src, bag, src.space, src.scope
+        self.overrides = dict(overrides or {})
+        self.warn = warn
+        self.const_values: dict[str, int | float | bool] = {}
+        self.evaluating: list[str] = []
+        self.used: set[str] = set()
+        self.bias = True
+        self.errors_before = len(bag.errors)
+
+    # -- expressions
+    def eval(self, e: ast.Expr, local: dict[str, int | bool] | None = None) -> int | float | bool:
+        if isinstance(e, ast.Num):
+            return e.value
+        if isinstance(e, ast.Ref):
+            if local and e.name in local:
+                return local[e.name]
+            if e.name in ("true", "false"):
+                return e.name == "true"
+            return self.const(e.name, e.span, local)
+        if isinstance(e, ast.Neg):
+            v = self.eval(e.operand, local)
+            self._need_number(v, e.operand)
+            return -v
+        a, b = self.eval(e.left, local), self.eval(e.right, local)
+        self._need_number(a, e.left)
+        self._need_number(b, e.right)
+        if e.op == "+":
+            return a + b
+        if e.op == "-":
+            return a - b
+        if e.op == "*":
+            return a * b
+        if e.op == "**":
+            if b < 0 or b > 64:
+                self._fail(f"exponent {b} is out of range (0..64)", e.span)
+            return a**b
+        if b == 0:
+            self._fail("division by zero", e.span)
+        if e.op == "//":
+            return a // b
+        if isinstance(a, int) and isinstance(b, int) and a % b:
+            self._fail(f"{a} / {b} is not a whole number", e.span, "use // for floor division")
+        return a // b if isinstance(a, int) and isinstance(b, int) else a / b
+
+    def _need_number(self, v, e: ast.Expr) -> None:
+        if isinstance(v, bool):
+            self._fail("expected a number, not true/false", e.span)
+
+    def const(self, name: str, span: Span, local=None) -> int | float | bool:
+        self.used.add(name)
+        if name in self.overrides:
+            return self.overrides[name]
+        if name in self.const_values:
+            return self.const_values[name]
+        if name not in self.scope.consts:
+            cands = list(self.scope.consts) + list(local or {})
+            self._fail(f"unknown constant '{name}'", span, did_you_mean(name, cands) or "define it, e.g. 'width 256'")
+        if name in self.evaluating:
+            cycle = " -> ".join(self.evaluating[self.evaluating.index(name):] + [name])
+            self._fail(f"constant '{name}' depends on itself ({cycle})", span)
+        self.evaluating.append(name)
+        try:
+            value = self.eval(self.scope.consts[name].value)
+        finally:
+            self.evaluating.pop()
+        self.const_values[name] = value
+        return value
+
+    def eval_int(self, e: ast.Expr, what: str, local=None, minimum: int | None = None) -> int:
+        v = self.eval(e, local)
+        if isinstance(v, bool) or not isinstance(v, int):
+            self._fail(f"{what} must be a whole number, got {v!r}", e.span,
+                       "1.5M is fine (1500000); 1.5 is not" if isinstance(v, float) else None)
+        if minimum is not None and v < minimum:
+            self._fail(f"{what} must be at least {minimum}, got {v}", e.span)
+        return v
+
+    def _fail(self, msg: str, span: Span | None, hint: str | None = None):
+        self.bag.error(msg, span, hint)
+        raise _Abort
+
+    def _try(self, fn, *args):
+        try:
+            return fn(*args)
+        except _Abort:
+            return None
+
+    # -- the space
+    def lower(self) -> SpaceIR | None:
+        sd = self.sd
+        items = sd.items
+        opts = [i for i in items if isinstance(i, ast.Option)]
+        prune, init = False, "he_normal"
+        for o in opts:
+            if o.name == "bias":
+                self.bias = o.value == "true"
+            elif o.name == "prune":
+                prune = True
+            elif o.value not in INIT_SCHEMES:
+                self.bag.error(f"unknown init scheme '{o.value}'", o.span,
+                               did_you_mean(o.value, INIT_SCHEMES) or "one of: " + ", ".join(INIT_SCHEMES))
+            else:
+                init = o.value
+        inputs = [i for i in items if isinstance(i, ast.InputStmt)]
+        input_shape = None
+        if not inputs:
+            self.bag.error(f"space '{sd.name}' has no input shape", sd.span, "add e.g. 'input [784]' or 'input [3, 32, 32]'")
+        else:
+            for extra in inputs[1:]:
+                self.bag.error("input is declared twice", extra.span, "keep one 'input [...]'")
+            input_shape = self._try(lambda: tuple(self.eval_int(d, "an input dimension", minimum=1) for d in inputs[0].dims))
+            if input_shape is not None and len(input_shape) not in (1, 3):
+                self.bag.error(f"input shape {list(input_shape)} is neither [features] nor [channels, height, width]",
+                               inputs[0].span)
+                input_shape = None
+        cells = self._lower_cells()
+        nets = [i for i in items if isinstance(i, ast.NetworkDef)]
+        if not nets:
+            self.bag.error(f"space '{sd.name}' has no network", sd.span,
+                           "add e.g. 'network = flatten >> linear(width) >> relu >> cell >> linear(classes)'")
+        for extra in nets[1:]:
+            self.bag.error("network is defined twice", extra.span, "keep one 'network = ...'")
+        network = instances = None
+        if nets and input_shape is not None and cells is not None:
+            res = self._try(self._lower_network, nets[0], input_shape, cells)
+            if res is not None:
+                network, instances = res
+        budgets = [b for b in (self._try(self._budget, b) for b in items if isinstance(b, ast.Budget)) if b]
+        requires = [r for r in (self._try(self._require, r) for r in items if isinstance(r, ast.Require)) if r]
+        uniques = [u for u in items if isinstance(u, ast.Unique)]
+        # evaluate every constant once, so a broken unused one is still reported
+        for name, c in self.scope.consts.items():
+            if self.scope.const_origin[name] == "space":
+                self._try(self.const, name, c.span)
+                self.used.discard(name) if name not in self._referenced_names() else None
+        if self.warn:
+            self._warnings(cells or {}, network, instances)
+        self.src.used_names = self.used | self._referenced_names()
+        if len(self.bag.errors) > self.errors_before or network is None:
+            return None
+        consts = {k: v for k, v in ((k, self.const_values.get(k)) for k in self.scope.consts) if isinstance(v, int) and not isinstance(v, bool)}
+        consts.update({k: v for k, v in self.overrides.items()})
+        used_cells = {st.cell for st in network if st.kind == "cell"}
+        return SpaceIR(
+            name=sd.name, file=sd.span.file, constants=consts, input_shape=list(input_shape),
+            output_shape=network[-1].shape_out if network else list(input_shape), bias=self.bias, prune=prune,
+            init=init, cells={k: v for k, v in cells.items() if k in used_cells}, instances=list(instances),
+            instance_cell=dict(instances), network=network, budgets=budgets, requires=requires,
+            unique=bool(uniques))
+
+    def _referenced_names(self) -> set[str]:
+        return self.used
+
+    # -- cells
+    def _lower_cells(self) -> dict[str, CellIR] | None:
+        out: dict[str, CellIR] = {}
+        self.cell_defs: dict[str, ast.CellDef] = {}
+        ok = True
+        for cd in (i for i in self.sd.items if isinstance(i, ast.CellDef)):
+            name = cd.name or "cell"
+            if name in self.cell_defs:
+                self.bag.error(f"cell '{name}' is defined twice", cd.span,
+                               "name cells to have several: 'cell normal { ... }'")
+                ok = False
+                continue
+            self.cell_defs[name] = cd
+            cell = self._try(self._lower_cell, cd, name)
+            if cell is None:
+                ok = False
+            else:
+                out[name] = cell
+        return out if ok else None
+
+    def _lower_cell(self, cd: ast.CellDef, name: str) -> CellIR:
+        if not cd.nodes:
+            self._fail(f"cell '{name}' does not say how many nodes it has", cd.span, "add 'nodes 4' (X0 input .. X3 output)")
+        if len(cd.nodes) > 1:
+            self._fail(f"cell '{name}' declares its nodes twice", cd.nodes[1].span)
+        ns = cd.nodes[0]
+        if ns.names is not None:
+            names = list(ns.names)
+            dup = [n for n in names if names.count(n) > 1]
+            if dup:
+                self._fail(f"node '{dup[0]}' is named twice", ns.span)
+        else:
+            n = self.eval_int(ns.count, "the node count", minimum=2)
+            if n > 64:
+                self._fail(f"a cell of {n} nodes is too large (at most 64)", ns.span)
+            names = [f"X{i}" for i in range(n)]
+        n = len(names)
+        if n < 2:
+            self._fail("a cell needs at least 2 nodes (input and output)", ns.span)
+        edges: dict[tuple[int, int], EdgeIR] = {}
+        explicit: dict[tuple[int, int], Span] = {}
+        for es in cd.edges:
+            choices = self._try(self._lower_choices, es)
+            if es.src is None:
+                pairs = [(s, t) for t in range(1, n) for s in range(t)]
+            else:
+                s = self._try(self._node_index, es.src, names)
+                t = self._try(self._node_index, es.dst, names)
+                if s is None or t is None:
+                    continue
+                if s >= t:
+                    self.bag.error(f"edge {es.src.value} -> {es.dst.value} does not go forward", es.span,
+                                   "edges go from an earlier node to a later one (the cell is a DAG in node order)")
+                    continue
+                pairs = [(s, t)]
+                if (s, t) in explicit:
+                    self.bag.warning(f"edge {s} -> {t} is given again; the later statement wins", es.span)
+                explicit[(s, t)] = es.span
+            if choices is None:
+                continue
+            for s, t in pairs:
+                edges[(s, t)] = EdgeIR(src=s, dst=t, choices=choices, span=_sspan(es.span))
+        if not cd.edges:
+            self.bag.warning(f"cell '{name}' has no edges: its output is always zero", cd.span)
+        return CellIR(name=name, nodes=n, node_names=names,
+                      edges=[edges[k] for k in sorted(edges, key=lambda st: (st[1], st[0]))], span=_sspan(cd.span))
+
+    def _node_index(self, ref: ast.NodeRef, names: list[str]) -> int:
+        n = len(names)
+        if isinstance(ref.value, int):
+            if not 0 <= ref.value < n:
+                self._fail(f"node {ref.value} is out of range: this cell has nodes 0..{n - 1}", ref.span,
+                           f"raise 'nodes' to {ref.value + 1} or use a node below {n}")
+            return ref.value
+        if ref.value in names:
+            return names.index(ref.value)
+        if ref.value.startswith("X") and ref.value[1:].isdigit():
+            return self._node_index(ast.NodeRef(int(ref.value[1:]), ref.span), names)
+        self._fail(f"unknown node '{ref.value}'", ref.span, did_you_mean(ref.value, names) or f"nodes are {', '.join(names)}")
+
+    def _lower_choices(self, es: ast.EdgeStmt) -> list[ChoiceIR]:
+        out: list[ChoiceIR] = []
+        seen: dict[str, Span] = {}
+        ok = True
+        for item in es.choices:
+            prims = self._try(self._expand_seq, item.op, {}, (), False)
+            if prims is None:
+                ok = False
+                continue
+            label = item.label or item.op.text
+            if label in seen:
+                self.bag.error(f"the choice '{label}' appears twice on this edge", item.span,
+                               "remove the duplicate, or tell them apart with 'as NAME'")
+                ok = False
+                continue
+            if _ID_RESERVED & set(label):
+                self.bag.error(f"the choice '{label}' cannot name itself in architecture ids (it contains one of | ~ + ;)",
+                               item.span, f"give it a name: '{item.op.text} as NAME'")
+                ok = False
+                continue
+            seen[label] = item.span
+            out.append(ChoiceIR(label=label, prims=[PrimIR(name=p.name, args=dict(p.args)) for p in prims],
+                                aliases=self._aliases(label, prims), span=_sspan(item.span)))
+        if not ok:
+            raise _Abort
+        return out
+
+    def _aliases(self, label: str, prims: tuple[ops.Prim, ...]) -> list[str]:
+        names = []
+        for name, origin in self.scope.op_origin.items():
+            d = self.scope.ops[name]
+            if origin == "prelude" and name != label and not d.params:
+                if self._try(self._expand_seq, d.body, {}, (), False) == prims:
+                    names.append(name)
+        for builtin in ("zero", "skip"):
+            if builtin != label and prims == (ops.Prim(builtin),):
+                names.append(builtin)
+        return names
+
+    # -- op expressions -> primitives
+    def _expand_seq(self, seq: ast.OpSeq, local: dict, stack: tuple[str, ...], allow_cells: bool) -> tuple[ops.Prim, ...]:
+        out: list[ops.Prim] = []
+        for term in seq.items:
+            out.extend(self._expand_term(term, local, stack, allow_cells))
+        return tuple(out)
+
+    def _expand_term(self, term, local, stack, allow_cells) -> tuple[ops.Prim, ...]:
+        if isinstance(term, ast.OpSeq):
+            return self._expand_seq(term, local, stack, allow_cells)
+        if isinstance(term, ast.Repeat):
+            if term.count < 1:
+                self._fail("a repeat count must be at least 1", term.span)
+            if term.mode is not None:
+                self._fail(f"'{term.mode}' applies to cells in the network only", term.span)
+            return self._expand_term(term.body, local, stack, allow_cells) * term.count
+        return self._expand_call(term, local, stack)
+
+    def _expand_call(self, call: ast.OpCall, local: dict, stack: tuple[str, ...]) -> tuple[ops.Prim, ...]:
+        name = call.name
+        if name in self.scope.ops:
+            self.used.add(name)
+            d = self.scope.ops[name]
+            if name in stack:
+                self._fail(f"op '{name}' is defined in terms of itself ({' -> '.join(stack + (name,))})", call.span)
+            params = d.params
+            bound = self._bind_args(call, [(p.name, p.default) for p in params], local, name)
+            return self._expand_seq(d.body, bound, stack + (name,), False)
+        if name in ops.PRIMS:
+            spec = ops.PRIMS[name]
+            bound = self._bind_args(call, [(p.name, p.default) for p in spec.params], local, name, spec)
+            args = tuple((p.name, bound[p.name]) for p in spec.params if p.name in bound)
+            return (ops.Prim(name, args),)
+        if name == "cell" or name in getattr(self, "cell_defs", {}):
+            self._fail(f"cell '{name}' can only be used in the network, not inside an op", call.span)
+        cands = list(self.scope.ops) + list(ops.PRIMS)
+        self._fail(f"unknown op '{name}'", call.span, did_you_mean(name, cands) or "see 'nflc ops' for the builtin ops")
+
+    def _bind_args(self, call: ast.OpCall, params, local, name, spec: ops.PrimSpec | None = None) -> dict:
+        names = [p for p, _ in params]
+        if len(call.args) > len(params):
+            sig = ", ".join(names) or "no arguments"
+            self._fail(f"'{name}' takes {len(params)} argument{'s' * (len(params) != 1)} ({sig}) but {len(call.args)} were given",
+                       call.span)
+        values: dict[str, object] = {}
+        for (pname, _), arg in zip(params, call.args):
+            values[pname] = (arg, local)
+        for kw in call.kwargs:
+            if kw.name not in names:
+                self._fail(f"'{name}' has no parameter '{kw.name}'", kw.span,
+                           did_you_mean(kw.name, names) or f"its parameters are: {', '.join(names) or 'none'}")
+            if kw.name in values:
+                self._fail(f"'{kw.name}' is given twice", kw.span)
+            values[kw.name] = (kw.value, local)
+        out: dict[str, int | bool] = {}
+        types = {p.name: p.type for p in spec.params} if spec else {}
+        for pname, default in params:
+            if pname in values:
+                expr, env = values[pname]
+                v = self.eval(expr, env)
+                if types.get(pname) == "bool" and not isinstance(v, bool):
+                    self._fail(f"'{pname}' of '{name}' must be true or false, got {v!r}", expr.span)
+                if types.get(pname) == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+                    self._fail(f"'{pname}' of '{name}' must be a whole number, got {v!r}", expr.span)
+                if types.get(pname) == "int" and v < (0 if pname == "padding" else 1):
+                    self._fail(f"'{pname}' of '{name}' must be positive, got {v}", expr.span)
+                out[pname] = v
+            elif spec is None:
+                if default is None:
+                    self._fail(f"'{name}' needs its argument '{pname}'", call.span,
+                               f"call it as {name}({', '.join(names)})")
+                out[pname] = self.eval(default, local)
+            elif default == "required":
+                self._fail(f"'{name}' needs its argument '{pname}'", call.span, f"e.g. {name}({pname}=3)" if pname == "k" else None)
+            elif default == "same_padding":
+                out[pname] = int(out.get("k", 1)) // 2
+            elif default == "space_bias":
+                out[pname] = self.bias
+            elif default != "in_channels":
+                out[pname] = default
+        return out
+
+    # -- the macro network
+    def _lower_network(self, net: ast.NetworkDef, input_shape, cells: dict[str, CellIR]):
+        stages: list[StageIR] = []
+        instances: dict[str, str] = {}
+        shape = tuple(input_shape)
+
+        def visit(term, shape, mode):
+            if isinstance(term, ast.OpSeq):
+                for t in term.items:
+                    shape = visit(t, shape, mode)
+                return shape
+            if isinstance(term, ast.Repeat):
+                if term.count < 1:
+                    self._fail("a repeat count must be at least 1", term.span)
+                if term.mode == "independent" and not _mentions_cell(term.body, cells):
+                    self._fail("'independent' repeats need a cell to repeat", term.span)
+                for k in range(term.count):
+                    shape = visit(term.body, shape, (term.mode, len(stages), k) if term.mode == "independent" else mode)
+                return shape
+            name = term.name
+            if name in cells and name not in self.scope.ops:
+                if term.has_parens:
+                    self._fail(f"cell '{name}' takes no arguments", term.span)
+                cell = cells[name]
+                self.used.add(name)
+                inst = name if mode is None else f"{name}#{len(instances)}"
+                if mode is not None and inst in instances:
+                    inst = f"{name}#{len(instances)}"
+                instances.setdefault(inst, name)
+                self._check_cell_shape(cell, shape, term.span)
+                stages.append(StageIR(kind="cell", cell=name, instance=inst, shape_in=list(shape),
+                                      shape_out=list(shape), span=_sspan(term.span)))
+                return shape
+            if name == "cell" and not cells:
+                self._fail("the network uses 'cell' but the space defines no cell", term.span,
+                           "add 'cell { nodes 4  edge * : zero | skip | linear }'")
+            if name not in self.scope.ops and name not in ops.PRIMS and name not in cells:
+                cands = list(cells) + list(self.scope.ops) + list(ops.PRIMS)
+                self._fail(f"unknown op or cell '{name}'", term.span, did_you_mean(name, cands))
+            for p in self._expand_call(term, {}, ()):
+                p = ops.bind(p, shape)
+                try:
+                    out_shape, params, flops = ops.seq_cost((p,), shape)
+                except ops.ShapeError as exc:
+                    self._fail(f"{p.name} cannot take shape {list(shape)}: {exc}", term.span)
+                stages.append(StageIR(kind="prim", prim=PrimIR(name=p.name, args=dict(p.args)), shape_in=list(shape),
+                                      shape_out=list(out_shape), params=params, flops=flops, span=_sspan(term.span)))
+                shape = out_shape
+            return shape
+
+        visit(net.body, shape, None)
+        return stages, instances
+
+    def _check_cell_shape(self, cell: CellIR, shape, span: Span) -> None:
+        bad = False
+        for e in cell.edges:
+            for c in e.choices:
+                try:
+                    out = ops.seq_cost(c.prim_tuple(), tuple(shape))[0]
+                except ops.ShapeError as exc:
+                    self.bag.error(f"op '{c.label}' on edge {e.src} -> {e.dst} cannot take the cell's shape {list(shape)}: {exc}",
+                                   _span(c.span) or span)
+                    bad = True
+                    continue
+                if list(out) != list(shape):
+                    self.bag.error(f"op '{c.label}' on edge {e.src} -> {e.dst} changes the shape {list(shape)} -> {list(out)}",
+                                   _span(c.span) or span,
+                                   "cell nodes are sums of their edges, so every edge op must keep the shape")
+                    bad = True
+        if bad:
+            raise _Abort
+
+    # -- budgets and constraints
+    def _budget(self, b: ast.Budget) -> BudgetIR:
+        if b.metric not in BUDGET_METRICS:
+            self._fail(f"unknown budget metric '{b.metric}'", b.metric_span,
+                       did_you_mean(b.metric, BUDGET_METRICS) or "budgets are on params or flops")
+        value = self.eval_int(b.value, "the budget", minimum=1)
+        tol = 0.0
+        if b.tolerance is not None:
+            t = self.eval(b.tolerance)
+            if isinstance(t, bool) or t < 0:
+                self._fail("the tolerance must be a non-negative number", b.tolerance.span)
+            tol = value * t / 100 if b.percent else float(t)
+        if b.scale is not None:
+            if b.scale not in self.scope.consts:
+                self._fail(f"'scale {b.scale}': no constant named '{b.scale}'", b.scale_span,
+                           did_you_mean(b.scale, self.scope.consts) or "scale names the constant to solve for, e.g. 'scale width'")
+            if b.cmp != "==":
+                self._fail("'scale' solves for a target, so the budget must use '=='", b.span,
+                           f"write 'budget {b.metric} == {b.value.text if isinstance(b.value, ast.Num) else '...'} +- 2% scale {b.scale}'")
+            self.used.add(b.scale)
+        return BudgetIR(metric=b.metric, cmp=b.cmp, value=value, tolerance=tol, scale=b.scale, span=_sspan(b.span))
+
+    def _require(self, r: ast.Require) -> RequireIR:
+        if r.metric not in REQUIRE_METRICS:
+            self._fail(f"unknown constraint metric '{r.metric}'", r.metric_span,
+                       did_you_mean(r.metric, REQUIRE_METRICS) or "one of: " + ", ".join(REQUIRE_METRICS))
+        v = self.eval(r.value)
+        if isinstance(v, bool):
+            self._fail("a constraint compares with a number", r.value.span)
+        return RequireIR(metric=r.metric, cmp=r.cmp, value=float(v), span=_sspan(r.span))
+
+    def _warnings(self, cells, network, instances) -> None:
+        for name, d in self.scope.ops.items():
+            if self.scope.op_origin[name] == "space" and name not in self.used:
+                self.bag.warning(f"op '{name}' is defined but never used", d.name_span)
+        for name, c in self.scope.consts.items():
+            if self.scope.const_origin[name] == "space" and name not in self.used:
+                self.bag.warning(f"constant '{name}' is defined but never used", c.span)
+        for name, cd in getattr(self, "cell_defs", {}).items():
+            if network is not None and name not in self.used:
+                self.bag.warning(f"cell '{name}' is defined but the network never uses it", cd.span)
+        if network and "classes" in self.const_values:
+            k = self.const_values["classes"]
+            if network[-1].shape_out != [k]:
+                net = next(i for i in self.sd.items if isinstance(i, ast.NetworkDef))
+                self.bag.warning(f"the network ends in shape {network[-1].shape_out}, not [classes] = [{k}]", net.span,
+                                 "end it with 'linear(classes)'")
+
+
+def _span(s: SourceSpan | None) -> Span | None:
+    return Span(s.file, s.line, s.column) if s else None
+
+
+def _mentions_cell(term, cells) -> bool:
+    if isinstance(term, ast.OpSeq):
+        return any(_mentions_cell(t, cells) for t in term.items)
+    if isinstance(term, ast.Repeat):
+        return _mentions_cell(term.body, cells)
+    return term.name in cells
+
+
+def relower(src: SpaceSource, overrides: dict[str, int]) -> SpaceIR:
+    """Lower a space again with some constants overridden (raises on any error)."""
+    bag = DiagnosticBag(sources=src.sources)
+    ir = Lowerer(src, bag, overrides, warn=False).lower()
+    bag.raise_if_errors(SemanticError)
+    assert ir is not None
+    return ir

@@ -1,0 +1,156 @@
+"""The IR: a checked, fully resolved space, as JSON-serialisable pydantic models.
+
+Produced by :func:`nflc.ir.lower.lower`; consumed by :mod:`nflc.space` (counting,
+enumeration), :mod:`nflc.cost`, :mod:`nflc.graph` and the backends. ``SpaceIR.to_text()``
+prints one stable line per node; ``SpaceIR.lint()`` checks the invariants.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from nflc import ops
+
+
+class SourceSpan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    file: str
+    line: int
+    column: int
+
+
+class PrimIR(BaseModel):
+    """A primitive op with its arguments (shape-dependent defaults are bound in place)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    args: dict[str, int | bool] = {}
+
+    def to_prim(self) -> ops.Prim:
+        spec = ops.PRIMS[self.name]
+        order = [p.name for p in spec.params]
+        return ops.Prim(self.name, tuple((k, self.args[k]) for k in order if k in self.args))
+
+    def __str__(self) -> str:
+        return str(self.to_prim())
+
+
+class ChoiceIR(BaseModel):
+    label: str  # the name architecture ids use
+    prims: list[PrimIR]
+    aliases: list[str] = []  # other names ids may use for it (NAS-Bench-201's, for instance)
+    span: SourceSpan | None = None
+
+    def prim_tuple(self) -> tuple[ops.Prim, ...]:
+        return tuple(p.to_prim() for p in self.prims)
+
+
+class EdgeIR(BaseModel):
+    src: int
+    dst: int
+    choices: list[ChoiceIR]
+    span: SourceSpan | None = None
+
+
+class CellIR(BaseModel):
+    name: str
+    nodes: int  # H + 1: X0 (input) .. XH (output)
+    node_names: list[str]
+    edges: list[EdgeIR]  # sorted by (dst, src): NAS-Bench-201's order
+    span: SourceSpan | None = None
+
+
+class StageIR(BaseModel):
+    """One step of the macro network: a primitive op or one placement of a cell."""
+
+    kind: Literal["prim", "cell"]
+    prim: PrimIR | None = None
+    cell: str | None = None
+    instance: str | None = None  # placements with the same instance share their choices
+    shape_in: list[int]
+    shape_out: list[int]
+    params: int = 0  # of a primitive stage; cell costs depend on the architecture
+    flops: int = 0
+    span: SourceSpan | None = None
+
+
+class BudgetIR(BaseModel):
+    metric: Literal["params", "flops"]
+    cmp: Literal["<=", ">=", "==", "!=", "<", ">"]
+    value: int
+    tolerance: float = 0.0  # absolute, same unit as value
+    scale: str | None = None  # a constant to solve for (`scale width`)
+    span: SourceSpan | None = None
+
+
+class RequireIR(BaseModel):
+    metric: str
+    cmp: Literal["<=", ">=", "==", "!=", "<", ">"]
+    value: float
+    span: SourceSpan | None = None
+
+
+class SpaceIR(BaseModel):
+    name: str
+    file: str
+    constants: dict[str, int]
+    input_shape: list[int]
+    output_shape: list[int]
+    bias: bool = True
+    prune: bool = False  # leave dead edges out of modules and parameter counts
+    init: str = "he_normal"
+    cells: dict[str, CellIR]
+    instances: list[str]  # choice-carrying cell instances, in network order
+    instance_cell: dict[str, str]
+    network: list[StageIR]
+    budgets: list[BudgetIR] = []
+    requires: list[RequireIR] = []
+    unique: bool = False
+
+    def to_text(self) -> str:
+        """One stable line per node (for diffs and golden tests)."""
+        lines = [f"space {self.name}  input={self.input_shape} output={self.output_shape}"
+                 f" bias={str(self.bias).lower()} prune={str(self.prune).lower()} init={self.init}"]
+        for k, v in self.constants.items():
+            lines.append(f"  const {k} = {v}")
+        for cell in self.cells.values():
+            lines.append(f"  cell {cell.name} nodes={cell.nodes}")
+            for e in cell.edges:
+                ch = " | ".join(f"{c.label}=" + " >> ".join(str(p) for p in c.prims) for c in e.choices)
+                lines.append(f"    edge {e.src}->{e.dst}: {ch}")
+        for i, st in enumerate(self.network):
+            what = str(st.prim) if st.kind == "prim" else f"cell {st.cell} [{st.instance}]"
+            lines.append(f"  %{i} = {what}  {st.shape_in} -> {st.shape_out}"
+                         + (f"  params={st.params} flops={st.flops}" if st.kind == "prim" else ""))
+        for b in self.budgets:
+            lines.append(f"  budget {b.metric} {b.cmp} {b.value} +- {b.tolerance}" + (f" scale {b.scale}" if b.scale else ""))
+        for r in self.requires:
+            lines.append(f"  require {r.metric} {r.cmp} {r.value}")
+        if self.unique:
+            lines.append("  unique")
+        return "\n".join(lines)
+
+    def lint(self) -> list[str]:
+        """Invariant violations (empty when the IR is well formed)."""
+        bad: list[str] = []
+        for cell in self.cells.values():
+            keys = [(e.dst, e.src) for e in cell.edges]
+            if keys != sorted(set(keys)):
+                bad.append(f"cell {cell.name}: edges not sorted by (dst, src) or duplicated")
+            for e in cell.edges:
+                if not 0 <= e.src < e.dst < cell.nodes:
+                    bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} out of range")
+                labels = [c.label for c in e.choices]
+                if len(set(labels)) != len(labels) or not labels:
+                    bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} has empty or repeated labels")
+        for st in self.network:
+            if st.kind == "cell" and (st.instance not in self.instance_cell or st.cell not in self.cells):
+                bad.append(f"stage {st} refers to an unknown cell instance")
+        for a, b in zip(self.network, self.network[1:]):
+            if a.shape_out != b.shape_in:
+                bad.append(f"shape chain broken between {a} and {b}")
+        if self.network and self.network[-1].shape_out != self.output_shape:
+            bad.append("output shape does not match the last stage")
+        return bad

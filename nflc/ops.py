@@ -1,0 +1,270 @@
+"""The registry of primitive ops: parameters, shape rule, parameter and FLOP counts.
+
+Every primitive declares here what the compiler, the cost model and the analyzers need, so
+they cannot disagree; the torch backend (:mod:`nflc.backends.torch`) builds each one by
+the same name. Composite ops (``relu >> conv2d(3) >> batchnorm``) are sequences of
+primitives. FLOPs are multiply-accumulates of the forward pass of one input:
+convolutions and linear layers (bias adds included); element-wise work (ReLU, batch norm,
+pooling) is not counted. NAS-Bench-201's published FLOPs count that work too, so on CIFAR-10
+they exceed nflc's by 0.16M plus 0.43M per conv edge and 1.29M per pooling edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+Shape = tuple[int, ...]
+ArgValue = int | bool
+
+
+class ShapeError(ValueError):
+    """An op cannot take an input of this shape; the message says why and what fits."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: Literal["int", "bool"]
+    # a constant, or "required", "in_channels" (the input's channel/feature count),
+    # "same_padding" (k // 2), "space_bias" (the space's `bias` option)
+    default: ArgValue | str = "required"
+
+
+@dataclass(frozen=True)
+class Prim:
+    """A primitive op with resolved arguments (hashable, used as a cost-table key)."""
+
+    name: str
+    args: tuple[tuple[str, ArgValue], ...] = ()
+
+    def arg(self, name: str) -> ArgValue:
+        return dict(self.args)[name]
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.name
+        return f"{self.name}(" + ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.args) + ")"
+
+
+@dataclass(frozen=True)
+class PrimSpec:
+    name: str
+    params: tuple[ParamSpec, ...]
+    doc: str
+    shape: Callable[[Prim, Shape], Shape]
+    n_params: Callable[[Prim, Shape], int] = lambda p, s: 0
+    flops: Callable[[Prim, Shape, Shape], int] = lambda p, si, so: 0
+    parameterized: bool = False
+    kind: str = "other"  # semantic class used by the analyzers (docs/CONTRACTS.md)
+    kernel: Callable[[Prim], int | None] = lambda p: None
+    aliases: tuple[str, ...] = field(default=())
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _need_rank(p: Prim, shape: Shape, rank: int, fix: str) -> None:
+    if len(shape) != rank:
+        want = "[features]" if rank == 1 else "[channels, height, width]"
+        raise ShapeError(f"{p.name} expects an input of shape {want} but gets {list(shape)}; {fix}")
+
+
+def _linear_shape(p: Prim, s: Shape) -> Shape:
+    _need_rank(p, s, 1, "put flatten or global_avg_pool before it")
+    return (int(p.arg("out")),)
+
+
+def _conv_out(size: int, k: int, stride: int, pad: int, who: str) -> int:
+    out = (size + 2 * pad - k) // stride + 1
+    if out < 1:
+        raise ShapeError(f"{who} with kernel {k}, stride {stride}, padding {pad} leaves no output from size {size}")
+    return out
+
+
+def _conv_shape(p: Prim, s: Shape) -> Shape:
+    _need_rank(p, s, 3, "conv2d works on images; check the space's input")
+    k, st, pad = int(p.arg("k")), int(p.arg("stride")), int(p.arg("padding"))
+    return (int(p.arg("out")), _conv_out(s[1], k, st, pad, "conv2d"), _conv_out(s[2], k, st, pad, "conv2d"))
+
+
+def _pool_shape(p: Prim, s: Shape) -> Shape:
+    _need_rank(p, s, 3, "pooling works on images")
+    k, st, pad = int(p.arg("k")), int(p.arg("stride")), int(p.arg("padding"))
+    return (s[0], _conv_out(s[1], k, st, pad, p.name), _conv_out(s[2], k, st, pad, p.name))
+
+
+def _resblock_shape(p: Prim, s: Shape) -> Shape:
+    _need_rank(p, s, 3, "resblock works on images")
+    st = int(p.arg("stride"))
+    return (int(p.arg("out")), _conv_out(s[1], 3, st, 1, "resblock"), _conv_out(s[2], 3, st, 1, "resblock"))
+
+
+def resblock_parts(p: Prim, s: Shape) -> list[tuple[Prim, Shape]]:
+    """NAS-Bench-201's ResNet basic block as primitives, with their input shapes.
+
+    conv_a = relu >> conv3x3(stride) >> bn, conv_b = relu >> conv3x3 >> bn, and a shortcut:
+    avg_pool(2, stride 2) >> conv1x1 when the stride is 2, relu >> conv1x1 >> bn when only
+    the channels change, identity otherwise.
+    """
+    c_in, c_out, st = s[0], int(p.arg("out")), int(p.arg("stride"))
+    conv = lambda k, out, stride, pad: Prim("conv2d", (("k", k), ("out", out), ("stride", stride), ("padding", pad), ("bias", False)))  # noqa: E731
+    bn = Prim("batchnorm")
+    parts: list[tuple[Prim, Shape]] = []
+    a_in = s
+    a_conv = conv(3, c_out, st, 1)
+    mid = _conv_shape(a_conv, a_in)
+    parts += [(Prim("relu"), a_in), (a_conv, a_in), (bn, mid)]
+    b_conv = conv(3, c_out, 1, 1)
+    parts += [(Prim("relu"), mid), (b_conv, mid), (bn, mid)]
+    if st == 2:
+        pool = Prim("avg_pool", (("k", 2), ("stride", 2), ("padding", 0)))
+        pooled = _pool_shape(pool, s)
+        parts += [(pool, s), (conv(1, c_out, 1, 0), pooled)]
+    elif c_in != c_out:
+        parts += [(Prim("relu"), s), (conv(1, c_out, 1, 0), s), (bn, mid)]
+    return parts
+
+
+def _resblock_params(p: Prim, s: Shape) -> int:
+    return sum(prim_params(q, qs) for q, qs in resblock_parts(p, s))
+
+
+def _resblock_flops(p: Prim, s: Shape, so: Shape) -> int:
+    return sum(prim_flops(q, qs) for q, qs in resblock_parts(p, s))
+
+
+def _linear_params(p: Prim, s: Shape) -> int:
+    out = int(p.arg("out"))
+    return s[0] * out + (out if p.arg("bias") else 0)
+
+
+def _conv_params(p: Prim, s: Shape) -> int:
+    k, out = int(p.arg("k")), int(p.arg("out"))
+    return k * k * s[0] * out + (out if p.arg("bias") else 0)
+
+
+def _conv_flops(p: Prim, s: Shape, so: Shape) -> int:
+    k = int(p.arg("k"))
+    per_pos = k * k * s[0] * so[0] + (so[0] if p.arg("bias") else 0)
+    return per_pos * so[1] * so[2]
+
+
+def _linear_flops(p: Prim, s: Shape, so: Shape) -> int:
+    return s[0] * so[0] + (so[0] if p.arg("bias") else 0)
+
+
+_K = ParamSpec("k", "int")
+_STRIDE = ParamSpec("stride", "int", 1)
+_PAD = ParamSpec("padding", "int", "same_padding")
+_BIAS = ParamSpec("bias", "bool", "space_bias")
+
+PRIMS: dict[str, PrimSpec] = {
+    spec.name: spec
+    for spec in [
+        PrimSpec("zero", (), "no edge: contributes nothing, no parameters", lambda p, s: s, kind="zero"),
+        PrimSpec("skip", (), "identity", lambda p, s: s, kind="skip"),
+        PrimSpec("relu", (), "ReLU", lambda p, s: s),
+        PrimSpec("linear", (ParamSpec("out", "int", "in_channels"), _BIAS), "fully connected layer",
+                 _linear_shape, _linear_params, _linear_flops, parameterized=True, kind="linear"),
+        PrimSpec("conv2d", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, _PAD, _BIAS),
+                 "2-d convolution (k x k, 'same' padding by default)",
+                 _conv_shape, _conv_params, _conv_flops, parameterized=True, kind="conv",
+                 kernel=lambda p: int(p.arg("k"))),
+        PrimSpec("batchnorm", (), "batch normalisation with affine scale and shift",
+                 lambda p, s: s, lambda p, s: 2 * s[0], parameterized=True, kind="other"),
+        PrimSpec("avg_pool", (_K, _STRIDE, _PAD), "average pooling (padding not counted)",
+                 _pool_shape, kind="pool", kernel=lambda p: int(p.arg("k"))),
+        PrimSpec("max_pool", (_K, _STRIDE, _PAD), "max pooling", _pool_shape, kind="pool",
+                 kernel=lambda p: int(p.arg("k"))),
+        PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),)),
+        PrimSpec("global_avg_pool", (), "[C, H, W] -> [C], mean over positions",
+                 lambda p, s: (_need_rank(p, s, 3, "it pools images"), (s[0],))[1]),
+        PrimSpec("resblock", (ParamSpec("out", "int"), _STRIDE), "NAS-Bench-201's ResNet basic block",
+                 _resblock_shape, _resblock_params, _resblock_flops, parameterized=True, kind="other",
+                 kernel=lambda p: 3),
+    ]
+}
+
+
+def bind(p: Prim, shape: Shape) -> Prim:
+    """Fill the arguments that default to the input's channel count (known only in place)."""
+    spec = PRIMS[p.name]
+    have = dict(p.args)
+    missing = [ps.name for ps in spec.params if ps.name not in have and ps.default == "in_channels"]
+    if not missing:
+        return p
+    for name in missing:
+        have[name] = shape[0] if shape else 1
+    return Prim(p.name, tuple((ps.name, have[ps.name]) for ps in spec.params if ps.name in have))
+
+
+def prim_params(p: Prim, shape: Shape) -> int:
+    return PRIMS[p.name].n_params(p, shape)
+
+
+def prim_flops(p: Prim, shape: Shape) -> int:
+    return PRIMS[p.name].flops(p, shape, PRIMS[p.name].shape(p, shape))
+
+
+def seq_bind(prims: tuple[Prim, ...], shape: Shape) -> tuple[Prim, ...]:
+    """Bind every primitive of a sequence to the shape flowing into it."""
+    out = []
+    for p in prims:
+        p = bind(p, shape)
+        out.append(p)
+        shape = PRIMS[p.name].shape(p, shape)
+    return tuple(out)
+
+
+def seq_cost(prims: tuple[Prim, ...], shape: Shape) -> tuple[Shape, int, int]:
+    """(output shape, parameters, FLOPs) of a sequence of primitives."""
+    params = flops = 0
+    for p in prims:
+        p = bind(p, shape)
+        spec = PRIMS[p.name]
+        out = spec.shape(p, shape)
+        params += spec.n_params(p, shape)
+        flops += spec.flops(p, shape, out)
+        shape = out
+    return shape, params, flops
+
+
+def seq_kind(prims: tuple[Prim, ...]) -> str:
+    """The analyzers' semantic class of an edge op (docs/CONTRACTS.md)."""
+    names = [p.name for p in prims]
+    if not names or "zero" in names:
+        return "zero"
+    core = [n for n in names if n != "skip"]
+    if not core:
+        return "skip"
+    if core == ["linear", "relu"] and not prims[names.index("linear")].arg("bias"):
+        return "linear_relu"
+    for kind in ("conv", "linear", "pool"):
+        if any(PRIMS[n].kind == kind for n in core):
+            return kind
+    return "other"
+
+
+def seq_kernel(prims: tuple[Prim, ...]) -> int | None:
+    ks = [k for p in prims if (k := PRIMS[p.name].kernel(p)) is not None]
+    return max(ks) if ks else None
+
+
+def seq_parameterized(prims: tuple[Prim, ...]) -> bool:
+    return any(PRIMS[p.name].parameterized for p in prims) and "zero" not in [p.name for p in prims]
+
+
+# Ops every space may use, written in the language itself (NAS-Bench-201's names among them).
+PRELUDE = """
+op none = zero
+op identity = skip
+op skip_connect = skip
+op nor_conv_1x1 = relu >> conv2d(1) >> batchnorm
+op nor_conv_3x3 = relu >> conv2d(3) >> batchnorm
+op avg_pool_3x3 = avg_pool(3)
+"""

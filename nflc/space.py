@@ -1,0 +1,511 @@
+"""Spaces of architectures: exact counting, enumeration, sampling, ids, filters.
+
+An architecture is one choice per edge of every cell instance. Its raw *index* is its
+position in the full product of choices (instances in network order, edges in (dst, src)
+order, the last edge varying fastest), so ``space.architecture(i)`` is O(1) and counting an
+unfiltered space never enumerates it. Filters (budgets, ``require``, ``unique``) keep the
+raw order; filters that look at one cell at a time (``require`` on topology, ``unique``)
+factor over instances, so filtered spaces of any size still count exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import networkx as nx
+
+from nflc import graph as graphs
+from nflc.cost import Cost, CostModel
+from nflc.errors import SpaceError, did_you_mean
+from nflc.ir.lower import SpaceSource, relower
+from nflc.ir.model import CellIR, SpaceIR
+
+ENUMERATION_LIMIT = 5_000_000  # largest space nflc will walk to count under whole-network filters
+_CMP = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+        ">": lambda a, b: a > b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+def _radix_product(radices: list[int]) -> int:
+    return math.prod(radices) if radices else 1
+
+
+def _decode(index: int, radices: list[int]) -> tuple[int, ...]:
+    out = []
+    for r in reversed(radices):
+        index, d = divmod(index, r)
+        out.append(d)
+    return tuple(reversed(out))
+
+
+def _encode(digits: tuple[int, ...], radices: list[int]) -> int:
+    index = 0
+    for d, r in zip(digits, radices):
+        index = index * r + d
+    return index
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    reason: str
+
+
+class Space:
+    """A lowered space: the set of architectures a .nfl `space` block describes."""
+
+    def __init__(self, ir: SpaceIR, source: SpaceSource | None = None, warnings: list | None = None):
+        self.ir = ir
+        self.name = ir.name
+        self.source = source
+        self.warnings = list(warnings or [])
+        self.instances = list(ir.instances)
+        self.cell_of = {k: ir.cells[ir.instance_cell[k]] for k in self.instances}
+        self.cell_shape = {}
+        for st in ir.network:
+            if st.kind == "cell":
+                self.cell_shape.setdefault(st.instance, tuple(st.shape_in))
+        self.edge_radices = {k: [len(e.choices) for e in self.cell_of[k].edges] for k in self.instances}
+        self.radices = [r for k in self.instances for r in self.edge_radices[k]]
+        self._cost_models: dict[tuple, CostModel] = {(): CostModel(ir)}
+        scaled = [b for b in ir.budgets if b.scale]
+        if len(scaled) > 1:
+            raise SpaceError("only one budget may scale a constant", hint="keep one 'scale' budget")
+        self.scale_budget = scaled[0] if scaled else None
+        self.cell_filters = bool(ir.unique or any(r.metric not in ("params", "flops") for r in ir.requires))
+        self.net_filters = bool(ir.budgets or any(r.metric in ("params", "flops") for r in ir.requires))
+
+    # ---------------------------------------------------------------- counting
+    def raw_count(self) -> int:
+        """Architectures before any filter (budgets, require, unique)."""
+        return _radix_product(self.radices)
+
+    def count(self) -> int:
+        """Exact number of architectures that pass every filter."""
+        if not self.net_filters:
+            return math.prod(len(self._valid_cells(self.cell_of[k].name)) for k in self.instances) if self.cell_filters else self.raw_count()
+        if self.raw_count() > ENUMERATION_LIMIT:
+            raise SpaceError(
+                f"space '{self.name}' has {self.raw_count():.3e} architectures before its budgets; counting them under "
+                "a whole-network budget needs enumeration, which nflc refuses above "
+                f"{ENUMERATION_LIMIT:,}", hint="estimate with 'nflc list --sample K' or drop the budget")
+        return sum(1 for _ in self)
+
+    def __iter__(self) -> Iterator["Architecture"]:
+        for index in self._candidate_indices():
+            arch = Architecture(self, index)
+            if arch.rejection is None:
+                yield arch
+
+    def _candidate_indices(self) -> Iterator[int]:
+        """Raw indices in order whose every cell passes the per-cell filters."""
+        if not self.cell_filters:
+            yield from range(self.raw_count())
+            return
+        per_inst = [self._valid_cells(self.cell_of[k].name) for k in self.instances]
+        inst_radix = [_radix_product(self.edge_radices[k]) for k in self.instances]
+        import itertools
+
+        for combo in itertools.product(*per_inst):
+            yield _encode(combo, inst_radix)
+
+    def rejections(self, limit: int | None = None) -> Iterator[Rejection]:
+        """Architectures the filters drop, with the reason (in raw order)."""
+        n = 0
+        for index in range(self.raw_count()):
+            reason = Architecture(self, index).rejection
+            if reason is not None:
+                yield Rejection(index, reason)
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+
+    # ---------------------------------------------------------------- per-cell filters
+    def cell_count(self, cell: str) -> int:
+        return _radix_product([len(e.choices) for e in self.ir.cells[cell].edges])
+
+    @functools.lru_cache(maxsize=None)
+    def _valid_cells(self, cell: str) -> tuple[int, ...]:
+        """Cell choice indices (within one instance) passing `require` and `unique`."""
+        n = self.cell_count(cell)
+        if n > ENUMERATION_LIMIT:
+            raise SpaceError(f"cell '{cell}' has {n:.3e} choices; per-cell filters need to walk them",
+                             hint="split the cell or drop 'unique'/'require'")
+        ok = [i for i in range(n) if self._cell_reason(cell, i) is None]
+        if self.ir.unique:
+            reps = self._iso_representative(cell)
+            ok = [i for i in ok if reps[i] == i]
+        return tuple(ok)
+
+    def _cell_choice(self, cell: str, i: int) -> tuple[int, ...]:
+        return _decode(i, [len(e.choices) for e in self.ir.cells[cell].edges])
+
+    def _shape_of_cell(self, cell: str) -> tuple[int, ...]:
+        for k in self.instances:
+            if self.cell_of[k].name == cell:
+                return self.cell_shape[k]
+        raise KeyError(cell)
+
+    @functools.lru_cache(maxsize=65536)
+    def cell_graph(self, cell: str, i: int) -> nx.DiGraph:
+        return graphs.cell_graph(self.ir.cells[cell], self._cell_choice(cell, i), self._shape_of_cell(cell))
+
+    @functools.lru_cache(maxsize=65536)
+    def cell_topology(self, cell: str, i: int):
+        from nflc.analysis.topology import topology
+
+        return topology(self.cell_graph(cell, i))
+
+    def _cell_reason(self, cell: str, i: int) -> str | None:
+        reqs = [r for r in self.ir.requires if r.metric not in ("params", "flops")]
+        if not reqs:
+            return None
+        topo = self.cell_topology(cell, i)
+        values = {"paths": topo.paths, "depth": max(topo.depths, default=0), "min_depth": min(topo.depths, default=0),
+                  "mean_depth": topo.mean_depth, "skip_paths": topo.skip_paths, "dead_edges": len(topo.dead_edges)}
+        for r in reqs:
+            v = values[r.metric]
+            if not _CMP[r.cmp](v, r.value):
+                return f"require {r.metric} {r.cmp} {r.value:g}: cell '{cell}' has {r.metric} = {v:g}"
+        return None
+
+    @functools.lru_cache(maxsize=None)
+    def _iso_representative(self, cell: str) -> tuple[int, ...]:
+        """For each cell choice, the first choice (in order) of its isomorphism class.
+
+        Two cells are the same when their computing graphs are isomorphic: zero edges and
+        dead edges (on no input-to-output path) removed, X0 and XH kept in place, edges
+        matched by the primitive ops they apply (not by label). WL hashes bucket the cells;
+        networkx's VF2 decides within a bucket.
+        """
+        n = self.cell_count(cell)
+        reps = [0] * n
+        buckets: dict[str, list[tuple[int, nx.DiGraph]]] = {}
+        em = nx.algorithms.isomorphism.categorical_edge_match("ops", None)
+        nm = nx.algorithms.isomorphism.categorical_node_match("role", None)
+        for i in range(n):
+            g = self._computing_graph(cell, i)
+            key = nx.weisfeiler_lehman_graph_hash(g, edge_attr="ops", node_attr="role") + f"/{g.number_of_edges()}"
+            for j, h in buckets.get(key, []):
+                if nx.is_isomorphic(g, h, node_match=nm, edge_match=em):
+                    reps[i] = j
+                    break
+            else:
+                buckets.setdefault(key, []).append((i, g))
+                reps[i] = i
+        return tuple(reps)
+
+    def _computing_graph(self, cell: str, i: int) -> nx.DiGraph:
+        from nflc.analysis.topology import live_edges
+
+        g = self.cell_graph(cell, i)
+        h = g.number_of_nodes() - 1
+        live, _ = live_edges(g)
+        out = nx.DiGraph()
+        out.add_nodes_from((k, {"role": "in" if k == 0 else "out" if k == h else "mid"}) for k in g.nodes)
+        for s, t in live:
+            out.add_edge(s, t, ops=" >> ".join(g.edges[s, t]["prims"]) + repr(g.edges[s, t].get("kernel")))
+        return out
+
+    # ---------------------------------------------------------------- lookup and sampling
+    def architecture(self, ident: "str | int") -> "Architecture":
+        """An architecture by its id string or raw index (``nflc list`` shows both)."""
+        if isinstance(ident, bool):
+            raise SpaceError(f"not an architecture id: {ident!r}")
+        if isinstance(ident, int) or (isinstance(ident, str) and ident.strip().isdigit()):
+            index = int(ident)
+            if not 0 <= index < self.raw_count():
+                raise SpaceError(f"index {index} is out of range: space '{self.name}' has indices 0..{self.raw_count() - 1}")
+            return Architecture(self, index)
+        if not isinstance(ident, str):
+            raise SpaceError(f"an architecture id is a string or an integer, not {type(ident).__name__}")
+        return Architecture(self, self.parse_id(ident))
+
+    def sample(self, k: int, seed: int = 0, max_tries: int = 100_000) -> list["Architecture"]:
+        """k distinct architectures drawn uniformly from the filtered space (seeded).
+
+        Draws raw indices uniformly without materialising the space and keeps those that
+        pass the filters, which is uniform over the filtered space.
+        """
+        if k < 0:
+            raise SpaceError("the sample size must be non-negative")
+        rng = random.Random(seed)
+        total = self.raw_count()
+        seen: set[int] = set()
+        out: list[Architecture] = []
+        tries = 0
+        while len(out) < k:
+            if len(seen) >= total:
+                break
+            tries += 1
+            if tries > max_tries + 50 * k:
+                raise SpaceError(f"only {len(out)} of {k} samples passed the filters after {tries - 1} draws",
+                                 hint="the filters keep very few architectures; enumerate with 'nflc list' instead")
+            i = rng.randrange(total)
+            if i in seen:
+                continue
+            seen.add(i)
+            a = Architecture(self, i)
+            if a.rejection is None:
+                out.append(a)
+        if len(out) < k:
+            raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {len(out)}")
+        return out
+
+    # ---------------------------------------------------------------- ids
+    def format_id(self, choices: dict[str, tuple[int, ...]]) -> str:
+        return ";".join(_cell_id(self.cell_of[k], choices[k]) for k in self.instances)
+
+    def parse_id(self, text: str) -> int:
+        """Raw index of an id string (NAS-Bench-201's form per cell, ';' between cells)."""
+        parts = text.strip().split(";") if self.instances else [""]
+        if len(parts) != len(self.instances):
+            raise SpaceError(f"id has {len(parts)} cell part(s) but space '{self.name}' has {len(self.instances)} cell "
+                             f"instance(s)", hint=f"ids look like {self.example_id()!r}")
+        digits: list[int] = []
+        for k, part in zip(self.instances, parts):
+            digits.extend(_parse_cell_id(self.cell_of[k], part.strip(), self.example_id()))
+        return _encode(tuple(digits), self.radices)
+
+    def example_id(self) -> str:
+        return self.format_id({k: tuple(0 for _ in self.edge_radices[k]) for k in self.instances})
+
+    # ---------------------------------------------------------------- costs
+    def cost_model(self, overrides: dict[str, int] | None = None) -> CostModel:
+        key = tuple(sorted((overrides or {}).items()))
+        if key not in self._cost_models:
+            if self.source is None:
+                raise SpaceError("this space was built without its source; it cannot be re-lowered at another width")
+            ir = relower(self.source, dict(overrides or {}))
+            self._cost_models[key] = CostModel(ir)
+        return self._cost_models[key]
+
+    def lowered(self, overrides: dict[str, int] | None = None) -> SpaceIR:
+        return self.cost_model(overrides).ir
+
+    def __repr__(self) -> str:
+        return f"<Space {self.name}: {self.raw_count()} architectures before filters>"
+
+
+def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
+    groups: dict[int, list[str]] = {t: [] for t in range(1, cell.nodes)}
+    for e, c in zip(cell.edges, choice):
+        groups[e.dst].append(f"{e.choices[c].label}~{e.src}")
+    return "+".join("|" + "|".join(groups[t]) + "|" for t in range(1, cell.nodes))
+
+
+def _parse_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
+    groups = text.split("+")
+    if len(groups) != cell.nodes - 1 or not all(g.startswith("|") and g.endswith("|") for g in groups):
+        raise SpaceError(f"{text!r} is not an id of cell '{cell.name}': expected {cell.nodes - 1} groups "
+                         "'|op~src|...|' (the inputs of nodes 1..H) joined by '+'", hint=f"e.g. {example!r}, or an integer index")
+    found: dict[tuple[int, int], str] = {}
+    for t, g in enumerate(groups, start=1):
+        body = g[1:-1]
+        for item in body.split("|") if body else []:
+            op, sep, src = item.rpartition("~")
+            if not sep or not src.isdigit():
+                raise SpaceError(f"{item!r} in id {text!r} is not 'op~source'", hint=f"e.g. {example!r}")
+            key = (int(src), t)
+            if key in found:
+                raise SpaceError(f"edge {src} -> {t} appears twice in id {text!r}")
+            found[key] = op
+    digits = []
+    for e in cell.edges:
+        key = (e.src, e.dst)
+        if key not in found:
+            raise SpaceError(f"id {text!r} has no op for edge {e.src} -> {e.dst}", hint=f"e.g. {example!r}")
+        op = found.pop(key)
+        for i, c in enumerate(e.choices):
+            if op == c.label or op in c.aliases:
+                digits.append(i)
+                break
+        else:
+            labels = [c.label for c in e.choices]
+            raise SpaceError(f"'{op}' is not a choice of edge {e.src} -> {e.dst} in cell '{cell.name}'",
+                             hint=did_you_mean(op, labels + [a for c in e.choices for a in c.aliases]) or
+                             f"the choices are {', '.join(labels)}")
+    if found:
+        (s, t), op = next(iter(found.items()))
+        raise SpaceError(f"id {text!r} names edge {s} -> {t}, which cell '{cell.name}' does not have")
+    return digits
+
+
+class Architecture:
+    """One architecture of a space: its id, graphs, exact costs, and torch module."""
+
+    def __init__(self, space: Space, index: int):
+        self.space = space
+        self.index = index
+        digits = _decode(index, space.radices)
+        self.choices: dict[str, tuple[int, ...]] = {}
+        pos = 0
+        for k in space.instances:
+            n = len(space.edge_radices[k])
+            self.choices[k] = tuple(digits[pos : pos + n])
+            pos += n
+
+    # identity
+    @functools.cached_property
+    def id(self) -> str:
+        return self.space.format_id(self.choices)
+
+    def __repr__(self) -> str:
+        return f"<Architecture {self.space.name}#{self.index} {self.id}>"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Architecture) and other.space is self.space and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((id(self.space), self.index))
+
+    def cell_index(self, instance: str) -> int:
+        return _encode(self.choices[instance], self.space.edge_radices[instance])
+
+    # graphs
+    @property
+    def cell_graphs(self) -> dict[str, nx.DiGraph]:
+        """The cell DAG of every cell instance (docs/CONTRACTS.md)."""
+        return {k: self.space.cell_graph(self.space.cell_of[k].name, self.cell_index(k)) for k in self.space.instances}
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The cell DAG (nodes X0..XH, edge attribute ``op``) of a single-cell architecture."""
+        gs = self.cell_graphs
+        if len(gs) != 1:
+            raise SpaceError(f"architecture has {len(gs)} cell instances; use arch.cell_graphs or arch.network_graph")
+        return next(iter(gs.values()))
+
+    @property
+    def network_graph(self) -> nx.DiGraph:
+        return graphs.network_graph(self.space.lowered(self.constants_override), self.cell_graphs)
+
+    def topology(self, instance: str | None = None):
+        """Topology (paths, depths, dead edges) of one cell instance (the only one by default)."""
+        k = instance or self._only_instance()
+        return self.space.cell_topology(self.space.cell_of[k].name, self.cell_index(k))
+
+    def _only_instance(self) -> str:
+        if len(self.space.instances) != 1:
+            raise SpaceError("this architecture has several cell instances; name one")
+        return self.space.instances[0]
+
+    def dead_edges(self) -> dict[str, set[int]]:
+        """Indices (in the cell's edge list) of dead edges, per instance."""
+        out = {}
+        for k in self.space.instances:
+            cell = self.space.cell_of[k]
+            dead = set(self.space.cell_topology(cell.name, self.cell_index(k)).dead_edges)
+            out[k] = {i for i, e in enumerate(cell.edges) if (e.src, e.dst) in dead}
+        return out
+
+    # costs
+    def cost(self, prune: bool | None = None, overrides: dict[str, int] | None = None) -> Cost:
+        prune = self.space.ir.prune if prune is None else prune
+        model = self.space.cost_model(self.constants_override if overrides is None else overrides)
+        return model.cost(self.choices, self.dead_edges() if prune else None)
+
+    @property
+    def params(self) -> int:
+        """Exact trainable parameters (dead edges counted unless the space prunes them)."""
+        return self.cost().params
+
+    @property
+    def flops(self) -> int:
+        """Multiply-accumulates of one forward pass of one input."""
+        return self.cost().flops
+
+    # width solving and filters
+    @functools.cached_property
+    def _solved(self) -> tuple[dict[str, int], str | None]:
+        b = self.space.scale_budget
+        if b is None:
+            return {}, None
+        return _solve_scale(self, b)
+
+    @property
+    def constants_override(self) -> dict[str, int]:
+        """Constants solved for this architecture (``scale width``), else empty."""
+        return self._solved[0]
+
+    @property
+    def constants(self) -> dict[str, int]:
+        return {**self.space.ir.constants, **self.constants_override}
+
+    @property
+    def width(self) -> int | None:
+        return self.constants.get("width")
+
+    @functools.cached_property
+    def rejection(self) -> str | None:
+        """Why the space's filters drop this architecture, or None if it is in the space."""
+        sp = self.space
+        for k in sp.instances:
+            cell = sp.cell_of[k].name
+            reason = sp._cell_reason(cell, self.cell_index(k))
+            if reason:
+                return reason
+            rep = sp._iso_representative(cell)[self.cell_index(k)] if sp.ir.unique else self.cell_index(k)
+            if rep != self.cell_index(k):
+                return f"unique: cell is isomorphic to the earlier {_cell_id(sp.cell_of[k], sp._cell_choice(cell, rep))}"
+        solved, reason = self._solved
+        if reason:
+            return reason
+        if not sp.net_filters:
+            return None
+        c = self.cost()
+        for bud in sp.ir.budgets:
+            v = c.params if bud.metric == "params" else c.flops
+            ok = abs(v - bud.value) <= bud.tolerance if bud.cmp == "==" else _CMP[bud.cmp](v, bud.value)
+            if not ok:
+                return f"budget {bud.metric} {bud.cmp} {bud.value:,}: has {v:,}"
+        for r in sp.ir.requires:
+            if r.metric in ("params", "flops"):
+                v = c.params if r.metric == "params" else c.flops
+                if not _CMP[r.cmp](v, r.value):
+                    return f"require {r.metric} {r.cmp} {r.value:g}: has {v:,}"
+        return None
+
+    # backends
+    def to_module(self, seed: int = 0, prune: bool | None = None, bias: bool | None = None, init: str | None = None):
+        """A ``torch.nn.Module`` of exactly this architecture (see :mod:`nflc.backends.torch`)."""
+        from nflc.backends.torch import compile_architecture
+
+        return compile_architecture(self, seed=seed, prune=prune, bias=bias, init=init)
+
+
+def _solve_scale(arch: Architecture, b) -> tuple[dict[str, int], str | None]:
+    """The integer value of the scaled constant whose cost is nearest the target, if in tolerance."""
+    name = b.scale
+    base = arch.space.ir.constants[name]
+
+    def metric(w: int) -> int | None:
+        try:
+            c = arch.cost(overrides={name: w})
+        except Exception:  # a width at which the network is ill-formed (e.g. too narrow)
+            return None
+        return c.params if b.metric == "params" else c.flops
+
+    lo, hi = 1, max(base, 1)
+    while (m := metric(hi)) is not None and m < b.value and hi < 2**40:
+        lo, hi = hi, hi * 2
+    if metric(hi) is None:
+        return {}, f"budget {b.metric} == {b.value:,}: the network cannot be built at {name} = {hi}"
+    while hi - lo > 1:  # smallest w with metric(w) >= target
+        mid = (lo + hi) // 2
+        m = metric(mid)
+        if m is not None and m >= b.value:
+            hi = mid
+        else:
+            lo = mid
+    cands = [(abs(m - b.value), w, m) for w in {lo, hi} if (m := metric(w)) is not None]
+    if not cands:
+        return {}, f"budget {b.metric} == {b.value:,}: no {name} builds the network"
+    dist, w, m = min(cands)
+    if dist > b.tolerance:
+        return {name: w}, (f"budget {b.metric} == {b.value:,} +- {b.tolerance:,.0f}: the nearest {name} = {w} gives "
+                           f"{m:,}")
+    return {name: w}, None

@@ -1,0 +1,5 @@
+"""Source text -> AST."""
+
+from nflc.syntax.parser import parse
+
+__all__ = ["parse"]

@@ -1,0 +1,211 @@
+"""The abstract syntax tree of a .nfl file: immutable nodes, each with its source span.
+
+Built from lark's parse tree by :mod:`nflc.syntax.parser`; lowered to the IR by
+:mod:`nflc.ir.lower`. No meaning is checked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+from nflc.errors import Span
+
+# ------------------------------------------------------------------ expressions
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: Literal["+", "-", "*", "/", "//", "**"]
+    left: "Expr"
+    right: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: "Expr"
+    span: Span
+
+
+Expr = Union[Num, Ref, BinOp, Neg]
+
+# ------------------------------------------------------------------ op expressions
+
+
+@dataclass(frozen=True)
+class KwArg:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class OpCall:
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[KwArg, ...]
+    span: Span
+    has_parens: bool = False
+
+
+@dataclass(frozen=True)
+class Repeat:
+    body: "OpTerm"
+    count: int
+    mode: Literal["shared", "independent"] | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class OpSeq:
+    items: tuple["OpTerm", ...]
+    span: Span
+    text: str  # the source text, whitespace-normalised (default label of a choice)
+
+
+OpTerm = Union[OpCall, Repeat, OpSeq]
+
+# ------------------------------------------------------------------ statements
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    params: tuple[Param, ...]
+    body: OpSeq
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class ConstDef:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class InputStmt:
+    dims: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Option:
+    name: Literal["bias", "prune", "init"]
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    value: int | str
+    span: Span
+
+
+@dataclass(frozen=True)
+class ChoiceItem:
+    op: OpSeq
+    label: str | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class EdgeStmt:
+    src: NodeRef | None  # None, None for `edge *`
+    dst: NodeRef | None
+    choices: tuple[ChoiceItem, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class NodesStmt:
+    count: Expr | None
+    names: tuple[str, ...] | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class CellDef:
+    name: str | None
+    nodes: tuple[NodesStmt, ...]
+    edges: tuple[EdgeStmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class NetworkDef:
+    body: OpSeq
+    span: Span
+
+
+@dataclass(frozen=True)
+class Budget:
+    metric: str
+    cmp: str
+    value: Expr
+    tolerance: Expr | None
+    percent: bool
+    scale: str | None
+    span: Span
+    metric_span: Span
+    scale_span: Span | None
+
+
+@dataclass(frozen=True)
+class Require:
+    metric: str
+    cmp: str
+    value: Expr
+    span: Span
+    metric_span: Span
+
+
+@dataclass(frozen=True)
+class Unique:
+    span: Span
+
+
+SpaceItem = Union[ConstDef, InputStmt, OpDef, CellDef, NetworkDef, Budget, Require, Unique, Option]
+
+
+@dataclass(frozen=True)
+class SpaceDef:
+    name: str
+    items: tuple[SpaceItem, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Import:
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Module:
+    """One parsed file."""
+
+    file: str
+    items: tuple[Union[Import, SpaceDef, OpDef, ConstDef], ...]

@@ -1,0 +1,309 @@
+"""Text -> AST: one cached lark LALR parser with positions on, one Transformer."""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+from pathlib import Path
+
+import lark
+from lark import Token, Transformer, v_args
+
+from nflc.errors import Diagnostic, Span, SyntaxError_
+from nflc.syntax import ast
+
+_SUFFIX = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
+
+# Friendly names for the grammar's terminals in "expected ..." messages.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": 'a quoted path ("...")',
+    "REPEAT": "a repeat count (x5)",
+    "CMP": "a comparison (<=, >=, ==, <, >)",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COLON": "':'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "__ANON_0": "'>>'",
+    "BOOL": "true or false",
+    "PERCENT": "'%'",
+    "$END": "end of file",
+}
+
+
+def grammar_text() -> str:
+    """The grammar shipped in the wheel, or the repository's copy in a source checkout."""
+    try:
+        return resources.files("nflc").joinpath("grammar/nflc.lark").read_text()
+    except (FileNotFoundError, OSError):
+        repo = Path(__file__).resolve().parents[2] / "grammar" / "nflc.lark"
+        return repo.read_text()
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse_number(text: str) -> int | float:
+    t = text.replace("_", "")
+    mult = 1
+    if t[-1] in _SUFFIX:
+        mult, t = _SUFFIX[t[-1]], t[:-1]
+    value = float(t) * mult if "." in t else int(t) * mult
+    if isinstance(value, float) and value.is_integer():
+        return int(round(value))
+    return value
+
+
+def _span(file: str, obj) -> Span:
+    return Span(file, obj.line, obj.column, getattr(obj, "end_line", None), getattr(obj, "end_column", None))
+
+
+class _ToAst(Transformer):
+    def __init__(self, file: str, text: str):
+        super().__init__(visit_tokens=False)
+        self.file = file
+        self.text = text
+
+    def _s(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    def _src(self, meta) -> str:
+        return re.sub(r"\s+", " ", self.text[meta.start_pos : meta.end_pos]).strip()
+
+    # -- expressions
+    @v_args(meta=True)
+    def number(self, meta, items):
+        tok = items[0]
+        return ast.Num(parse_number(str(tok)), str(tok), _span(self.file, tok))
+
+    @v_args(meta=True)
+    def ref(self, meta, items):
+        return ast.Ref(str(items[0]), _span(self.file, items[0]))
+
+    def _bin(op):  # noqa: N805 - a factory used in the class body
+        @v_args(meta=True)
+        def f(self, meta, items):
+            return ast.BinOp(op, items[0], items[1], self._s(meta))
+
+        return f
+
+    add, sub, mul = _bin("+"), _bin("-"), _bin("*")
+    div, floordiv, pow = _bin("/"), _bin("//"), _bin("**")
+
+    @v_args(meta=True)
+    def neg(self, meta, items):
+        return ast.Neg(items[0], self._s(meta))
+
+    # -- op expressions
+    @v_args(meta=True)
+    def op_expr(self, meta, items):
+        return ast.OpSeq(tuple(items), self._s(meta), self._src(meta))
+
+    def group(self, items):
+        return items[0]
+
+    @v_args(meta=True)
+    def op_call(self, meta, items):
+        name, call = items
+        args, kwargs = (), ()
+        if call is not None:
+            args = tuple(a for a in call if not isinstance(a, ast.KwArg))
+            kwargs = tuple(a for a in call if isinstance(a, ast.KwArg))
+        return ast.OpCall(str(name), args, kwargs, self._s(meta), has_parens=call is not None)
+
+    def call_args(self, items):
+        return [i for i in items if i is not None]
+
+    def pos_arg(self, items):
+        return items[0]
+
+    @v_args(meta=True)
+    def kw_arg(self, meta, items):
+        return ast.KwArg(str(items[0]), items[1], self._s(meta))
+
+    @v_args(meta=True)
+    def repeat(self, meta, items):
+        body, count, mode = items
+        return ast.Repeat(body, int(str(count)[1:]), mode, self._s(meta))
+
+    def shared(self, _):
+        return "shared"
+
+    def independent(self, _):
+        return "independent"
+
+    # -- definitions
+    @v_args(meta=True)
+    def op_def(self, meta, items):
+        name, params, body = items
+        return ast.OpDef(str(name), tuple(params or ()), body, self._s(meta), _span(self.file, name))
+
+    def op_params(self, items):
+        return [i for i in items if i is not None]
+
+    @v_args(meta=True)
+    def op_param(self, meta, items):
+        return ast.Param(str(items[0]), items[1], self._s(meta))
+
+    @v_args(meta=True)
+    def const_def(self, meta, items):
+        return ast.ConstDef(str(items[0]), items[1], self._s(meta))
+
+    @v_args(meta=True)
+    def input_stmt(self, meta, items):
+        return ast.InputStmt(tuple(items), self._s(meta))
+
+    @v_args(meta=True)
+    def bias_option(self, meta, items):
+        return ast.Option("bias", str(items[0]), self._s(meta))
+
+    @v_args(meta=True)
+    def prune_option(self, meta, items):
+        return ast.Option("prune", "dead", self._s(meta))
+
+    @v_args(meta=True)
+    def init_option(self, meta, items):
+        return ast.Option("init", str(items[0]), self._s(meta))
+
+    # -- cells
+    @v_args(meta=True)
+    def cell_def(self, meta, items):
+        name, *body = items
+        nodes = tuple(i for i in body if isinstance(i, ast.NodesStmt))
+        edges = tuple(i for i in body if isinstance(i, ast.EdgeStmt))
+        return ast.CellDef(str(name) if name is not None else None, nodes, edges, self._s(meta))
+
+    @v_args(meta=True)
+    def nodes_count(self, meta, items):
+        return ast.NodesStmt(items[0], None, self._s(meta))
+
+    @v_args(meta=True)
+    def nodes_named(self, meta, items):
+        return ast.NodesStmt(None, tuple(str(i) for i in items if i is not None), self._s(meta))
+
+    @v_args(meta=True)
+    def edge_stmt(self, meta, items):
+        sel, choices = items
+        src, dst = sel
+        return ast.EdgeStmt(src, dst, tuple(choices), self._s(meta))
+
+    def all_pairs(self, _):
+        return (None, None)
+
+    def pair(self, items):
+        return (items[0], items[1])
+
+    def node_ref(self, items):
+        tok = items[0]
+        value: int | str = int(str(tok).replace("_", "")) if tok.type == "NUMBER" else str(tok)
+        if tok.type == "NUMBER" and not re.fullmatch(r"[0-9_]+", str(tok)):
+            value = str(tok)  # `1.5` or `2k` as a node: reported by the lowering
+        return ast.NodeRef(value, _span(self.file, tok))
+
+    def choice(self, items):
+        return items
+
+    @v_args(meta=True)
+    def choice_item(self, meta, items):
+        op, label = items
+        return ast.ChoiceItem(op, str(label) if label is not None else None, self._s(meta))
+
+    # -- network, budgets, constraints
+    @v_args(meta=True)
+    def network_def(self, meta, items):
+        return ast.NetworkDef(items[0], self._s(meta))
+
+    @v_args(meta=True)
+    def budget_stmt(self, meta, items):
+        metric, cmp, value, tol, scale = items
+        tol_expr, percent = (tol if tol is not None else (None, False))
+        scale_name, scale_span = scale if scale is not None else (None, None)
+        return ast.Budget(str(metric), str(cmp), value, tol_expr, percent, scale_name,
+                          self._s(meta), _span(self.file, metric), scale_span)
+
+    def tolerance(self, items):
+        return (items[0], items[1] is not None)
+
+    def scale(self, items):
+        return (str(items[0]), _span(self.file, items[0]))
+
+    @v_args(meta=True)
+    def require_stmt(self, meta, items):
+        metric, cmp, value = items
+        return ast.Require(str(metric), str(cmp), value, self._s(meta), _span(self.file, metric))
+
+    @v_args(meta=True)
+    def unique_stmt(self, meta, items):
+        return ast.Unique(self._s(meta))
+
+    @v_args(meta=True)
+    def space(self, meta, items):
+        name, *body = items
+        return ast.SpaceDef(str(name), tuple(body), self._s(meta))
+
+    @v_args(meta=True)
+    def import_stmt(self, meta, items):
+        return ast.Import(str(items[0])[1:-1], self._s(meta))
+
+    def start(self, items):
+        return tuple(items)
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = sorted({_TERMINAL_NAMES.get(e, f"'{e.lower()}'" if e.isalpha() else e) for e in expected})
+    if len(names) > 8:
+        names = names[:8] + ["..."]
+    return ", ".join(names)
+
+
+def _syntax_hint(text_line: str, token: str) -> str | None:
+    if token in ("=>", "→"):
+        return "edges are written 'edge 0 -> 1 : op'"
+    if "edge" in text_line and ":" not in text_line:
+        return "an edge needs ':' before its op choices, e.g. 'edge * : zero | skip'"
+    if token == "$END" or token == "":
+        return "is a '}' missing?"
+    return None
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse .nfl source text into an AST, or raise :class:`SyntaxError_` with a caret."""
+    try:
+        tree = _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    items = _ToAst(file, text).transform(tree)
+    return ast.Module(file, items)
+
+
+def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) -> SyntaxError_:
+    line = getattr(exc, "line", 1) or 1
+    column = getattr(exc, "column", 1) or 1
+    lines = text.splitlines()
+    src_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        msg = f"unexpected character {ch!r}"
+        hint = _syntax_hint(src_line, ch) or "names are letters, digits and '_'; comments start with '#'"
+    elif isinstance(exc, lark.exceptions.UnexpectedEOF):
+        line, column = max(len(lines), 1), len(lines[-1]) + 1 if lines else 1
+        msg = "unexpected end of file"
+        hint = "is a '}' missing?"
+    else:  # UnexpectedToken
+        tok: Token = exc.token
+        shown = str(tok) if tok.type != "$END" else "end of file"
+        msg = f"unexpected {shown!r}; expected {_describe_expected(set(exc.expected))}"
+        hint = _syntax_hint(src_line, str(tok) if tok.type != "$END" else "$END")
+        if tok.type == "$END":
+            line, column = max(len(lines), 1), (len(lines[-1]) + 1 if lines else 1)
+    span = Span(file, line, column)
+    return SyntaxError_(msg, diagnostics=[Diagnostic("error", msg, span, hint)], sources={file: text})
