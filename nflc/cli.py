@@ -156,6 +156,40 @@ def ir(file: FileArg, space: SpaceOpt = None,
     sys.stdout.write((sp.ir.to_text() if text else sp.ir.model_dump_json(indent=2)) + "\n")
 
 
+@app.command("compile")
+@user_errors
+def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", help="Architecture id or index.")],
+             space: SpaceOpt = None,
+             seed: Annotated[int, typer.Option(help="Initialisation seed.")] = 0,
+             show: Annotated[bool, typer.Option("--print", help="Print the module.")] = False,
+             out_path: Annotated[Optional[Path], typer.Option("--out", help="Save state dict + spec hash + id (.pt).")] = None,
+             onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="Export ONNX (needs nflc[onnx]).")] = None,
+             prune: Annotated[Optional[bool], typer.Option("--prune/--no-prune", help="Drop dead edges (default: the spec's).")] = None,
+             allow_outside_imports: OutsideOpt = False) -> None:
+    """Compile one architecture to a torch module (print, save, export)."""
+    import torch
+
+    from nflc.backends.export import export_onnx, save_checkpoint
+
+    sp = load_space(file, space, allow_outside_imports)
+    arch = sp.architecture(arch_id)
+    if prune is not None:
+        arch = sp.with_options(prune=prune).architecture(arch.index)
+    module = arch.to_module(seed=seed)
+    n = sum(p.numel() for p in module.parameters())
+    out.print(f"{sp.name} #{arch.index} {arch.id}: {n:,} parameters", markup=False)
+    if show:
+        out.print(str(module), markup=False)
+    if out_path is not None:
+        save_checkpoint(arch, module, out_path, seed)
+        out.print(f"saved {out_path}")
+    if onnx_path is not None:
+        example = torch.randn(2, *sp.ir.input_shape, generator=torch.Generator().manual_seed(seed))
+        diff = export_onnx(module, onnx_path, example)
+        check = "onnxruntime not installed" if diff is None else f"onnxruntime vs torch max |diff| = {diff:.2e}"
+        out.print(f"exported {onnx_path} (onnx.checker ok; {check})")
+
+
 def main() -> None:
     # typer/click report their own usage errors with exit code 2 already
     app()

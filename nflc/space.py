@@ -23,6 +23,7 @@ from nflc.cost import Cost, CostModel
 from nflc.errors import SpaceError, did_you_mean
 from nflc.ir.lower import SpaceSource, relower
 from nflc.ir.model import CellIR, SpaceIR
+from nflc.ir.options import apply_options
 
 ENUMERATION_LIMIT = 5_000_000  # largest space nflc will walk to count under whole-network filters
 _CMP = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
@@ -57,7 +58,11 @@ class Rejection:
 class Space:
     """A lowered space: the set of architectures a .nfl `space` block describes."""
 
-    def __init__(self, ir: SpaceIR, source: SpaceSource | None = None, warnings: list | None = None):
+    def __init__(self, ir: SpaceIR, source: SpaceSource | None = None, warnings: list | None = None,
+                 options: dict | None = None):
+        self.base_ir = ir
+        self.options = {k: v for k, v in (options or {}).items() if v is not None}
+        ir = apply_options(ir, **self.options) if self.options else ir
         self.ir = ir
         self.name = ir.name
         self.source = source
@@ -279,9 +284,31 @@ class Space:
         if key not in self._cost_models:
             if self.source is None:
                 raise SpaceError("this space was built without its source; it cannot be re-lowered at another width")
-            ir = relower(self.source, dict(overrides or {}))
+            ir = apply_options(relower(self.source, dict(overrides or {})), **self.options)
             self._cost_models[key] = CostModel(ir)
         return self._cost_models[key]
+
+    @functools.cached_property
+    def spec_hash(self) -> str:
+        """SHA-256 of the space's meaning (its IR without source positions): comments and
+        formatting do not change it; any op, edge, constant or option does."""
+        import hashlib
+        import json
+
+        def strip(o):
+            if isinstance(o, dict):
+                return {k: strip(v) for k, v in o.items() if k != "span" and k != "file"}
+            if isinstance(o, list):
+                return [strip(v) for v in o]
+            return o
+
+        text = json.dumps(strip(self.ir.model_dump()), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def with_options(self, bias: bool | None = None, prune: bool | None = None, init: str | None = None) -> "Space":
+        """The same space with its bias / prune / init options changed (a new Space)."""
+        opts = {**self.options, **{k: v for k, v in {"bias": bias, "prune": prune, "init": init}.items() if v is not None}}
+        return Space(self.base_ir, self.source, self.warnings, opts)
 
     def lowered(self, overrides: dict[str, int] | None = None) -> SpaceIR:
         return self.cost_model(overrides).ir

@@ -1,0 +1,52 @@
+"""Saving compiled modules: checkpoints (state dict + spec hash + id) and ONNX."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from nflc.errors import NflcError
+
+
+def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) -> None:
+    """A checkpoint that says what it is: spec hash, space, architecture id and seed."""
+    torch.save({"state_dict": module.state_dict(), "spec_hash": arch.space.spec_hash, "space": arch.space.name,
+                "arch_id": arch.id, "index": arch.index, "seed": seed, "constants": arch.constants}, path)
+
+
+def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
+    """(architecture, module with the saved weights); refuses a checkpoint of another spec."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("spec_hash") != space.spec_hash:
+        raise NflcError(f"{path} was saved from a different spec (space '{ckpt.get('space')}')",
+                        hint="load it with the .nfl file it was compiled from")
+    arch = space.architecture(ckpt["arch_id"])
+    module = arch.to_module(seed=ckpt.get("seed", 0))
+    module.load_state_dict(ckpt["state_dict"])
+    return arch, module
+
+
+def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor) -> float | None:
+    """Write ONNX, check it with onnx.checker, and return the largest difference between
+    onnxruntime's and torch's outputs on ``example`` (None when onnxruntime is absent)."""
+    try:
+        import onnx
+    except ImportError:
+        raise NflcError("ONNX export needs the 'onnx' package", hint="pip install 'nflc[onnx]'") from None
+    module = module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    onnx.checker.check_model(onnx.load(str(path)))
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": example.numpy()})[0]
+    with torch.no_grad():
+        want = module(example).numpy()
+    return float(abs(got - want).max())

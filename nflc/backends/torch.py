@@ -1,0 +1,212 @@
+"""IR -> torch.nn.Module: every architecture compiles to exactly the network it describes.
+
+A cell runs its DAG in node order, each node the sum of its incoming edges; ``zero``
+edges create neither computation nor parameters; with ``prune`` dead edges are left out
+too (and ``arch.params`` follows the same choice). Initialisation is seeded: the same seed
+gives the same weights. He-normal (the default, the paper's) uses gain sqrt(2) for a
+layer followed by a ReLU and 1 otherwise, so a ``linear >> relu`` edge computes
+``sqrt(2) relu(W x / sqrt(m))`` with ``W ~ N(0, 1)`` and the readout ``v . x / sqrt(m)``,
+exactly THEORY.md section 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from nflc import ops
+from nflc.ir.model import SpaceIR
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
+
+
+class GlobalAvgPool(nn.Module):
+    """[N, C, H, W] -> [N, C]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class ResBlock(nn.Module):
+    """NAS-Bench-201's ResNet basic block (same submodules, so parameter counts agree)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv_a = nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.conv_b = nn.Sequential(nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        if stride == 2:
+            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2, 0), nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False))
+        elif c_in != c_out:
+            self.downsample = nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False), nn.BatchNorm2d(c_out))
+        else:
+            self.downsample = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return residual + self.conv_b(self.conv_a(x))
+
+
+def build_prim(p: ops.Prim, shape: tuple[int, ...]) -> nn.Module:
+    """The torch module of one bound primitive applied to inputs of ``shape``."""
+    a = dict(p.args)
+    if p.name == "skip":
+        return nn.Identity()
+    if p.name == "relu":
+        return nn.ReLU()
+    if p.name == "linear":
+        return nn.Linear(shape[0], a["out"], bias=a["bias"])
+    if p.name == "conv2d":
+        return nn.Conv2d(shape[0], a["out"], a["k"], a["stride"], a["padding"], bias=a["bias"])
+    if p.name == "batchnorm":
+        return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+    if p.name == "avg_pool":
+        return nn.AvgPool2d(a["k"], a["stride"], a["padding"], count_include_pad=False)
+    if p.name == "max_pool":
+        return nn.MaxPool2d(a["k"], a["stride"], a["padding"])
+    if p.name == "flatten":
+        return nn.Flatten()
+    if p.name == "global_avg_pool":
+        return GlobalAvgPool()
+    if p.name == "resblock":
+        return ResBlock(shape[0], a["out"], a["stride"])
+    raise NotImplementedError(f"no torch builder for primitive '{p.name}'")  # every PRIMS entry has one (tested)
+
+
+def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...]) -> nn.Module:
+    mods = []
+    for p in ops.seq_bind(prims, shape):
+        if p.name != "skip":
+            mods.append(build_prim(p, shape))
+        shape = ops.PRIMS[p.name].shape(p, shape)
+    return nn.Identity() if not mods else nn.Sequential(*mods)
+
+
+class CellModule(nn.Module):
+    """A cell DAG: node t = sum over its live edges (s -> t) of edge(node s)."""
+
+    def __init__(self, n_nodes: int, edges: dict[tuple[int, int], nn.Module]):
+        super().__init__()
+        self.n_nodes = n_nodes
+        self.edges = nn.ModuleDict({f"{s}_{t}": m for (s, t), m in sorted(edges.items(), key=lambda e: (e[0][1], e[0][0]))})
+        self._incoming = {t: [(s, f"{s}_{t}") for (s, tt) in sorted(edges) if tt == t] for t in range(1, n_nodes)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for t in range(1, self.n_nodes):
+            total = None
+            for s, key in self._incoming[t]:
+                y = self.edges[key](nodes[s])
+                total = y if total is None else total + y
+            nodes.append(torch.zeros_like(x) if total is None else total)
+        return nodes[-1]
+
+
+def _check_input_shape(net: "Network", args: tuple) -> None:
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != net.input_shape:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        same = isinstance(x, torch.Tensor) and x.dim() > 0 and math.prod(x.shape[1:]) == math.prod(net.input_shape)
+        raise ValueError(f"{net.space} expects inputs of shape (N, {', '.join(map(str, net.input_shape))}), got {got}"
+                         + (" (reshape the inputs)" if same else ""))
+
+
+class Network(nn.Module):
+    """The compiled network: ``layers`` run in sequence (docs/CONTRACTS.md)."""
+
+    def __init__(self, layers: list[nn.Module], input_shape: list[int], arch_id: str, space: str):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = tuple(input_shape)
+        self.arch_id = arch_id
+        self.space = space
+        # a pre-hook, not code in forward, so torch.fx traces a plain graph
+        self.register_forward_pre_hook(_check_input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _init_weights(net: nn.Module, scheme: str, relu_after: set[int]) -> None:
+    """Initialise linear/conv weights in module order with the global (forked, seeded) RNG."""
+    if scheme == "torch_default":
+        return
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            gain = math.sqrt(2.0) if id(m) in relu_after else 1.0
+            fan_in = m.weight[0].numel()
+            fan_out = m.weight.shape[0] * (m.weight[0, 0].numel() if m.weight.dim() > 2 else 1)
+            if scheme == "he_normal":
+                nn.init.normal_(m.weight, 0.0, gain / math.sqrt(fan_in))
+            elif scheme == "he_uniform":
+                bound = gain * math.sqrt(3.0 / fan_in)
+                nn.init.uniform_(m.weight, -bound, bound)
+            elif scheme == "xavier_normal":
+                nn.init.normal_(m.weight, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+            elif scheme == "xavier_uniform":
+                bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+                nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _mark_relu_followers(seq: nn.Module, relu_after: set[int], next_is_relu: bool = False) -> None:
+    """Remember layers directly followed by a ReLU (they get He's sqrt(2) gain)."""
+    mods = list(seq) if isinstance(seq, nn.Sequential) else [seq]
+    for i, m in enumerate(mods):
+        following = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and (isinstance(following, nn.ReLU) or (following is None and next_is_relu)):
+            relu_after.add(id(m))
+
+
+def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[str, set[int]] | None,
+                  arch_id: str) -> tuple[Network, set[int]]:
+    layers: list[nn.Module] = []
+    relu_after: set[int] = set()
+    for i, st in enumerate(ir.network):
+        shape = tuple(st.shape_in)
+        next_relu = i + 1 < len(ir.network) and ir.network[i + 1].kind == "prim" and ir.network[i + 1].prim.name == "relu"
+        if st.kind == "prim":
+            p = st.prim.to_prim()
+            m = build_prim(p, shape) if p.name != "skip" else nn.Identity()
+            _mark_relu_followers(m, relu_after, next_relu)
+            layers.append(m)
+            continue
+        cell = ir.cells[st.cell]
+        skip = dead.get(st.instance, set()) if dead else set()
+        edges = {}
+        for j, (e, c) in enumerate(zip(cell.edges, choices[st.instance])):
+            prims = e.choices[c].prim_tuple()
+            if j in skip or any(p.name == "zero" for p in prims):
+                continue
+            m = build_seq(prims, shape)
+            for sub in m.modules():
+                if isinstance(sub, nn.Sequential):
+                    _mark_relu_followers(sub, relu_after)
+            edges[(e.src, e.dst)] = m
+        layers.append(CellModule(cell.nodes, edges))
+    for m in layers:
+        if isinstance(m, ResBlock):
+            for seq in (m.conv_a, m.conv_b, m.downsample):
+                if seq is not None:
+                    _mark_relu_followers(seq, relu_after)
+    return Network(layers, ir.input_shape, arch_id, ir.name), relu_after
+
+
+def compile_architecture(arch: "Architecture", seed: int = 0, prune: bool | None = None, bias: bool | None = None,
+                         init: str | None = None) -> Network:
+    """The torch module of ``arch``; options override the spec's (see ``Space.with_options``)."""
+    if any(v is not None for v in (prune, bias, init)):
+        arch = arch.space.with_options(bias=bias, prune=prune, init=init).architecture(arch.index)
+    ir = arch.space.lowered(arch.constants_override)
+    dead = arch.dead_edges() if ir.prune else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net, relu_after = build_network(ir, arch.choices, dead, arch.id)
+        _init_weights(net, ir.init, relu_after)
+    return net
