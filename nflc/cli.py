@@ -23,6 +23,8 @@ EXIT_USER_ERROR = 2
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="nflc: the No-Free-Lunch architecture compiler. Start with 'nflc analyze SPEC'.")
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:  # piped output: wide enough for a full architecture id per row
+    out = Console(highlight=False, soft_wrap=True, width=180)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SpaceOpt = Annotated[Optional[str], typer.Option("--space", "-s", help="Which space of the file (when it has several).")]
@@ -188,6 +190,108 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
         diff = export_onnx(module, onnx_path, example)
         check = "onnxruntime not installed" if diff is None else f"onnxruntime vs torch max |diff| = {diff:.2e}"
         out.print(f"exported {onnx_path} (onnx.checker ok; {check})")
+
+
+def _select(sp, spec: str | None, seed: int) -> list | None:
+    """--archs all | sample:K | ID,ID,... (ids that contain ',' can be given by index)."""
+    if spec is None or spec == "all":
+        return None
+    if spec.startswith("sample:"):
+        k = spec.split(":", 1)[1]
+        if not k.isdigit():
+            raise NflcError(f"--archs {spec}: expected sample:K with K a number")
+        return sp.sample(int(k), seed=seed)
+    return [sp.architecture(i) for i in spec.split(",") if i.strip()]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@app.command()
+@user_errors
+def analyze(file: FileArg, space: SpaceOpt = None,
+            data: Annotated[str, typer.Option(help="mnist5k, digits, mnist1d, gaussian, or none (data-free).")] = "mnist5k",
+            samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
+            seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
+            archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
+            measure: Annotated[str, typer.Option(help="auto (exact kernels when they apply), finite, none.")] = "auto",
+            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the full analysis as JSON.")] = None,
+            csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write one row per architecture.")] = None,
+            top: Annotated[int, typer.Option(help="Rows of the table (best by each aspect).")] = 5,
+            plot: Annotated[Optional[Path], typer.Option(help="Save the paper's Fig. 4 panels (PNG).")] = None,
+            allow_outside_imports: OutsideOpt = False) -> None:
+    """Predict expressivity, convergence and generalization of every architecture, and
+    report the space's no-free-lunch trade-off."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nflc.analysis.analyze import analyze as run_analysis
+    from nflc.analysis.analyze import to_json_dict
+    from nflc.analysis.report import ASPECTS
+
+    if measure not in ("auto", "finite", "none"):
+        raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
+    sp = load_space(file, space, allow_outside_imports)
+    chosen = _select(sp, archs, seed)
+    total = len(chosen) if chosen is not None else sp.count()
+    with Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:
+        task = bar.add_task("", total=total)
+        result = run_analysis(sp, data=data, samples=samples, seed=seed, archs=chosen, measure=measure,
+                              progress=lambda done, n: bar.update(task, completed=done))
+    rep = result.report
+    out.print(f"[bold]{sp.name}[/]: {len(result.architectures)} architectures, data {result.data.name} "
+              f"(N = {result.data.samples}), {result.seconds:.1f} s")
+    if result.exact_note:
+        out.print(f"[yellow]note:[/] {result.exact_note}")
+    else:
+        out.print("kernels: exact infinite-width NNGP and NTK (float64)")
+    by_id = {a.id: a for a in result.architectures}
+    for asp in ASPECTS:
+        table = Table(title=f"best {asp}", title_justify="left")
+        for col in ("id", "P", "mean depth", "params", "expressivity", "convergence", "generalization"):
+            table.add_column(col, justify="left" if col == "id" else "right", overflow="fold")
+        ranked = sorted((a for a in result.architectures if a.topology["paths"] > 0),
+                        key=lambda a: -a.scores[asp].value)[:top]
+        for a in ranked:
+            table.add_row(a.id, str(a.topology["paths"]), f"{a.topology['mean_depth']:.3g}", f"{a.params:,}",
+                          *(_fmt(a.scores[x].value) for x in ASPECTS))
+        out.print(table)
+    kt = Table(title="Kendall tau of each predicted score with topology (paper Fig. 4)", title_justify="left")
+    for col in ("aspect", "tau with P", "tau with mean depth"):
+        kt.add_column(col)
+    for asp in ASPECTS:
+        k = rep.kendall.get(asp, {})
+        kt.add_row(asp, *(_fmt(k[c].tau) if c in k and k[c].tau is not None else "n/a" for c in ("paths", "mean_depth")))
+    out.print(kt)
+    for asp in ASPECTS:
+        w = rep.winners[asp]
+        out.print(f"winner {asp}: {w[0] if w else '-'}" + (f" (+{len(w) - 1} tied)" if len(w) > 1 else ""), markup=False)
+    out.print(f"Pareto front: {len(rep.pareto_front)} architectures; left out (no input-output path): {len(rep.left_out)}")
+    out.print(f"[bold]{rep.verdict}[/]")
+    if json_path is not None:
+        json_path.write_text(json.dumps(to_json_dict(result), indent=1))
+        out.print(f"wrote {json_path}")
+    if csv_path is not None:
+        import csv
+
+        with csv_path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", "id", "params", "flops", "paths", "mean_depth", "sum_depth", *ASPECTS])
+            for a in result.architectures:
+                w.writerow([a.index, a.id, a.params, a.flops, a.topology["paths"], a.topology["mean_depth"],
+                            a.topology["sum_depth"], *(a.scores[x].value for x in ASPECTS)])
+        out.print(f"wrote {csv_path}")
+    if plot is not None:
+        from nflc.analysis.plots import topology_panels
+
+        archs_ = result.architectures
+        topology_panels(plot, [a.topology["paths"] for a in archs_], [a.topology["mean_depth"] for a in archs_],
+                        {asp: [a.scores[asp].value for a in archs_] for asp in ASPECTS},
+                        f"{sp.name}: predicted scores ({result.data.name}, N = {result.data.samples})")
+        out.print(f"wrote {plot}")
 
 
 def main() -> None:

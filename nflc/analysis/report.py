@@ -1,0 +1,94 @@
+"""The no-free-lunch report of a space: per-aspect winners, the Pareto front, and how
+each aspect's score ranks against topology (Kendall tau with P and mean depth)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from pydantic import BaseModel
+from scipy.stats import kendalltau
+
+ASPECTS = ("expressivity", "convergence", "generalization")
+
+
+class Tau(BaseModel):
+    tau: float | None  # None when undefined (a constant column)
+    p_value: float | None
+    n: int
+
+
+class NflReport(BaseModel):
+    winners: dict[str, list[str]]  # aspect -> ids with the best score (ties kept)
+    one_wins_all: bool
+    all_three_winners: list[str]  # ids best in every aspect (empty: no free lunch)
+    pareto_front: list[str]  # ids no other architecture beats in all three aspects
+    kendall: dict[str, dict[str, Tau]]  # aspect -> {"paths": ..., "mean_depth": ...}
+    left_out: list[str] = []  # ids with no input-output path: constant output, undefined depth
+    verdict: str
+
+
+def kendall(a: Sequence[float], b: Sequence[float]) -> Tau:
+    pairs = [(x, y) for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
+    if len(pairs) < 2 or len({x for x, _ in pairs}) < 2 or len({y for _, y in pairs}) < 2:
+        return Tau(tau=None, p_value=None, n=len(pairs))
+    res = kendalltau([x for x, _ in pairs], [y for _, y in pairs])
+    return Tau(tau=float(res.statistic), p_value=float(res.pvalue), n=len(pairs))
+
+
+def _rel_close(a: float, b: float) -> bool:
+    # scores computed in float64 from the same formulas: ties are equal up to round-off
+    return a == b or (math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-300))
+
+
+def winners(ids: Sequence[str], scores: Sequence[float]) -> list[str]:
+    finite = [s for s in scores if not math.isnan(s)]
+    if not finite:
+        return []
+    best = max(finite)
+    return [i for i, s in zip(ids, scores) if not math.isnan(s) and _rel_close(s, best)]
+
+
+def pareto_front(ids: Sequence[str], vectors: Sequence[Sequence[float]]) -> list[str]:
+    """Ids of the non-dominated score vectors (higher is better in every coordinate)."""
+    front = []
+    order = sorted(range(len(ids)), key=lambda i: tuple(-v for v in vectors[i]))
+    kept: list[Sequence[float]] = []
+    for i in order:
+        v = vectors[i]
+        if any(all(w[k] >= v[k] for k in range(len(v))) and any(w[k] > v[k] for k in range(len(v))) for w in kept):
+            continue
+        kept.append(v)
+        front.append(ids[i])
+    return sorted(front, key=ids.index)
+
+
+def nfl_report(ids: Sequence[str], scores: dict[str, Sequence[float]], paths: Sequence[float],
+               mean_depth: Sequence[float]) -> NflReport:
+    """The report over architectures with at least one input-output path.
+
+    Those without one compute a constant: they cannot fit anything, their mean depth is
+    0/0, and the generalization bound's leading term is trivially 0, so counting them
+    would only add ties; they are listed in ``left_out``.
+    """
+    keep = [i for i, p in enumerate(paths) if p > 0]
+    left = [ids[i] for i, p in enumerate(paths) if not p > 0]
+    ids = [ids[i] for i in keep]
+    scores = {a: [scores[a][i] for i in keep] for a in scores}
+    paths = [paths[i] for i in keep]
+    mean_depth = [mean_depth[i] for i in keep]
+    if not ids:
+        return NflReport(winners={a: [] for a in ASPECTS}, one_wins_all=False, all_three_winners=[], pareto_front=[],
+                         kendall={}, left_out=left, verdict="no architecture has an input-output path")
+    win = {a: winners(ids, scores[a]) for a in ASPECTS}
+    common = sorted(set(win[ASPECTS[0]]).intersection(*map(set, (win[a] for a in ASPECTS[1:]))), key=ids.index)
+    vectors = [tuple(scores[a][i] for a in ASPECTS) for i in range(len(ids))]
+    front = pareto_front(ids, vectors)
+    kt = {a: {"paths": kendall(scores[a], paths), "mean_depth": kendall(scores[a], mean_depth)} for a in ASPECTS}
+    if common:
+        verdict = f"free lunch: {common[0]} is best in all three aspects"
+    else:
+        verdict = (f"no free lunch: no architecture is best in all three aspects; "
+                   f"{len(front)} architecture(s) are Pareto-optimal")
+    return NflReport(winners=win, one_wins_all=bool(common), all_three_winners=common, pareto_front=front,
+                     kendall=kt, left_out=left, verdict=verdict)
