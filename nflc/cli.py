@@ -294,6 +294,34 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         out.print(f"wrote {plot}")
 
 
+@app.command()
+@user_errors
+def rank(file: FileArg,
+         benchmark: Annotated[Path, typer.Option(help="Results file: {'architectures': [{'arch_str', 'val_accuracy', proxies...}]}.")],
+         space: SpaceOpt = None,
+         score: Annotated[str, typer.Option(help="nflc (default: data-free, theory-grounded), paths, mean_depth, params, flops.")] = "nflc",
+         json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the summary and per-architecture scores.")] = None,
+         allow_outside_imports: OutsideOpt = False) -> None:
+    """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
+    from nflc.rank import rank as run_rank
+
+    sp = load_space(file, space, allow_outside_imports)
+    res = run_rank(sp, benchmark, score)
+    table = Table(title=f"{res.n} architectures of {sp.name} ranked against val_accuracy", title_justify="left")
+    for col in ("score", "Kendall tau", "Spearman rho", "top-5% precision", "rank of best", "seconds / arch"):
+        table.add_column(col, justify="left" if col == "score" else "right")
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+    for i, r in enumerate(sorted(res.table, key=lambda r: -(r.kendall_tau if r.kendall_tau is not None else -9))):
+        style = "bold" if r.name.startswith("nflc:") else None
+        table.add_row(r.name, fmt(r.kendall_tau, ".3f"), fmt(r.spearman_rho, ".3f"), fmt(r.top5_precision, ".2f"),
+                      fmt(r.best_rank, ".1f"), fmt(r.seconds_per_arch, ".2g"), style=style)
+    out.print(table)
+    out.print(f"nflc scored all {res.n} architectures in {res.nflc_seconds_total:.3f} s (no data, no training)")
+    if json_path is not None:
+        json_path.write_text(json.dumps(res.model_dump(), indent=1))
+        out.print(f"wrote {json_path}")
+
+
 def main() -> None:
     # typer/click report their own usage errors with exit code 2 already
     app()
