@@ -119,7 +119,10 @@ def topology_summary(arch) -> dict:
     places = placements(arch)
     paths = math.prod(insts[k].paths for k, _ in places) if places else 1
     mean_depth = sum(insts[k].mean_depth for k, _ in places)
-    sum_depth = sum(insts[k].sum_depth for k, _ in places)
+    # sum over network paths of their depth: each placement's depth sum times the path
+    # counts of all the other placements (exact integers)
+    sum_depth = sum(insts[k].sum_depth * math.prod(insts[j].paths for j, _ in places[:i] + places[i + 1:])
+                    for i, (k, _) in enumerate(places))
     cells = {k: {"paths": t.paths, "depths": list(t.depths), "mean_depth": t.mean_depth, "sum_depth": t.sum_depth,
                  "skip_paths": t.skip_paths, "effective_width": t.effective_width,
                  "parameterized_on_paths": t.parameterized_on_paths, "dead_edges": [list(e) for e in t.dead_edges]}

@@ -1,0 +1,145 @@
+"""nflc analyze: the paper's signs on nfl_h3, provenance, JSON schema, non-exact spaces, bad input."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import nflc
+from nflc.analysis import kernels as K
+from nflc.analysis.analyze import analyze, curvature, to_json_dict
+from nflc.analysis.exact import exact_support, normalize_inputs
+from nflc.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+H3 = ROOT / "specs" / "nfl_h3.nfl"
+NB201 = ROOT / "specs" / "nb201.nfl"
+
+
+@pytest.fixture(scope="module")
+def h3():
+    return nflc.load(H3)
+
+
+@pytest.fixture(scope="module")
+def h3_mnist(h3):
+    return analyze(h3, data="mnist5k", samples=256, seed=0)
+
+
+def test_paper_signs_on_mnist5k(h3_mnist):
+    """Issue 4: convergence rises with P and falls with mean depth; expressivity the reverse
+    (the paper's Fig. 4: lambda_min NNGP R(P) = 0.79, R(d) = -0.52; curvature R(P) = -0.79, R(d) = 0.47)."""
+    kt = h3_mnist.report.kendall
+    assert kt["convergence"]["paths"].tau > 0.5
+    assert kt["convergence"]["mean_depth"].tau < 0
+    assert kt["expressivity"]["paths"].tau < -0.5
+    assert kt["expressivity"]["mean_depth"].tau > 0
+
+
+def test_winners_and_verdict(h3_mnist):
+    rep = h3_mnist.report
+    # the paper's most expressive architecture: the all-linear chain 0 -> 1 -> 2 -> 3
+    assert rep.winners["expressivity"] == ["|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~2|"]
+    assert not rep.one_wins_all and "no free lunch" in rep.verdict
+    # 67 of the 729 cells have no input-output path; they are left out of the report
+    assert len(rep.left_out) == sum(1 for a in h3_mnist.architectures if a.topology["paths"] == 0) == 67
+    # the Pareto front is non-dominated and contains every winner
+    front = set(rep.pareto_front)
+    for ids in rep.winners.values():
+        assert set(ids) & front
+
+
+def test_every_architecture_is_exact_with_provenance(h3_mnist):
+    assert h3_mnist.exact_kernels and h3_mnist.exact_note is None
+    a = h3_mnist.architectures[100]
+    assert a.kernels["source"] == "exact"
+    assert a.scores["convergence"].source == "exact"
+    assert a.scores["expressivity"].source == "closed-form"
+    assert "Thm 4.5" in a.scores["generalization"].formula
+
+
+def test_curvature_closed_form(h3):
+    """kappa = 1 / sum_p exp(-5 d_p / (8 m)) by hand for the chain (P = 1, d = 3) and a P = 2 cell."""
+    chain = h3.architecture("|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~2|")
+    assert curvature(chain) == pytest.approx(1 / math.exp(-15 / 2048))
+    two = h3.architecture("|linear~0|+|zero~0|zero~1|+|skip~0|linear~1|zero~2|")  # paths 0-1-3 (d=2), 0-3 (d=0)
+    assert two.topology().paths == 2
+    assert curvature(two) == pytest.approx(1 / (math.exp(-10 / 2048) + 1))
+
+
+def test_convergence_score_is_the_pair_bound_of_the_exact_nngp(h3, h3_mnist):
+    from nflc.analysis.analyze import analysis_inputs
+
+    x, _, _ = analysis_inputs(h3, "mnist5k", 256, 0)
+    a = h3.architecture(600)
+    k = nflc.kernels(a, normalize_inputs(x)).nngp
+    i, j = np.triu_indices(len(k), 1)
+    bound = np.min((np.diag(k)[i] + np.diag(k)[j]) / 2 - k[i, j])
+    got = next(r for r in h3_mnist.architectures if r.index == 600)
+    assert got.scores["convergence"].value == pytest.approx(bound, rel=1e-12)
+    # the bound is an upper bound on lambda_min (2 x 2 principal submatrices)
+    assert np.linalg.eigvalsh(k)[0] <= bound + 1e-9
+
+
+def test_kernels_api_matches_engine(h3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 784))
+    a = h3.architecture(333)
+    got = nflc.kernels(a, x)
+    want = K.cell_kernels(a.graph, x)
+    assert np.array_equal(got.nngp, want.nngp) and np.array_equal(got.ntk, want.ntk)
+    with pytest.raises(ValueError, match="784"):
+        nflc.kernels(a, x[:, :10])
+
+
+def test_conv_space_is_measured_not_exact():
+    sp = nflc.load(NB201, space="nb201")
+    archs = sp.sample(2, seed=3)
+    assert exact_support(archs[0]) is not None
+    res = analyze(sp, data="none", samples=8, seed=0, archs=archs)
+    assert not res.exact_kernels and "do not apply" in res.exact_note
+    for a in res.architectures:
+        assert a.kernels["source"] == "finite-width"
+        assert a.scores["convergence"].source == "finite-width"
+        assert math.isfinite(a.kernels["nngp"]["lambda_min"])
+
+
+def test_json_schema_and_csv(tmp_path):
+    out = tmp_path / "a.json"
+    csv = tmp_path / "a.csv"
+    res = CliRunner().invoke(app, ["analyze", str(H3), "--data", "none", "--samples", "16", "--archs", "sample:20",
+                                   "--json", str(out), "--csv", str(csv), "--top", "2"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert set(doc) >= {"space", "data", "architectures", "report", "provenance"}
+    a = doc["architectures"][0]
+    assert set(a) >= {"id", "params", "flops", "topology", "kernels", "scores"}
+    assert set(a["topology"]) >= {"paths", "depths", "mean_depth"}
+    assert set(a["scores"]) == {"expressivity", "convergence", "generalization"}
+    assert doc["data"]["name"] == "none" and not doc["data"]["labels"]
+    assert len(csv.read_text().splitlines()) == 21
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samples", "6000"], "more than dataset"),
+    (["--data", "digits"], "784"),
+    (["--data", "mnist"], "unknown dataset"),
+    (["--archs", "sample:x"], "sample:K"),
+    (["--measure", "sometimes"], "measure"),
+])
+def test_bad_input_is_a_clear_error(args, message):
+    res = CliRunner().invoke(app, ["analyze", str(H3), *args])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_data_free_mode_is_deterministic(h3):
+    archs = [h3.architecture(i) for i in (5, 77, 700)]
+    a = analyze(h3, data="none", samples=12, seed=1, archs=archs)
+    b = analyze(h3, data="none", samples=12, seed=1, archs=archs)
+    assert [r.scores for r in a.architectures] == [r.scores for r in b.architectures]
+    assert to_json_dict(a)["architectures"][0]["scores"] == to_json_dict(b)["architectures"][0]["scores"]
