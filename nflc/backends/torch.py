@@ -7,10 +7,17 @@ gives the same weights. He-normal (the default, the paper's) uses gain sqrt(2) f
 layer followed by a ReLU and 1 otherwise, so a ``linear >> relu`` edge computes
 ``sqrt(2) relu(W x / sqrt(m))`` with ``W ~ N(0, 1)`` and the readout ``v . x / sqrt(m)``,
 exactly THEORY.md section 1.
+
+Every weight draws from its own generator, seeded by ``(seed, the parameter's module
+path)``: pruning, or turning biases on, leaves the other weights as they were, so a pruned
+module computes the same function as the unpruned one with the same seed. Compiling never
+touches torch's global random state. ``torch_default`` draws PyTorch's default
+distribution (``U(+-1/sqrt(fan_in))`` for weights and biases) from the same generators.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import TYPE_CHECKING
 
@@ -34,14 +41,15 @@ class GlobalAvgPool(nn.Module):
 class ResBlock(nn.Module):
     """NAS-Bench-201's ResNet basic block (same submodules, so parameter counts agree)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, skip_init: bool = False):
         super().__init__()
-        self.conv_a = nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out))
-        self.conv_b = nn.Sequential(nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        conv = lambda *a: _weighted(nn.Conv2d, skip_init, *a, bias=False)  # noqa: E731
+        self.conv_a = nn.Sequential(nn.ReLU(), conv(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out))
+        self.conv_b = nn.Sequential(nn.ReLU(), conv(c_out, c_out, 3, 1, 1), nn.BatchNorm2d(c_out))
         if stride == 2:
-            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2, 0), nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False))
+            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2, 0), conv(c_in, c_out, 1, 1, 0))
         elif c_in != c_out:
-            self.downsample = nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False), nn.BatchNorm2d(c_out))
+            self.downsample = nn.Sequential(nn.ReLU(), conv(c_in, c_out, 1, 1, 0), nn.BatchNorm2d(c_out))
         else:
             self.downsample = None
 
@@ -50,17 +58,31 @@ class ResBlock(nn.Module):
         return residual + self.conv_b(self.conv_a(x))
 
 
-def build_prim(p: ops.Prim, shape: tuple[int, ...]) -> nn.Module:
-    """The torch module of one bound primitive applied to inputs of ``shape``."""
+def _weighted(cls: type, skip_init: bool, *args, **kwargs) -> nn.Module:
+    """A Linear or Conv2d; with ``skip_init`` its tensors are allocated but not drawn (the
+    caller initialises them), which saves torch's default draw and its global RNG."""
+    if not skip_init:
+        return cls(*args, **kwargs)
+    m = cls(*args, device="meta", **kwargs)
+    m.weight = nn.Parameter(torch.empty(m.weight.shape))
+    if m.bias is not None:
+        m.bias = nn.Parameter(torch.empty(m.bias.shape))
+    return m
+
+
+def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False) -> nn.Module:
+    """The torch module of one bound primitive applied to inputs of ``shape``.
+
+    With ``skip_init`` linear and conv weights are left uninitialised for the caller."""
     a = dict(p.args)
     if p.name == "skip":
         return nn.Identity()
     if p.name == "relu":
         return nn.ReLU()
     if p.name == "linear":
-        return nn.Linear(shape[0], a["out"], bias=a["bias"])
+        return _weighted(nn.Linear, skip_init, shape[0], a["out"], bias=a["bias"])
     if p.name == "conv2d":
-        return nn.Conv2d(shape[0], a["out"], a["k"], a["stride"], a["padding"], bias=a["bias"])
+        return _weighted(nn.Conv2d, skip_init, shape[0], a["out"], a["k"], a["stride"], a["padding"], bias=a["bias"])
     if p.name == "batchnorm":
         return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
     if p.name == "avg_pool":
@@ -72,15 +94,15 @@ def build_prim(p: ops.Prim, shape: tuple[int, ...]) -> nn.Module:
     if p.name == "global_avg_pool":
         return GlobalAvgPool()
     if p.name == "resblock":
-        return ResBlock(shape[0], a["out"], a["stride"])
+        return ResBlock(shape[0], a["out"], a["stride"], skip_init)
     raise NotImplementedError(f"no torch builder for primitive '{p.name}'")  # every PRIMS entry has one (tested)
 
 
-def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...]) -> nn.Module:
+def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...], skip_init: bool = False) -> nn.Module:
     mods = []
     for p in ops.seq_bind(prims, shape):
         if p.name != "skip":
-            mods.append(build_prim(p, shape))
+            mods.append(build_prim(p, shape, skip_init))
         shape = ops.PRIMS[p.name].shape(p, shape)
     return nn.Identity() if not mods else nn.Sequential(*mods)
 
@@ -132,27 +154,42 @@ class Network(nn.Module):
         return x
 
 
-def _init_weights(net: nn.Module, scheme: str, relu_after: set[int]) -> None:
-    """Initialise linear/conv weights in module order with the global (forked, seeded) RNG."""
-    if scheme == "torch_default":
-        return
-    for m in net.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            gain = math.sqrt(2.0) if id(m) in relu_after else 1.0
-            fan_in = m.weight[0].numel()
-            fan_out = m.weight.shape[0] * (m.weight[0, 0].numel() if m.weight.dim() > 2 else 1)
+def _param_seed(seed: int, name: str) -> int:
+    """A stable 63-bit seed for the module at path ``name`` (independent of hash randomisation)."""
+    digest = hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _init_weights(net: nn.Module, scheme: str, relu_after: set[int], seed: int) -> None:
+    """Initialise every linear/conv layer from its own generator (see the module docstring)."""
+    for name, m in net.named_modules():
+        if not isinstance(m, (nn.Linear, nn.Conv2d)):
+            continue
+        g = torch.Generator().manual_seed(_param_seed(seed, name))
+        gain = math.sqrt(2.0) if id(m) in relu_after else 1.0
+        fan_in = m.weight[0].numel()
+        fan_out = m.weight.shape[0] * (m.weight[0, 0].numel() if m.weight.dim() > 2 else 1)
+        with torch.no_grad():
             if scheme == "he_normal":
-                nn.init.normal_(m.weight, 0.0, gain / math.sqrt(fan_in))
+                m.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=g)
             elif scheme == "he_uniform":
                 bound = gain * math.sqrt(3.0 / fan_in)
-                nn.init.uniform_(m.weight, -bound, bound)
+                m.weight.uniform_(-bound, bound, generator=g)
             elif scheme == "xavier_normal":
-                nn.init.normal_(m.weight, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+                m.weight.normal_(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator=g)
             elif scheme == "xavier_uniform":
                 bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-                nn.init.uniform_(m.weight, -bound, bound)
+                m.weight.uniform_(-bound, bound, generator=g)
+            elif scheme == "torch_default":  # nn.Linear / nn.Conv2d's own reset_parameters distribution
+                bound = 1.0 / math.sqrt(fan_in)
+                m.weight.uniform_(-bound, bound, generator=g)
+            else:
+                raise ValueError(f"unknown init scheme '{scheme}'")
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                if scheme == "torch_default":
+                    m.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in), generator=g)
+                else:
+                    m.bias.zero_()
 
 
 def _mark_relu_followers(seq: nn.Module, relu_after: set[int], next_is_relu: bool = False) -> None:
@@ -173,7 +210,7 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
         next_relu = i + 1 < len(ir.network) and ir.network[i + 1].kind == "prim" and ir.network[i + 1].prim.name == "relu"
         if st.kind == "prim":
             p = st.prim.to_prim()
-            m = build_prim(p, shape) if p.name != "skip" else nn.Identity()
+            m = build_prim(p, shape, skip_init=True) if p.name != "skip" else nn.Identity()
             _mark_relu_followers(m, relu_after, next_relu)
             layers.append(m)
             continue
@@ -184,7 +221,7 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
             prims = e.choices[c].prim_tuple()
             if j in skip or any(p.name == "zero" for p in prims):
                 continue
-            m = build_seq(prims, shape)
+            m = build_seq(prims, shape, skip_init=True)
             for sub in m.modules():
                 if isinstance(sub, nn.Sequential):
                     _mark_relu_followers(sub, relu_after)
@@ -205,8 +242,6 @@ def compile_architecture(arch: "Architecture", seed: int = 0, prune: bool | None
         arch = arch.space.with_options(bias=bias, prune=prune, init=init).architecture(arch.index)
     ir = arch.space.lowered(arch.constants_override)
     dead = arch.dead_edges() if ir.prune else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net, relu_after = build_network(ir, arch.choices, dead, arch.id)
-        _init_weights(net, ir.init, relu_after)
+    net, relu_after = build_network(ir, arch.choices, dead, arch.id)
+    _init_weights(net, ir.init, relu_after, seed)
     return net
