@@ -1,0 +1,136 @@
+"""Graph-only topology of a cell (THEORY.md section 2): paths, path depths, dead edges.
+
+A cell is a ``networkx.DiGraph`` per ``docs/CONTRACTS.md``: integer nodes ``0 .. H``,
+edges ``s < t`` with attributes ``kind`` and ``parameterized``. An edge of kind
+``"zero"`` (or a missing pair) is no edge at all. An end-to-end path is a sequence of
+non-zero edges from ``X0`` to ``XH``; its depth ``d_p`` is the number of parameterized
+edges on it.
+
+Paths are never enumerated: the number of paths of each depth is one dynamic programme
+over the topological order (``counts[t][k]`` = paths ``0 -> t`` with ``k`` parameterized
+edges), polynomial in ``H`` although ``P`` can grow like ``2**(H-1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict
+
+ZERO = "zero"
+
+Edge = tuple[int, int]
+
+
+class Topology(BaseModel):
+    """Topological summary of one cell.
+
+    ``depth_counts[k]`` is the number of end-to-end paths with exactly ``k``
+    parameterized edges (the multiset ``{d_p}`` in compact form; ``depths`` expands it).
+    Degenerate cases, chosen so every field stays a finite number:
+
+    * ``P = 0`` (no end-to-end path, the output is identically zero): ``connected`` is
+      False, ``mean_depth`` = 0.0 and ``effective_width`` = 0.0.
+    * ``P > 0`` but every path is skip-only (``mean_depth`` = 0): ``effective_width`` =
+      0.0; the 2022 paper's ratio is 0/0 there, and no path carries a trainable layer.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    n_nodes: int
+    paths: int
+    depth_counts: tuple[int, ...]
+    mean_depth: float
+    sum_depth: int
+    skip_paths: int
+    effective_width: float
+    connected: bool
+    parameterized_on_paths: int
+    dead_edges: tuple[Edge, ...]
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        """The sorted multiset ``{d_p}``, one entry per path (length ``P``)."""
+        return tuple(d for d, n in enumerate(self.depth_counts) for _ in range(n))
+
+
+def cell_size(cell: nx.DiGraph) -> int:
+    """``H`` of a cell over nodes ``0 .. H``; raises ``ValueError`` if the graph is not one."""
+    nodes = sorted(cell.nodes)
+    if not nodes or nodes != list(range(len(nodes))):
+        raise ValueError(f"a cell's nodes must be the integers 0 .. H, got {nodes}")
+    for s, t in cell.edges:
+        if not s < t:
+            raise ValueError(f"edge ({s}, {t}) goes backwards; a cell's edges must run s < t")
+    if len(nodes) < 2:
+        raise ValueError("a cell needs at least the input node 0 and an output node H >= 1")
+    return len(nodes) - 1
+
+
+def active_edges(cell: nx.DiGraph) -> Iterator[tuple[int, int, dict]]:
+    """The non-zero edges ``(s, t, attrs)`` in topological order (by target, then source)."""
+    for s, t in sorted(cell.edges, key=lambda e: (e[1], e[0])):
+        attrs = cell.edges[s, t]
+        if attrs["kind"] != ZERO:
+            yield s, t, attrs
+
+
+def depth_counts(cell: nx.DiGraph) -> tuple[int, ...]:
+    """``counts[k]`` = number of end-to-end paths with ``k`` parameterized edges."""
+    h = cell_size(cell)
+    counts: list[list[int]] = [[] for _ in range(h + 1)]
+    counts[0] = [1]
+    # Nodes are numbered in topological order, so every source is final before its targets.
+    for s, t, attrs in active_edges(cell):
+        shift = 1 if attrs["parameterized"] else 0
+        _add_shifted(counts[t], counts[s], shift)
+    out = counts[h]
+    while out and out[-1] == 0:
+        out.pop()
+    return tuple(out)
+
+
+def _add_shifted(acc: list[int], src: list[int], shift: int) -> None:
+    if len(acc) < len(src) + shift:
+        acc.extend([0] * (len(src) + shift - len(acc)))
+    for k, n in enumerate(src):
+        acc[k + shift] += n
+
+
+def live_edges(cell: nx.DiGraph) -> tuple[list[Edge], list[Edge]]:
+    """Non-zero edges split into (on some end-to-end path, on none)."""
+    h = cell_size(cell)
+    edges = [(s, t) for s, t, _ in active_edges(cell)]
+    graph = nx.DiGraph(edges)
+    graph.add_nodes_from(range(h + 1))
+    from_input = nx.descendants(graph, 0) | {0}
+    to_output = nx.ancestors(graph, h) | {h}
+    # In a DAG an edge lies on an end-to-end path iff the input reaches its source and
+    # its target reaches the output.
+    live = [(s, t) for s, t in edges if s in from_input and t in to_output]
+    dead = [(s, t) for s, t in edges if not (s in from_input and t in to_output)]
+    return live, dead
+
+
+def topology(cell: nx.DiGraph) -> Topology:
+    """Paths, depths, effective width and dead edges of ``cell`` (THEORY.md section 2)."""
+    counts = depth_counts(cell)
+    paths = sum(counts)
+    sum_depth = sum(d * n for d, n in enumerate(counts))
+    mean_depth = sum_depth / paths if paths else 0.0
+    skip_paths = counts[0] if counts else 0
+    deep_paths = paths - skip_paths
+    live, dead = live_edges(cell)
+    return Topology(
+        n_nodes=cell.number_of_nodes(),
+        paths=paths,
+        depth_counts=counts,
+        mean_depth=mean_depth,
+        sum_depth=sum_depth,
+        skip_paths=skip_paths,
+        effective_width=deep_paths / mean_depth if deep_paths else 0.0,
+        connected=paths > 0,
+        parameterized_on_paths=sum(1 for s, t in live if cell.edges[s, t]["parameterized"]),
+        dead_edges=tuple(dead),
+    )
