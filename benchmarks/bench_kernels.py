@@ -6,62 +6,40 @@
     one network (784 -> 256 stem, fully connected H = 3 cell of Linear+ReLU edges at
     width 256, scalar readout), N = 256: speed ratio and the largest difference.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_kernels.py``. The cells and the module are
-built by hand here (the paper's space, He-normal init); nothing is trained.
+Run: ``python benchmarks/bench_kernels.py``. The cells and the module come from
+``specs/nfl_h3.nfl`` (compiled by nflc); nothing is trained.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import torch
 from torch import nn
 
+import nflc
+
 from nflc.analysis.empirical import empirical_ntk
 from nflc.analysis.kernels import cell_kernels, lambda_min, space_kernels
 
 N, D, WIDTH, SEED = 256, 784, 256, 0
-KINDS = ("zero", "skip", "linear_relu")
+
+
+SPEC = Path(__file__).resolve().parents[1] / "specs" / "nfl_h3.nfl"
+FULL = "|linear~0|+|linear~0|linear~1|+|linear~0|linear~1|linear~2|"
 
 
 def h3_cells() -> list[nx.DiGraph]:
-    """All 3**6 cells, enumerated with the edges into earlier nodes varying slowest."""
-    pairs = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
-    cells = []
-    for kinds in itertools.product(KINDS, repeat=len(pairs)):
-        cell = nx.DiGraph()
-        cell.add_nodes_from(range(4))
-        for (s, t), kind in zip(pairs, kinds):
-            cell.add_edge(s, t, kind=kind, op=kind, parameterized=kind == "linear_relu")
-        cells.append(cell)
-    return cells
+    """All 3**6 cell graphs of specs/nfl_h3.nfl, in the space's enumeration order."""
+    return [a.graph for a in nflc.load(SPEC)]
 
 
-class FullCellMLP(nn.Module):
-    """stem -> cell with every edge Linear+ReLU -> readout; node t = sum of edges into it."""
-
-    def __init__(self, d: int, width: int, h: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Linear(d, width, bias=False), nn.ReLU())
-        self.edges = nn.ModuleDict({
-            f"{s}_{t}": nn.Sequential(nn.Linear(width, width, bias=False), nn.ReLU())
-            for t in range(1, h + 1) for s in range(t)
-        })
-        self.h = h
-        self.readout = nn.Linear(width, 1, bias=False)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                gain = 1.0 if m is self.readout else 2.0
-                nn.init.normal_(m.weight, 0.0, (gain / m.in_features) ** 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [self.stem(x)]
-        for t in range(1, self.h + 1):
-            nodes.append(sum(self.edges[f"{s}_{t}"](nodes[s]) for s in range(t)))
-        return self.readout(nodes[-1])
+def full_cell_module() -> nn.Module:
+    """The compiled nfl_h3 network whose cell has every edge Linear+ReLU (width 256)."""
+    return nflc.load(SPEC).architecture(FULL).to_module(seed=SEED)
 
 
 def per_sample_ntk(module: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -101,15 +79,16 @@ def bench_exact() -> None:
 
 
 def bench_empirical() -> None:
-    torch.manual_seed(SEED)
-    module = FullCellMLP(D, WIDTH)
-    x = torch.randn(N, D)
-    empirical_ntk(module, x[:8])  # warm-up
-    t_fast, fast = best_of(lambda: empirical_ntk(module, x), 5)
+    module = full_cell_module()
+    x = torch.randn(N, D, generator=torch.Generator().manual_seed(SEED))
+    empirical_ntk(module, x[:8], output="sum")  # warm-up
+    t_fast, fast = best_of(lambda: empirical_ntk(module, x, output="sum", dtype=torch.float32), 5)
+    t_fast64, _ = best_of(lambda: empirical_ntk(module, x, output="sum"), 3)
     t_loop, slow = best_of(lambda: per_sample_ntk(module, x), 1)
     diff = np.abs(fast - slow).max()
-    print(f"(b) finite-width NTK, MLP 784->256, H=3 cell (6 Linear+ReLU edges), N={N}, float32 module")
-    print(f"    factorised (1 forward + 1 backward): {1e3 * t_fast:8.1f} ms")
+    print(f"(b) finite-width NTK of the compiled nfl_h3 network {FULL} (784->256, 6 Linear+ReLU edges, "
+          f"10 outputs summed), N={N}, float32 module")
+    print(f"    factorised (1 forward + 1 backward): {1e3 * t_fast:8.1f} ms  (float64 contractions: {1e3 * t_fast64:.1f} ms)")
     print(f"    per-sample backward loop (paper):    {1e3 * t_loop:8.1f} ms")
     print(f"    speed ratio {t_loop / t_fast:.0f}x; max |diff| {diff:.3g} "
           f"(max |Theta| {np.abs(slow).max():.3g}, relative {diff / np.abs(slow).max():.2g})")

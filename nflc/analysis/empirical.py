@@ -259,18 +259,18 @@ def _conv_patches(conv: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, k, dilation=d, padding=0, stride=s).transpose(1, 2)
 
 
-def _dense_terms(rec: _Record, block_elems: int) -> dict[str, torch.Tensor]:
+def _dense_terms(rec: _Record, block_elems: int, dtype: torch.dtype = _F64) -> dict[str, torch.Tensor]:
     mod = rec.module
     if isinstance(mod, nn.Linear):  # features last: (N, ..., c)
-        us = [_positions(a.to(_F64)) for a in rec.inputs]
-        gs = [_positions(g.to(_F64)) for g in rec.grads]
+        us = [_positions(a.to(dtype)) for a in rec.inputs]
+        gs = [_positions(g.to(dtype)) for g in rec.grads]
         groups = 1
     else:  # channels first: (N, C, *spatial)
-        us = [_conv_patches(mod, a.to(_F64)) for a in rec.inputs]
-        gs = [g.to(_F64).flatten(2).transpose(1, 2) for g in rec.grads]
+        us = [_conv_patches(mod, a.to(dtype)) for a in rec.inputs]
+        gs = [g.to(dtype).flatten(2).transpose(1, 2) for g in rec.grads]
         groups = mod.groups
     # Several calls of one module add their positions: J = sum over calls and positions.
-    u, g = torch.cat(us, dim=1), torch.cat(gs, dim=1)
+    u, g = (us[0], gs[0]) if len(us) == 1 else (torch.cat(us, dim=1), torch.cat(gs, dim=1))
     terms: dict[str, torch.Tensor] = {}
     if mod.weight.requires_grad:
         ku, ko = u.shape[2] // groups, g.shape[2] // groups
@@ -284,15 +284,15 @@ def _dense_terms(rec: _Record, block_elems: int) -> dict[str, torch.Tensor]:
     return terms
 
 
-def _norm_terms(rec: _Record) -> dict[str, torch.Tensor]:
+def _norm_terms(rec: _Record, dtype: torch.dtype = _F64) -> dict[str, torch.Tensor]:
     mod = rec.module
     jw, jb = 0.0, 0.0
     for x, g in zip(rec.inputs, rec.grads):
-        x, g = x.to(_F64), g.to(_F64)
+        x, g = x.to(dtype), g.to(dtype)
         if isinstance(mod, _BatchNorm):  # eval mode: running statistics, channel axis 1
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            xhat = (x - mod.running_mean.to(_F64).view(shape)) / torch.sqrt(
-                mod.running_var.to(_F64).view(shape) + mod.eps
+            xhat = (x - mod.running_mean.to(dtype).view(shape)) / torch.sqrt(
+                mod.running_var.to(dtype).view(shape) + mod.eps
             )
             jw = jw + (g * xhat).reshape(x.shape[0], x.shape[1], -1).sum(2)
             jb = jb + g.reshape(x.shape[0], x.shape[1], -1).sum(2)
@@ -316,11 +316,14 @@ def empirical_ntk(
     output: Output = None,
     param_scale: Mapping[str, float] | None = None,
     block_elems: int = 2**24,
+    dtype: torch.dtype = _F64,
 ) -> np.ndarray:
-    """Finite-width NTK of the module's scalar output on batch ``x``, float64 (N, N).
+    """Finite-width NTK of the module's scalar output on batch ``x``, (N, N).
 
     ``param_scale[name]`` multiplies the term of parameter ``name`` (as in
     ``named_parameters``; missing names weigh 1). ``output``: see the module docstring.
+    ``dtype`` of the contractions: float64 by default; float32 halves the cost and
+    matches a float32 module's own per-sample gradients to float32 round-off.
     """
     scale = dict(param_scale or {})
     names = {n for n, p in module.named_parameters() if p.requires_grad}
@@ -330,14 +333,14 @@ def empirical_ntk(
     n = x.shape[0]
     with _eval_mode(module):
         records = _capture(module, x, output)
-    theta = torch.zeros((n, n), dtype=_F64)
+    theta = torch.zeros((n, n), dtype=dtype)
     for rec in records:
         if not rec.inputs:  # never ran: its parameters do not move the output
             continue
         if isinstance(rec.module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            terms = _dense_terms(rec, block_elems)
+            terms = _dense_terms(rec, block_elems, dtype)
         else:
-            terms = _norm_terms(rec)
+            terms = _norm_terms(rec, dtype)
         for pname, term in terms.items():
             full = f"{rec.name}.{pname}" if rec.name else pname
             theta += scale.get(full, 1.0) * term
