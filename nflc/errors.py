@@ -98,20 +98,33 @@ class DiagnosticBag:
 
     sources: dict[str, str] = field(default_factory=dict)
     items: list[Diagnostic] = field(default_factory=list)
+    error_calls: int = 0  # errors reported, duplicates included (has this step failed?)
 
     def error(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
-        self.items.append(Diagnostic("error", message, span, hint))
+        self.error_calls += 1
+        self.add(Diagnostic("error", message, span, hint))
 
     def warning(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
-        self.items.append(Diagnostic("warning", message, span, hint))
+        self.add(Diagnostic("warning", message, span, hint))
+
+    def add(self, d: Diagnostic) -> None:
+        """Record a diagnostic once (a construct checked twice reports once)."""
+        if d not in self.items:
+            self.items.append(d)
 
     @property
     def errors(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == "error"]
+        return self._in_order([d for d in self.items if d.severity == "error"])
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == "warning"]
+        return self._in_order([d for d in self.items if d.severity == "warning"])
+
+    def _in_order(self, ds: list[Diagnostic]) -> list[Diagnostic]:
+        """Source order: files as first met, then line and column (no span: last)."""
+        files = {f: i for i, f in enumerate(dict.fromkeys(d.span.file for d in ds if d.span))}
+        return sorted(ds, key=lambda d: (files[d.span.file], d.span.line, d.span.column) if d.span
+                      else (len(files), 0, 0))
 
     def raise_if_errors(self, cls: type[NflcError] = SemanticError) -> None:
         errs = self.errors

@@ -10,19 +10,37 @@ from nflc import ops
 from nflc.ir.model import CellIR, SpaceIR
 
 
-def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...]) -> nx.DiGraph:
-    """The cell DAG of one choice (docs/CONTRACTS.md): int nodes 0..H, every declared edge."""
+def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
+    """Edge attributes (docs/CONTRACTS.md) of every choice of every edge, at the cell's input shape.
+
+    ``table[k][c]`` is the attribute dict of edge ``cell.edges[k]`` taking choice ``c``; a space
+    computes it once per cell, so building one graph per architecture is cheap.
+    """
+    table = []
+    for e in cell.edges:
+        row = []
+        for ch in e.choices:
+            prims = ops.seq_bind(ch.prim_tuple(), shape)
+            _, params, flops = ops.seq_cost(prims, shape)
+            kind = ops.seq_kind(prims)
+            row.append(dict(op=ch.label, kind=kind, parameterized=ops.seq_parameterized(prims),
+                            params=0 if kind == "zero" else params, flops=0 if kind == "zero" else flops,
+                            kernel=ops.seq_kernel(prims), prims=tuple(p.name for p in prims)))
+        table.append(row)
+    return table
+
+
+def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
+               table: list[list[dict]] | None = None) -> nx.DiGraph:
+    """The cell DAG of one choice (docs/CONTRACTS.md): int nodes 0..H, every declared edge.
+
+    ``table`` is :func:`edge_table` of the cell at ``shape``, when the caller has it.
+    """
+    if table is None:
+        table = edge_table(cell, shape)
     g = nx.DiGraph(cell=cell.name)
-    for i, name in enumerate(cell.node_names):
-        g.add_node(i, label=f"X{i}", name=name)
-    for e, c in zip(cell.edges, choice):
-        ch = e.choices[c]
-        prims = ops.seq_bind(ch.prim_tuple(), shape)
-        _, params, flops = ops.seq_cost(prims, shape)
-        kind = ops.seq_kind(prims)
-        g.add_edge(e.src, e.dst, op=ch.label, kind=kind, parameterized=ops.seq_parameterized(prims),
-                   params=0 if kind == "zero" else params, flops=0 if kind == "zero" else flops,
-                   kernel=ops.seq_kernel(prims), prims=tuple(p.name for p in prims))
+    g.add_nodes_from((i, {"label": f"X{i}", "name": name}) for i, name in enumerate(cell.node_names))
+    g.add_edges_from((e.src, e.dst, table[k][c]) for k, (e, c) in enumerate(zip(cell.edges, choice)))
     return g
 
 

@@ -11,6 +11,7 @@ factor over instances, so filtered spaces of any size still count exactly.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from typing import Iterator
 import networkx as nx
 
 from nflc import graph as graphs
+from nflc import ops
 from nflc.cost import Cost, CostModel
-from nflc.errors import SpaceError, did_you_mean
+from nflc.errors import NflcError, SpaceError, did_you_mean
 from nflc.ir.lower import SpaceSource, relower
 from nflc.ir.model import CellIR, SpaceIR
 from nflc.ir.options import apply_options
 
 ENUMERATION_LIMIT = 5_000_000  # largest space nflc will walk to count under whole-network filters
+CANONICAL_MAX_MIDS = 6  # `unique`: exact canonical forms up to this many intermediate nodes, VF2 beyond
 _CMP = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
         ">": lambda a, b: a > b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
@@ -112,8 +115,6 @@ class Space:
             return
         per_inst = [self._valid_cells(self.cell_of[k].name) for k in self.instances]
         inst_radix = [_radix_product(self.edge_radices[k]) for k in self.instances]
-        import itertools
-
         for combo in itertools.product(*per_inst):
             yield _encode(combo, inst_radix)
 
@@ -154,9 +155,14 @@ class Space:
                 return self.cell_shape[k]
         raise KeyError(cell)
 
+    @functools.lru_cache(maxsize=None)
+    def _edge_table(self, cell: str) -> list[list[dict]]:
+        return graphs.edge_table(self.ir.cells[cell], self._shape_of_cell(cell))
+
     @functools.lru_cache(maxsize=65536)
     def cell_graph(self, cell: str, i: int) -> nx.DiGraph:
-        return graphs.cell_graph(self.ir.cells[cell], self._cell_choice(cell, i), self._shape_of_cell(cell))
+        return graphs.cell_graph(self.ir.cells[cell], self._cell_choice(cell, i), self._shape_of_cell(cell),
+                                 self._edge_table(cell))
 
     @functools.lru_cache(maxsize=65536)
     def cell_topology(self, cell: str, i: int):
@@ -183,37 +189,54 @@ class Space:
 
         Two cells are the same when their computing graphs are isomorphic: zero edges and
         dead edges (on no input-to-output path) removed, X0 and XH kept in place, edges
-        matched by the primitive ops they apply (not by label). WL hashes bucket the cells;
-        networkx's VF2 decides within a bucket.
+        matched by the primitive ops they apply (with their bound arguments, not by label).
+        With X0 and XH fixed an isomorphism permutes the intermediate nodes, so cells of up
+        to CANONICAL_MAX_MIDS intermediate nodes get an exact canonical form (the least edge
+        list over all permutations); larger cells are bucketed by an invariant and compared
+        with networkx's VF2.
         """
-        n = self.cell_count(cell)
-        reps = [0] * n
-        buckets: dict[str, list[tuple[int, nx.DiGraph]]] = {}
-        em = nx.algorithms.isomorphism.categorical_edge_match("ops", None)
-        nm = nx.algorithms.isomorphism.categorical_node_match("role", None)
-        for i in range(n):
-            g = self._computing_graph(cell, i)
-            key = nx.weisfeiler_lehman_graph_hash(g, edge_attr="ops", node_attr="role") + f"/{g.number_of_edges()}"
-            for j, h in buckets.get(key, []):
-                if nx.is_isomorphic(g, h, node_match=nm, edge_match=em):
-                    reps[i] = j
-                    break
-            else:
-                buckets.setdefault(key, []).append((i, g))
-                reps[i] = i
+        c = self.ir.cells[cell]
+        h = c.nodes - 1
+        shape = self._shape_of_cell(cell)
+        table = self._edge_table(cell)
+        labels = [[None if a["kind"] == "zero" else " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), shape))
+                   for a, ch in zip(row, e.choices)] for row, e in zip(table, c.edges)]
+        radices = [len(e.choices) for e in c.edges]
+        maps = None
+        if h - 1 <= CANONICAL_MAX_MIDS:
+            maps = [(0, *perm, h) for perm in itertools.permutations(range(1, h))]
+        reps: list[int] = []
+        canon_of: dict[tuple, tuple] = {}  # live edge list -> canonical form
+        first: dict[tuple, int] = {}
+        buckets: dict[tuple, list[tuple[int, nx.DiGraph]]] = {}
+        for i in range(_radix_product(radices)):
+            digits = _decode(i, radices)
+            live = _live_edges([(e.src, e.dst, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits))
+                                if labels[k][d] is not None], h)
+            if maps is not None:
+                key = canon_of.get(live)
+                if key is None:
+                    key = canon_of[live] = min(tuple(sorted((m[s], m[t], op) for s, t, op in live)) for m in maps)
+                reps.append(first.setdefault(key, i))
+                continue
+            reps.append(self._vf2_representative(i, live, h, buckets))
         return tuple(reps)
 
-    def _computing_graph(self, cell: str, i: int) -> nx.DiGraph:
-        from nflc.analysis.topology import live_edges
-
-        g = self.cell_graph(cell, i)
-        h = g.number_of_nodes() - 1
-        live, _ = live_edges(g)
-        out = nx.DiGraph()
-        out.add_nodes_from((k, {"role": "in" if k == 0 else "out" if k == h else "mid"}) for k in g.nodes)
-        for s, t in live:
-            out.add_edge(s, t, ops=" >> ".join(g.edges[s, t]["prims"]) + repr(g.edges[s, t].get("kernel")))
-        return out
+    @staticmethod
+    def _vf2_representative(i: int, live: tuple, h: int, buckets: dict) -> int:
+        g = nx.DiGraph()
+        g.add_nodes_from((k, {"role": "in" if k == 0 else "out" if k == h else "mid"}) for k in range(h + 1))
+        g.add_edges_from((s, t, {"ops": op}) for s, t, op in live)
+        role = lambda k: 0 if k == 0 else 2 if k == h else 1  # noqa: E731
+        key = (tuple(sorted((role(s), role(t), op) for s, t, op in live)),
+               tuple(sorted((g.in_degree(k), g.out_degree(k)) for k in g)))
+        em = nx.algorithms.isomorphism.categorical_edge_match("ops", None)
+        nm = nx.algorithms.isomorphism.categorical_node_match("role", None)
+        for j, other in buckets.get(key, []):
+            if nx.is_isomorphic(g, other, node_match=nm, edge_match=em):
+                return j
+        buckets.setdefault(key, []).append((i, g))
+        return i
 
     # ---------------------------------------------------------------- lookup and sampling
     def architecture(self, ident: "str | int") -> "Architecture":
@@ -317,6 +340,18 @@ class Space:
         return f"<Space {self.name}: {self.raw_count()} architectures before filters>"
 
 
+def _live_edges(edges: list[tuple[int, int, str]], h: int) -> tuple[tuple[int, int, str], ...]:
+    """The edges (sorted by target, then source) on some path from node 0 to node h."""
+    reach, coreach = {0}, {h}
+    for s, t, _ in edges:
+        if s in reach:
+            reach.add(t)
+    for s, t, _ in reversed(edges):
+        if t in coreach:
+            coreach.add(s)
+    return tuple(e for e in edges if e[0] in reach and e[1] in coreach)
+
+
 def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
     groups: dict[int, list[str]] = {t: [] for t in range(1, cell.nodes)}
     for e, c in zip(cell.edges, choice):
@@ -340,24 +375,26 @@ def _parse_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
             if key in found:
                 raise SpaceError(f"edge {src} -> {t} appears twice in id {text!r}")
             found[key] = op
+    extra = [key for key in found if key not in {(e.src, e.dst) for e in cell.edges}]
+    if extra:
+        (s, t), op = extra[0], found[extra[0]]
+        raise SpaceError(f"id {text!r} names edge {s} -> {t} ({op}~{s} in group {t}), which cell '{cell.name}' "
+                         "does not have", hint=f"e.g. {example!r}")
     digits = []
     for e in cell.edges:
         key = (e.src, e.dst)
         if key not in found:
             raise SpaceError(f"id {text!r} has no op for edge {e.src} -> {e.dst}", hint=f"e.g. {example!r}")
         op = found.pop(key)
-        for i, c in enumerate(e.choices):
+        labels = [c.label for c in e.choices]
+        for i, c in sorted(enumerate(e.choices), key=lambda ic: ic[1].label != op):  # labels before aliases
             if op == c.label or op in c.aliases:
                 digits.append(i)
                 break
         else:
-            labels = [c.label for c in e.choices]
             raise SpaceError(f"'{op}' is not a choice of edge {e.src} -> {e.dst} in cell '{cell.name}'",
                              hint=did_you_mean(op, labels + [a for c in e.choices for a in c.aliases]) or
                              f"the choices are {', '.join(labels)}")
-    if found:
-        (s, t), op = next(iter(found.items()))
-        raise SpaceError(f"id {text!r} names edge {s} -> {t}, which cell '{cell.name}' does not have")
     return digits
 
 
@@ -512,7 +549,7 @@ def _solve_scale(arch: Architecture, b) -> tuple[dict[str, int], str | None]:
     def metric(w: int) -> int | None:
         try:
             c = arch.cost(overrides={name: w})
-        except Exception:  # a width at which the network is ill-formed (e.g. too narrow)
+        except (NflcError, ValueError):  # a width at which the network is ill-formed (e.g. too narrow)
             return None
         return c.params if b.metric == "params" else c.flops
 

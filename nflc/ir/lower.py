@@ -34,7 +34,8 @@ _ID_RESERVED = set("|~+;")
 
 
 def _sspan(span: Span | None) -> SourceSpan | None:
-    return SourceSpan(file=span.file, line=span.line, column=span.column) if span else None
+    return SourceSpan(file=span.file, line=span.line, column=span.column, end_line=span.end_line,
+                      end_column=span.end_column) if span else None
 
 
 class _Abort(Exception):
@@ -100,7 +101,8 @@ def compile_text(text: str, file: str = "<string>", base_dir: Path | None = None
     file_scope = Scope()
     for d in _prelude():
         file_scope.ops[d.name], file_scope.op_origin[d.name] = d, "prelude"
-    _load_imports(module, root, root, allow_outside, bag, file_scope, stack=())
+    top = (root / Path(file).name,) if base_dir is not None else ()  # the file itself, for cycles
+    _load_imports(module, root, root, allow_outside, bag, file_scope, stack=top)
     _add_top_level(module, bag, file_scope, origin="file")
     spaces: dict[str, SpaceIR] = {}
     srcs: dict[str, SpaceSource] = {}
@@ -123,7 +125,8 @@ def compile_text(text: str, file: str = "<string>", base_dir: Path | None = None
 
 
 def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: bool, bag: DiagnosticBag,
-                  scope: Scope, stack: tuple[Path, ...]) -> None:
+                  scope: Scope, stack: tuple[Path, ...], loaded: set[Path] | None = None) -> None:
+    loaded = set() if loaded is None else loaded  # files already imported (a diamond imports once)
     for imp in (i for i in module.items if isinstance(i, ast.Import)):
         target = (here / imp.path).resolve()
         if not allow_outside and not target.is_relative_to(root):
@@ -131,22 +134,38 @@ def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: boo
                       "move the file under that directory, or pass --allow-outside-imports (API: allow_outside=True)")
             continue
         if target in stack:
-            bag.error(f"import cycle: '{imp.path}' imports itself through " + " -> ".join(p.name for p in stack), imp.span)
+            cycle = stack[stack.index(target):] + (target,)
+            bag.error("import cycle: " + " -> ".join(p.name for p in cycle), imp.span,
+                      "move what both files need into a third file that both import")
             continue
+        if target in loaded:
+            continue
+        loaded.add(target)
         try:
             text = target.read_text()
-        except OSError:
-            bag.error(f"cannot import '{imp.path}': no such file {target}", imp.span,
+        except OSError as exc:
+            bag.error(f"cannot import '{imp.path}': {exc.strerror or 'cannot read'}: {target}", imp.span,
                       "import paths are relative to the importing file")
             continue
-        bag.sources[str(target)] = text
+        shown = _display_path(target)
+        bag.sources[shown] = text
         try:
-            sub = parse(text, str(target))
+            sub = parse(text, shown)
         except NflcError as exc:
-            bag.items.extend(exc.diagnostics)
+            for d in exc.diagnostics:
+                bag.add(d)
+            bag.error_calls += 1
             continue
-        _load_imports(sub, root, target.parent, allow_outside, bag, scope, stack + (target,))
+        _load_imports(sub, root, target.parent, allow_outside, bag, scope, stack + (target,), loaded)
         _add_top_level(sub, bag, scope, origin="import")
+
+
+def _display_path(path: Path) -> str:
+    """An imported file's name in diagnostics: relative to the working directory if below it."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _add_top_level(module: ast.Module, bag: DiagnosticBag, scope: Scope, origin: str) -> None:
@@ -212,9 +231,10 @@ class Lowerer:
         self.warn = warn
         self.const_values: dict[str, int | float | bool] = {}
         self.evaluating: list[str] = []
+        self.failed_consts: set[str] = set()
         self.used: set[str] = set()
         self.bias = True
-        self.errors_before = len(bag.errors)
+        self.errors_before = bag.error_calls
 
     # -- expressions
     def eval(self, e: ast.Expr, local: dict[str, int | bool] | None = None) -> int | float | bool:
@@ -261,6 +281,8 @@ class Lowerer:
             return self.overrides[name]
         if name in self.const_values:
             return self.const_values[name]
+        if name in self.failed_consts:  # already reported
+            raise _Abort
         if name not in self.scope.consts:
             cands = list(self.scope.consts) + list(local or {})
             self._fail(f"unknown constant '{name}'", span, did_you_mean(name, cands) or "define it, e.g. 'width 256'")
@@ -270,6 +292,9 @@ class Lowerer:
         self.evaluating.append(name)
         try:
             value = self.eval(self.scope.consts[name].value)
+        except _Abort:
+            self.failed_consts.add(name)
+            raise
         finally:
             self.evaluating.pop()
         self.const_values[name] = value
@@ -278,7 +303,7 @@ class Lowerer:
     def eval_int(self, e: ast.Expr, what: str, local=None, minimum: int | None = None) -> int:
         v = self.eval(e, local)
         if isinstance(v, bool) or not isinstance(v, int):
-            self._fail(f"{what} must be a whole number, got {v!r}", e.span,
+            self._fail(f"{what} must be a whole number, got {_show(v)}", e.span,
                        "1.5M is fine (1500000); 1.5 is not" if isinstance(v, float) else None)
         if minimum is not None and v < minimum:
             self._fail(f"{what} must be at least {minimum}, got {v}", e.span)
@@ -335,17 +360,20 @@ class Lowerer:
             if res is not None:
                 network, instances = res
         budgets = [b for b in (self._try(self._budget, b) for b in items if isinstance(b, ast.Budget)) if b]
+        for extra in [b for b in items if isinstance(b, ast.Budget) and b.scale][1:]:
+            self.bag.error("only one budget may scale a constant", extra.span, "keep one 'scale' budget")
         requires = [r for r in (self._try(self._require, r) for r in items if isinstance(r, ast.Require)) if r]
         uniques = [u for u in items if isinstance(u, ast.Unique)]
         # evaluate every constant once, so a broken unused one is still reported
+        used = set(self.used)
         for name, c in self.scope.consts.items():
             if self.scope.const_origin[name] == "space":
                 self._try(self.const, name, c.span)
-                self.used.discard(name) if name not in self._referenced_names() else None
+        self.used = used
         if self.warn:
             self._warnings(cells or {}, network, instances)
         self.src.used_names = self.used | self._referenced_names()
-        if len(self.bag.errors) > self.errors_before or network is None:
+        if self.bag.error_calls > self.errors_before or network is None:
             return None
         consts = {k: v for k, v in ((k, self.const_values.get(k)) for k in self.scope.consts) if isinstance(v, int) and not isinstance(v, bool)}
         consts.update({k: v for k, v in self.overrides.items()})
@@ -436,6 +464,8 @@ class Lowerer:
             return ref.value
         if ref.value in names:
             return names.index(ref.value)
+        if ref.value[:1].isdigit():
+            self._fail(f"node '{ref.value}' is not a node number", ref.span, f"nodes are numbered 0..{n - 1}")
         if ref.value.startswith("X") and ref.value[1:].isdigit():
             return self._node_index(ast.NodeRef(int(ref.value[1:]), ref.span), names)
         self._fail(f"unknown node '{ref.value}'", ref.span, did_you_mean(ref.value, names) or f"nodes are {', '.join(names)}")
@@ -540,9 +570,9 @@ class Lowerer:
                 expr, env = values[pname]
                 v = self.eval(expr, env)
                 if types.get(pname) == "bool" and not isinstance(v, bool):
-                    self._fail(f"'{pname}' of '{name}' must be true or false, got {v!r}", expr.span)
+                    self._fail(f"'{pname}' of '{name}' must be true or false, got {_show(v)}", expr.span)
                 if types.get(pname) == "int" and (isinstance(v, bool) or not isinstance(v, int)):
-                    self._fail(f"'{pname}' of '{name}' must be a whole number, got {v!r}", expr.span)
+                    self._fail(f"'{pname}' of '{name}' must be a whole number, got {_show(v)}", expr.span)
                 if types.get(pname) == "int" and v < (0 if pname == "padding" else 1):
                     self._fail(f"'{pname}' of '{name}' must be positive, got {v}", expr.span)
                 out[pname] = v
@@ -550,7 +580,7 @@ class Lowerer:
                 if default is None:
                     self._fail(f"'{name}' needs its argument '{pname}'", call.span,
                                f"call it as {name}({', '.join(names)})")
-                out[pname] = self.eval(default, local)
+                out[pname] = self.eval(default, dict(out))  # the op's own scope: constants, earlier parameters
             elif default == "required":
                 self._fail(f"'{name}' needs its argument '{pname}'", call.span, f"e.g. {name}({pname}=3)" if pname == "k" else None)
             elif default == "same_padding":
@@ -605,7 +635,8 @@ class Lowerer:
                 try:
                     out_shape, params, flops = ops.seq_cost((p,), shape)
                 except ops.ShapeError as exc:
-                    self._fail(f"{p.name} cannot take shape {list(shape)}: {exc}", term.span)
+                    msg, hint = _shape_message(exc, shape)
+                    self._fail(msg, term.span, hint)
                 stages.append(StageIR(kind="prim", prim=PrimIR(name=p.name, args=dict(p.args)), shape_in=list(shape),
                                       shape_out=list(out_shape), params=params, flops=flops, span=_sspan(term.span)))
                 shape = out_shape
@@ -617,18 +648,19 @@ class Lowerer:
     def _check_cell_shape(self, cell: CellIR, shape, span: Span) -> None:
         bad = False
         for e in cell.edges:
-            for c in e.choices:
+            for c in e.choices:  # `edge *` shares its choices: each is reported once
+                where = _span(c.span) or span
                 try:
                     out = ops.seq_cost(c.prim_tuple(), tuple(shape))[0]
                 except ops.ShapeError as exc:
-                    self.bag.error(f"op '{c.label}' on edge {e.src} -> {e.dst} cannot take the cell's shape {list(shape)}: {exc}",
-                                   _span(c.span) or span)
+                    msg, hint = _shape_message(exc, shape)
+                    self.bag.error(f"op '{c.label}' in cell '{cell.name}' cannot take the cell's shape {list(shape)}: {msg}",
+                                   where, hint)
                     bad = True
                     continue
                 if list(out) != list(shape):
-                    self.bag.error(f"op '{c.label}' on edge {e.src} -> {e.dst} changes the shape {list(shape)} -> {list(out)}",
-                                   _span(c.span) or span,
-                                   "cell nodes are sums of their edges, so every edge op must keep the shape")
+                    self.bag.error(f"op '{c.label}' in cell '{cell.name}' changes the shape {list(shape)} -> {list(out)}",
+                                   where, "cell nodes are sums of their edges, so every edge op must keep the shape")
                     bad = True
         if bad:
             raise _Abort
@@ -682,8 +714,21 @@ class Lowerer:
                                  "end it with 'linear(classes)'")
 
 
+def _shape_message(exc: ops.ShapeError, shape) -> tuple[str, str | None]:
+    """(message, hint) of a shape error: the op's reason, and its advice as the hint."""
+    msg, _, hint = str(exc).partition("; ")
+    if "but gets" not in msg:
+        msg = f"{msg} (input shape {list(shape)})"
+    return msg, hint or None
+
+
+def _show(v) -> str:
+    """A value as the .nfl source would write it."""
+    return str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _span(s: SourceSpan | None) -> Span | None:
-    return Span(s.file, s.line, s.column) if s else None
+    return Span(s.file, s.line, s.column, s.end_line, s.end_column) if s else None
 
 
 def _mentions_cell(term, cells) -> bool:

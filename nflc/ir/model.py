@@ -19,6 +19,8 @@ class SourceSpan(BaseModel):
     file: str
     line: int
     column: int
+    end_line: int | None = None
+    end_column: int | None = None
 
 
 class PrimIR(BaseModel):

@@ -31,7 +31,6 @@ _TERMINAL_NAMES = {
     "COLON": "':'",
     "COMMA": "','",
     "EQUAL": "'='",
-    "__ANON_0": "'>>'",
     "BOOL": "true or false",
     "PERCENT": "'%'",
     "$END": "end of file",
@@ -204,9 +203,9 @@ class _ToAst(Transformer):
 
     def node_ref(self, items):
         tok = items[0]
-        value: int | str = int(str(tok).replace("_", "")) if tok.type == "NUMBER" else str(tok)
-        if tok.type == "NUMBER" and not re.fullmatch(r"[0-9_]+", str(tok)):
-            value = str(tok)  # `1.5` or `2k` as a node: reported by the lowering
+        value: int | str = str(tok)
+        if tok.type == "NUMBER" and re.fullmatch(r"[0-9_]+", str(tok)):
+            value = int(str(tok).replace("_", ""))  # `1.5` or `2k` stay text: reported by the lowering
         return ast.NodeRef(value, _span(self.file, tok))
 
     def choice(self, items):
@@ -258,21 +257,65 @@ class _ToAst(Transformer):
         return tuple(items)
 
 
+def _terminal_name(name: str) -> str:
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    for t in _parser().terminals:  # keywords and punctuation: show the text itself
+        if t.name == name and t.pattern.type == "str":
+            return f"'{t.pattern.value}'"
+    return name.lower()
+
+
 def _describe_expected(expected: set[str]) -> str:
-    names = sorted({_TERMINAL_NAMES.get(e, f"'{e.lower()}'" if e.isalpha() else e) for e in expected})
+    names = sorted({_terminal_name(e) for e in expected})
     if len(names) > 8:
         names = names[:8] + ["..."]
     return ", ".join(names)
 
 
-def _syntax_hint(text_line: str, token: str) -> str | None:
-    if token in ("=>", "→"):
+_STATEMENT_KEYWORDS = {"space", "input", "op", "cell", "nodes", "edge", "network", "budget", "require", "unique",
+                       "import", "bias", "prune", "init"}
+
+
+def _syntax_hint(text_line: str, token: str, after: str = "") -> str | None:
+    """A guess at the fix; ``after`` is the source text right after the token."""
+    if token == "→" or (token == "=" and after.startswith(">") and "edge" in text_line):
         return "edges are written 'edge 0 -> 1 : op'"
-    if "edge" in text_line and ":" not in text_line:
+    if token == "=" and after.startswith(">"):
+        return "write '>=' (and '<=') for comparisons"
+    if "edge" in text_line and ":" not in text_line and token != "edge":
         return "an edge needs ':' before its op choices, e.g. 'edge * : zero | skip'"
+    if token == "," and "edge" in text_line and ":" in text_line:
+        return "separate an edge's choices with '|', e.g. 'edge * : zero | skip'"
+    if token == ">" and after.startswith(">"):
+        return "'>>' cannot continue here: is a '>>' missing between the ops before it?"
     if token == "$END" or token == "":
         return "is a '}' missing?"
     return None
+
+
+def _open_bracket(text: str, end: int) -> tuple[str, int, int] | None:
+    """The innermost bracket still open at offset ``end``: (bracket, line, column)."""
+    open_at: list[tuple[str, int, int]] = []
+    pairs = {"}": "{", ")": "(", "]": "["}
+    for n, line in enumerate(text[:end].splitlines(), start=1):
+        code = re.sub(r'"[^"\n]*"', lambda m: " " * len(m.group()), line).split("#", 1)[0]
+        for col, ch in enumerate(code, start=1):
+            if ch in "{([":
+                open_at.append((ch, n, col))
+            elif ch in pairs and open_at and open_at[-1][0] == pairs[ch]:
+                open_at.pop()
+    return open_at[-1] if open_at else None
+
+
+def _unclosed_hint(text: str, end: int | None = None, kinds: str = "{([") -> str | None:
+    """"is a '}' missing?" naming where the innermost bracket open at ``end`` was opened."""
+    found = _open_bracket(text, len(text) if end is None else end)
+    if found is None or found[0] not in kinds:
+        return None
+    ch, n, col = found
+    close = {"{": "}", "(": ")", "[": "]"}[ch]
+    return f"is a '{close}' missing? the '{ch}' at line {n}, column {col} is never closed"
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -281,7 +324,10 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
-    items = _ToAst(file, text).transform(tree)
+    try:
+        items = _ToAst(file, text).transform(tree)
+    except lark.exceptions.VisitError as exc:  # a bug in a Transformer method, not the user's
+        raise exc.orig_exc from None
     return ast.Module(file, items)
 
 
@@ -293,17 +339,28 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         msg = f"unexpected character {ch!r}"
-        hint = _syntax_hint(src_line, ch) or "names are letters, digits and '_'; comments start with '#'"
+        hint = _syntax_hint(src_line, ch, text[exc.pos_in_stream + 1:]) or \
+            "names are letters, digits and '_'; comments start with '#'"
     elif isinstance(exc, lark.exceptions.UnexpectedEOF):
         line, column = max(len(lines), 1), len(lines[-1]) + 1 if lines else 1
         msg = "unexpected end of file"
-        hint = "is a '}' missing?"
+        hint = _unclosed_hint(text)
     else:  # UnexpectedToken
         tok: Token = exc.token
-        shown = str(tok) if tok.type != "$END" else "end of file"
-        msg = f"unexpected {shown!r}; expected {_describe_expected(set(exc.expected))}"
-        hint = _syntax_hint(src_line, str(tok) if tok.type != "$END" else "$END")
         if tok.type == "$END":
+            msg = f"unexpected end of file; expected {_describe_expected(set(exc.expected))}"
             line, column = max(len(lines), 1), (len(lines[-1]) + 1 if lines else 1)
+            hint = _unclosed_hint(text) or _syntax_hint(src_line, "$END")
+        else:
+            msg = f"unexpected {str(tok)!r}; expected {_describe_expected(set(exc.expected))}"
+            pos = tok.start_pos or 0
+            # an unclosed ( or [ before the token, or a `}` forgotten before a new statement
+            hint = _unclosed_hint(text, pos, "([")
+            if hint is None and "RBRACE" in exc.expected and str(tok) in _STATEMENT_KEYWORDS \
+                    and not src_line[: column - 1].strip():
+                hint = _unclosed_hint(text, pos, "{")
+            hint = hint or _syntax_hint(src_line, str(tok), text[tok.end_pos or pos:])
+            return SyntaxError_(msg, diagnostics=[Diagnostic("error", msg, Span(file, line, column, line,
+                                column + len(str(tok))), hint)], sources={file: text})
     span = Span(file, line, column)
     return SyntaxError_(msg, diagnostics=[Diagnostic("error", msg, span, hint)], sources={file: text})
