@@ -322,6 +322,134 @@ def rank(file: FileArg,
         out.print(f"wrote {json_path}")
 
 
+@app.command()
+@user_errors
+def verify(file: FileArg, space: SpaceOpt = None,
+           archs: Annotated[str, typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = "all",
+           dataset: Annotated[str, typer.Option(help="mnist5k, digits, mnist1d or gaussian (inputs must fit the space).")] = "mnist5k",
+           samples: Annotated[Optional[int], typer.Option(help="Use a class-stratified subset of N samples (quick runs).")] = None,
+           test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
+           epochs: Annotated[int, typer.Option(help="Epochs per architecture.")] = 100,
+           lr: Annotated[float, typer.Option(help="Constant SGD learning rate (no momentum, no weight decay).")] = 0.1,
+           batch: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
+           width: Annotated[Optional[int], typer.Option(help="Override the space's width constant.")] = None,
+           threshold: Annotated[float, typer.Option(help="Training accuracy that counts as converged.")] = 0.5,
+           device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+           db: Annotated[Path, typer.Option(help="Results database (SQLite); rerunning resumes it.")] = Path("results.sqlite"),
+           seed: Annotated[int, typer.Option(help="Seed of --archs sample:K, the data split, weights and minibatch order.")] = 0,
+           population: Annotated[bool, typer.Option("--population/--no-population", help="Train the MLP-cell family batched.")] = True,
+           group_size: Annotated[Optional[int], typer.Option(help="Architectures per population (default 1024 on CUDA, 64 on CPU).")] = None,
+           checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N epochs.")] = 1,
+           lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another process's lock on --db.")] = 30.0,
+           threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's own choice).")] = None,
+           quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+           allow_outside_imports: OutsideOpt = False) -> None:
+    """Train architectures with the paper's protocol and record the measured aspects
+    (expressivity, convergence, generalization) in --db; rerunning resumes."""
+    from nflc.verify.run import make_config, rich_progress
+    from nflc.verify.run import verify as run_verify
+
+    if threads is not None:
+        if threads < 1:
+            raise NflcError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    sp = load_space(file, space, allow_outside_imports)
+    chosen = _select(sp, archs, seed)
+    config = make_config(sp, dataset=dataset, samples=samples, test_fraction=test_fraction, width=width,
+                         epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold)
+    progress, close = (None, lambda: None) if quiet else rich_progress(epochs, err)
+    try:
+        res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
+                         checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file))
+    finally:
+        close()
+    out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
+              f"{res.test_size} test), width {config.width}, {epochs} epochs, lr {lr:g}, batch {batch}")
+    out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
+              f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s")
+    out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
+
+
+@app.command()
+@user_errors
+def report(db: Annotated[Path, typer.Option(help="Results database written by 'nflc verify'.")],
+           analysis: Annotated[Optional[Path], typer.Option(help="'nflc analyze --json' file: compare its predictions.")] = None,
+           plot: Annotated[Optional[Path], typer.Option(help="Directory for PNG figures.")] = None,
+           json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
+           bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 1000,
+           seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+           top: Annotated[int, typer.Option(help="Rows of the table (best by each measured aspect).")] = 5) -> None:
+    """Report a verification run: measured aspects, Kendall tau with topology and with the
+    predictions, and the no-free-lunch verdict on measured data."""
+    from nflc.analysis.report import ASPECTS
+    from nflc.verify.report import build_report, to_json_dict, write_plots
+
+    if bootstrap < 0:
+        raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
+    rep = build_report(db, analysis, bootstrap=bootstrap, seed=seed)
+    c, tc = rep.counts, rep.config.get("train", {})
+    out.print(f"[bold]{rep.space}[/]: {c['finished']} of {c['registered']} architectures finished "
+              f"({c['diverged']} diverged); {rep.config.get('data', {}).get('dataset')}, width {rep.config.get('width')}, "
+              f"{tc.get('epochs')} epochs, lr {tc.get('lr')}")
+    for note in rep.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    fin = [a for a in rep.architectures if a.status in ("done", "diverged")]
+    if fin and top > 0:
+        table = Table(title="measured (best by each aspect)", title_justify="left")
+        for col in ("id", "P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc"):
+            table.add_column(col, justify="left" if col == "id" else "right", overflow="fold")
+        rows, seen = [], set()
+        keyf = {"expressivity": lambda a: a.expressivity if a.expressivity is not None else float("inf"),
+                "convergence": lambda a: a.convergence if a.convergence is not None else float("inf"),
+                "generalization": lambda a: a.generalization if a.generalization is not None else float("inf")}
+        for asp in ASPECTS:
+            for a in sorted(fin, key=keyf[asp])[:top]:
+                if a.id not in seen:
+                    seen.add(a.id)
+                    rows.append(a)
+        for a in rows:
+            table.add_row(a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else _fmt(a.expressivity),
+                          "never" if a.convergence is None else str(a.convergence),
+                          "diverged" if a.diverged else _fmt(a.generalization), _fmt(a.test_acc))
+        out.print(table)
+    if rep.measured_vs_topology:
+        kt = Table(title="Kendall tau of each measured quantity with topology (paper Fig. 3)", title_justify="left")
+        for col in ("aspect", "measured as", "tau with P", "paper", "tau with mean depth", "paper"):
+            kt.add_column(col)
+        for asp in ASPECTS:
+            k, p = rep.measured_vs_topology[asp], rep.paper_fig3[asp]
+            kt.add_row(asp, rep.measured_as[asp].split(" (")[0], _fmt(k["paths"].tau) if k["paths"].tau is not None else "n/a",
+                       _fmt(p["paths"]) if p["paths"] is not None else "-",
+                       _fmt(k["mean_depth"].tau) if k["mean_depth"].tau is not None else "n/a", _fmt(p["mean_depth"]))
+        out.print(kt)
+    if rep.predicted_vs_measured:
+        pt = Table(title=f"Kendall tau of each predicted score with its measured aspect (both higher = better; "
+                         f"{rep.analysis['matched']} architectures)", title_justify="left")
+        for col in ("aspect", "tau", "95% CI (bootstrap)", "p-value"):
+            pt.add_column(col)
+        for asp in ASPECTS:
+            t = rep.predicted_vs_measured[asp]
+            pt.add_row(asp, "n/a" if t.tau is None else f"{t.tau:.3f}",
+                       "-" if t.ci_low is None else f"[{t.ci_low:.3f}, {t.ci_high:.3f}]",
+                       "-" if t.p_value is None else f"{t.p_value:.2g}")
+        out.print(pt)
+    if rep.nfl is not None:
+        for asp in ASPECTS:
+            w = rep.nfl.winners[asp]
+            out.print(f"measured winner {asp}: {w[0] if w else '-'}" + (f" (+{len(w) - 1} tied)" if len(w) > 1 else ""),
+                      markup=False)
+        out.print(f"Pareto front (measured): {len(rep.nfl.pareto_front)} architectures")
+        out.print(f"[bold]{rep.nfl.verdict}[/]")
+    if json_path is not None:
+        json_path.write_text(json.dumps(to_json_dict(rep), indent=1))
+        out.print(f"wrote {json_path}")
+    if plot is not None:
+        for path in write_plots(rep, plot):
+            out.print(f"wrote {path}")
+
+
 def main() -> None:
     # typer/click report their own usage errors with exit code 2 already
     app()

@@ -11,14 +11,21 @@ from nflc.errors import NflcError
 
 
 def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) -> None:
-    """A checkpoint that says what it is: spec hash, space, architecture id and seed."""
+    """A checkpoint that says what it is: spec hash, space, options, architecture id and seed."""
     torch.save({"state_dict": module.state_dict(), "spec_hash": arch.space.spec_hash, "space": arch.space.name,
-                "arch_id": arch.id, "index": arch.index, "seed": seed, "constants": arch.constants}, path)
+                "options": dict(arch.space.options), "arch_id": arch.id, "index": arch.index, "seed": seed,
+                "constants": arch.constants}, path)
 
 
 def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
-    """(architecture, module with the saved weights); refuses a checkpoint of another spec."""
+    """(architecture, module with the saved weights); refuses a checkpoint of another spec.
+
+    The options the module was compiled with (``--prune``, ``bias=``, ``init=``) travel in
+    the checkpoint and are applied to ``space`` first, so the plain spec loads it."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    options = ckpt.get("options") or {}
+    if options:
+        space = space.with_options(**options)
     if ckpt.get("spec_hash") != space.spec_hash:
         raise NflcError(f"{path} was saved from a different spec (space '{ckpt.get('space')}')",
                         hint="load it with the .nfl file it was compiled from")

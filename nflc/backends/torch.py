@@ -10,8 +10,8 @@ exactly THEORY.md section 1.
 
 Every weight draws from its own generator, seeded by ``(seed, the parameter's module
 path)``: pruning, or turning biases on, leaves the other weights as they were, so a pruned
-module computes the same function as the unpruned one with the same seed. Compiling never
-touches torch's global random state. ``torch_default`` draws PyTorch's default
+module computes the same function as the unpruned one with the same seed. Compiling leaves
+torch's global random state as it was. ``torch_default`` draws PyTorch's default
 distribution (``U(+-1/sqrt(fan_in))`` for weights and biases) from the same generators.
 """
 
@@ -58,10 +58,14 @@ class ResBlock(nn.Module):
         return residual + self.conv_b(self.conv_a(x))
 
 
+_SKIP_DRAW_NUMEL = 8192  # below this, building on "meta" costs more than torch's own draw
+
+
 def _weighted(cls: type, skip_init: bool, *args, **kwargs) -> nn.Module:
-    """A Linear or Conv2d; with ``skip_init`` its tensors are allocated but not drawn (the
-    caller initialises them), which saves torch's default draw and its global RNG."""
-    if not skip_init:
+    """A Linear(in, out) or Conv2d(in, out, k, ...). With ``skip_init`` the caller
+    initialises the weights, so large layers skip torch's default draw (allocated, not drawn)."""
+    numel = args[0] * args[1] * (args[2] ** 2 if cls is nn.Conv2d else 1)
+    if not skip_init or numel < _SKIP_DRAW_NUMEL:
         return cls(*args, **kwargs)
     m = cls(*args, device="meta", **kwargs)
     m.weight = nn.Parameter(torch.empty(m.weight.shape))
@@ -114,15 +118,21 @@ class CellModule(nn.Module):
         super().__init__()
         self.n_nodes = n_nodes
         self.edges = nn.ModuleDict({f"{s}_{t}": m for (s, t), m in sorted(edges.items(), key=lambda e: (e[0][1], e[0][0]))})
-        self._incoming = {t: [(s, f"{s}_{t}") for (s, tt) in sorted(edges) if tt == t] for t in range(1, n_nodes)}
+        # the inputs (source node, edge key) of nodes 1 .. H, in order
+        self._plan = tuple(tuple((s, f"{s}_{t}") for (s, tt) in sorted(edges) if tt == t) for t in range(1, n_nodes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Edges are looked up by key on every call (so replacing an edge module works), but
+        # straight in the dict: ModuleDict.__getitem__ costs about a microsecond per edge.
+        # No name holds an edge's output past its addition: keeping it alive one edge longer
+        # (``y = edge(...); total = total + y``) made NB201 networks ~5% slower on CPU
+        # (allocator churn), measured by benchmarks/bench_backend.py.
+        edges = self.edges._modules
         nodes = [x]
-        for t in range(1, self.n_nodes):
+        for incoming in self._plan:
             total = None
-            for s, key in self._incoming[t]:
-                y = self.edges[key](nodes[s])
-                total = y if total is None else total + y
+            for s, key in incoming:
+                total = edges[key](nodes[s]) if total is None else total + edges[key](nodes[s])
             nodes.append(torch.zeros_like(x) if total is None else total)
         return nodes[-1]
 
@@ -131,9 +141,12 @@ def _check_input_shape(net: "Network", args: tuple) -> None:
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != net.input_shape:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        same = isinstance(x, torch.Tensor) and x.dim() > 0 and math.prod(x.shape[1:]) == math.prod(net.input_shape)
+        fix = ""
+        if isinstance(x, torch.Tensor) and x.dim() > 0 and math.prod(x.shape[1:]) == math.prod(net.input_shape):
+            permuted = len(net.input_shape) > 1 and sorted(x.shape[1:]) == sorted(net.input_shape)
+            fix = " (the axes are in another order: permute them)" if permuted else " (reshape the inputs)"
         raise ValueError(f"{net.space} expects inputs of shape (N, {', '.join(map(str, net.input_shape))}), got {got}"
-                         + (" (reshape the inputs)" if same else ""))
+                         + fix)
 
 
 class Network(nn.Module):
@@ -242,6 +255,7 @@ def compile_architecture(arch: "Architecture", seed: int = 0, prune: bool | None
         arch = arch.space.with_options(bias=bias, prune=prune, init=init).architecture(arch.index)
     ir = arch.space.lowered(arch.constants_override)
     dead = arch.dead_edges() if ir.prune else None
-    net, relu_after = build_network(ir, arch.choices, dead, arch.id)
+    with torch.random.fork_rng(devices=[]):  # small layers still draw torch's default init
+        net, relu_after = build_network(ir, arch.choices, dead, arch.id)
     _init_weights(net, ir.init, relu_after, seed)
     return net

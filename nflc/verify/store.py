@@ -228,6 +228,36 @@ class ResultStore:
                 raise
         return cls(conn, path, run_id, spec_hash, wanted)
 
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> "ResultStore":
+        """Open an existing database to read its run, whatever its spec and configuration
+        (reports, viewers). Writes through the returned store fail."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"no results database at {path}", hint="pass the --db path that 'nflc verify' wrote")
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot open results database {path}: {exc}") from exc
+        try:
+            with _translated(path):
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"meta", "runs", "archs", "epochs", "checkpoints"} <= tables:
+                    raise StoreError(f"{path} is not an nflc results database (tables: {sorted(tables) or 'none'})",
+                                     hint="pass the --db path that 'nflc verify' wrote")
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None or int(row[0]) != SCHEMA_VERSION:
+                    raise StoreMismatchError(f"results database {path} has schema version {row[0] if row else None}, "
+                                             f"this nflc reads {SCHEMA_VERSION}")
+                runs = conn.execute("SELECT id, spec_hash, config FROM runs ORDER BY id").fetchall()
+                if not runs:
+                    raise StoreError(f"results database {path} holds no run yet")
+        except BaseException:
+            conn.close()
+            raise
+        run_id, spec_hash, config = runs[0]
+        return cls(conn, path, int(run_id), spec_hash, config)
+
     def close(self) -> None:
         self._conn.close()
 
@@ -346,6 +376,14 @@ class ResultStore:
             ],
         )
 
+    def put_info(self, values: Mapping[str, Any]) -> None:
+        """Store annotations of the run (JSON values, e.g. the topology of each architecture)
+        under ``info:<key>`` in the ``meta`` table, in one transaction; a key written again
+        is replaced."""
+        rows = [(f"info:{key}", json.dumps(value, sort_keys=True, allow_nan=False)) for key, value in values.items()]
+        with self._transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+
     # -- reads -----------------------------------------------------------------------
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -406,6 +444,12 @@ class ResultStore:
                 assert aspects is not None  # finished rows always carry aspects
                 out[arch_id] = aspects
         return out
+
+    def info(self, prefix: str = "") -> dict[str, Any]:
+        """Annotations written by :meth:`put_info` whose key starts with ``prefix``."""
+        head = "info:" + prefix
+        rows = self._read("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(head), head))
+        return {key[len("info:"):]: json.loads(value) for key, value in rows}
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""

@@ -1,0 +1,514 @@
+"""Population training: many MLP-cell architectures trained together as one batched model.
+
+The paper's family (THEORY.md section 1, :func:`nflc.analysis.exact.exact_support`) is
+``[flatten] >> linear(m) >> relu >> cell >> linear(classes)`` without biases, each cell
+edge ``zero``, ``skip`` or ``linear >> relu``. :class:`Population` stacks ``A`` such
+networks: the stems as one ``(A, m, d)`` tensor, the readouts as ``(A, classes, m)``,
+and per cell edge the weights of the members whose edge is ``linear`` as one
+``(A_e, m, m)`` tensor. Each edge's choice per member is held as two index sets (the
+members where the edge is ``linear``, those where it is ``skip``; the rest are ``zero``):
+a ``bmm`` over the linear members and an ``index_add`` of the skip members into the
+target node. Index sets rather than 0/1 masks, because a mask multiplies (costing a
+matmul for every zero edge) and lets a NaN of one member's dead node leak into its sum
+(``0 * NaN``); with index sets every member computes exactly its own network, summing a
+node's incoming edges in the same order as :class:`nflc.backends.torch.CellModule`.
+
+Training is the sum over members of each member's mean minibatch loss, so each member's
+gradient is exactly its own; plain SGD (no momentum, no weight decay) then updates each
+member as :func:`nflc.verify.train.train` would. Every member keeps its own minibatch
+order: the same seeded generator, the same ``randperm`` per epoch as ``train`` (the sweep
+seeds every architecture from ``(seed, arch id)``, :func:`nflc.verify.sweep.arch_seeds`),
+so an architecture gets the same numbers, to float round-off, whether it is trained alone
+(``run_sweep``) or in any population, and the two paths can share one results database.
+(Batched and single matmuls round differently, about 1e-7 per step; SGD can amplify that
+over many epochs when a ReLU flips at a kink, as any change of BLAS or device would. A
+given command on a given machine repeats its numbers exactly.)
+Sharing one order across members would save the gather of per-member minibatches but
+would tie an architecture's numbers to the sweep that trained it; we do not.
+
+Checkpoints are ordinary :class:`nflc.verify.train.Checkpoint` objects in the compiled
+module's ``state_dict`` layout, so an architecture interrupted in a population resumes in
+a population or alone, and vice versa. A member whose loss stops being finite is recorded
+as diverged after that epoch (as ``train`` does) and leaves the population; the others go
+on unaffected (no arithmetic mixes members).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nflc.data import Dataset
+from nflc.verify.store import ResultStore
+from nflc.verify.sweep import StoreRecorder, SweepEvent, SweepSummary, _check_config_in_store, arch_seeds, run_sweep
+from nflc.verify.train import (
+    EVAL_CHUNK,
+    Checkpoint,
+    EpochRecord,
+    TrainConfig,
+    TrainResult,
+    derive_seed,
+    measure,
+    resolve_device,
+)
+
+__all__ = [
+    "MemberLayout",
+    "Population",
+    "PopulationSummary",
+    "PopulationCallback",
+    "member_layout",
+    "population_support",
+    "run_population",
+    "train_population",
+]
+
+# float32 elements of one (members x rows x width) activation while evaluating
+EVAL_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 27}
+
+
+@dataclass(frozen=True)
+class MemberLayout:
+    """Where one compiled network keeps its weights (parameter names of its state_dict)."""
+
+    flatten: bool
+    in_dim: int
+    width: int
+    classes: int
+    nodes: int
+    stem: str  # parameter name of the stem weight, e.g. "layers.1.weight"
+    readout: str
+    edges: dict[tuple[int, int], tuple[str, Optional[str]]]  # (s, t) -> ("skip", None) | ("linear", weight name)
+
+    @property
+    def signature(self) -> tuple[int, int, int, int, bool]:
+        """Networks with equal signatures can share a population."""
+        return (self.in_dim, self.width, self.classes, self.nodes, self.flatten)
+
+
+def member_layout(module: nn.Module) -> Union[MemberLayout, str]:
+    """The layout of a compiled network of the population family, or why it is not one."""
+    from nflc.backends.torch import CellModule, Network
+
+    if not isinstance(module, Network):
+        return f"not a compiled nflc network ({type(module).__name__})"
+    layers = list(module.layers)
+    flatten = bool(layers) and isinstance(layers[0], nn.Flatten)
+    if flatten:
+        if (layers[0].start_dim, layers[0].end_dim) != (1, -1):
+            return "the flatten is not over all input dimensions"
+        layers = layers[1:]
+    kinds = [type(m).__name__ for m in layers]
+    if not (len(layers) == 4 and isinstance(layers[0], nn.Linear) and isinstance(layers[1], nn.ReLU)
+            and isinstance(layers[2], CellModule) and isinstance(layers[3], nn.Linear)):
+        return f"the network is {' >> '.join(kinds)}, not Linear >> ReLU >> CellModule >> Linear"
+    stem, cell, readout = layers[0], layers[2], layers[3]
+    if stem.bias is not None or readout.bias is not None:
+        return "the stem or readout has a bias"
+    if list(module.buffers()):
+        return "the network has buffers (e.g. batch norm)"
+    offset = 1 if flatten else 0
+    width, in_dim, classes = stem.out_features, stem.in_features, readout.out_features
+    if readout.in_features != width:
+        return f"the readout reads {readout.in_features} features, the stem makes {width}"
+    if (flatten and math.prod(module.input_shape) != in_dim) or (not flatten and tuple(module.input_shape) != (in_dim,)):
+        return f"input shape {module.input_shape} does not feed a stem of {in_dim} inputs"
+    edges: dict[tuple[int, int], tuple[str, Optional[str]]] = {}
+    for key, edge in cell.edges.items():
+        s, t = (int(v) for v in key.split("_"))
+        if isinstance(edge, nn.Identity):
+            edges[(s, t)] = ("skip", None)
+        elif (isinstance(edge, nn.Sequential) and len(edge) == 2 and isinstance(edge[0], nn.Linear)
+              and isinstance(edge[1], nn.ReLU) and edge[0].bias is None
+              and (edge[0].in_features, edge[0].out_features) == (width, width)):
+            edges[(s, t)] = ("linear", f"layers.{offset + 2}.edges.{key}.0.weight")
+        else:
+            return f"cell edge {s} -> {t} is not zero, skip or linear >> relu without bias at width {width}"
+    return MemberLayout(flatten=flatten, in_dim=in_dim, width=width, classes=classes, nodes=cell.n_nodes,
+                        stem=f"layers.{offset}.weight", readout=f"layers.{offset + 3}.weight", edges=edges)
+
+
+def population_support(module: nn.Module) -> Optional[str]:
+    """None when ``module`` can train in a population, else the reason it cannot."""
+    layout = member_layout(module)
+    return layout if isinstance(layout, str) else None
+
+
+def _key(s: int, t: int) -> str:
+    return f"{s}_{t}"
+
+
+class Population(nn.Module):
+    """``A`` networks of one family layout as one batched module.
+
+    ``forward(x)`` takes ``x`` of shape ``(B, d)`` (one batch shared by every member) or
+    ``(A, B, d)`` (a batch per member) and returns logits ``(A, B, classes)``.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        super().__init__()
+        if not modules:
+            raise ValueError("a population needs at least one network")
+        layouts = []
+        for i, m in enumerate(modules):
+            layout = member_layout(m)
+            if isinstance(layout, str):
+                raise ValueError(f"network {i} cannot join a population: {layout}")
+            layouts.append(layout)
+        signatures = {lay.signature for lay in layouts}
+        if len(signatures) != 1:
+            raise ValueError(f"networks of a population must share input, width, classes and cell size; got {sorted(signatures)}")
+        first = layouts[0]
+        self.layouts = layouts
+        self.members = len(modules)
+        self.in_dim, self.width, self.classes, self.nodes = first.in_dim, first.width, first.classes, first.nodes
+        states = [m.state_dict() for m in modules]
+        # Weights are kept input-major ((A, in, out), the transpose of nn.Linear's (out, in)),
+        # so x @ W runs as bmm(x, W) and autograd hands back gradients in the parameter's own
+        # layout (a transposed view would cost a strided copy of every gradient, every step).
+        with torch.no_grad():
+            self.stem = nn.Parameter(torch.stack([st[lay.stem].detach().T for st, lay in zip(states, layouts)]))
+            self.readout = nn.Parameter(torch.stack([st[lay.readout].detach().T for st, lay in zip(states, layouts)]))
+        self.edge_weights = nn.ParameterDict()
+        # per edge: members where it is linear (rows of its weight stack, in order) / skip
+        self._linear: dict[tuple[int, int], list[int]] = {}
+        self._skip: dict[tuple[int, int], list[int]] = {}
+        for t in range(1, self.nodes):
+            for s in range(t):
+                lin = [i for i, lay in enumerate(layouts) if lay.edges.get((s, t), ("zero",))[0] == "linear"]
+                skip = [i for i, lay in enumerate(layouts) if lay.edges.get((s, t), ("zero",))[0] == "skip"]
+                self._linear[(s, t)], self._skip[(s, t)] = lin, skip
+                if lin:
+                    with torch.no_grad():
+                        stacked = torch.stack([states[i][layouts[i].edges[(s, t)][1]].detach().T for i in lin])
+                    self.edge_weights[_key(s, t)] = nn.Parameter(stacked)
+                self.register_buffer(f"linear_{_key(s, t)}", torch.tensor(lin, dtype=torch.long), persistent=False)
+                self.register_buffer(f"skip_{_key(s, t)}", torch.tensor(skip, dtype=torch.long), persistent=False)
+
+    # -- computing -------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.members
+        if x.dim() == 2:  # one batch for every member (evaluation): broadcast, no copies of x
+            h = torch.matmul(x, self.stem)
+        elif x.dim() == 3 and x.shape[0] == a:
+            h = torch.bmm(x, self.stem)
+        else:
+            raise ValueError(f"population of {a} expects inputs (B, {self.in_dim}) or ({a}, B, {self.in_dim}), got {tuple(x.shape)}")
+        nodes = [F.relu(h)]
+        for t in range(1, self.nodes):
+            total = nodes[0].new_zeros(nodes[0].shape)
+            # in place (autograd allows it: index_add needs no saved input), ascending sources
+            # as in CellModule, so every member sums its incoming edges in the same order
+            for s in range(t):
+                key = _key(s, t)
+                if self._skip[(s, t)]:
+                    idx = getattr(self, f"skip_{key}")
+                    total.index_add_(0, idx, nodes[s].index_select(0, idx))
+                if self._linear[(s, t)]:
+                    idx = getattr(self, f"linear_{key}")
+                    y = F.relu(torch.bmm(nodes[s].index_select(0, idx), self.edge_weights[key]))
+                    total.index_add_(0, idx, y)
+            nodes.append(total)
+        return torch.bmm(nodes[-1], self.readout)
+
+    # -- members -----------------------------------------------------------------------
+
+    def _slots(self, i: int) -> list[tuple[str, torch.Tensor]]:
+        lay = self.layouts[i]
+        slots = [(lay.stem, self.stem[i]), (lay.readout, self.readout[i])]
+        for (s, t), (kind, name) in lay.edges.items():
+            if kind == "linear":
+                slots.append((name, self.edge_weights[_key(s, t)][self._linear[(s, t)].index(i)]))
+        return slots
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Member ``i``'s weights as its compiled module's state_dict (CPU copies)."""
+        return {name: w.detach().T.to("cpu").contiguous() for name, w in self._slots(i)}
+
+    @torch.no_grad()
+    def load_member_state(self, i: int, state: dict[str, torch.Tensor]) -> None:
+        slots = self._slots(i)
+        if set(state) != {name for name, _ in slots}:
+            raise ValueError(f"member {i}: state keys {sorted(state)} do not match {sorted(n for n, _ in slots)}")
+        for name, w in slots:
+            w.copy_(state[name].T)
+
+    @torch.no_grad()
+    def write_back(self, i: int, module: nn.Module) -> None:
+        """Copy member ``i``'s current weights into its compiled module."""
+        module.load_state_dict(self.member_state(i))
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+
+
+PopulationCallback = Callable[[int, EpochRecord, Optional[Callable[[], Checkpoint]]], None]
+"""``(member, record, snapshot)`` after each epoch of each member; ``snapshot`` as in
+:class:`nflc.verify.train.EpochCallback` (None after the member's last epoch)."""
+
+
+@torch.no_grad()
+def _evaluate(pop: Population, members: int, x: torch.Tensor, y: torch.Tensor, rows: int) -> tuple[list[float], list[float]]:
+    """Per member: mean cross-entropy (float64 sums) and accuracy on all of ``(x, y)``."""
+    loss = torch.zeros(members, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(members, dtype=torch.int64, device=x.device)
+    for start in range(0, len(y), rows):
+        logits = pop(x[start : start + rows])  # (A, b, C)
+        target = y[start : start + rows]
+        b = len(target)
+        ce = F.cross_entropy(logits.double().reshape(members * b, -1), target.repeat(members), reduction="none")
+        loss += ce.view(members, b).sum(dim=1)
+        correct += (logits.argmax(dim=2) == target).sum(dim=1)
+    n = max(len(y), 1)
+    return (loss / n).tolist(), (correct.double() / n).tolist()
+
+
+def _sgd(pop: Population, lr: float) -> torch.optim.SGD:
+    return torch.optim.SGD(pop.parameters(), lr=lr, momentum=0.0, weight_decay=0.0)
+
+
+def train_population(
+    modules: Sequence[nn.Module],
+    train_set: Dataset,
+    test_set: Dataset,
+    config: TrainConfig,
+    *,
+    seeds: Sequence[int],
+    resume: Optional[Sequence[Optional[Checkpoint]]] = None,
+    histories: Optional[Sequence[Sequence[EpochRecord]]] = None,
+    on_epoch: Optional[PopulationCallback] = None,
+    eval_elements: Optional[int] = None,
+) -> list[TrainResult]:
+    """Train every module of ``modules`` as :func:`nflc.verify.train.train` would train it
+    alone with ``seed=seeds[i]``, all at once; the modules end with their trained weights.
+
+    ``resume``/``histories``: per member a checkpoint and its history (all members must
+    resume after the same epoch, or none). ``eval_elements`` bounds the activation size of
+    one evaluation chunk (members x rows x width floats).
+    """
+    a = len(modules)
+    if len(seeds) != a:
+        raise ValueError(f"{a} modules but {len(seeds)} seeds")
+    resume = list(resume) if resume is not None else [None] * a
+    histories = [list(h) for h in histories] if histories is not None else [[] for _ in range(a)]
+    if len(resume) != a or len(histories) != a:
+        raise ValueError("resume and histories need one entry per module")
+    if a == 0:
+        return []
+    starts = {0 if r is None else r.epoch for r in resume}
+    if len(starts) != 1:
+        raise ValueError(f"members of a population must resume after the same epoch, got {sorted(starts)}")
+    done_epochs = starts.pop()
+    for i, (r, h) in enumerate(zip(resume, histories)):
+        if len(h) != done_epochs:
+            raise ValueError(f"member {i}: resuming after epoch {done_epochs} needs {done_epochs} epochs of history, got {len(h)}")
+
+    device = resolve_device(config.device)
+    pop = Population(modules)
+    opt_state = [_sgd_state(m, config.lr) for m in modules]
+    shuffles = []
+    torch_rngs = []
+    for i, s in enumerate(seeds):
+        g = torch.Generator(device="cpu")
+        if resume[i] is None:
+            g.manual_seed(derive_seed(s, "shuffle"))
+        else:
+            g.set_state(resume[i].shuffle_rng)
+            pop.load_member_state(i, resume[i].model)
+        shuffles.append(g)
+        # the global-generator state train() would checkpoint: nothing in this family draws from it
+        torch_rngs.append(resume[i].torch_rng if resume[i] is not None
+                          else torch.Generator().manual_seed(derive_seed(s, "torch")).get_state())
+    pop.to(device)
+    flat = (lambda x: x.reshape(len(x), -1)) if pop.layouts[0].flatten else (lambda x: x)
+    x_train, y_train = flat(train_set.x).to(device), train_set.y.to(device)
+    x_test, y_test = flat(test_set.x).to(device), test_set.y.to(device)
+    budget = eval_elements or EVAL_ELEMENTS.get(device.type, EVAL_ELEMENTS["cpu"])
+
+    results: list[Optional[TrainResult]] = [None] * a
+    active = list(range(a))  # original member index of each population row
+    sub_pop, sub_modules = pop, list(modules)
+
+    def finish(i: int, diverged: bool) -> None:
+        results[i] = TrainResult(history=histories[i], aspects=measure(histories[i], config.threshold, diverged=diverged))
+
+    n = len(y_train)
+    for epoch in range(done_epochs + 1, config.epochs + 1):
+        k = len(active)
+        optimizer = _sgd(sub_pop, config.lr)
+        sub_pop.train()
+        orders = torch.stack([torch.randperm(n, generator=shuffles[i]) for i in active]).to(device)
+        finite = torch.ones(k, dtype=torch.bool, device=device)
+        for start in range(0, n, config.batch):
+            idx = orders[:, start : start + config.batch]  # (k, b): each member's own minibatch
+            b = idx.shape[1]
+            logits = sub_pop(x_train[idx])
+            losses = F.cross_entropy(logits.reshape(k * b, -1), y_train[idx].reshape(k * b), reduction="none")
+            losses = losses.view(k, b).mean(dim=1)
+            finite &= torch.isfinite(losses)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # each member's gradient is that of its own mean loss
+            optimizer.step()
+        rows = max(1, min(EVAL_CHUNK, budget // max(1, k * sub_pop.width)))
+        tr_loss, tr_acc = _evaluate(sub_pop, k, x_train, y_train, rows)
+        te_loss, te_acc = _evaluate(sub_pop, k, x_test, y_test, rows)
+        finite_list = finite.tolist()
+        keep = []
+        for row, i in enumerate(active):
+            record = EpochRecord(epoch=epoch, train_loss=tr_loss[row], train_acc=tr_acc[row],
+                                 test_loss=te_loss[row], test_acc=te_acc[row])
+            histories[i].append(record)
+            diverged = not (finite_list[row] and math.isfinite(tr_loss[row]) and math.isfinite(te_loss[row]))
+            last = diverged or epoch == config.epochs
+
+            def snapshot(row: int = row, i: int = i, epoch: int = epoch) -> Checkpoint:
+                return Checkpoint(epoch=epoch, model=sub_pop.member_state(row), optimizer=opt_state[i],
+                                  shuffle_rng=shuffles[i].get_state(), torch_rng=torch_rngs[i], cuda_rng=None)
+
+            if on_epoch is not None:
+                on_epoch(i, record, None if last else snapshot)
+            if last:
+                sub_pop.write_back(row, modules[i])
+                finish(i, diverged)
+            else:
+                keep.append(row)
+        if not keep:
+            break
+        if len(keep) < k:  # drop diverged members: the others' tensors are copied unchanged
+            sub_modules = [sub_modules[row] for row in keep]
+            states = [sub_pop.member_state(row) for row in keep]
+            active = [active[row] for row in keep]
+            for module, state in zip(sub_modules, states):
+                module.load_state_dict(state)
+            sub_pop = Population(sub_modules).to(device)
+    for i in range(a):
+        if results[i] is None:  # resumed with nothing left to run
+            finish(i, False)
+    return [r for r in results if r is not None]  # every member has its result here
+
+
+def _sgd_state(module: nn.Module, lr: float) -> dict:
+    """The optimizer state ``train`` checkpoints for ``module``: plain SGD keeps no
+    per-parameter state, so it never changes during training."""
+    return torch.optim.SGD(module.parameters(), lr=lr, momentum=0.0, weight_decay=0.0).state_dict()
+
+
+# ---------------------------------------------------------------------------------------
+# A sweep with populations
+
+
+class PopulationSummary(SweepSummary):
+    batched: list[str] = []  # trained in this call in populations
+    alone: list[str] = []  # trained in this call one at a time (outside the family)
+
+
+def run_population(
+    items: Iterable[Union[str, tuple]],
+    build_module: Callable[[str, int], nn.Module],
+    dataset: tuple[Dataset, Dataset],
+    config: TrainConfig,
+    store: ResultStore,
+    progress: Union[bool, Callable[[SweepEvent], None], None] = None,
+    *,
+    group_size: int = 64,
+    checkpoint_every: int = 1,
+) -> PopulationSummary:
+    """:func:`nflc.verify.sweep.run_sweep`, with the population family trained in groups.
+
+    Same contract as ``run_sweep`` (same seeds, store records, skipping and resuming):
+    architectures whose module is in the population family train ``group_size`` at a
+    time; the others (and none else) go to ``run_sweep`` one at a time afterwards.
+    Members of a group share their layout and the epoch they resume after.
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    train_set, test_set = dataset
+    ids = [str(item[0]) if isinstance(item, tuple) else str(item) for item in items]
+    duplicates = sorted({a for a in ids if ids.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
+    _check_config_in_store(store, config)
+    store.register(ids)
+
+    close: Callable[[], None] = lambda: None
+    if progress is True:
+        from nflc.verify.sweep import _rich_reporter
+
+        report, close = _rich_reporter()
+    elif callable(progress):
+        report = progress
+    else:
+        report = lambda event: None
+
+    position = {a: i for i, a in enumerate(ids)}
+    trained: list[str] = []
+    skipped: list[str] = []
+    alone: list[str] = []
+    buckets: dict[tuple, list[tuple[str, nn.Module, Optional[Checkpoint]]]] = {}
+
+    def run_group(group: list[tuple[str, nn.Module, Optional[Checkpoint]]]) -> None:
+        recorders, seeds, resumes, histories = [], [], [], []
+        for arch_id, _, ckpt in group:
+            ev = dict(arch_id=arch_id, index=position[arch_id], total=len(ids))
+            store.start(arch_id)
+            histories.append(store.epochs(arch_id) if ckpt is not None else [])
+            resumes.append(ckpt)
+            seeds.append(arch_seeds(config.seed, arch_id)[1])
+            report(SweepEvent("resume", **ev, epoch=ckpt.epoch) if ckpt is not None else SweepEvent("start", **ev))
+            recorders.append(StoreRecorder(
+                store, arch_id, checkpoint_every,
+                notify=lambda r, ev=ev: report(SweepEvent("epoch", **ev, epoch=r.epoch, record=r))))
+
+        results = train_population([m for _, m, _ in group], train_set, test_set, config, seeds=seeds,
+                                   resume=resumes, histories=histories, on_epoch=lambda i, r, s: recorders[i](r, s))
+        for (arch_id, _, _), recorder, result in zip(group, recorders, results):
+            recorder.finish(result.aspects)
+            trained.append(arch_id)
+            report(SweepEvent("finish", arch_id=arch_id, index=position[arch_id], total=len(ids),
+                              epoch=result.aspects.epochs, aspects=result.aspects))
+
+    try:
+        for arch_id in ids:
+            if store.status(arch_id) in ("done", "diverged"):
+                skipped.append(arch_id)
+                report(SweepEvent("skip", arch_id=arch_id, index=position[arch_id], total=len(ids),
+                                  aspects=store.aspects(arch_id)))
+                continue
+            init_seed, _ = arch_seeds(config.seed, arch_id)
+            with torch.random.fork_rng(devices=[]):
+                module = build_module(arch_id, init_seed)
+            layout = member_layout(module)
+            if isinstance(layout, str):
+                alone.append(arch_id)
+                continue
+            saved = store.checkpoint(arch_id)
+            ckpt = Checkpoint.from_bytes(saved[1]) if saved else None
+            key = (layout.signature, 0 if ckpt is None else ckpt.epoch)
+            bucket = buckets.setdefault(key, [])
+            bucket.append((arch_id, module, ckpt))
+            if len(bucket) == group_size:
+                run_group(buckets.pop(key))
+        for key in list(buckets):
+            run_group(buckets.pop(key))
+        if alone:  # outside the family: one at a time, events numbered within the whole sweep
+            renumber = lambda e: report(dataclasses.replace(e, index=position[e.arch_id], total=len(ids)))  # noqa: E731
+            trained.extend(run_sweep(alone, build_module, dataset, config, store, renumber,
+                                     checkpoint_every=checkpoint_every).trained)
+    finally:
+        close()
+
+    results = store.results()
+    in_sweep = {a: results[a] for a in ids if a in results}
+    return PopulationSummary(trained=trained, skipped=skipped,
+                             diverged=[a for a, asp in in_sweep.items() if asp.diverged], results=in_sweep,
+                             batched=[a for a in trained if a not in set(alone)], alone=alone)

@@ -1,0 +1,337 @@
+"""How well the predictions hold: the report of a verification run's results database.
+
+Per architecture, the three measured aspects (THEORY.md section 5) on their raw scales:
+
+- expressivity: final training loss (lower = more expressive);
+- convergence: first epoch whose training accuracy reached the threshold; ``None`` when
+  never reached, ranked as ``epochs + 1`` (worse than every architecture that got there);
+- generalization: final test loss minus final training loss (smaller = better).
+
+A diverged architecture has no expressivity or generalization and is left out of those
+statistics (its ``diverged`` flag says so); it never wins an aspect.
+
+Statistics (Kendall tau, scipy's tau-b, over architectures with at least one
+input-output path, P > 0: the others compute a constant and have no mean depth, as in
+``nflc analyze``):
+
+- ``measured_vs_topology``: each raw measured quantity against P and mean depth, the
+  reading of the paper's Fig. 3 (its values in ``paper_fig3``);
+- ``predicted_vs_measured``: each predicted score of an ``nflc analyze --json`` file
+  (higher = better) against its measured aspect oriented so that higher = better
+  (-train loss, -epochs, -gap), with a seeded percentile bootstrap 95% interval
+  (architectures resampled with replacement);
+- ``nfl``: per-aspect winners, Pareto front and the no-free-lunch verdict on the
+  oriented measured values (:func:`nflc.analysis.report.nfl_report`).
+
+Topology comes from the database (``nflc verify`` records P, mean depth and parameters of
+every architecture when it registers it), so a report needs no spec file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
+from nflc.errors import NflcError
+
+__all__ = [
+    "MEASURED_AS",
+    "PAPER_FIG3",
+    "MeasuredArch",
+    "TauCI",
+    "VerifyReport",
+    "bootstrap_kendall",
+    "build_report",
+    "to_json_dict",
+    "write_plots",
+]
+
+PAPER_FIG3 = {  # Kendall tau of the raw measured quantity with topology, paper Fig. 3 (Tiny-ImageNet, 729 nets)
+    "expressivity": {"paths": None, "mean_depth": -0.87},
+    "convergence": {"paths": -0.69, "mean_depth": 0.64},
+    "generalization": {"paths": -0.41, "mean_depth": 0.39},
+}
+MEASURED_AS = {
+    "expressivity": "final train loss",
+    "convergence": "epochs to the threshold train accuracy (never: epochs + 1)",
+    "generalization": "final test loss - final train loss",
+}
+
+
+class MeasuredArch(BaseModel):
+    id: str
+    index: Optional[int] = None
+    paths: Optional[int] = None
+    mean_depth: Optional[float] = None
+    params: Optional[int] = None
+    status: str  # pending, running, done, diverged
+    expressivity: Optional[float] = None  # final train loss
+    convergence: Optional[int] = None  # epoch reaching the threshold; None: never (or not finished)
+    generalization: Optional[float] = None  # test loss - train loss
+    diverged: bool = False
+    epochs: Optional[int] = None  # epochs run
+    train_acc: Optional[float] = None  # final
+    test_acc: Optional[float] = None
+    predicted: Optional[dict[str, Optional[float]]] = None  # scores of the analysis file, higher = better
+
+
+class TauCI(Tau):
+    ci_low: Optional[float] = None  # 95% percentile bootstrap interval
+    ci_high: Optional[float] = None
+    resamples: int = 0
+
+
+class VerifyReport(BaseModel):
+    db: str
+    space: Optional[str]
+    spec_hash: str
+    config: dict[str, Any]
+    counts: dict[str, int]  # registered, finished, done, diverged, unfinished
+    measured_as: dict[str, str]
+    architectures: list[MeasuredArch]
+    measured_vs_topology: dict[str, dict[str, Tau]]  # aspect -> {"paths", "mean_depth"} (raw quantities)
+    paper_fig3: dict[str, dict[str, Optional[float]]]
+    predicted_vs_measured: Optional[dict[str, TauCI]] = None
+    analysis: Optional[dict[str, Any]] = None  # file, matched, missing ids, notes
+    nfl: Optional[NflReport] = None
+    notes: list[str] = []
+
+
+# ---------------------------------------------------------------------------------------
+# statistics
+
+
+def bootstrap_kendall(x: Sequence[float], y: Sequence[float], resamples: int = 1000, seed: int = 0) -> TauCI:
+    """Kendall tau of finite pairs with a seeded percentile-bootstrap 95% interval."""
+    from scipy.stats import kendalltau
+
+    base = kendall(x, y)
+    pairs = np.array([(a, b) for a, b in zip(x, y) if math.isfinite(a) and math.isfinite(b)], dtype=np.float64)
+    if base.tau is None or resamples < 1:
+        return TauCI(**base.model_dump(), resamples=0)
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(resamples):
+        sample = pairs[rng.integers(0, len(pairs), len(pairs))]
+        tau = kendalltau(sample[:, 0], sample[:, 1]).statistic
+        if math.isfinite(tau):  # a resample with a constant column has no tau
+            taus.append(tau)
+    if not taus:
+        return TauCI(**base.model_dump(), resamples=0)
+    lo, hi = np.percentile(taus, [2.5, 97.5])
+    return TauCI(**base.model_dump(), ci_low=float(lo), ci_high=float(hi), resamples=len(taus))
+
+
+def _raw(a: MeasuredArch, aspect: str, never: int) -> float:
+    """The measured quantity on its raw scale (NaN when it has none)."""
+    if a.status not in ("done", "diverged"):
+        return math.nan
+    if aspect == "convergence":
+        return float(a.convergence) if a.convergence is not None else float(never)
+    value = getattr(a, aspect)
+    return math.nan if value is None else float(value)
+
+
+def _oriented(a: MeasuredArch, aspect: str, never: int) -> float:
+    """Higher = better; a diverged run is worst (-inf) in expressivity and generalization."""
+    raw = _raw(a, aspect, never)
+    if math.isnan(raw):
+        return -math.inf if a.diverged else math.nan
+    return -raw
+
+
+def _number(v: Any) -> Optional[float]:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}.get(v.lower())
+    return float(v)
+
+
+# ---------------------------------------------------------------------------------------
+# building
+
+
+def _load_analysis(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NflcError(f"no analysis file at {path}", hint="write one with 'nflc analyze SPEC --json PATH'") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NflcError(f"cannot read analysis file {path}: {exc}",
+                        hint="pass the JSON written by 'nflc analyze SPEC --json PATH'") from None
+    archs = data.get("architectures") if isinstance(data, dict) else None
+    if not isinstance(archs, list) or not all(isinstance(a, dict) and "id" in a and isinstance(a.get("scores"), dict)
+                                              for a in archs):
+        raise NflcError(f"{path} is not an 'nflc analyze --json' file (no architectures[].id / .scores)",
+                        hint="pass the JSON written by 'nflc analyze SPEC --json PATH'")
+    return data
+
+
+def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstrap: int = 1000,
+                 seed: int = 0) -> VerifyReport:
+    """The report of the results database ``db`` (opened read-only), compared with the
+    predictions of ``analysis`` (an ``nflc analyze --json`` file) when given."""
+    from nflc.verify.store import ResultStore
+
+    with ResultStore.open_readonly(db) as store:
+        config = store.config
+        statuses = store.statuses()
+        infos = store.info("arch:")
+        run_info = store.info("run").get("run", {})
+        archs = []
+        for arch_id, status in statuses.items():
+            info = infos.get(f"arch:{arch_id}", {})
+            aspects = store.aspects(arch_id)
+            epochs = store.epochs(arch_id) if aspects is not None else []
+            last = epochs[-1] if epochs else None
+            archs.append(MeasuredArch(
+                id=arch_id, index=info.get("index"), paths=info.get("paths"), mean_depth=info.get("mean_depth"),
+                params=info.get("params"), status=status,
+                expressivity=aspects.expressivity if aspects else None,
+                convergence=aspects.convergence if aspects else None,
+                generalization=aspects.generalization if aspects else None,
+                diverged=bool(aspects and aspects.diverged), epochs=aspects.epochs if aspects else None,
+                train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None))
+        spec_hash = store.spec_hash
+    notes: list[str] = []
+    max_epochs = int(config.get("train", config).get("epochs", 0)) or max((a.epochs or 0 for a in archs), default=0)
+    never = max_epochs + 1
+    finished = [a for a in archs if a.status in ("done", "diverged")]
+    counts = {"registered": len(archs), "finished": len(finished),
+              "done": sum(a.status == "done" for a in archs), "diverged": sum(a.status == "diverged" for a in archs),
+              "unfinished": len(archs) - len(finished)}
+    if counts["unfinished"]:
+        notes.append(f"{counts['unfinished']} architecture(s) not finished yet: rerun the same 'nflc verify' command "
+                     "to complete them; statistics use finished ones")
+    have_topology = all(a.paths is not None and a.mean_depth is not None for a in finished)
+    if not have_topology:
+        notes.append("the database has no topology for some architectures (not written by 'nflc verify'): "
+                     "no topology statistics")
+    # P = 0: constant output, undefined mean depth (left out, as in 'nflc analyze')
+    ranked = [a for a in finished if not have_topology or (a.paths or 0) > 0]
+    left_out = [a.id for a in finished if a not in ranked]
+    if left_out:
+        notes.append(f"{len(left_out)} architecture(s) without an input-output path (P = 0) are left out of the statistics")
+
+    topo: dict[str, dict[str, Tau]] = {}
+    if have_topology and ranked:
+        for asp in ASPECTS:
+            raw = [_raw(a, asp, never) for a in ranked]
+            topo[asp] = {"paths": kendall(raw, [float(a.paths) for a in ranked]),
+                         "mean_depth": kendall(raw, [float(a.mean_depth) for a in ranked])}
+
+    nfl = None
+    if finished:
+        ids = [a.id for a in finished]
+        scores = {asp: [_oriented(a, asp, never) for a in finished] for asp in ASPECTS}
+        paths = [float(a.paths) if have_topology else 1.0 for a in finished]
+        depth = [float(a.mean_depth) if have_topology else 0.0 for a in finished]
+        nfl = nfl_report(ids, scores, paths, depth)
+
+    predicted = None
+    analysis_meta = None
+    if analysis is not None:
+        data = _load_analysis(Path(analysis))
+        if data.get("spec_hash") and data["spec_hash"] != spec_hash:
+            raise NflcError(f"analysis file {analysis} is of another spec (hash {data['spec_hash'][:12]}...) than "
+                            f"the results database {db} ({spec_hash[:12]}...)",
+                            hint="analyze the spec the database was trained from: 'nflc analyze SPEC --json PATH'")
+        by_id = {a["id"]: a for a in data["architectures"]}
+        for a in archs:
+            entry = by_id.get(a.id)
+            if entry is not None:
+                a.predicted = {asp: _number(entry["scores"].get(asp)) for asp in ASPECTS}
+        matched = [a for a in ranked if a.predicted is not None]
+        missing = [a.id for a in ranked if a.predicted is None]
+        analysis_meta = {"file": str(analysis), "matched": len(matched), "missing": missing, "data": data.get("data")}
+        width, spec_width = config.get("width"), run_info.get("spec_width")
+        if width is not None and spec_width is not None and width != spec_width and matched:
+            notes.append(f"trained at width {width}, analyzed at the spec's width {spec_width} (the closed-form "
+                         "expressivity score depends on the width; the kernel scores are infinite-width)")
+        if missing:
+            notes.append(f"{len(missing)} finished architecture(s) are not in the analysis file")
+        predicted = {}
+        for i, asp in enumerate(ASPECTS):
+            xs = [a.predicted[asp] if a.predicted[asp] is not None else math.nan for a in matched]
+            ys = [_oriented(a, asp, never) for a in matched]
+            predicted[asp] = bootstrap_kendall(xs, ys, resamples=bootstrap, seed=seed + i)
+
+    return VerifyReport(db=str(db), space=config.get("space") or run_info.get("space"), spec_hash=spec_hash,
+                        config=config, counts=counts, measured_as=MEASURED_AS, architectures=archs,
+                        measured_vs_topology=topo, paper_fig3=PAPER_FIG3, predicted_vs_measured=predicted,
+                        analysis=analysis_meta, nfl=nfl, notes=notes)
+
+
+def to_json_dict(report: VerifyReport) -> dict:
+    """The report as strict JSON (non-finite numbers as null / "inf" / "-inf")."""
+
+    def fix(o):
+        if isinstance(o, dict):
+            return {k: fix(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [fix(v) for v in o]
+        if isinstance(o, float) and not math.isfinite(o):
+            return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
+        return o
+
+    return fix(report.model_dump())
+
+
+# ---------------------------------------------------------------------------------------
+# figures
+
+
+def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
+    """PNG figures in ``directory``: ``measured_topology.png`` (P against mean depth,
+    coloured by each raw measured aspect: the paper's Fig. 3) and, with an analysis,
+    ``predicted_vs_measured.png`` (one scatter per aspect, Kendall tau in the title)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nflc.analysis.plots import topology_panels
+
+    out = Path(directory)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NflcError(f"cannot create plot directory {out}: {exc}") from None
+    written = []
+    never = int(report.config.get("train", {}).get("epochs", 0)) + 1
+    finished = [a for a in report.architectures if a.status in ("done", "diverged") and a.paths is not None]
+    if finished:
+        path = out / "measured_topology.png"
+        labels = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
+        topology_panels(path, [a.paths for a in finished], [a.mean_depth for a in finished],
+                        {f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS},
+                        f"{report.space}: measured aspects ({len(finished)} architectures)")
+        written.append(path)
+    if report.predicted_vs_measured:
+        pts = [a for a in report.architectures if a.predicted is not None and a.status in ("done", "diverged")
+               and (a.paths or 0) > 0]
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for ax, asp in zip(axes, ASPECTS):
+            xy = [(a.predicted[asp], _oriented(a, asp, never)) for a in pts]
+            xy = [(x, y) for x, y in xy if x is not None and math.isfinite(x) and math.isfinite(y)]
+            ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=14, alpha=0.7)
+            t = report.predicted_vs_measured[asp]
+            tau = "n/a" if t.tau is None else f"{t.tau:.2f}"
+            ci = f" [{t.ci_low:.2f}, {t.ci_high:.2f}]" if t.ci_low is not None else ""
+            ax.set_title(f"{asp}: tau = {tau}{ci}", fontsize=10)
+            ax.set_xlabel("predicted score (higher = better)")
+            ax.set_ylabel(f"-({MEASURED_AS[asp].split(' (')[0]})")
+        fig.suptitle(f"{report.space}: predicted vs measured ({len(pts)} architectures)")
+        fig.tight_layout()
+        path = out / "predicted_vs_measured.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,251 @@
+"""A verification run: train architectures of a space with the paper's protocol on a
+seeded train/test split and record everything in a results database.
+
+:func:`verify` is what ``nflc verify`` calls. It
+
+1. resolves the width (``width`` overrides the space's ``width`` constant: every module
+   is compiled from ``space.lowered({"width": W})``, i.e. the spec re-lowered at that
+   width, with the same seeded initialisation as ``arch.to_module``);
+2. loads the dataset (optionally a class-stratified subsample of ``samples`` rows), splits
+   it (stratified, seeded) and reshapes inputs to the space's input shape (a clear
+   :class:`nflc.data.InputShapeError` when they do not fit);
+3. opens the store under the spec hash and the whole :class:`VerifyConfig` (space name,
+   width, data and training settings): a database of another spec or configuration is
+   refused, the same one resumes; which architectures are trained is not part of the
+   configuration, so a later run may add architectures to a database;
+4. records, per architecture, its index, topology (P, mean depth, sum of depths) and
+   parameter count in the database (``ResultStore.put_info``), so ``nflc report`` needs
+   only the database;
+5. trains: the MLP-cell family in populations (:func:`nflc.verify.population.run_population`),
+   everything else one at a time (:func:`nflc.verify.sweep.run_sweep`); both give an
+   architecture the same seeds and hence the same numbers up to float round-off.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nflc.errors import NflcError
+from nflc.verify.train import TrainConfig
+
+__all__ = [
+    "DataConfig",
+    "VerifyConfig",
+    "VerifySummary",
+    "arch_info",
+    "load_split",
+    "make_config",
+    "module_builder",
+    "resolve_width",
+    "rich_progress",
+    "verify",
+]
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = "mnist5k"
+    samples: Optional[int] = Field(None, ge=2)  # None: the whole dataset
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = Field(0, ge=0)  # subsample and split
+
+
+class VerifyConfig(BaseModel):
+    """Everything that determines a verification run's numbers (stored in the database)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    space: str
+    width: Optional[int]  # the width every architecture is built at (None: the space has no width constant)
+    data: DataConfig
+    train: TrainConfig
+
+
+class VerifySummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    db: str
+    architectures: int
+    trained: list[str]
+    skipped: list[str]
+    diverged: list[str]
+    batched: int  # trained in this call in populations
+    alone: int  # trained in this call one at a time
+    train_size: int
+    test_size: int
+    seconds: float
+
+
+def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = None, test_fraction: float = 0.2,
+                width: Optional[int] = None, epochs: int = 100, lr: float = 0.1, batch: int = 128, seed: int = 0,
+                device: str = "auto", threshold: float = 0.5) -> VerifyConfig:
+    """A :class:`VerifyConfig` from command-line style settings; bad values raise
+    :class:`NflcError` naming the setting."""
+    from nflc.data import DATASETS, load_dataset
+
+    if dataset not in DATASETS:
+        load_dataset(dataset)  # raises UnknownDatasetError with the valid names and a suggestion
+    size = DATASETS[dataset].size
+    if samples is not None and not 2 <= samples <= size:
+        raise NflcError(f"--samples {samples}: dataset '{dataset}' has {size} samples", hint=f"use 2 .. {size}")
+    try:
+        train = TrainConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold)
+        data = DataConfig(dataset=dataset, samples=samples, test_fraction=test_fraction, seed=seed)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise NflcError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if train.device != "auto":
+        import torch
+
+        if torch.device(train.device).type == "cuda" and not torch.cuda.is_available():
+            raise NflcError(f"--device {device}: CUDA is not available on this machine", hint="use --device auto or cpu")
+    return VerifyConfig(space=space.name, width=resolve_width(space, width), data=data, train=train)
+
+
+def resolve_width(space, width: Optional[int]) -> Optional[int]:
+    """The width architectures are built at: ``width`` when given (checked), else the
+    space's ``width`` constant (None when it has none)."""
+    constants = space.ir.constants
+    if width is None:
+        return constants.get("width")
+    if "width" not in constants:
+        raise NflcError(f"space '{space.name}' has no 'width' constant to override",
+                        hint="drop --width, or declare 'width N' in the space")
+    if space.scale_budget is not None and space.scale_budget.scale == "width":
+        raise NflcError(f"space '{space.name}' solves its width from a budget ('scale width'); --width would override it",
+                        hint="drop --width")
+    if width < 1:
+        raise NflcError(f"--width must be at least 1, got {width}")
+    space.lowered({"width": width})  # a width the network cannot be built at raises a SemanticError here
+    return width
+
+
+def module_builder(space, width: Optional[int]) -> Callable[..., "object"]:
+    """``build(arch, seed)``: the architecture's torch module at ``width`` (the space's own
+    width when None or equal), initialised exactly as ``arch.to_module(seed=seed)`` is.
+
+    Another width is the same space lowered again with ``width = W`` (``space.lowered``)
+    and wrapped as a :class:`nflc.space.Space`: its architecture of the same index has the
+    same id and compiles through the ordinary backend at that width."""
+    if width is None or width == space.ir.constants.get("width"):
+        return lambda arch, seed: arch.to_module(seed=seed)
+    from nflc.space import Space
+
+    resized = Space(space.lowered({"width": width}), space.source, space.warnings)
+    return lambda arch, seed: resized.architecture(arch.index).to_module(seed=seed)
+
+
+def load_split(data: DataConfig, input_shape: Sequence[int]):
+    """(train, test) of ``data``, inputs reshaped to ``input_shape``."""
+    from nflc.data import fit_input_shape, load_dataset, train_test_split
+
+    ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
+    ds = fit_input_shape(ds, input_shape)  # InputShapeError: the data do not fit the space
+    try:
+        return train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
+    except ValueError as exc:
+        raise NflcError(f"cannot split {len(ds)} samples of '{data.dataset}': {exc}") from None
+
+
+def arch_info(arch, width: Optional[int]) -> dict:
+    """What the report needs about an architecture, recorded at registration."""
+    from nflc.analysis.analyze import topology_summary
+
+    topo = topology_summary(arch)
+    overrides = {**arch.constants_override, **({"width": width} if width is not None else {})}
+    return {"index": arch.index, "paths": topo["paths"], "mean_depth": topo["mean_depth"],
+            "sum_depth": topo["sum_depth"], "params": arch.cost(overrides=overrides).params}
+
+
+def rich_progress(epochs: int, console=None):
+    """``(callback, close)``: a rich progress display for sweep events (stderr)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[detail]}"), console=console or Console(stderr=True))
+    state = {"task": None, "running": set(), "epoch": 0, "loss": None}
+
+    def callback(event) -> None:
+        if state["task"] is None:
+            bar.start()
+            state["task"] = bar.add_task("architectures", total=event.total, detail="")
+        task = state["task"]
+        if event.kind in ("start", "resume"):
+            state["running"].add(event.arch_id)
+            if event.kind == "resume":
+                state["epoch"] = event.epoch or 0
+        elif event.kind in ("skip", "finish"):
+            state["running"].discard(event.arch_id)
+            bar.advance(task)
+        elif event.kind == "epoch" and event.record is not None:
+            state["epoch"] = event.record.epoch
+            loss = event.record.train_loss
+            state["loss"] = loss if state["loss"] is None or not loss >= state["loss"] else state["loss"]
+        if state["running"]:
+            best = f", best train loss {state['loss']:.4f}" if state["loss"] is not None else ""
+            bar.update(task, detail=f"{len(state['running'])} training, epoch {state['epoch']}/{epochs}{best}")
+        else:
+            state["loss"] = None
+            bar.update(task, detail="")
+
+    def close() -> None:
+        if state["task"] is not None:
+            bar.stop()
+
+    return callback, close
+
+
+def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Path, *,
+           progress: Optional[Callable] = None, population: bool = True, group_size: Optional[int] = None,
+           checkpoint_every: int = 1, lock_timeout: float = 30.0, spec_file: Optional[str] = None) -> VerifySummary:
+    """Train ``archs`` (default: every architecture of ``space``) under ``config`` into the
+    results database ``db``; finished architectures are skipped, interrupted ones resume.
+
+    ``progress``: a callable receiving :class:`nflc.verify.sweep.SweepEvent`s.
+    ``group_size``: architectures per population (default: 1024 on CUDA, 64 on the CPU).
+    """
+    from nflc.verify.population import run_population
+    from nflc.verify.store import ResultStore
+    from nflc.verify.sweep import run_sweep
+    from nflc.verify.train import resolve_device
+
+    t0 = time.perf_counter()
+    archs = list(space if archs is None else archs)
+    if not archs:
+        raise NflcError(f"space '{space.name}' has no architecture to verify", hint="check --archs")
+    if config.space != space.name:
+        raise NflcError(f"configuration is for space '{config.space}', not '{space.name}'")
+    train_set, test_set = load_split(config.data, space.ir.input_shape)
+    build = module_builder(space, config.width)
+    by_id = {a.id: a for a in archs}
+    if len(by_id) != len(archs):
+        raise NflcError("--archs names an architecture more than once")
+    if group_size is None:
+        group_size = 1024 if resolve_device(config.train.device).type == "cuda" else 64
+
+    with ResultStore.open(db, space.spec_hash, config, timeout=lock_timeout) as store:
+        known = store.info("arch:")
+        fresh = {f"arch:{a.id}": arch_info(a, config.width) for a in archs if f"arch:{a.id}" not in known}
+        if "run" not in store.info("run"):
+            fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width")}
+        if fresh:
+            store.put_info(fresh)
+        ids = [a.id for a in archs]
+        build_by_id = lambda arch_id, seed: build(by_id[arch_id], seed)  # noqa: E731
+        if population:
+            summary = run_population(ids, build_by_id, (train_set, test_set), config.train, store, progress,
+                                     group_size=group_size, checkpoint_every=checkpoint_every)
+        else:
+            summary = run_sweep(ids, build_by_id, (train_set, test_set), config.train, store, progress,
+                                checkpoint_every=checkpoint_every)
+
+    batched = getattr(summary, "batched", [])
+    return VerifySummary(db=str(db), architectures=len(archs), trained=summary.trained, skipped=summary.skipped,
+                         diverged=summary.diverged, batched=len(batched), alone=len(summary.trained) - len(batched),
+                         train_size=len(train_set), test_size=len(test_set), seconds=time.perf_counter() - t0)

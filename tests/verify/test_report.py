@@ -1,0 +1,128 @@
+"""The verification report on a hand-made results database: raw-scale Kendall tau with
+topology, oriented predicted-vs-measured tau with a seeded bootstrap, never-reached and
+diverged runs, P = 0 left out, the measured no-free-lunch verdict, strict JSON, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from scipy.stats import kendalltau
+
+from nflc.errors import NflcError
+from nflc.verify.report import bootstrap_kendall, build_report, to_json_dict, write_plots
+from nflc.verify.store import ResultStore, StoreError
+from nflc.verify.train import Aspects, EpochRecord
+
+SPEC = "f" * 64
+CONFIG = {"space": "toy", "width": 16, "data": {"dataset": "mnist5k"}, "train": {"epochs": 5, "lr": 0.1}}
+# id: (paths, mean depth, train loss, epochs to threshold or None, gap, diverged)
+ROWS = {
+    "a": (1, 2.0, 0.10, 4, 0.30, False),
+    "b": (2, 1.5, 0.20, 3, 0.20, False),
+    "c": (3, 1.0, 0.30, 2, 0.15, False),
+    "d": (4, 0.5, 0.50, 1, 0.05, False),
+    "e": (2, 0.5, 0.40, None, 0.10, False),  # never reached the threshold
+    "f": (3, 2.0, None, 2, None, True),  # diverged after reaching it
+    "z": (0, 0.0, 2.30, None, 0.0, False),  # no input-output path
+}
+
+
+def history(loss: float, gap: float, epochs: int) -> list[EpochRecord]:
+    return [EpochRecord(epoch=e, train_loss=loss, train_acc=0.5, test_loss=loss + gap, test_acc=0.4)
+            for e in range(1, epochs + 1)]
+
+
+@pytest.fixture()
+def db(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore.open(path, SPEC, CONFIG) as store:
+        store.register([*ROWS, "pending-one"])
+        store.put_info({f"arch:{k}": {"index": i, "paths": p, "mean_depth": d, "sum_depth": p * d, "params": 100 + i}
+                        for i, (k, (p, d, *_)) in enumerate(ROWS.items())})
+        for k, (p, d, loss, conv, gap, div) in ROWS.items():
+            n = 3 if div else 5
+            hist = history(math.nan if div else loss, 0.0 if div else gap, n)
+            aspects = Aspects(expressivity=loss, convergence=conv, generalization=gap, diverged=div, epochs=n)
+            store.start(k)
+            store.finish(k, hist, aspects)
+    return path
+
+
+def analysis_file(tmp_path, scores: dict, spec=SPEC):
+    path = tmp_path / "an.json"
+    path.write_text(json.dumps({"spec_hash": spec, "architectures": [{"id": k, "scores": v} for k, v in scores.items()]}))
+    return path
+
+
+def test_topology_tau_is_on_raw_quantities_without_p0(db):
+    rep = build_report(db)
+    assert rep.counts == {"registered": 8, "finished": 7, "done": 6, "diverged": 1, "unfinished": 1}
+    ranked = [k for k, r in ROWS.items() if r[0] > 0]
+    live = [k for k in ranked if not ROWS[k][5]]
+    exp = kendalltau([ROWS[k][2] for k in live], [ROWS[k][1] for k in live]).statistic
+    assert rep.measured_vs_topology["expressivity"]["mean_depth"].tau == pytest.approx(exp)
+    assert rep.measured_vs_topology["expressivity"]["mean_depth"].n == len(live)
+    # convergence: never reached ranks as epochs + 1 = 6; the diverged run keeps its epoch (2)
+    epochs = [ROWS[k][3] if ROWS[k][3] is not None else 6 for k in ranked]
+    conv = kendalltau(epochs, [ROWS[k][0] for k in ranked]).statistic
+    assert rep.measured_vs_topology["convergence"]["paths"].tau == pytest.approx(conv)
+    assert any("P = 0" in n for n in rep.notes) and any("not finished" in n for n in rep.notes)
+    by_id = {a.id: a for a in rep.architectures}
+    assert by_id["f"].diverged and by_id["f"].expressivity is None
+    assert by_id["pending-one"].status == "pending" and by_id["pending-one"].expressivity is None
+
+
+def test_measured_verdict_uses_oriented_values(db):
+    rep = build_report(db)
+    assert rep.nfl.winners == {"expressivity": ["a"], "convergence": ["d"], "generalization": ["d"]}
+    assert not rep.nfl.one_wins_all and rep.nfl.verdict.startswith("no free lunch")
+    assert "f" not in rep.nfl.pareto_front and rep.nfl.left_out == ["z"]
+
+
+def test_predicted_vs_measured_tau_with_seeded_bootstrap(db, tmp_path):
+    # expressivity predicted perfectly (higher score = lower loss), convergence reversed
+    scores = {k: {"expressivity": -r[2] if r[2] is not None else 0.0,
+                  "convergence": float(r[3] or 6),
+                  "generalization": "-inf" if k == "e" else -r[4] if r[4] is not None else 0.0}
+              for k, r in ROWS.items()}
+    rep = build_report(db, analysis_file(tmp_path, scores), bootstrap=200, seed=1)
+    pvm = rep.predicted_vs_measured
+    assert pvm["expressivity"].tau == pytest.approx(1.0) and pvm["expressivity"].n == 5  # diverged: -inf, left out
+    assert pvm["convergence"].tau == pytest.approx(-1.0) and pvm["convergence"].n == 6
+    assert pvm["generalization"].n == 4  # "-inf" predicted for e is not a finite pair
+    assert pvm["expressivity"].ci_low == pytest.approx(1.0) and pvm["convergence"].ci_high == pytest.approx(-1.0)
+    again = build_report(db, analysis_file(tmp_path, scores), bootstrap=200, seed=1)
+    assert again.predicted_vs_measured == pvm
+    assert rep.analysis["matched"] == 6 and rep.analysis["missing"] == []
+    text = json.dumps(to_json_dict(rep), allow_nan=False)  # strict JSON
+    assert '"diverged": true' in text
+    paths = write_plots(rep, tmp_path / "plots")
+    assert [p.name for p in paths] == ["measured_topology.png", "predicted_vs_measured.png"]
+
+
+def test_bootstrap_interval_brackets_tau():
+    x = [float(i) for i in range(30)]
+    y = [v + (7 if i % 4 == 0 else 0) for i, v in enumerate(x)]
+    t = bootstrap_kendall(x, y, resamples=300, seed=0)
+    assert t.ci_low <= t.tau <= t.ci_high < 1.0 + 1e-12 and t.resamples == 300
+    assert bootstrap_kendall([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]).tau is None
+
+
+def test_bad_inputs(db, tmp_path):
+    with pytest.raises(NflcError, match="another spec"):
+        build_report(db, analysis_file(tmp_path, {"a": {}}, spec="0" * 64))
+    (tmp_path / "x.json").write_text(json.dumps({"architectures": [{"name": "a"}]}))
+    with pytest.raises(NflcError, match="not an 'nflc analyze --json' file"):
+        build_report(db, tmp_path / "x.json")
+    with pytest.raises(NflcError, match="no analysis file"):
+        build_report(db, tmp_path / "missing.json")
+    with pytest.raises(StoreError, match="no results database"):
+        build_report(tmp_path / "missing.sqlite")
+    empty = tmp_path / "empty.sqlite"
+    import sqlite3
+
+    sqlite3.connect(empty).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(StoreError, match="not an nflc results database"):
+        build_report(empty)

@@ -1,0 +1,170 @@
+"""`nflc verify` and `nflc report` end to end on a tiny setting: a database written,
+resumed without retraining, reported as JSON; bad input is a clear error (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import nflc.verify.population as population_mod
+import nflc.verify.sweep as sweep_mod
+from nflc.cli import app
+from nflc.verify.store import ResultStore
+
+REPO = Path(__file__).resolve().parents[2]
+H3 = REPO / "specs" / "nfl_h3.nfl"
+NB201 = REPO / "specs" / "nb201.nfl"
+IDS = [
+    "|linear~0|+|linear~0|linear~1|+|linear~0|linear~1|linear~2|",
+    "|zero~0|+|zero~0|zero~1|+|zero~0|zero~1|zero~2|",
+    "|linear~0|+|zero~0|skip~1|+|zero~0|linear~1|skip~2|",
+    "|skip~0|+|linear~0|linear~1|+|zero~0|skip~1|linear~2|",
+]
+TINY = ["--archs", ",".join(IDS), "--samples", "160", "--epochs", "2", "--width", "8", "--lr", "0.1", "--quiet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cli(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in res.output, res.output
+    return res
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("verify") / "results.sqlite"
+    res = cli("verify", H3, *TINY, "--db", path)
+    assert res.exit_code == 0, res.output
+    assert "trained 4 (4 in populations, 0 one at a time)" in res.output
+    return path
+
+
+def test_verify_writes_every_architecture_and_its_epochs(db):
+    with ResultStore.open_readonly(db) as store:
+        assert store.statuses() == {i: "done" for i in IDS}
+        assert all(len(store.epochs(i)) == 2 for i in IDS)
+        assert store.config["width"] == 8 and store.config["data"]["samples"] == 160
+        assert store.config["train"]["epochs"] == 2
+        info = store.info("arch:")
+        assert info[f"arch:{IDS[0]}"]["paths"] == 4 and info[f"arch:{IDS[1]}"]["paths"] == 0
+        assert store.integrity_check() == "ok"
+
+
+def test_rerun_resumes_and_trains_nothing(db, monkeypatch):
+    calls = []
+    real_pop, real_train = population_mod.train_population, sweep_mod.train
+    monkeypatch.setattr(population_mod, "train_population", lambda *a, **k: calls.append("pop") or real_pop(*a, **k))
+    monkeypatch.setattr(sweep_mod, "train", lambda *a, **k: calls.append("one") or real_train(*a, **k))
+    before = {i: ResultStore.open_readonly(db).epochs(i) for i in IDS}
+    res = cli("verify", H3, *TINY, "--db", db)
+    assert res.exit_code == 0, res.output
+    assert "trained 0" in res.output and "already done 4" in res.output
+    assert calls == []
+    assert {i: ResultStore.open_readonly(db).epochs(i) for i in IDS} == before
+
+
+def test_one_at_a_time_gives_the_same_numbers(db, tmp_path):
+    other = tmp_path / "alone.sqlite"
+    res = cli("verify", H3, *TINY, "--db", other, "--no-population")
+    assert res.exit_code == 0 and "0 in populations, 4 one at a time" in res.output
+    a, b = ResultStore.open_readonly(db), ResultStore.open_readonly(other)
+    for i in IDS:
+        for x, y in zip(a.epochs(i), b.epochs(i)):
+            assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
+
+
+def test_report_json_has_every_architecture_and_the_statistics(db, tmp_path):
+    analysis = tmp_path / "an.json"
+    assert cli("analyze", H3, "--archs", ",".join(IDS), "--samples", "32", "--json", analysis).exit_code == 0
+    out = tmp_path / "report.json"
+    res = cli("report", "--db", db, "--analysis", analysis, "--json", out, "--plot", tmp_path / "plots",
+              "--bootstrap", "50")
+    assert res.exit_code == 0, res.output
+    assert "Kendall tau of each measured quantity with topology" in res.output
+    assert "no free lunch" in res.output or "free lunch" in res.output
+    rep = json.loads(out.read_text())
+    assert [a["id"] for a in rep["architectures"]] == IDS
+    for a in rep["architectures"]:
+        assert {"id", "expressivity", "convergence", "generalization", "diverged"} <= set(a)
+        assert a["diverged"] is False and a["expressivity"] > 0
+    dead = rep["architectures"][1]
+    assert dead["paths"] == 0 and dead["expressivity"] == pytest.approx(2.302585, abs=1e-4)  # constant output: ln 10
+    assert set(rep["measured_vs_topology"]) == {"expressivity", "convergence", "generalization"}
+    assert set(rep["measured_vs_topology"]["expressivity"]) == {"paths", "mean_depth"}
+    pvm = rep["predicted_vs_measured"]
+    assert set(pvm) == {"expressivity", "convergence", "generalization"}
+    assert all({"tau", "ci_low", "ci_high", "n"} <= set(v) for v in pvm.values())
+    assert pvm["expressivity"]["n"] == 3  # the P = 0 net is left out
+    assert rep["nfl"]["winners"] and "verdict" in rep["nfl"]
+    assert rep["paper_fig3"]["expressivity"]["mean_depth"] == -0.87
+    assert (tmp_path / "plots" / "measured_topology.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "predicted_vs_measured.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "mnist", "--db", "{tmp}/a.sqlite"], "unknown dataset"),
+    (["--dataset", "digits", "--db", "{tmp}/a.sqlite"], "(64,)"),
+    (["--samples", "99999", "--db", "{tmp}/a.sqlite"], "--samples"),
+    (["--lr", "-1", "--db", "{tmp}/a.sqlite"], "lr"),
+    (["--archs", "sample:x", "--db", "{tmp}/a.sqlite"], "sample:K"),
+    (["--width", "0", "--db", "{tmp}/a.sqlite"], "width"),
+    (["--db", "{tmp}/no/such/dir/a.sqlite"], "cannot open results database"),
+])
+def test_bad_verify_input_is_a_clear_error(tmp_path, args, message):
+    res = cli("verify", H3, "--samples", "100", "--epochs", "1", "--quiet", *[a.format(tmp=tmp_path) for a in args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(tmp_path):
+    res = cli("verify", H3, *TINY, "--device", "cuda", "--db", tmp_path / "c.sqlite")
+    assert res.exit_code == 2 and "CUDA is not available" in res.output
+
+
+def test_a_database_of_another_run_is_refused_and_left_intact(db):
+    res = cli("verify", H3, *[("0.05" if a == "0.1" else a) for a in TINY], "--db", db)
+    assert res.exit_code == 2 and "belongs to another run" in res.output and "lr" in res.output
+    res = cli("verify", NB201, "-s", "nb201", "--archs", "0", "--dataset", "mnist5k", "--db", db, "--quiet")
+    assert res.exit_code == 2  # the 784-dim MNIST does not fit NB201's 3x32x32 images either way
+    with ResultStore.open_readonly(db) as store:
+        assert store.integrity_check() == "ok" and set(store.statuses().values()) == {"done"}
+
+
+def test_a_locked_database_is_a_clear_error(db):
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        res = cli("verify", H3, *TINY, "--db", db, "--lock-timeout", "0.2")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert res.exit_code == 2 and "locked" in res.output
+
+
+def test_bad_report_input_is_a_clear_error(db, tmp_path):
+    assert "no results database" in cli("report", "--db", tmp_path / "none.sqlite").output
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database")
+    res = cli("report", "--db", junk)
+    assert res.exit_code == 2 and "junk.sqlite" in res.output
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"spec_hash": "0" * 64, "architectures": [{"id": IDS[0], "scores": {}}]}))
+    res = cli("report", "--db", db, "--analysis", other)
+    assert res.exit_code == 2 and "another spec" in res.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    res = cli("report", "--db", db, "--analysis", bad)
+    assert res.exit_code == 2 and "cannot read analysis file" in res.output
