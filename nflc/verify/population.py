@@ -46,7 +46,7 @@ from torch import nn
 
 from nflc.data import Dataset
 from nflc.verify.store import ResultStore
-from nflc.verify.sweep import StoreRecorder, SweepEvent, SweepSummary, _check_config_in_store, arch_seeds, run_sweep
+from nflc.verify.sweep import StoreRecorder, SweepEvent, SweepSummary, arch_seeds, begin_sweep, run_sweep
 from nflc.verify.train import (
     EVAL_CHUNK,
     Checkpoint,
@@ -433,22 +433,7 @@ def run_population(
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     train_set, test_set = dataset
-    ids = [str(item[0]) if isinstance(item, tuple) else str(item) for item in items]
-    duplicates = sorted({a for a in ids if ids.count(a) > 1})
-    if duplicates:
-        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
-    _check_config_in_store(store, config)
-    store.register(ids)
-
-    close: Callable[[], None] = lambda: None
-    if progress is True:
-        from nflc.verify.sweep import _rich_reporter
-
-        report, close = _rich_reporter()
-    elif callable(progress):
-        report = progress
-    else:
-        report = lambda event: None
+    ids, report, close = begin_sweep(items, store, config, progress)
 
     position = {a: i for i, a in enumerate(ids)}
     trained: list[str] = []

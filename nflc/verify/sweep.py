@@ -178,6 +178,25 @@ def _rich_reporter() -> tuple[Callable[[SweepEvent], None], Callable[[], None]]:
     return report, close
 
 
+def begin_sweep(items, store, config, progress) -> tuple[list[str], Callable, Callable[[], None]]:
+    """Shared start of every sweep: unique ids, the store's config checked, ids registered,
+    and the progress reporter (rich bar for ``True``, a callable, or nothing)."""
+    ids = [_arch_id(item) for item in items]
+    duplicates = sorted({a for a in ids if ids.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
+    _check_config_in_store(store, config)
+    store.register(ids)
+    close: Callable[[], None] = lambda: None
+    if progress is True:
+        report, close = _rich_reporter()
+    elif callable(progress):
+        report = progress
+    else:
+        report = lambda event: None  # noqa: E731
+    return ids, report, close
+
+
 def run_sweep(
     items: Iterable[Union[str, tuple]],
     build_module: Callable[[str, int], nn.Module],
@@ -201,20 +220,7 @@ def run_sweep(
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     train_set, test_set = dataset
-    ids = [_arch_id(item) for item in items]
-    duplicates = sorted({a for a in ids if ids.count(a) > 1})
-    if duplicates:
-        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
-    _check_config_in_store(store, config)
-    store.register(ids)
-
-    close: Callable[[], None] = lambda: None
-    if progress is True:
-        report, close = _rich_reporter()
-    elif callable(progress):
-        report = progress
-    else:
-        report = lambda event: None
+    ids, report, close = begin_sweep(items, store, config, progress)
 
     trained: list[str] = []
     skipped: list[str] = []
