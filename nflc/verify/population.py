@@ -3,7 +3,7 @@
 The paper's family (THEORY.md section 1, :func:`nflc.analysis.exact.exact_support`) is
 ``[flatten] >> linear(m) >> relu >> cell >> linear(classes)`` without biases, each cell
 edge ``zero``, ``skip`` or ``linear >> relu``. :class:`Population` stacks ``A`` such
-networks: the stems as one ``(A, m, d)`` tensor, the readouts as ``(A, classes, m)``,
+networks: the stems side by side as one ``(d, A * m)`` tensor, the readouts as ``(A, m, classes)``,
 and per cell edge the weights of the members whose edge is ``linear`` as one
 ``(A_e, m, m)`` tensor. Each edge's choice per member is held as two index sets (the
 members where the edge is ``linear``, those where it is ``skip``; the rest are ``zero``):
@@ -15,16 +15,17 @@ node's incoming edges in the same order as :class:`nflc.backends.torch.CellModul
 
 Training is the sum over members of each member's mean minibatch loss, so each member's
 gradient is exactly its own; plain SGD (no momentum, no weight decay) then updates each
-member as :func:`nflc.verify.train.train` would. Every member keeps its own minibatch
-order: the same seeded generator, the same ``randperm`` per epoch as ``train`` (the sweep
-seeds every architecture from ``(seed, arch id)``, :func:`nflc.verify.sweep.arch_seeds`),
-so an architecture gets the same numbers, to float round-off, whether it is trained alone
-(``run_sweep``) or in any population, and the two paths can share one results database.
-(Batched and single matmuls round differently, about 1e-7 per step; SGD can amplify that
-over many epochs when a ReLU flips at a kink, as any change of BLAS or device would. A
-given command on a given machine repeats its numbers exactly.)
-Sharing one order across members would save the gather of per-member minibatches but
-would tie an architecture's numbers to the sweep that trained it; we do not.
+member as :func:`nflc.verify.train.train` would. Every member draws its minibatches from
+its own seeded generator, the same ``randperm`` per epoch as ``train``, so an architecture
+gets the same numbers, to float round-off, whether it is trained alone (``run_sweep``) or in
+any population, and the two paths can share one results database. A sweep seeds every
+architecture's data order alike (:func:`nflc.verify.sweep.arch_seeds`: common random
+numbers), so its members' orders coincide and the population draws one minibatch for all:
+the stems then run as one ``(B, d) x (d, A * m)`` matmul, forward and backward, instead of
+``A`` gathers and a ``bmm``. Members with different orders (other seeds) each get their own
+minibatch. (Batched and single matmuls round differently, about 1e-7 per step; SGD can
+amplify that over many epochs when a ReLU flips at a kink, as any change of BLAS or device
+would. A given command on a given machine repeats its numbers exactly.)
 
 Checkpoints are ordinary :class:`nflc.verify.train.Checkpoint` objects in the compiled
 module's ``state_dict`` layout, so an architecture interrupted in a population resumes in
@@ -173,7 +174,9 @@ class Population(nn.Module):
         # so x @ W runs as bmm(x, W) and autograd hands back gradients in the parameter's own
         # layout (a transposed view would cost a strided copy of every gradient, every step).
         with torch.no_grad():
-            self.stem = nn.Parameter(torch.stack([st[lay.stem].detach().T for st, lay in zip(states, layouts)]))
+            # the stems side by side, (in, A * width): a batch shared by every member goes
+            # through all of them as one wide matmul (and their gradient as one more)
+            self.stem = nn.Parameter(torch.cat([st[lay.stem].detach().T for st, lay in zip(states, layouts)], dim=1))
             self.readout = nn.Parameter(torch.stack([st[lay.readout].detach().T for st, lay in zip(states, layouts)]))
         self.edge_weights = nn.ParameterDict()
         # per edge: members where it is linear (rows of its weight stack, in order) / skip
@@ -194,14 +197,15 @@ class Population(nn.Module):
     # -- computing -------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.members
-        if x.dim() == 2:  # one batch for every member (evaluation): broadcast, no copies of x
-            h = torch.matmul(x, self.stem)
-        elif x.dim() == 3 and x.shape[0] == a:
-            h = torch.bmm(x, self.stem)
+        a, m = self.members, self.width
+        if x.dim() == 2:  # one batch for every member: one (B, d) x (d, A * m) matmul
+            b = x.shape[0]
+            h = F.relu(x @ self.stem).view(b, a, m).transpose(0, 1).contiguous()
+        elif x.dim() == 3 and x.shape[0] == a:  # a batch per member
+            h = F.relu(torch.bmm(x, self.stem.view(self.in_dim, a, m).transpose(0, 1)))
         else:
             raise ValueError(f"population of {a} expects inputs (B, {self.in_dim}) or ({a}, B, {self.in_dim}), got {tuple(x.shape)}")
-        nodes = [F.relu(h)]
+        nodes = [h]
         for t in range(1, self.nodes):
             total = nodes[0].new_zeros(nodes[0].shape)
             # in place (autograd allows it: index_add needs no saved input), ascending sources
@@ -222,7 +226,8 @@ class Population(nn.Module):
 
     def _slots(self, i: int) -> list[tuple[str, torch.Tensor]]:
         lay = self.layouts[i]
-        slots = [(lay.stem, self.stem[i]), (lay.readout, self.readout[i])]
+        m = self.width
+        slots = [(lay.stem, self.stem[:, i * m : (i + 1) * m]), (lay.readout, self.readout[i])]
         for (s, t), (kind, name) in lay.edges.items():
             if kind == "linear":
                 slots.append((name, self.edge_weights[_key(s, t)][self._linear[(s, t)].index(i)]))
@@ -345,13 +350,17 @@ def train_population(
         k = len(active)
         optimizer = _sgd(sub_pop, config.lr)
         sub_pop.train()
-        orders = torch.stack([torch.randperm(n, generator=shuffles[i]) for i in active]).to(device)
+        orders = torch.stack([torch.randperm(n, generator=shuffles[i]) for i in active])
+        # members seeded alike (a sweep's shared data order) draw one minibatch for all
+        shared = bool((orders == orders[:1]).all())
+        orders = (orders[:1] if shared else orders).to(device)
         finite = torch.ones(k, dtype=torch.bool, device=device)
         for start in range(0, n, config.batch):
-            idx = orders[:, start : start + config.batch]  # (k, b): each member's own minibatch
+            idx = orders[:, start : start + config.batch]  # (1 or k, b): the minibatch of each member
             b = idx.shape[1]
-            logits = sub_pop(x_train[idx])
-            losses = F.cross_entropy(logits.reshape(k * b, -1), y_train[idx].reshape(k * b), reduction="none")
+            logits = sub_pop(x_train[idx[0]] if shared else x_train[idx])
+            target = y_train[idx].expand(k, b).reshape(k * b)
+            losses = F.cross_entropy(logits.reshape(k * b, -1), target, reduction="none")
             losses = losses.view(k, b).mean(dim=1)
             finite &= torch.isfinite(losses)
             optimizer.zero_grad(set_to_none=True)

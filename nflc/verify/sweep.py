@@ -89,8 +89,15 @@ class SweepSummary(BaseModel):
 
 
 def arch_seeds(seed: int, arch_id: str) -> tuple[int, int]:
-    """(initial-weights seed, training seed) of one architecture: independent streams."""
-    return derive_seed(seed, "init", arch_id), derive_seed(seed, "train", arch_id)
+    """(initial-weights seed, training seed) of one architecture: independent streams.
+
+    The initial weights are the architecture's own; the training seed (minibatch order,
+    stochastic layers) is the sweep's, shared by every architecture: architectures are
+    compared on the same data order (common random numbers), so what differs between two
+    runs is the architecture and its initialisation, not the luck of the shuffle. It also
+    lets a population draw one minibatch for all its members.
+    """
+    return derive_seed(seed, "init", arch_id), derive_seed(seed, "train")
 
 
 class StoreRecorder:

@@ -113,13 +113,23 @@ def test_one_population_step_equals_separate_steps(h3, split):
         assert g.history[0].test_acc == r.history[0].test_acc
 
 
-def test_several_epochs_match_separate_training(h3, split):
+def test_a_sweep_shares_its_data_order_and_not_its_initialisation():
+    init, order = zip(*(arch_seeds(0, i) for i in IDS))
+    assert len(set(init)) == len(IDS) and len(set(order)) == 1
+    assert arch_seeds(1, IDS[0])[1] != order[0]
+
+
+# "sweep": every member on the sweep's one data order (one minibatch shared by all, one wide
+# stem matmul); "own": each member on its own order (a minibatch gathered per member)
+@pytest.mark.parametrize("order", ["sweep", "own"])
+def test_several_epochs_match_separate_training(h3, split, order):
     train_set, test_set = split
     config = TrainConfig(epochs=4, lr=0.1, batch=32, seed=0, device="cpu")
     alone = modules(h3)
     together = copy.deepcopy(alone)
-    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, seeds())]
-    got = train_population(together, train_set, test_set, config, seeds=seeds())
+    member_seeds = seeds() if order == "sweep" else [arch_seeds(0, i)[0] for i in IDS]
+    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, member_seeds)]
+    got = train_population(together, train_set, test_set, config, seeds=member_seeds)
     for r, g, a, b in zip(ref, got, alone, together):
         assert len(g.history) == len(r.history) == 4
         for x, y in zip(r.history, g.history):
