@@ -204,6 +204,20 @@ def _select(sp, spec: str | None, seed: int) -> list | None:
     return [sp.architecture(i) for i in spec.split(",") if i.strip()]
 
 
+def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "") -> None:
+    """The no-free-lunch reading shared by ``analyze`` (predicted) and ``report`` (measured):
+    each aspect's winner (ties counted), the Pareto front's size, the verdict."""
+    from nflc.analysis.report import ASPECTS
+
+    prefix = "measured " if measured else ""
+    for asp in ASPECTS:
+        w = winners[asp]
+        out.print(f"{prefix}winner {asp}: {w[0] if w else '-'}" + (f" (+{len(w) - 1} tied)" if len(w) > 1 else ""),
+                  markup=False)
+    out.print(f"Pareto front{' (measured)' if measured else ''}: {len(pareto_front)} architectures{note}")
+    out.print(f"[bold]{verdict}[/]")
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -266,11 +280,8 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         k = rep.kendall.get(asp, {})
         kt.add_row(asp, *(_fmt(k[c].tau) if c in k and k[c].tau is not None else "n/a" for c in ("paths", "mean_depth")))
     out.print(kt)
-    for asp in ASPECTS:
-        w = rep.winners[asp]
-        out.print(f"winner {asp}: {w[0] if w else '-'}" + (f" (+{len(w) - 1} tied)" if len(w) > 1 else ""), markup=False)
-    out.print(f"Pareto front: {len(rep.pareto_front)} architectures; left out (no input-output path): {len(rep.left_out)}")
-    out.print(f"[bold]{rep.verdict}[/]")
+    print_verdict(rep.winners, rep.pareto_front, rep.verdict, measured=False,
+                  note=f"; left out (no input-output path): {len(rep.left_out)}")
     if json_path is not None:
         json_path.write_text(json.dumps(to_json_dict(result), indent=1))
         out.print(f"wrote {json_path}")
@@ -436,12 +447,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
                        "-" if t.p_value is None else f"{t.p_value:.2g}")
         out.print(pt)
     if rep.nfl is not None:
-        for asp in ASPECTS:
-            w = rep.nfl.winners[asp]
-            out.print(f"measured winner {asp}: {w[0] if w else '-'}" + (f" (+{len(w) - 1} tied)" if len(w) > 1 else ""),
-                      markup=False)
-        out.print(f"Pareto front (measured): {len(rep.nfl.pareto_front)} architectures")
-        out.print(f"[bold]{rep.nfl.verdict}[/]")
+        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True)
     if json_path is not None:
         json_path.write_text(json.dumps(to_json_dict(rep), indent=1))
         out.print(f"wrote {json_path}")
