@@ -40,14 +40,6 @@ IDS = [
 SPEC_HASH = "population-tests"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def h3():
     return nflc.load(H3)

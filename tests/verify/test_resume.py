@@ -26,16 +26,6 @@ CONFIG = TrainConfig(epochs=8, lr=0.3, batch=64, seed=7, device="cpu")
 SPEC = "spec-for-tests"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP
-    barriers between contended threads make them many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def split():
     return train_test_split(load_dataset("digits", seed=0, n=256), test_fraction=0.25, seed=0)
 

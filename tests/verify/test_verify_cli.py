@@ -28,14 +28,6 @@ IDS = [
 TINY = ["--archs", ",".join(IDS), "--samples", "160", "--epochs", "2", "--width", "8", "--lr", "0.1", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def cli(*args):
     res = CliRunner().invoke(app, [str(a) for a in args])
     assert "Traceback" not in res.output, res.output
