@@ -27,7 +27,7 @@ class ParamSpec:
     name: str
     type: Literal["int", "bool"]
     # a constant, or "required", "in_channels" (the input's channel/feature count),
-    # "same_padding" (k // 2), "space_bias" (the space's `bias` option)
+    # "same_padding" ((k - 1) // 2: size-keeping for odd k), "space_bias" (the space's `bias` option)
     default: ArgValue | str = "required"
 
 

@@ -584,7 +584,9 @@ class Lowerer:
             elif default == "required":
                 self._fail(f"'{name}' needs its argument '{pname}'", call.span, f"e.g. {name}({pname}=3)" if pname == "k" else None)
             elif default == "same_padding":
-                out[pname] = int(out.get("k", 1)) // 2
+                # (k - 1) // 2: keeps the size for odd k at stride 1 and never grows it for
+                # even k, so max_pool(2, stride=2) halves a map (k // 2 would pad it by one)
+                out[pname] = (int(out.get("k", 1)) - 1) // 2
             elif default == "space_bias":
                 out[pname] = self.bias
             elif default != "in_channels":

@@ -227,6 +227,19 @@ def test_user_composed_ops():
     assert isinstance(cell.edges["1_2"][0], ResBlock) and cell.edges["1_2"][0].downsample is None
     assert [type(x) for x in m.layers[3:]] == [nn.Flatten, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
     assert m.layers[4].out_features == 16 and m.layers[6].out_features == 16
+    # default padding (k - 1) // 2: the stride-2 pool halves 8 x 8 as nn.MaxPool2d(2, 2) does
+    assert m.layers[2].padding == 0 and m.layers[4].in_features == 4 * 4 * 4
+
+
+@pytest.mark.parametrize("op, size", [("conv2d(3)", 8), ("conv2d(2)", 7), ("max_pool(3)", 8), ("avg_pool(2)", 7),
+                                      ("max_pool(2, stride=2)", 4), ("max_pool(3, stride=2)", 4),
+                                      ("conv2d(5, stride=2)", 4), ("conv2d(4, stride=2)", 4)])
+def test_default_padding_matches_torch(op, size):
+    import nflc
+
+    sp = nflc.loads(f"space s {{ input [2, 8, 8]\n classes 3\n network = {op} >> flatten >> linear(classes) }}")
+    a = next(iter(sp))
+    assert a.to_module().layers[0](torch.randn(1, 2, 8, 8)).shape[-2:] == (size, size)
 
 
 def test_global_avg_pool():
