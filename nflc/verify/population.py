@@ -64,6 +64,8 @@ __all__ = [
     "Population",
     "PopulationSummary",
     "PopulationCallback",
+    "batching_pays",
+    "forward_flops_per_row",
     "member_layout",
     "population_support",
     "run_population",
@@ -133,6 +135,25 @@ def member_layout(module: nn.Module) -> Union[MemberLayout, str]:
             return f"cell edge {s} -> {t} is not zero, skip or linear >> relu without bias at width {width}"
     return MemberLayout(flatten=flatten, in_dim=in_dim, width=width, classes=classes, nodes=cell.n_nodes,
                         stem=f"layers.{offset}.weight", readout=f"layers.{offset + 3}.weight", edges=edges)
+
+
+# On a CPU, batching pays only while one network's matmuls are small: measured with
+# benchmarks/bench_population.py on a 2-core CPU, 27 nfl_h3 networks on MNIST are 1.2x
+# faster batched at width 128 (~2.7e5 forward matmul FLOPs per row) and 0.9x at width 256
+# (~6.7e5), where one network's matmuls already run near the core's peak. On a GPU a
+# population always pays.
+CPU_BATCH_MAX_FLOPS = 3e5
+
+
+def forward_flops_per_row(layout: MemberLayout) -> int:
+    """Matmul FLOPs of one network's forward pass per input row."""
+    linear = sum(kind == "linear" for kind, _ in layout.edges.values())
+    return 2 * (layout.in_dim * layout.width + linear * layout.width**2 + layout.width * layout.classes)
+
+
+def batching_pays(layout: MemberLayout, device: torch.device) -> bool:
+    """Whether training this network in a population is expected to be faster than alone."""
+    return device.type != "cpu" or forward_flops_per_row(layout) <= CPU_BATCH_MAX_FLOPS
 
 
 def population_support(module: nn.Module) -> Optional[str]:
@@ -429,6 +450,7 @@ def run_population(
     *,
     group_size: int = 64,
     checkpoint_every: int = 1,
+    only_when_faster: bool = False,
 ) -> PopulationSummary:
     """:func:`nflc.verify.sweep.run_sweep`, with the population family trained in groups.
 
@@ -436,6 +458,8 @@ def run_population(
     architectures whose module is in the population family train ``group_size`` at a
     time; the others (and none else) go to ``run_sweep`` one at a time afterwards.
     Members of a group share their layout and the epoch they resume after.
+    ``only_when_faster``: networks for which batching does not pay on this device
+    (:func:`batching_pays`) train one at a time too.
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -444,6 +468,7 @@ def run_population(
     train_set, test_set = dataset
     ids, report, close = begin_sweep(items, store, config, progress)
 
+    device = resolve_device(config.device)
     position = {a: i for i, a in enumerate(ids)}
     trained: list[str] = []
     skipped: list[str] = []
@@ -482,7 +507,7 @@ def run_population(
             with torch.random.fork_rng(devices=[]):
                 module = build_module(arch_id, init_seed)
             layout = member_layout(module)
-            if isinstance(layout, str):
+            if isinstance(layout, str) or (only_when_faster and not batching_pays(layout, device)):
                 alone.append(arch_id)
                 continue
             saved = store.checkpoint(arch_id)

@@ -16,9 +16,10 @@ seeded train/test split and record everything in a results database.
 4. records, per architecture, its index, topology (P, mean depth, sum of depths) and
    parameter count in the database (``ResultStore.put_info``), so ``nflc report`` needs
    only the database;
-5. trains: the MLP-cell family in populations (:func:`nflc.verify.population.run_population`),
-   everything else one at a time (:func:`nflc.verify.sweep.run_sweep`); both give an
-   architecture the same seeds and hence the same numbers up to float round-off.
+5. trains: the MLP-cell family in populations (:func:`nflc.verify.population.run_population`)
+   where batching is faster on the device, everything else one at a time
+   (:func:`nflc.verify.sweep.run_sweep`); both give an architecture the same seeds and
+   hence the same numbers up to float round-off.
 """
 
 from __future__ import annotations
@@ -202,12 +203,15 @@ def rich_progress(epochs: int, console=None):
 
 
 def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Path, *,
-           progress: Optional[Callable] = None, population: bool = True, group_size: Optional[int] = None,
+           progress: Optional[Callable] = None, population: Optional[bool] = None, group_size: Optional[int] = None,
            checkpoint_every: int = 1, lock_timeout: float = 30.0, spec_file: Optional[str] = None) -> VerifySummary:
     """Train ``archs`` (default: every architecture of ``space``) under ``config`` into the
     results database ``db``; finished architectures are skipped, interrupted ones resume.
 
     ``progress``: a callable receiving :class:`nflc.verify.sweep.SweepEvent`s.
+    ``population``: train the MLP-cell family batched (True), one at a time (False), or
+    batched where that is faster (None: always on a GPU; on a CPU only small networks,
+    :func:`nflc.verify.population.batching_pays`); the numbers are the same either way.
     ``group_size``: architectures per population (default: 1024 on CUDA, 64 on the CPU).
     """
     from nflc.verify.population import run_population
@@ -238,9 +242,10 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
             store.put_info(fresh)
         ids = [a.id for a in archs]
         build_by_id = lambda arch_id, seed: build(by_id[arch_id], seed)  # noqa: E731
-        if population:
+        if population is not False:
             summary = run_population(ids, build_by_id, (train_set, test_set), config.train, store, progress,
-                                     group_size=group_size, checkpoint_every=checkpoint_every)
+                                     group_size=group_size, checkpoint_every=checkpoint_every,
+                                     only_when_faster=population is None)
         else:
             summary = run_sweep(ids, build_by_id, (train_set, test_set), config.train, store, progress,
                                 checkpoint_every=checkpoint_every)

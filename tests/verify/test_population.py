@@ -19,7 +19,15 @@ from torch import nn
 
 import nflc
 from nflc.data import load_dataset, train_test_split
-from nflc.verify.population import Population, member_layout, population_support, run_population, train_population
+from nflc.verify.population import (
+    Population,
+    batching_pays,
+    forward_flops_per_row,
+    member_layout,
+    population_support,
+    run_population,
+    train_population,
+)
 from nflc.verify.run import module_builder
 from nflc.verify.store import ResultStore
 from nflc.verify.sweep import arch_seeds, run_sweep
@@ -227,6 +235,26 @@ def test_store_sweep_matches_run_sweep_and_skips_finished(tmp_path, h3, split):
     with ResultStore.open(tmp_path / "b.sqlite", SPEC_HASH, STORE_CONFIG) as store:
         run_sweep(items, store_builder(h3), split, STORE_CONFIG, store)
     close_enough(dump(tmp_path / "a.sqlite"), dump(tmp_path / "b.sqlite"))
+
+
+def test_forward_flops_per_row_by_hand(h3):
+    layout = member_layout(modules(h3, [IDS[3]])[0])  # two linear edges at width 12, MNIST in, 10 classes
+    assert forward_flops_per_row(layout) == 2 * (784 * 12 + 2 * 12 * 12 + 12 * 10)
+
+
+def test_on_a_cpu_only_small_networks_are_batched_by_default(tmp_path, h3, split):
+    wide = member_layout(module_builder(h3, 256)(h3.architecture(IDS[0]), 0))  # all linear: 1.2e6 FLOPs per row
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert not batching_pays(wide, cpu) and batching_pays(wide, gpu)
+    assert batching_pays(member_layout(modules(h3, IDS[:1])[0]), cpu)
+
+    def build(arch_id, seed):  # IDS[0] wide, the others at the test width
+        return module_builder(h3, 256 if arch_id == IDS[0] else WIDTH)(h3.architecture(arch_id), seed)
+
+    config = STORE_CONFIG.model_copy(update={"epochs": 1})
+    with ResultStore.open(tmp_path / "a.sqlite", SPEC_HASH, config) as store:
+        summary = run_population(IDS[:3], build, split, config, store, only_when_faster=True)
+    assert summary.alone == [IDS[0]] and summary.batched == IDS[1:3]
 
 
 class Interrupt(Exception):
