@@ -1,11 +1,12 @@
 """Train many architectures one after another, recording into a :class:`ResultStore`.
 
 ``run_sweep`` skips architectures already finished, resumes an interrupted one from its
-last checkpoint, and keeps going past diverged ones. Per-architecture seeds come from
-``(config.seed, arch_id)`` through sha256 (:func:`derive_seed`), so an architecture gets
-the same initial weights and minibatch order whatever its position in the sweep and
-whichever process trains it; a resumed sweep therefore repeats an uninterrupted one
-exactly (bit for bit on the CPU).
+last checkpoint, and keeps going past diverged ones. Initial weights are seeded from
+``(config.seed, arch_id)`` through sha256 (:func:`derive_seed`), minibatch order from
+``config.seed`` alone (every architecture sees the same order, :func:`arch_seeds`), so an
+architecture gets the same numbers whatever its position in the sweep and whichever
+process trains it; a resumed sweep therefore repeats an uninterrupted one exactly (bit
+for bit on the CPU).
 
 The per-architecture trainer is a parameter (``train_fn``, default :func:`train`); the
 bookkeeping a trainer needs (:class:`StoreRecorder`, :func:`arch_seeds`) is public so a
