@@ -376,8 +376,10 @@ def verify(file: FileArg, space: SpaceOpt = None,
                          checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file))
     finally:
         close()
+    solved = sp.scale_budget is not None and sp.scale_budget.scale == "width"
+    width_text = "solved per architecture for the budget" if solved else config.width
     out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
-              f"{res.test_size} test), width {config.width}, {epochs} epochs, lr {lr:g}, batch {batch}")
+              f"{res.test_size} test), width {width_text}, {epochs} epochs, lr {lr:g}, batch {batch}")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
               f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s")
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)

@@ -154,11 +154,14 @@ def load_split(data: DataConfig, input_shape: Sequence[int]):
 
 
 def arch_info(arch, width: Optional[int]) -> dict:
-    """What the report needs about an architecture, recorded at registration."""
+    """What the report needs about an architecture, recorded at registration; ``width``
+    as for :func:`module_builder` (None or the space's own: the architecture's own width,
+    which a budget-scaled space solves per architecture)."""
     from nflc.analysis.analyze import topology_summary
 
     topo = topology_summary(arch)
-    overrides = {**arch.constants_override, **({"width": width} if width is not None else {})}
+    resized = width is not None and width != arch.space.ir.constants.get("width")
+    overrides = {**arch.constants_override, **({"width": width} if resized else {})}
     return {"index": arch.index, "paths": topo["paths"], "mean_depth": topo["mean_depth"],
             "sum_depth": topo["sum_depth"], "params": arch.cost(overrides=overrides).params}
 

@@ -54,6 +54,24 @@ def test_verify_writes_every_architecture_and_its_epochs(db):
         assert store.integrity_check() == "ok"
 
 
+def test_a_budget_space_trains_each_network_at_its_solved_width(tmp_path):
+    import nflc
+
+    spec = REPO / "specs" / "nfl_h3_budget.nfl"
+    ids = IDS[:3:2]  # P = 4 and P = 2: different solved widths
+    res = cli("verify", spec, "--archs", ",".join(ids), "--samples", "100", "--epochs", "1", "--quiet",
+              "--db", tmp_path / "b.sqlite")
+    assert res.exit_code == 0, res.output
+    assert "width solved per architecture for the budget" in res.output
+    space = nflc.load(spec)
+    with ResultStore.open_readonly(tmp_path / "b.sqlite") as store:
+        info = store.info("arch:")
+    for i in ids:
+        assert info[f"arch:{i}"]["params"] == space.architecture(i).params
+        assert abs(info[f"arch:{i}"]["params"] - 300_000) <= 6_000
+    assert info[f"arch:{ids[0]}"]["params"] != info[f"arch:{ids[1]}"]["params"]
+
+
 def test_rerun_resumes_and_trains_nothing(db, monkeypatch):
     calls = []
     real_pop, real_train = population_mod.train_population, sweep_mod.train
