@@ -172,7 +172,7 @@ PRIMS: dict[str, PrimSpec] = {
         PrimSpec("linear", (ParamSpec("out", "int", "in_channels"), _BIAS), "fully connected layer",
                  _linear_shape, _linear_params, _linear_flops, parameterized=True, kind="linear"),
         PrimSpec("conv2d", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, _PAD, _BIAS),
-                 "2-d convolution (k x k, 'same' padding by default)",
+                 "2-d convolution (k x k; default padding (k - 1) // 2, size-keeping for odd k)",
                  _conv_shape, _conv_params, _conv_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("k"))),
         PrimSpec("batchnorm", (), "batch normalisation with affine scale and shift",

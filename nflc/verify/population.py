@@ -137,11 +137,12 @@ def member_layout(module: nn.Module) -> Union[MemberLayout, str]:
                         stem=f"layers.{offset}.weight", readout=f"layers.{offset + 3}.weight", edges=edges)
 
 
-# On a CPU, batching pays only while one network's matmuls are small: measured with
-# benchmarks/bench_population.py on a 2-core CPU, 27 nfl_h3 networks on MNIST are 1.2x
-# faster batched at width 128 (~2.7e5 forward matmul FLOPs per row) and 0.9x at width 256
-# (~6.7e5), where one network's matmuls already run near the core's peak. On a GPU a
-# population always pays.
+# On a CPU, batching pays only while one network's matmuls are small. Measured with
+# benchmarks/bench_population.py on a 2-core CPU, 27 nfl_h3 networks on MNIST (mean 2.7e5
+# forward matmul FLOPs per row at width 128, 6.7e5 at width 256) train batched vs alone
+# 1.22x / 0.92x at widths 128 / 256 with 2 threads, 0.96x / 0.84x with 1; so width 128 is
+# the crossover, and the threshold sits in it: width-128 networks with at most two linear
+# edges (and all of width <= 96) are batched. On a GPU a population always pays.
 CPU_BATCH_MAX_FLOPS = 3e5
 
 
@@ -196,7 +197,8 @@ class Population(nn.Module):
         # layout (a transposed view would cost a strided copy of every gradient, every step).
         with torch.no_grad():
             # the stems side by side, (in, A * width): a batch shared by every member goes
-            # through all of them as one wide matmul (and their gradient as one more)
+            # through all of them as one wide matmul (and their gradient as one more); only
+            # members on different data orders read it through a strided (A, in, width) view
             self.stem = nn.Parameter(torch.cat([st[lay.stem].detach().T for st, lay in zip(states, layouts)], dim=1))
             self.readout = nn.Parameter(torch.stack([st[lay.readout].detach().T for st, lay in zip(states, layouts)]))
         self.edge_weights = nn.ParameterDict()

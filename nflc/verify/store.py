@@ -41,7 +41,11 @@ __all__ = [
     "canonical_json",
 ]
 
-SCHEMA_VERSION = 1
+# 2: a sweep trains every architecture on one data order (nflc.verify.sweep.arch_seeds);
+# version-1 databases hold per-architecture orders, so mixing them would break the
+# comparison and a resumed sweep's repeatability: they are refused, not continued.
+SCHEMA_VERSION = 2
+OLDEST_READABLE = 1  # the tables have not changed since: reports read every version from it
 STATUSES = ("pending", "running", "done", "diverged")
 FINISHED = ("done", "diverged")
 
@@ -246,9 +250,10 @@ class ResultStore:
                     raise StoreError(f"{path} is not an nflc results database (tables: {sorted(tables) or 'none'})",
                                      hint="pass the --db path that 'nflc verify' wrote")
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None or int(row[0]) != SCHEMA_VERSION:
+                # the tables are unchanged since version 1, so older results can still be read
+                if row is None or not OLDEST_READABLE <= int(row[0]) <= SCHEMA_VERSION:
                     raise StoreMismatchError(f"results database {path} has schema version {row[0] if row else None}, "
-                                             f"this nflc reads {SCHEMA_VERSION}")
+                                             f"this nflc reads {OLDEST_READABLE} to {SCHEMA_VERSION}")
                 runs = conn.execute("SELECT id, spec_hash, config FROM runs ORDER BY id").fetchall()
                 if not runs:
                     raise StoreError(f"results database {path} holds no run yet")

@@ -234,12 +234,15 @@ def test_user_composed_ops():
 @pytest.mark.parametrize("op, size", [("conv2d(3)", 8), ("conv2d(2)", 7), ("max_pool(3)", 8), ("avg_pool(2)", 7),
                                       ("max_pool(2, stride=2)", 4), ("max_pool(3, stride=2)", 4),
                                       ("conv2d(5, stride=2)", 4), ("conv2d(4, stride=2)", 4)])
-def test_default_padding_matches_torch(op, size):
+def test_default_padding_gives_the_conventional_sizes(op, size):
+    # size = floor((8 + 2p - k) / stride) + 1 with p = (k - 1) // 2, worked by hand
     import nflc
 
     sp = nflc.loads(f"space s {{ input [2, 8, 8]\n classes 3\n network = {op} >> flatten >> linear(classes) }}")
     a = next(iter(sp))
-    assert a.to_module().layers[0](torch.randn(1, 2, 8, 8)).shape[-2:] == (size, size)
+    m, x = a.to_module(), torch.randn(1, 2, 8, 8)
+    assert m.layers[0](x).shape[-2:] == (size, size)
+    assert m(x).shape == (1, 3)  # the IR's shape inference agrees with torch's (the readout fits)
 
 
 def test_global_avg_pool():

@@ -122,14 +122,22 @@ def test_a_sweep_shares_its_data_order_and_not_its_initialisation():
 # "sweep": every member on the sweep's one data order (one minibatch shared by all, one wide
 # stem matmul); "own": each member on its own order (a minibatch gathered per member)
 @pytest.mark.parametrize("order", ["sweep", "own"])
-def test_several_epochs_match_separate_training(h3, split, order):
+def test_several_epochs_match_separate_training(h3, split, order, monkeypatch):
     train_set, test_set = split
     config = TrainConfig(epochs=4, lr=0.1, batch=32, seed=0, device="cpu")
     alone = modules(h3)
     together = copy.deepcopy(alone)
     member_seeds = seeds() if order == "sweep" else [arch_seeds(0, i)[0] for i in IDS]
     ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, member_seeds)]
+    batch_dims = []
+    forward = Population.forward
+    monkeypatch.setattr(Population, "forward", lambda self, x: batch_dims.append(x.dim()) or forward(self, x))
     got = train_population(together, train_set, test_set, config, seeds=member_seeds)
+    # on the sweep's order every training step shares one (B, d) minibatch; on own orders each
+    # step gathers (A, B, d); evaluation always shares its batch
+    steps = 4 * -(-len(train_set) // 32)
+    per_member = batch_dims.count(3)
+    assert per_member == (0 if order == "sweep" else steps) and batch_dims.count(2) >= steps * (order == "sweep")
     for r, g, a, b in zip(ref, got, alone, together):
         assert len(g.history) == len(r.history) == 4
         for x, y in zip(r.history, g.history):
@@ -242,7 +250,7 @@ def test_forward_flops_per_row_by_hand(h3):
     assert forward_flops_per_row(layout) == 2 * (784 * 12 + 2 * 12 * 12 + 12 * 10)
 
 
-def test_on_a_cpu_only_small_networks_are_batched_by_default(tmp_path, h3, split):
+def test_only_when_faster_batches_only_small_networks_on_a_cpu(tmp_path, h3, split):
     wide = member_layout(module_builder(h3, 256)(h3.architecture(IDS[0]), 0))  # all linear: 1.2e6 FLOPs per row
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert not batching_pays(wide, cpu) and batching_pays(wide, gpu)

@@ -65,6 +65,21 @@ def test_other_spec_hash_is_refused_with_a_fix(db):
     assert "--db" in info.value.diagnostics[0].hint
 
 
+def test_a_database_of_another_schema_version_is_refused(db):
+    # version 1 trained each architecture on its own data order: never mixed with today's
+    ResultStore.open(db, "hash-a", CONFIG).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(StoreMismatchError, match="schema version 1"):
+        ResultStore.open(db, "hash-a", CONFIG)
+    with ResultStore.open_readonly(db) as store:  # reading (nflc report) is fine: same tables
+        assert store.config == CONFIG.model_dump(mode="json")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    with pytest.raises(StoreMismatchError, match="schema version 3"):
+        ResultStore.open_readonly(db)
+
+
 def test_other_config_is_refused_naming_the_field(db):
     ResultStore.open(db, "hash-a", CONFIG).close()
     with pytest.raises(StoreMismatchError) as info:

@@ -72,6 +72,15 @@ def test_a_budget_space_trains_each_network_at_its_solved_width(tmp_path):
     assert info[f"arch:{ids[0]}"]["params"] != info[f"arch:{ids[1]}"]["params"]
 
 
+@pytest.mark.parametrize("width, split", [(256, "0 in populations, 1 one at a time"),
+                                          (12, "1 in populations, 0 one at a time")])
+def test_by_default_a_cpu_batches_only_small_networks(tmp_path, width, split):
+    res = cli("verify", H3, "--archs", IDS[0], "--samples", "100", "--epochs", "1", "--width", width,
+              "--device", "cpu", "--quiet", "--db", tmp_path / "w.sqlite")
+    assert res.exit_code == 0, res.output
+    assert f"trained 1 ({split})" in res.output
+
+
 def test_rerun_resumes_and_trains_nothing(db, monkeypatch):
     calls = []
     real_pop, real_train = population_mod.train_population, sweep_mod.train
