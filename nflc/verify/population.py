@@ -25,7 +25,8 @@ the stems then run as one ``(B, d) x (d, A * m)`` matmul, forward and backward, 
 ``A`` gathers and a ``bmm``. Members with different orders (other seeds) each get their own
 minibatch. (Batched and single matmuls round differently, about 1e-7 per step; SGD can
 amplify that over many epochs when a ReLU flips at a kink, as any change of BLAS or device
-would. A given command on a given machine repeats its numbers exactly.)
+would. On a CPU a given command repeats its numbers exactly; on CUDA ``index_add_`` sums
+with atomics, so repeated runs may differ in the last bits.)
 
 Checkpoints are ordinary :class:`nflc.verify.train.Checkpoint` objects in the compiled
 module's ``state_dict`` layout, so an architecture interrupted in a population resumes in
