@@ -1,10 +1,11 @@
 """Population training against one-at-a-time training, side by side in one run.
 
     python benchmarks/bench_population.py [--archs 27] [--widths 256,64,16] [--epochs 2] [--rounds 3] [--threads N]
+                                          [--dataset mnist5k|mnist1d|digits]
 
-For each width: a seeded sample of ``--archs`` nfl_h3 architectures, MNIST-5k (4000 train
-/ 1000 test), the paper's protocol (SGD, lr 0.1, batch 128) with every per-epoch full-pass
-evaluation included. One-at-a-time is :func:`nflc.verify.train.train` on each compiled
+For each width: a seeded sample of ``--archs`` nfl_h3 architectures (the stem re-declared
+for the dataset's input size), MNIST-5k (4000 train / 1000 test) by default, the paper's
+protocol (SGD, lr 0.1, batch 128) with every per-epoch full-pass evaluation included. One-at-a-time is :func:`nflc.verify.train.train` on each compiled
 module (what ``run_sweep`` does); population is :func:`train_population` on the same
 modules and seeds (a sweep's: one data order for all). The two are timed alternately,
 ``--rounds`` times, so background load hits both alike; the median of each is reported
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import time
 from pathlib import Path
@@ -81,16 +83,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dataset", default="mnist5k", help="mnist5k (784 inputs), mnist1d (40) or digits (64)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     space = nflc.load(SPEC)
     archs = space.sample(args.archs, seed=0)
-    train_set, test_set = train_test_split(load_dataset("mnist5k", seed=0), test_fraction=0.2, seed=0)
+    data = load_dataset(args.dataset, seed=0)
+    d = math.prod(data.x.shape[1:])
+    if d != 784:  # the same cells on a smaller input: the space's stem re-declared for it
+        space = nflc.loads(SPEC.read_text().replace("input   [784]", f"input   [{d}]"))
+        archs = [space.architecture(a.id) for a in archs]
+    train_set, test_set = train_test_split(data, test_fraction=0.2, seed=0)
     config = TrainConfig(epochs=args.epochs, lr=0.1, batch=128, seed=0, device=args.device)
     peak = matmul_peak() if args.device == "cpu" else None
-    print(f"{len(archs)} nfl_h3 architectures, MNIST-5k {len(train_set)}/{len(test_set)}, {args.epochs} epochs, "
+    print(f"{len(archs)} nfl_h3 architectures, {args.dataset} {len(train_set)}/{len(test_set)}, {args.epochs} epochs, "
           f"batch 128, device {args.device}, {torch.get_num_threads()} torch thread(s), {args.rounds} rounds"
           + (f"; best matmul rate here {peak / 1e9:.0f} GFLOP/s" if peak else ""))
     print(f"{'width':>6} {'one-at-a-time s':>16} {'population s':>13} {'speedup':>8} {'ceiling':>8} "
