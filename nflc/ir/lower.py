@@ -364,6 +364,8 @@ class Lowerer:
             self.bag.error("only one budget may scale a constant", extra.span, "keep one 'scale' budget")
         requires = [r for r in (self._try(self._require, r) for r in items if isinstance(r, ast.Require)) if r]
         uniques = [u for u in items if isinstance(u, ast.Unique)]
+        for extra in uniques[1:]:
+            self.bag.warning("'unique' is given more than once", extra.span, "keep one 'unique'")
         # evaluate every constant once, so a broken unused one is still reported
         used = set(self.used)
         for name, c in self.scope.consts.items():

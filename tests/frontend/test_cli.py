@@ -103,6 +103,16 @@ def test_check_reports_warnings_and_still_succeeds(spec):
     assert f"{path}:7:5: warning: constant 'depth' is defined but never used" in res.output
 
 
+def test_a_repeated_unique_is_a_warning(spec):
+    text = (SPECS / "nb201.nfl").read_text()
+    assert "    unique\n" in text
+    path = spec(text.replace("    unique\n", "    unique\n    unique\n", 1))
+    res = cli("check", path)
+    line = text[: text.index("    unique\n")].count("\n") + 2
+    assert res.exit_code == 0
+    assert f"{path}:{line}:5: warning: 'unique' is given more than once" in res.output
+
+
 def test_user_errors_exit_2_and_usage_errors_too():
     assert cli("count").exit_code == 2  # click's own usage error
     assert cli("count", SPECS / "missing.nfl").exit_code == 2
