@@ -48,6 +48,7 @@ __all__ = [
     "VerifyReport",
     "bootstrap_kendall",
     "build_report",
+    "late_loss_drop",
     "to_json_dict",
     "write_plots",
 ]
@@ -64,6 +65,19 @@ MEASURED_AS = {
 }
 
 
+PLATEAU = 0.01  # a median late fall of the training loss above 1% means training has not levelled off
+
+
+def late_loss_drop(train_losses: Sequence[float]) -> Optional[float]:
+    """Relative fall of the training loss over the last tenth of the epochs (at least one):
+    ``(L[-1 - w] - L[-1]) / L[-1 - w]``; None with fewer than two finite epochs."""
+    if len(train_losses) < 2 or not all(math.isfinite(v) for v in train_losses):
+        return None
+    w = max(1, len(train_losses) // 10)
+    before, after = train_losses[-1 - w], train_losses[-1]
+    return (before - after) / before if before > 0 else None
+
+
 class MeasuredArch(BaseModel):
     id: str
     index: Optional[int] = None
@@ -78,6 +92,9 @@ class MeasuredArch(BaseModel):
     epochs: Optional[int] = None  # epochs run
     train_acc: Optional[float] = None  # final
     test_acc: Optional[float] = None
+    # relative fall of the training loss over the last tenth of the epochs: ~0 when the
+    # loss has levelled off (the "converged training loss" THEORY.md section 5 measures)
+    late_loss_drop: Optional[float] = None
     predicted: Optional[dict[str, Optional[float]]] = None  # scores of the analysis file, higher = better
 
 
@@ -191,6 +208,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
             aspects = store.aspects(arch_id)
             epochs = store.epochs(arch_id) if aspects is not None else []
             last = epochs[-1] if epochs else None
+            drop = late_loss_drop([r.train_loss for r in epochs]) if aspects is not None and not aspects.diverged else None
             archs.append(MeasuredArch(
                 id=arch_id, index=info.get("index"), paths=info.get("paths"), mean_depth=info.get("mean_depth"),
                 params=info.get("params"), status=status,
@@ -198,7 +216,8 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                 convergence=aspects.convergence if aspects else None,
                 generalization=aspects.generalization if aspects else None,
                 diverged=bool(aspects and aspects.diverged), epochs=aspects.epochs if aspects else None,
-                train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None))
+                train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None,
+                late_loss_drop=drop))
         spec_hash = store.spec_hash
     notes: list[str] = []
     max_epochs = int(config.get("train", config).get("epochs", 0)) or max((a.epochs or 0 for a in archs), default=0)
@@ -219,6 +238,13 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     left_out = [a.id for a in finished if a not in ranked]
     if left_out:
         notes.append(f"{len(left_out)} architecture(s) without an input-output path (P = 0) are left out of the statistics")
+
+    drops = [a.late_loss_drop for a in ranked if a.late_loss_drop is not None]
+    if drops and float(np.median(drops)) > PLATEAU:
+        window = max(1, max_epochs // 10)
+        notes.append(f"the training loss still fell by a median {100 * float(np.median(drops)):.1f}% over the last "
+                     f"{window} epoch(s): expressivity is the fit after {max_epochs} epochs, not the converged loss of "
+                     "THEORY.md section 5 (train longer for that reading)")
 
     topo: dict[str, dict[str, Tau]] = {}
     if have_topology and ranked:

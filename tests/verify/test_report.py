@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from nflc.errors import NflcError
-from nflc.verify.report import bootstrap_kendall, build_report, to_json_dict, write_plots
+from nflc.verify.report import bootstrap_kendall, build_report, late_loss_drop, to_json_dict, write_plots
 from nflc.verify.store import ResultStore, StoreError
 from nflc.verify.train import Aspects, EpochRecord
 
@@ -126,3 +126,34 @@ def test_bad_inputs(db, tmp_path):
     sqlite3.connect(empty).execute("CREATE TABLE t (x)").connection.close()
     with pytest.raises(StoreError, match="not an nflc results database"):
         build_report(empty)
+
+
+def test_late_loss_drop_by_hand():
+    assert late_loss_drop([2.0, 1.0, 0.8]) == pytest.approx(0.2)  # last tenth of 3 epochs: one epoch
+    losses = [1.0 - 0.02 * e for e in range(30)]  # last tenth of 30: three epochs, 0.48 -> 0.42
+    assert late_loss_drop(losses) == pytest.approx((0.48 - 0.42) / 0.48)
+    assert late_loss_drop([0.5]) is None and late_loss_drop([1.0, math.nan]) is None
+
+
+def test_a_still_falling_training_loss_is_noted(db, tmp_path):
+    flat = build_report(db)  # the fixture's histories are flat: levelled off
+    assert not any("still fell" in n for n in flat.notes)
+    assert next(a for a in flat.architectures if a.id == "a").late_loss_drop == 0.0
+    assert next(a for a in flat.architectures if a.id == "f").late_loss_drop is None  # diverged
+    path = tmp_path / "falling.sqlite"
+    config = {**CONFIG, "train": {"epochs": 20, "lr": 0.1}}
+    with ResultStore.open(path, SPEC, config) as store:
+        store.register(["p", "q"])
+        store.put_info({f"arch:{k}": {"index": i, "paths": 1 + i, "mean_depth": 1.0, "sum_depth": 1.0, "params": 1}
+                        for i, k in enumerate("pq")})
+        for k, rate in (("p", 0.02), ("q", 0.04)):
+            hist = [EpochRecord(epoch=e, train_loss=1.0 - rate * e, train_acc=0.9, test_loss=1.2, test_acc=0.8)
+                    for e in range(1, 21)]
+            store.start(k)
+            store.finish(k, hist, Aspects(expressivity=hist[-1].train_loss, convergence=1,
+                                          generalization=1.2 - hist[-1].train_loss, diverged=False, epochs=20))
+    rep = build_report(path)
+    drops = [(1 - 0.02 * 18 - (1 - 0.02 * 20)) / (1 - 0.02 * 18), (1 - 0.04 * 18 - (1 - 0.04 * 20)) / (1 - 0.04 * 18)]
+    assert [a.late_loss_drop for a in rep.architectures] == pytest.approx(drops)
+    median = 100 * sum(drops) / 2
+    assert f"still fell by a median {median:.1f}% over the last 2 epoch(s)" in " ".join(rep.notes)
