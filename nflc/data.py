@@ -295,6 +295,16 @@ def load_dataset(name: str, *, seed: int = 0, n: int | None = None) -> Dataset:
     return info.loader(seed, n)
 
 
+def _shape_hint(values: int) -> str:
+    """Which shipped dataset fits ``values`` inputs per sample, or that none does."""
+    fits = [name for name, info in DATASETS.items() if math.prod(info.input_shape) == values]
+    if fits:
+        return f"use the dataset {' or '.join(repr(f) for f in fits)} ({values} values per input)"
+    sizes = ", ".join(f"{name} {math.prod(info.input_shape)}" for name, info in DATASETS.items())
+    return (f"no shipped dataset has {values} values per input ({sizes}); 'nflc analyze --data none' needs "
+            "no dataset, or change the architecture's input shape")
+
+
 def fit_input_shape(ds: Dataset, input_shape: Sequence[int]) -> Dataset:
     """The same dataset with inputs reshaped to ``input_shape`` (e.g. 784 <-> 1x28x28).
 
@@ -309,7 +319,7 @@ def fit_input_shape(ds: Dataset, input_shape: Sequence[int]) -> Dataset:
         raise InputShapeError(
             f"dataset {ds.name!r} has inputs of shape {ds.input_shape} ({have} values) but the "
             f"architecture expects {target} ({want} values)",
-            hint=f"choose a dataset with {want} values per input, or change the architecture's input shape",
+            hint=_shape_hint(want),
         )
     return Dataset(ds.name, ds.x.reshape(len(ds), *target), ds.y, ds.classes, target)
 

@@ -160,6 +160,11 @@ def test_fit_input_shape_reshapes_matching_counts_and_names_both_shapes_otherwis
         fit_input_shape(load_dataset("digits", n=20), (1, 28, 28))
     assert isinstance(info.value, ValueError)
     assert "(64,)" in str(info.value) and "(1, 28, 28)" in str(info.value)
+    assert info.value.diagnostics[0].hint == "use the dataset 'mnist5k' (784 values per input)"
+    with pytest.raises(InputShapeError) as info:
+        fit_input_shape(ds, (3, 32, 32))
+    hint = info.value.diagnostics[0].hint
+    assert "no shipped dataset has 3072 values" in hint and "mnist5k 784" in hint and "--data none" in hint
 
 
 def test_canonical_gram_is_equicorrelated_with_known_spectrum():
