@@ -374,6 +374,10 @@ def verify(file: FileArg, space: SpaceOpt = None,
     try:
         res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
                          checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished architectures and the last checkpoints are in {db}; "
+                  "rerun the same command to resume", markup=False)
+        raise typer.Exit(130) from None
     finally:
         close()
     solved = sp.scale_budget is not None and sp.scale_budget.scale == "width"

@@ -81,6 +81,18 @@ def test_by_default_a_cpu_batches_only_small_networks(tmp_path, width, split):
     assert f"trained 1 ({split})" in res.output
 
 
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
+    import nflc.verify.run as run_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "verify", interrupted)
+    res = cli("verify", H3, *TINY, "--db", tmp_path / "i.sqlite")
+    assert res.exit_code == 130
+    assert "rerun the same command to resume" in res.output
+
+
 def test_rerun_resumes_and_trains_nothing(db, monkeypatch):
     calls = []
     real_pop, real_train = population_mod.train_population, sweep_mod.train
