@@ -5,11 +5,7 @@ shared with train(), the store-backed sweep (resume, fallback), and a SIGKILL re
 from __future__ import annotations
 
 import copy
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,6 +28,8 @@ from nflc.verify.run import module_builder
 from nflc.verify.store import ResultStore
 from nflc.verify.sweep import arch_seeds, run_sweep
 from nflc.verify.train import Checkpoint, TrainConfig, train
+
+from .helpers import run_and_sigkill
 
 REPO = Path(__file__).resolve().parents[2]
 H3 = REPO / "specs" / "nfl_h3.nfl"
@@ -309,32 +307,21 @@ def test_sigkill_mid_population_resumes_to_identical_numbers(tmp_path, h3, split
         reference = {a: (s, store.aspects(a), store.epochs(a)) for a, s in store.statuses().items()}
     db = tmp_path / "killed.sqlite"
     code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.verify.test_population import child_main; child_main({str(db)!r})"
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            epoch = 0
-            if db.exists():
-                try:
-                    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-                    epoch = conn.execute("SELECT COALESCE(MIN(epoch), 0) FROM checkpoints").fetchone()[0]
-                    conn.close()
-                except sqlite3.OperationalError:
-                    pass
-            if 3 <= epoch <= 5:
-                break
-            if child.poll() is not None:
-                pytest.fail(f"sweep ended before it could be killed: {child.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("sweep made no progress to kill")
-            time.sleep(0.01)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
+
+    def mid_run() -> bool:  # every member checkpointed, with epochs to spare
+        if not db.exists():
+            return False
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            try:
+                epoch = conn.execute("SELECT COALESCE(MIN(epoch), 0) FROM checkpoints").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            return False
+        return 3 <= epoch <= 5
+
+    run_and_sigkill(code, mid_run, cwd=REPO)
     with ResultStore.open(db, SPEC_HASH, config) as store:
         assert store.integrity_check() == "ok"
         assert set(store.statuses().values()) == {"running"}

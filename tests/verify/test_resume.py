@@ -3,11 +3,8 @@ an interruption (in-process and by SIGKILL of a real process) to the same number
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +16,8 @@ from nflc.data import load_dataset, train_test_split
 from nflc.verify.store import ResultStore, StoreMismatchError
 from nflc.verify.sweep import SweepEvent, run_sweep
 from nflc.verify.train import TrainConfig, train
+
+from .helpers import run_and_sigkill
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = ["w8", "w16", "w24", "w32"]
@@ -174,28 +173,15 @@ def test_sigkill_mid_sweep_loses_nothing_and_resumes_to_identical_numbers(tmp_pa
         f"import sys; sys.path.insert(0, {str(REPO)!r}); "
         f"from tests.verify.test_resume import child_main; child_main({str(db)!r}, {torch.get_num_threads()})"
     )
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90  # generous: a loaded machine slows the child's imports
-        while True:
-            done, ckpt = _poll(db)
-            # Mid-architecture with epochs to spare (8 per architecture, 0.1 s each), so
-            # the kill lands well inside it rather than at a boundary.
-            if done >= 1 and 2 <= ckpt <= 5:
-                break
-            if child.poll() is not None:
-                pytest.fail(f"sweep ended before it could be killed: {child.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("sweep made no progress to kill")
-            time.sleep(0.01)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+
+    def mid_architecture() -> bool:
+        done, ckpt = _poll(db)
+        # Mid-architecture with epochs to spare (8 per architecture, 0.1 s each), so
+        # the kill lands well inside it rather than at a boundary.
+        return done >= 1 and 2 <= ckpt <= 5
+
+    returncode = run_and_sigkill(code, mid_architecture, cwd=REPO)
+    assert returncode == -signal.SIGKILL
 
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
