@@ -262,7 +262,6 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         out.print(f"[yellow]note:[/] {result.exact_note}")
     else:
         out.print("kernels: exact infinite-width NNGP and NTK (float64)")
-    by_id = {a.id: a for a in result.architectures}
     for asp in ASPECTS:
         table = Table(title=f"best {asp}", title_justify="left")
         for col in ("id", "P", "mean depth", "params", "expressivity", "convergence", "generalization"):
@@ -357,7 +356,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
-    from nflc.verify.run import make_config, rich_progress
+    from nflc.verify.run import make_config, rich_progress, solves_width
     from nflc.verify.run import verify as run_verify
 
     if threads is not None:
@@ -380,8 +379,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
         raise typer.Exit(130) from None
     finally:
         close()
-    solved = sp.scale_budget is not None and sp.scale_budget.scale == "width"
-    width_text = "solved per architecture for the budget" if solved else config.width
+    width_text = "solved per architecture for the budget" if solves_width(sp) else config.width
     out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
               f"{res.test_size} test), width {width_text}, {epochs} epochs, lr {lr:g}, batch {batch}")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "

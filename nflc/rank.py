@@ -131,7 +131,7 @@ def best_rank(score: np.ndarray, acc: np.ndarray) -> float:
 
 def correlate(name: str, score: np.ndarray, acc: np.ndarray, seconds: float | None) -> Correlation:
     ok = np.isfinite(score)
-    s, a = score[ok], acc[ok]
+    s = score[ok]
     if len(s) < 2 or np.all(s == s[0]):
         return Correlation(name=name, kendall_tau=None, spearman_rho=None, top5_precision=None, best_rank=None,
                            seconds_per_arch=seconds)

@@ -43,7 +43,9 @@ __all__ = [
     "module_builder",
     "resolve_width",
     "rich_progress",
+    "solves_width",
     "verify",
+    "width_override",
 ]
 
 
@@ -108,6 +110,17 @@ def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = Non
     return VerifyConfig(space=space.name, width=resolve_width(space, width), data=data, train=train)
 
 
+def solves_width(space) -> bool:
+    """Whether the space solves each architecture's width from a budget ('scale width')."""
+    return space.scale_budget is not None and space.scale_budget.scale == "width"
+
+
+def width_override(space, width: Optional[int]) -> Optional[int]:
+    """``width`` when it differs from the space's own ``width`` constant, else None: the
+    architecture's own width (the spec's, or solved per architecture for a budget)."""
+    return None if width is None or width == space.ir.constants.get("width") else width
+
+
 def resolve_width(space, width: Optional[int]) -> Optional[int]:
     """The width architectures are built at: ``width`` when given (checked), else the
     space's ``width`` constant (None when it has none)."""
@@ -117,7 +130,7 @@ def resolve_width(space, width: Optional[int]) -> Optional[int]:
     if "width" not in constants:
         raise NflcError(f"space '{space.name}' has no 'width' constant to override",
                         hint="drop --width, or declare 'width N' in the space")
-    if space.scale_budget is not None and space.scale_budget.scale == "width":
+    if solves_width(space):
         raise NflcError(f"space '{space.name}' solves its width from a budget ('scale width'); --width would override it",
                         hint="drop --width")
     if width < 1:
@@ -133,7 +146,7 @@ def module_builder(space, width: Optional[int]) -> Callable[..., "object"]:
     Another width is the same space lowered again with ``width = W`` (``space.lowered``)
     and wrapped as a :class:`nflc.space.Space`: its architecture of the same index has the
     same id and compiles through the ordinary backend at that width."""
-    if width is None or width == space.ir.constants.get("width"):
+    if width_override(space, width) is None:
         return lambda arch, seed: arch.to_module(seed=seed)
     from nflc.space import Space
 
@@ -160,8 +173,8 @@ def arch_info(arch, width: Optional[int]) -> dict:
     from nflc.analysis.analyze import topology_summary
 
     topo = topology_summary(arch)
-    resized = width is not None and width != arch.space.ir.constants.get("width")
-    overrides = {**arch.constants_override, **({"width": width} if resized else {})}
+    resized = width_override(arch.space, width)
+    overrides = {**arch.constants_override, **({"width": resized} if resized is not None else {})}
     return {"index": arch.index, "paths": topo["paths"], "mean_depth": topo["mean_depth"],
             "sum_depth": topo["sum_depth"], "params": arch.cost(overrides=overrides).params}
 
