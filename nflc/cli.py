@@ -339,7 +339,11 @@ def verify(file: FileArg, space: SpaceOpt = None,
            dataset: Annotated[str, typer.Option(help="mnist5k, digits, mnist1d or gaussian (inputs must fit the space).")] = "mnist5k",
            samples: Annotated[Optional[int], typer.Option(help="Use a class-stratified subset of N samples (quick runs).")] = None,
            test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
-           epochs: Annotated[int, typer.Option(help="Epochs per architecture.")] = 100,
+           epochs: Annotated[Optional[int], typer.Option(help="Epochs per architecture (default 100).")] = None,
+           until_converged: Annotated[bool, typer.Option("--until-converged", help="Train each network until its training loss levels off (--plateau-window, --plateau-tol), at most --max-epochs.")] = False,
+           max_epochs: Annotated[Optional[int], typer.Option(help="With --until-converged: the most epochs a network trains (default 3000, the paper's length).")] = None,
+           plateau_window: Annotated[Optional[int], typer.Option(help="With --until-converged: epochs per window of the levelling-off test (default 20).")] = None,
+           plateau_tol: Annotated[Optional[float], typer.Option(help="With --until-converged: relative drop of the window-mean loss below which it has levelled off (default 0.01).")] = None,
            lr: Annotated[float, typer.Option(help="Constant SGD learning rate (no momentum, no weight decay).")] = 0.1,
            batch: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
            width: Annotated[Optional[int], typer.Option(help="Override the space's width constant.")] = None,
@@ -356,7 +360,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
-    from nflc.verify.run import make_config, rich_progress, solves_width
+    from nflc.verify.run import MAX_EPOCHS, make_config, rich_progress, solves_width, stopping_rule
     from nflc.verify.run import verify as run_verify
 
     if threads is not None:
@@ -365,10 +369,13 @@ def verify(file: FileArg, space: SpaceOpt = None,
         import torch
 
         torch.set_num_threads(threads)
+    plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol)
+    epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
     sp = load_space(file, space, allow_outside_imports)
     chosen = _select(sp, archs, seed)
     config = make_config(sp, dataset=dataset, samples=samples, test_fraction=test_fraction, width=width,
-                         epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold)
+                         epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
+                         plateau=plateau)
     progress, close = (None, lambda: None) if quiet else rich_progress(epochs, err)
     try:
         res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
@@ -380,8 +387,12 @@ def verify(file: FileArg, space: SpaceOpt = None,
     finally:
         close()
     width_text = "solved per architecture for the budget" if solves_width(sp) else config.width
+    length = (f"until the loss levels off (window {plateau.window}, tol {plateau.tol:g}), at most {epochs} epochs"
+              if plateau is not None else f"{epochs} epochs")
     out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
-              f"{res.test_size} test), width {width_text}, {epochs} epochs, lr {lr:g}, batch {batch}")
+              f"{res.test_size} test), width {width_text}, {length}, lr {lr:g}, batch {batch}")
+    if plateau is not None:
+        out.print(f"converged {res.converged} of {len(res.trained)} trained in this call; the others stopped at {epochs} epochs")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
               f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s")
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
@@ -405,9 +416,14 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
     rep = build_report(db, analysis, bootstrap=bootstrap, seed=seed)
     c, tc = rep.counts, rep.config.get("train", {})
+    plateau = tc.get("plateau")
+    length = (f"until converged (window {plateau['window']}, tol {plateau['tol']:g}), at most {tc.get('epochs')} epochs"
+              if plateau else f"{tc.get('epochs')} epochs")
+    judged = [a for a in rep.architectures if a.converged is not None]
     out.print(f"[bold]{rep.space}[/]: {c['finished']} of {c['registered']} architectures finished "
               f"({c['diverged']} diverged); {rep.config.get('data', {}).get('dataset')}, width {rep.config.get('width')}, "
-              f"{tc.get('epochs')} epochs, lr {tc.get('lr')}")
+              f"{length}, lr {tc.get('lr')}; training loss levelled off in {sum(a.converged for a in judged)} of "
+              f"{len(judged)}")
     for note in rep.notes:
         out.print(f"[yellow]note:[/] {note}")
     fin = [a for a in rep.architectures if a.status in ("done", "diverged")]
@@ -425,7 +441,8 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
                     seen.add(a.id)
                     rows.append(a)
         for a in rows:
-            table.add_row(a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else _fmt(a.expressivity),
+            loss = _fmt(a.expressivity) + ("" if a.converged else " (not levelled off)")
+            table.add_row(a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,
                           "never" if a.convergence is None else str(a.convergence),
                           "diverged" if a.diverged else _fmt(a.generalization), _fmt(a.test_acc))
         out.print(table)

@@ -400,7 +400,7 @@ def train_population(
                                  test_loss=te_loss[row], test_acc=te_acc[row])
             histories[i].append(record)
             diverged = not (finite_list[row] and math.isfinite(tr_loss[row]) and math.isfinite(te_loss[row]))
-            last = diverged or epoch == config.epochs
+            last = diverged or config.stops_after(histories[i])  # converged members leave like diverged ones
 
             def snapshot(row: int = row, i: int = i, epoch: int = epoch) -> Checkpoint:
                 return Checkpoint(epoch=epoch, model=sub_pop.member_state(row), optimizer=opt_state[i],

@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
 from nflc.errors import NflcError
+from nflc.verify.plateau import DEFAULT_PLATEAU, Plateau, converged_at, levelled_off
 
 __all__ = [
     "MEASURED_AS",
@@ -59,13 +60,10 @@ PAPER_FIG3 = {  # Kendall tau of the raw measured quantity with topology, paper 
     "generalization": {"paths": -0.41, "mean_depth": 0.39},
 }
 MEASURED_AS = {
-    "expressivity": "final train loss",
+    "expressivity": "final train loss (converged: when it has levelled off, see 'converged')",
     "convergence": "epochs to the threshold train accuracy (never: epochs + 1)",
     "generalization": "final test loss - final train loss",
 }
-
-
-PLATEAU = 0.01  # a median late fall of the training loss above 1% means training has not levelled off
 
 
 def late_loss_drop(train_losses: Sequence[float]) -> Optional[float]:
@@ -89,7 +87,12 @@ class MeasuredArch(BaseModel):
     convergence: Optional[int] = None  # epoch reaching the threshold; None: never (or not finished)
     generalization: Optional[float] = None  # test loss - train loss
     diverged: bool = False
-    epochs: Optional[int] = None  # epochs run
+    epochs_run: Optional[int] = None
+    # whether the training loss had levelled off at the last epoch (the run's
+    # --until-converged criterion, else nflc.verify.plateau.DEFAULT_PLATEAU), and the
+    # first epoch at which it had; None while unfinished or diverged
+    converged: Optional[bool] = None
+    converged_at: Optional[int] = None
     train_acc: Optional[float] = None  # final
     test_acc: Optional[float] = None
     # relative fall of the training loss over the last tenth of the epochs: ~0 when the
@@ -117,6 +120,7 @@ class VerifyReport(BaseModel):
     predicted_vs_measured: Optional[dict[str, TauCI]] = None
     analysis: Optional[dict[str, Any]] = None  # file, matched, missing ids, notes
     nfl: Optional[NflReport] = None
+    plateau: dict[str, Any] = {}  # the levelling-off criterion the report judged by, and where it comes from
     notes: list[str] = []
 
 
@@ -202,25 +206,32 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
         statuses = store.statuses()
         infos = store.info("arch:")
         run_info = store.info("run").get("run", {})
+        train_config = config.get("train", config)
+        stored_plateau = train_config.get("plateau") if isinstance(train_config, dict) else None
+        plateau = Plateau(**stored_plateau) if stored_plateau else DEFAULT_PLATEAU
         archs = []
         for arch_id, status in statuses.items():
             info = infos.get(f"arch:{arch_id}", {})
             aspects = store.aspects(arch_id)
             epochs = store.epochs(arch_id) if aspects is not None else []
             last = epochs[-1] if epochs else None
-            drop = late_loss_drop([r.train_loss for r in epochs]) if aspects is not None and not aspects.diverged else None
+            finite = aspects is not None and not aspects.diverged
+            losses = [r.train_loss for r in epochs]
+            drop = late_loss_drop(losses) if finite else None
             archs.append(MeasuredArch(
                 id=arch_id, index=info.get("index"), paths=info.get("paths"), mean_depth=info.get("mean_depth"),
                 params=info.get("params"), status=status,
                 expressivity=aspects.expressivity if aspects else None,
                 convergence=aspects.convergence if aspects else None,
                 generalization=aspects.generalization if aspects else None,
-                diverged=bool(aspects and aspects.diverged), epochs=aspects.epochs if aspects else None,
+                diverged=bool(aspects and aspects.diverged), epochs_run=aspects.epochs if aspects else None,
+                converged=levelled_off(losses, plateau) if finite else None,
+                converged_at=converged_at(losses, plateau) if finite else None,
                 train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None,
                 late_loss_drop=drop))
         spec_hash = store.spec_hash
     notes: list[str] = []
-    max_epochs = int(config.get("train", config).get("epochs", 0)) or max((a.epochs or 0 for a in archs), default=0)
+    max_epochs = int(train_config.get("epochs", 0)) or max((a.epochs_run or 0 for a in archs), default=0)
     never = max_epochs + 1
     finished = [a for a in archs if a.status in ("done", "diverged")]
     counts = {"registered": len(archs), "finished": len(finished),
@@ -239,12 +250,25 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     if left_out:
         notes.append(f"{len(left_out)} architecture(s) without an input-output path (P = 0) are left out of the statistics")
 
-    drops = [a.late_loss_drop for a in ranked if a.late_loss_drop is not None]
-    if drops and float(np.median(drops)) > PLATEAU:
-        window = max(1, max_epochs // 10)
-        notes.append(f"the training loss still fell by a median {100 * float(np.median(drops)):.1f}% over the last "
-                     f"{window} epoch(s): expressivity is the fit after {max_epochs} epochs, not the converged loss of "
-                     "THEORY.md section 5 (train longer for that reading)")
+    criterion = (f"the mean training loss of the last {plateau.window} epochs within {100 * plateau.tol:g}% of the "
+                 f"{plateau.window} before")
+    plateau_meta = {**plateau.model_dump(), "source": "--until-converged" if stored_plateau else "default",
+                    "criterion": criterion}
+    judged = [a for a in ranked if a.converged is not None]
+    unconverged = [a for a in judged if not a.converged]
+    if unconverged:
+        drops = [a.late_loss_drop for a in unconverged if a.late_loss_drop is not None]
+        fell = (f"; their loss still fell by a median {100 * float(np.median(drops)):.1f}% over the last "
+                f"{max(1, max_epochs // 10)} epoch(s)") if drops else ""
+        if stored_plateau:
+            how = f"stopped at --max-epochs {max_epochs} before levelling off"
+        elif max_epochs < 2 * plateau.window:
+            how = f"cannot be judged converged: {max_epochs} epochs are fewer than the criterion's {2 * plateau.window}"
+        else:
+            how = f"had not levelled off after {max_epochs} epochs"
+        notes.append(f"{len(unconverged)} of {len(judged)} architecture(s) {how} ({criterion}){fell}: their "
+                     "'expressivity' is the fit after that many epochs, not a converged training loss "
+                     "(train with --until-converged, or longer)")
 
     topo: dict[str, dict[str, Tau]] = {}
     if have_topology and ranked:
@@ -292,7 +316,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     return VerifyReport(db=str(db), space=config.get("space") or run_info.get("space"), spec_hash=spec_hash,
                         config=config, counts=counts, measured_as=MEASURED_AS, architectures=archs,
                         measured_vs_topology=topo, paper_fig3=PAPER_FIG3, predicted_vs_measured=predicted,
-                        analysis=analysis_meta, nfl=nfl, notes=notes)
+                        analysis=analysis_meta, nfl=nfl, plateau=plateau_meta, notes=notes)
 
 
 def to_json_dict(report: VerifyReport) -> dict:

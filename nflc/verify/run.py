@@ -31,10 +31,12 @@ from typing import Callable, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nflc.errors import NflcError
+from nflc.verify.plateau import Plateau, levelled_off
 from nflc.verify.train import TrainConfig
 
 __all__ = [
     "DataConfig",
+    "MAX_EPOCHS",
     "VerifyConfig",
     "VerifySummary",
     "arch_info",
@@ -44,6 +46,7 @@ __all__ = [
     "resolve_width",
     "rich_progress",
     "solves_width",
+    "stopping_rule",
     "verify",
     "width_override",
 ]
@@ -77,6 +80,7 @@ class VerifySummary(BaseModel):
     trained: list[str]
     skipped: list[str]
     diverged: list[str]
+    converged: int  # trained in this call and stopped because the loss levelled off (--until-converged)
     batched: int  # trained in this call in populations
     alone: int  # trained in this call one at a time
     train_size: int
@@ -84,9 +88,36 @@ class VerifySummary(BaseModel):
     seconds: float
 
 
+MAX_EPOCHS = 3000  # --until-converged's default cap: the paper's training length
+
+
+def stopping_rule(until_converged: bool, epochs: Optional[int], max_epochs: Optional[int],
+                  window: Optional[int], tol: Optional[float]) -> Optional[Plateau]:
+    """The levelling-off criterion of the command-line flags (None: a fixed number of
+    epochs); contradictory or out-of-range flags raise :class:`NflcError`."""
+    if not until_converged:
+        given = [name for name, v in (("--max-epochs", max_epochs), ("--plateau-window", window),
+                                      ("--plateau-tol", tol)) if v is not None]
+        if given:
+            raise NflcError(f"{', '.join(given)} only applies with --until-converged",
+                            hint="add --until-converged, or use --epochs E for a fixed length")
+        return None
+    if epochs is not None:
+        raise NflcError("--until-converged trains until the loss levels off; it cannot be combined with a fixed --epochs",
+                        hint="use --max-epochs E to cap its length")
+    if max_epochs is not None and max_epochs < 1:
+        raise NflcError(f"--max-epochs must be at least 1, got {max_epochs}")
+    if window is not None and window < 1:
+        raise NflcError(f"--plateau-window must be at least 1 epoch, got {window}")
+    if tol is not None and not (0 < tol < 1):
+        raise NflcError(f"--plateau-tol must be between 0 and 1 (a relative drop), got {tol:g}")
+    defaults = Plateau()
+    return Plateau(window=defaults.window if window is None else window, tol=defaults.tol if tol is None else tol)
+
+
 def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = None, test_fraction: float = 0.2,
                 width: Optional[int] = None, epochs: int = 100, lr: float = 0.1, batch: int = 128, seed: int = 0,
-                device: str = "auto", threshold: float = 0.5) -> VerifyConfig:
+                device: str = "auto", threshold: float = 0.5, plateau: Optional[Plateau] = None) -> VerifyConfig:
     """A :class:`VerifyConfig` from command-line style settings; bad values raise
     :class:`NflcError` naming the setting."""
     from nflc.data import DATASETS, load_dataset
@@ -97,7 +128,8 @@ def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = Non
     if samples is not None and not 2 <= samples <= size:
         raise NflcError(f"--samples {samples}: dataset '{dataset}' has {size} samples", hint=f"use 2 .. {size}")
     try:
-        train = TrainConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold)
+        train = TrainConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
+                            plateau=plateau)
         data = DataConfig(dataset=dataset, samples=samples, test_fraction=test_fraction, seed=seed)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -267,6 +299,15 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
                                 checkpoint_every=checkpoint_every)
 
     batched = getattr(summary, "batched", [])
+    converged = 0
+    if config.train.plateau is not None:
+        # a run that stopped before the cap levelled off; one at the cap may have levelled off exactly there
+        finite = [a for a in summary.trained if not summary.results[a].diverged]
+        early = [a for a in finite if summary.results[a].epochs < config.train.epochs]
+        with ResultStore.open_readonly(db) as store:
+            at_cap = [a for a in finite if a not in set(early)
+                      and levelled_off([r.train_loss for r in store.epochs(a)], config.train.plateau)]
+        converged = len(early) + len(at_cap)
     return VerifySummary(db=str(db), architectures=len(archs), trained=summary.trained, skipped=summary.skipped,
-                         diverged=summary.diverged, batched=len(batched), alone=len(summary.trained) - len(batched),
+                         diverged=summary.diverged, converged=converged, batched=len(batched), alone=len(summary.trained) - len(batched),
                          train_size=len(train_set), test_size=len(test_set), seconds=time.perf_counter() - t0)

@@ -23,10 +23,11 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
 from nflc.data import Dataset
+from nflc.verify.plateau import Plateau, levelled_off
 
 __all__ = [
     "Aspects",
@@ -46,7 +47,11 @@ EVAL_CHUNK = 4096  # rows per forward pass when evaluating; fixed so sums are re
 
 
 class TrainConfig(BaseModel):
-    """Everything that determines the numbers of a training run."""
+    """Everything that determines the numbers of a training run.
+
+    ``plateau``: train until the training loss levels off by that criterion
+    (:mod:`nflc.verify.plateau`), at most ``epochs`` epochs; None: exactly ``epochs``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,6 +61,23 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: str = "auto"
     threshold: float = Field(0.5, gt=0.0, le=1.0)  # training accuracy that counts as converged
+    plateau: Optional[Plateau] = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_plateau(self, handler):
+        # A fixed-length run serialises as before the field existed, so the configuration
+        # stored in an older results database still matches and resumes.
+        data = handler(self)
+        if data.get("plateau") is None:
+            data.pop("plateau", None)
+        return data
+
+    def stops_after(self, history: Sequence["EpochRecord"]) -> bool:
+        """Whether a finite run with this ``history`` is finished: ``epochs`` reached, or
+        (with a plateau) its training loss has levelled off."""
+        if len(history) >= self.epochs:
+            return True
+        return self.plateau is not None and levelled_off([r.train_loss for r in history], self.plateau)
 
     @field_validator("device")
     @classmethod
@@ -273,7 +295,8 @@ def train(
     history: Sequence[EpochRecord] = (),
     on_epoch: Optional[EpochCallback] = None,
 ) -> TrainResult:
-    """Train ``module`` in place with the paper's protocol for ``config.epochs`` epochs.
+    """Train ``module`` in place with the paper's protocol for ``config.epochs`` epochs
+    (with ``config.plateau``: until the training loss levels off, at most that many).
 
     ``seed`` seeds minibatch order and stochastic layers (the module's initial weights are
     the caller's: build it from a seed). To resume, pass the ``Checkpoint`` and the
@@ -318,7 +341,7 @@ def train(
             )
             history.append(record)
             diverged = not (finite and _finite(train_loss) and _finite(test_loss))
-            last = diverged or epoch == config.epochs
+            last = diverged or config.stops_after(history)
 
             def snapshot(epoch: int = epoch) -> Checkpoint:
                 return Checkpoint(
@@ -332,6 +355,6 @@ def train(
 
             if on_epoch is not None:
                 on_epoch(record, None if last else snapshot)
-            if diverged:
+            if last:
                 break
     return TrainResult(history=history, aspects=measure(history, config.threshold, diverged=diverged))
