@@ -10,6 +10,25 @@ from nflc import ops
 from nflc.ir.model import CellIR, SpaceIR
 
 
+def on_path_edges(edges, h: int) -> tuple:
+    """The edges on some path from node 0 to node ``h`` (the *live* edges), in their order.
+
+    ``edges``: tuples whose first two items are source and target, sorted by target, then
+    source (a topological order of a cell, whose nodes are numbered topologically), with
+    the ``zero`` edges already left out. In a DAG an edge lies on an input-output path iff
+    the input reaches its source and its target reaches the output: one forward and one
+    backward pass (the space's enumeration calls this per architecture, so no graph object).
+    """
+    reach, coreach = {0}, {h}
+    for e in edges:
+        if e[0] in reach:
+            reach.add(e[1])
+    for e in reversed(edges):
+        if e[1] in coreach:
+            coreach.add(e[0])
+    return tuple(e for e in edges if e[0] in reach and e[1] in coreach)
+
+
 def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
     """Edge attributes (docs/CONTRACTS.md) of every choice of every edge, at the cell's input shape.
 

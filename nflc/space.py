@@ -211,7 +211,7 @@ class Space:
         buckets: dict[tuple, list[tuple[int, nx.DiGraph]]] = {}
         for i in range(_radix_product(radices)):
             digits = _decode(i, radices)
-            live = _live_edges([(e.src, e.dst, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits))
+            live = graphs.on_path_edges([(e.src, e.dst, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits))
                                 if labels[k][d] is not None], h)
             if maps is not None:
                 key = canon_of.get(live)
@@ -338,18 +338,6 @@ class Space:
 
     def __repr__(self) -> str:
         return f"<Space {self.name}: {self.raw_count()} architectures before filters>"
-
-
-def _live_edges(edges: list[tuple[int, int, str]], h: int) -> tuple[tuple[int, int, str], ...]:
-    """The edges (sorted by target, then source) on some path from node 0 to node h."""
-    reach, coreach = {0}, {h}
-    for s, t, _ in edges:
-        if s in reach:
-            reach.add(t)
-    for s, t, _ in reversed(edges):
-        if t in coreach:
-            coreach.add(s)
-    return tuple(e for e in edges if e[0] in reach and e[1] in coreach)
 
 
 def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
+from nflc.analysis.indicators import expected_jacobian_norm
 from nflc.analysis.report import ASPECTS, NflReport, nfl_report
 from nflc.errors import NflcError
 
@@ -133,11 +134,12 @@ def topology_summary(arch) -> dict:
 
 
 def curvature(arch) -> float:
-    """The paper's closed-form curvature 1 / prod_placements sum_p exp(-5 d_p / (8 m))."""
+    """The paper's closed-form curvature ``1 / prod_placements E||J||_cell`` (Thm 4.1 per
+    placement, :func:`nflc.analysis.indicators.expected_jacobian_norm`; a chain of
+    placements multiplies their path sums). 0.0 when some placement has no path."""
     total = 1.0
     for inst, m in placements(arch):
-        t = arch.topology(inst)
-        total *= sum(n * math.exp(-5.0 * d / (8.0 * m)) for d, n in enumerate(t.depth_counts))
+        total *= expected_jacobian_norm(arch.topology(inst), m)
     return 1.0 / total if total > 0 else 0.0
 
 

@@ -70,6 +70,9 @@ from typing import Any
 
 import networkx as nx
 
+from nflc.analysis.indicators import relu_correlation
+from nflc.analysis.topology import depth_counts, edge_incidences
+
 __all__ = ["transform_weight", "rank_score", "rank_score_components", "NNGP_RHO"]
 
 #: Input correlation at which the path-sum NNGP bound is evaluated in the components:
@@ -84,44 +87,9 @@ def transform_weight(edge: dict[str, Any]) -> float:
     return math.log1p(max(int(edge.get("params", 0) or 0), 0))
 
 
-def _live_edges(cell: nx.DiGraph) -> list[tuple[int, int, dict[str, Any]]]:
-    return [(s, t, a) for s, t, a in cell.edges(data=True) if a.get("kind") != "zero"]
-
-
-def _output_node(cell: nx.DiGraph) -> int:
-    if cell.number_of_nodes() == 0:
-        raise ValueError("empty cell graph")
-    return max(cell.nodes)
-
-
-def _path_stats(cell: nx.DiGraph) -> tuple[int, dict[int, int]]:
-    """Exact integer path statistics of the cell.
-
-    Returns ``(P, counts)``: ``P`` = number of end-to-end paths; ``counts[v]`` = number of
-    (path, edge) incidences over all end-to-end paths whose edge is parameterized with
-    ``params == v``. Integers keep mathematically tied cells exactly tied (a float
-    running sum would break ties by rounding order).
-    """
-    H = _output_node(cell)
-    n = {v: 0 for v in cell.nodes}
-    s: dict[int, dict[int, int]] = {v: {} for v in cell.nodes}
-    n[0] = 1
-    incoming: dict[int, list[tuple[int, int | None]]] = {v: [] for v in cell.nodes}
-    for u, v, a in _live_edges(cell):
-        w = None
-        if a.get("parameterized", False):
-            w = max(int(a.get("params", 0) or 0), 0)
-        incoming[v].append((u, w))
-    for v in sorted(cell.nodes):  # node ids are topologically ordered (s < t)
-        if v == 0:
-            continue
-        for u, w in incoming[v]:
-            n[v] += n[u]
-            for key, c in s[u].items():
-                s[v][key] = s[v].get(key, 0) + c
-            if w is not None and n[u]:
-                s[v][w] = s[v].get(w, 0) + n[u]
-    return n[H], s[H]
+def _transform_key(attrs: dict[str, Any]) -> int | None:
+    """The edge's parameter count when it is parameterized (its ``t(e)`` is ``ln(1 + key)``)."""
+    return max(int(attrs.get("params", 0) or 0), 0) if attrs.get("parameterized", False) else None
 
 
 def rank_score(cell: nx.DiGraph) -> float:
@@ -130,41 +98,15 @@ def rank_score(cell: nx.DiGraph) -> float:
     Higher = better predicted accuracy. ``-inf`` when the cell has no end-to-end path;
     ``0.0`` when no path contains a parameterized op. See the module docstring.
     """
-    paths, counts = _path_stats(cell)
+    # exact integer incidences per parameter count: mathematically tied cells stay exactly
+    # tied (a float running sum would break ties by rounding order)
+    paths, counts = edge_incidences(cell, _transform_key)
     if paths == 0:
         return float("-inf")
     return sum(
         math.log1p(v) * (c / paths)  # c / paths is correctly rounded: equal ratios, equal floats
         for v, c in sorted(counts.items())
     ) + 0.0
-
-
-def _nngp_map(r: float) -> float:
-    """Normalized ReLU arc-cosine map ``f`` (THEORY.md section 4, ``k1`` at unit variances)."""
-    r = min(1.0, max(-1.0, r))
-    return (math.sqrt(1.0 - r * r) + (math.pi - math.acos(r)) * r) / math.pi
-
-
-def _depth_histogram(cell: nx.DiGraph) -> list[float]:
-    """Number of end-to-end paths with theory depth d (parameterized edges), indexed by d."""
-    H = _output_node(cell)
-    hist: dict[int, list[float]] = {v: [] for v in cell.nodes}
-    hist[0] = [1.0]
-    incoming: dict[int, list[tuple[int, int]]] = {v: [] for v in cell.nodes}
-    for u, v, a in _live_edges(cell):
-        incoming[v].append((u, 1 if a.get("parameterized", False) else 0))
-    for v in sorted(cell.nodes):
-        if v == 0:
-            continue
-        acc: list[float] = []
-        for u, w in incoming[v]:
-            for d, c in enumerate(hist[u]):
-                if c:
-                    while len(acc) <= d + w:
-                        acc.append(0.0)
-                    acc[d + w] += c
-        hist[v] = acc
-    return hist[H]
 
 
 def _convolve(a: list[float], b: list[float]) -> list[float]:
@@ -191,7 +133,7 @@ def rank_score_components(cell: nx.DiGraph, n_cells: int = 1) -> dict[str, float
     if n_cells < 1:
         raise ValueError("n_cells must be >= 1")
     score = rank_score(cell)
-    hist = _depth_histogram(cell)
+    hist = [float(c) for c in depth_counts(cell)]
     P = sum(hist)
     net = [1.0]
     for _ in range(n_cells):
@@ -201,7 +143,7 @@ def rank_score_components(cell: nx.DiGraph, n_cells: int = 1) -> dict[str, float
     depth_sum = 0.0
     for D, c in enumerate(net):
         if D > 0:
-            r = _nngp_map(r)
+            r = float(relu_correlation(r))
         lam += c * (1.0 - r)
         depth_sum += c * D
     return {

@@ -13,10 +13,13 @@ edges), polynomial in ``H`` although ``P`` can grow like ``2**(H-1)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Optional
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict
+
+from nflc.graph import on_path_edges
 
 ZERO = "zero"
 
@@ -99,18 +102,30 @@ def _add_shifted(acc: list[int], src: list[int], shift: int) -> None:
 
 
 def live_edges(cell: nx.DiGraph) -> tuple[list[Edge], list[Edge]]:
-    """Non-zero edges split into (on some end-to-end path, on none)."""
+    """Non-zero edges split into (on some end-to-end path, on none): live and dead."""
     h = cell_size(cell)
     edges = [(s, t) for s, t, _ in active_edges(cell)]
-    graph = nx.DiGraph(edges)
-    graph.add_nodes_from(range(h + 1))
-    from_input = nx.descendants(graph, 0) | {0}
-    to_output = nx.ancestors(graph, h) | {h}
-    # In a DAG an edge lies on an end-to-end path iff the input reaches its source and
-    # its target reaches the output.
-    live = [(s, t) for s, t in edges if s in from_input and t in to_output]
-    dead = [(s, t) for s, t in edges if not (s in from_input and t in to_output)]
-    return live, dead
+    live = set(on_path_edges(edges, h))
+    return [e for e in edges if e in live], [e for e in edges if e not in live]
+
+
+def edge_incidences(cell: nx.DiGraph, key: Callable[[dict], Optional[Hashable]]) -> tuple[int, dict]:
+    """``(P, counts)``: ``counts[k]`` = number of (end-to-end path, edge) pairs whose edge has
+    ``key(attrs) == k`` (edges with key None are not counted). Exact integers, by the same
+    dynamic programme as :func:`depth_counts`: with ``n[v]`` paths ``0 -> v``, an edge
+    ``u -> v`` lies on ``n[u]`` paths ``0 -> v``. ``key = parameterized`` gives ``sum_p d_p``."""
+    h = cell_size(cell)
+    n = [0] * (h + 1)
+    n[0] = 1
+    counts: list[dict] = [{} for _ in range(h + 1)]
+    for s, t, attrs in active_edges(cell):
+        n[t] += n[s]
+        for k, c in counts[s].items():
+            counts[t][k] = counts[t].get(k, 0) + c
+        k = key(attrs)
+        if k is not None and n[s]:
+            counts[t][k] = counts[t].get(k, 0) + n[s]
+    return n[h], counts[h]
 
 
 def topology(cell: nx.DiGraph) -> Topology:
