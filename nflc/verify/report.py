@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 PAPER_FIG3 = {  # Kendall tau of the raw measured quantity with topology, paper Fig. 3 (Tiny-ImageNet, 729 nets)
-    "expressivity": {"paths": None, "mean_depth": -0.87},
+    "expressivity": {"paths": 0.11, "mean_depth": -0.87},
     "convergence": {"paths": -0.69, "mean_depth": 0.64},
     "generalization": {"paths": -0.41, "mean_depth": 0.39},
 }
@@ -258,8 +258,9 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     unconverged = [a for a in judged if not a.converged]
     if unconverged:
         drops = [a.late_loss_drop for a in unconverged if a.late_loss_drop is not None]
-        fell = (f"; their loss still fell by a median {100 * float(np.median(drops)):.1f}% over the last "
-                f"{max(1, max_epochs // 10)} epoch(s)") if drops else ""
+        median = float(np.median(drops)) if drops else 0.0
+        fell = (f"; their loss still fell by a median {100 * median:.1f}% over the last "
+                f"{max(1, max_epochs // 10)} epoch(s)") if median > 0 else ""
         if stored_plateau:
             how = f"stopped at --max-epochs {max_epochs} before levelling off"
         elif max_epochs < 2 * plateau.window:
@@ -340,14 +341,16 @@ def to_json_dict(report: VerifyReport) -> dict:
 
 def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     """PNG figures in ``directory``: ``measured_topology.png`` (P against mean depth,
-    coloured by each raw measured aspect: the paper's Fig. 3) and, with an analysis,
-    ``predicted_vs_measured.png`` (one scatter per aspect, Kendall tau in the title)."""
+    coloured by each raw measured aspect, Kendall taus in the legends: the paper's Fig. 3)
+    and, with an analysis, ``fig3_measured_vs_predicted.png`` (those panels above the
+    predicted scores' panels, the paper's Fig. 4) and ``predicted_vs_measured.png`` (one
+    scatter per aspect, Kendall tau in the title)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nflc.analysis.plots import topology_panels
+    from nflc.analysis.plots import topology_grid, topology_panels
 
     out = Path(directory)
     try:
@@ -360,10 +363,17 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     if finished:
         path = out / "measured_topology.png"
         labels = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
-        topology_panels(path, [a.paths for a in finished], [a.mean_depth for a in finished],
-                        {f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS},
-                        f"{report.space}: measured aspects ({len(finished)} architectures)")
+        measured = {f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS}
+        p, d = [a.paths for a in finished], [a.mean_depth for a in finished]
+        topology_panels(path, p, d, measured, f"{report.space}: measured aspects ({len(finished)} architectures)")
         written.append(path)
+        if any(a.predicted is not None for a in finished):
+            # the paper's Fig. 3 (measured) above Fig. 4 (predicted), on the same architectures
+            predicted = {f"{asp}: predicted score": [(a.predicted or {}).get(asp) for a in finished] for asp in ASPECTS}
+            path = out / "fig3_measured_vs_predicted.png"
+            topology_grid(path, p, d, [("measured", measured), ("predicted", predicted)],
+                          f"{report.space}: measured (raw, lower = better) and predicted (higher = better)")
+            written.append(path)
     if report.predicted_vs_measured:
         pts = [a for a in report.architectures if a.predicted is not None and a.status in ("done", "diverged")
                and (a.paths or 0) > 0]

@@ -99,7 +99,31 @@ def test_predicted_vs_measured_tau_with_seeded_bootstrap(db, tmp_path):
     text = json.dumps(to_json_dict(rep), allow_nan=False)  # strict JSON
     assert '"diverged": true' in text
     paths = write_plots(rep, tmp_path / "plots")
-    assert [p.name for p in paths] == ["measured_topology.png", "predicted_vs_measured.png"]
+    assert [p.name for p in paths] == ["measured_topology.png", "fig3_measured_vs_predicted.png",
+                                       "predicted_vs_measured.png"]
+
+
+def test_fig3_panels_carry_the_taus_of_the_report(db, tmp_path):
+    """The legends' taus are those of the report's statistics (P > 0, raw measured values)
+    and, for the predicted row, Kendall tau of the scores with P and mean depth by hand."""
+    from nflc.analysis.plots import topology_grid
+
+    rep = build_report(db)
+    fin = [a for a in rep.architectures if a.status in ("done", "diverged")]
+    never = 6
+    loss = [a.expressivity for a in fin]
+    epochs = [a.convergence if a.convergence is not None else never for a in fin]
+    score = [float(a.paths) for a in fin]  # a "prediction" equal to P: tau 1 with P
+    drawn = topology_grid(tmp_path / "g.png", [a.paths for a in fin], [a.mean_depth for a in fin],
+                          [("measured", {"loss": loss, "epochs": epochs}), ("predicted", {"P": score})], "t")
+    topo = rep.measured_vs_topology
+    assert drawn[("measured", "loss")] == pytest.approx((topo["expressivity"]["paths"].tau,
+                                                         topo["expressivity"]["mean_depth"].tau))
+    assert drawn[("measured", "epochs")] == pytest.approx((topo["convergence"]["paths"].tau,
+                                                           topo["convergence"]["mean_depth"].tau))
+    ranked = [a for a in fin if a.paths > 0]
+    assert drawn[("predicted", "P")] == pytest.approx(
+        (1.0, kendalltau([a.paths for a in ranked], [a.mean_depth for a in ranked]).statistic))
 
 
 def test_bootstrap_interval_brackets_tau():
