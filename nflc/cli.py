@@ -421,7 +421,8 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
               if plateau else f"{tc.get('epochs')} epochs")
     judged = [a for a in rep.architectures if a.converged is not None]
     out.print(f"[bold]{rep.space}[/]: {c['finished']} of {c['registered']} architectures finished "
-              f"({c['diverged']} diverged); {rep.config.get('data', {}).get('dataset')}, width {rep.config.get('width')}, "
+              f"({c['diverged']} diverged); {rep.config.get('data', {}).get('dataset')}, width "
+              f"{'solved per architecture for the budget' if rep.width_solved else rep.config.get('width')}, "
               f"{length}, lr {tc.get('lr')}; training loss levelled off in {sum(a.converged for a in judged)} of "
               f"{len(judged)}")
     for note in rep.notes:

@@ -120,6 +120,7 @@ class VerifyReport(BaseModel):
     predicted_vs_measured: Optional[dict[str, TauCI]] = None
     analysis: Optional[dict[str, Any]] = None  # file, matched, missing ids, notes
     nfl: Optional[NflReport] = None
+    width_solved: bool = False  # a budget solved each network's width (the config's width is only the search's start)
     plateau: dict[str, Any] = {}  # the levelling-off criterion the report judged by, and where it comes from
     notes: list[str] = []
 
@@ -317,7 +318,8 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     return VerifyReport(db=str(db), space=config.get("space") or run_info.get("space"), spec_hash=spec_hash,
                         config=config, counts=counts, measured_as=MEASURED_AS, architectures=archs,
                         measured_vs_topology=topo, paper_fig3=PAPER_FIG3, predicted_vs_measured=predicted,
-                        analysis=analysis_meta, nfl=nfl, plateau=plateau_meta, notes=notes)
+                        analysis=analysis_meta, nfl=nfl, plateau=plateau_meta,
+                        width_solved=bool(run_info.get("width_solved")), notes=notes)
 
 
 def to_json_dict(report: VerifyReport) -> dict:

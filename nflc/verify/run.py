@@ -285,7 +285,8 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
         known = store.info("arch:")
         fresh = {f"arch:{a.id}": arch_info(a, config.width) for a in archs if f"arch:{a.id}" not in known}
         if "run" not in store.info("run"):
-            fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width")}
+            fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width"),
+                            "width_solved": solves_width(space)}
         if fresh:
             store.put_info(fresh)
         ids = [a.id for a in archs]

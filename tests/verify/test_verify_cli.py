@@ -70,6 +70,8 @@ def test_a_budget_space_trains_each_network_at_its_solved_width(tmp_path):
         assert info[f"arch:{i}"]["params"] == space.architecture(i).params
         assert abs(info[f"arch:{i}"]["params"] - 300_000) <= 6_000
     assert info[f"arch:{ids[0]}"]["params"] != info[f"arch:{ids[1]}"]["params"]
+    res = cli("report", "--db", tmp_path / "b.sqlite")
+    assert "width solved per architecture for the budget" in res.output and "width 256" not in res.output
 
 
 @pytest.mark.parametrize("width, split", [(256, "0 in populations, 1 one at a time"),
