@@ -36,21 +36,9 @@ def _label_norm(a: dict) -> float:
 
 
 def _live_params(a: dict) -> float:
-    """Parameters that can affect the output: the network's count minus those of dead
+    """Parameters that can affect the output: the network's count minus those of its dead
     edges (on no input-output path), which a budget pays for and the function never uses."""
-    m = a["width"]
-    dead_linear = len(a["topology"]["dead_edges"]) and _dead_parameterized(a)
-    return float(a["params"] - dead_linear * m * m)
-
-
-def _dead_parameterized(a: dict) -> int:
-    ids = a["id"].split("+")  # NB201-style id: |op~src|...| per target node
-    ops = {}
-    for t, group in enumerate(ids, start=1):
-        for item in group.strip("|").split("|"):
-            op, _, src = item.rpartition("~")
-            ops[(int(src), t)] = op
-    return sum(ops.get(tuple(e)) == "linear" for e in a["topology"]["dead_edges"])
+    return a["live_params"]
 
 
 def _per_path_log_curvature(a: dict) -> float:
@@ -90,13 +78,13 @@ CANDIDATES = {
 
 def compare(db: str, analysis: str, bootstrap: int = 1000) -> dict:
     rep = build_report(db, bootstrap=0)
-    widths = _widths(db, rep.config["space"])
+    built = _built(db, rep.config["space"])
     data = json.loads(Path(analysis).read_text())
     if data.get("spec_hash") and data["spec_hash"] != rep.spec_hash:
         sys.exit(f"{analysis} analyzes another spec than {db}")
     by_id = {a["id"]: a for a in data["architectures"]}
     for a in by_id.values():
-        a["width"] = widths.get(a["id"], math.nan)
+        a["width"], a["live_params"] = built.get(a["id"], (math.nan, math.nan))
     never = int(rep.config["train"]["epochs"]) + 1
     archs = [a for a in rep.architectures if a.status == "done" and (a.paths or 0) > 0 and a.id in by_id]
     out = {"db": db, "analysis": analysis, "n": len(archs), "converged": sum(bool(a.converged) for a in archs),
@@ -112,18 +100,27 @@ def compare(db: str, analysis: str, bootstrap: int = 1000) -> dict:
     return out
 
 
-def _widths(db: str, space: str) -> dict[str, int]:
-    """Each trained architecture's width m (solved per architecture under a budget), from
-    the spec file the database records."""
+def _built(db: str, space: str) -> dict[str, tuple[int, int]]:
+    """Each trained architecture's width m (solved per architecture under a budget) and
+    its parameters on live edges, from the spec file the database records."""
     import nflc
     from nflc.analysis.analyze import placements
+    from nflc.space import Space
     from nflc.verify.store import ResultStore
 
     with ResultStore.open_readonly(db) as store:
         spec = store.info("run")["run"]["spec_file"]
         ids = list(store.statuses())
     sp = nflc.load(spec, space=space)
-    return {i: placements(sp.architecture(i))[0][1] for i in ids}
+    out = {}
+    for i in ids:
+        arch = sp.architecture(i)
+        # the cell graph at the architecture's own (solved) width: arch.graph is built at
+        # the spec's width constant, which a budget only starts its search from
+        own = Space(sp.lowered(arch.constants_override), sp.source, sp.warnings).architecture(arch.index)
+        dead = sum(own.graph.edges[e]["params"] for e in arch.topology().dead_edges)
+        out[i] = (placements(arch)[0][1], arch.params - dead)
+    return out
 
 
 def main() -> None:

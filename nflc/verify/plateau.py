@@ -71,7 +71,8 @@ def levelled_off(losses: Sequence[float], plateau: Plateau) -> bool:
 
 def converged_at(losses: Sequence[float], plateau: Plateau) -> Optional[int]:
     """The first epoch (1-based) at which the history had levelled off, or None."""
-    for t in range(2 * plateau.window, len(losses) + 1):
-        if levelled_off(losses[:t], plateau):
+    span = 2 * plateau.window
+    for t in range(span, len(losses) + 1):
+        if levelled_off(losses[t - span:t], plateau):  # only the last two windows count: no O(t) prefix copy
             return t
     return None

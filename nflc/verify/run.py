@@ -111,8 +111,7 @@ def stopping_rule(until_converged: bool, epochs: Optional[int], max_epochs: Opti
         raise NflcError(f"--plateau-window must be at least 1 epoch, got {window}")
     if tol is not None and not (0 < tol < 1):
         raise NflcError(f"--plateau-tol must be between 0 and 1 (a relative drop), got {tol:g}")
-    defaults = Plateau()
-    return Plateau(window=defaults.window if window is None else window, tol=defaults.tol if tol is None else tol)
+    return Plateau(**{k: v for k, v in (("window", window), ("tol", tol)) if v is not None})
 
 
 def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = None, test_fraction: float = 0.2,
@@ -303,12 +302,12 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     converged = 0
     if config.train.plateau is not None:
         # a run that stopped before the cap levelled off; one at the cap may have levelled off exactly there
-        finite = [a for a in summary.trained if not summary.results[a].diverged]
-        early = [a for a in finite if summary.results[a].epochs < config.train.epochs]
+        finite = [summary.results[a].epochs for a in summary.trained if not summary.results[a].diverged]
+        at_cap = [a for a in summary.trained
+                  if not summary.results[a].diverged and summary.results[a].epochs == config.train.epochs]
         with ResultStore.open_readonly(db) as store:
-            at_cap = [a for a in finite if a not in set(early)
-                      and levelled_off([r.train_loss for r in store.epochs(a)], config.train.plateau)]
-        converged = len(early) + len(at_cap)
+            converged = sum(e < config.train.epochs for e in finite) + sum(
+                levelled_off([r.train_loss for r in store.epochs(a)], config.train.plateau) for a in at_cap)
     return VerifySummary(db=str(db), architectures=len(archs), trained=summary.trained, skipped=summary.skipped,
                          diverged=summary.diverged, converged=converged, batched=len(batched), alone=len(summary.trained) - len(batched),
                          train_size=len(train_set), test_size=len(test_set), seconds=time.perf_counter() - t0)

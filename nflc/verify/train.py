@@ -77,7 +77,9 @@ class TrainConfig(BaseModel):
         (with a plateau) its training loss has levelled off."""
         if len(history) >= self.epochs:
             return True
-        return self.plateau is not None and levelled_off([r.train_loss for r in history], self.plateau)
+        # only the last two windows matter: called every epoch, it must not walk the whole history
+        return self.plateau is not None and levelled_off(
+            [r.train_loss for r in history[-2 * self.plateau.window:]], self.plateau)
 
     @field_validator("device")
     @classmethod
