@@ -315,13 +315,18 @@ def train_population(
     histories: Optional[Sequence[Sequence[EpochRecord]]] = None,
     on_epoch: Optional[PopulationCallback] = None,
     eval_elements: Optional[int] = None,
+    eval_members: Optional[int] = None,
 ) -> list[TrainResult]:
     """Train every module of ``modules`` as :func:`nflc.verify.train.train` would train it
     alone with ``seed=seeds[i]``, all at once; the modules end with their trained weights.
 
     ``resume``/``histories``: per member a checkpoint and its history (all members must
     resume after the same epoch, or none). ``eval_elements`` bounds the activation size of
-    one evaluation chunk (members x rows x width floats).
+    one evaluation chunk (members x rows x width floats), sized for ``eval_members``
+    members (default: this population's size). The chunk length is the only thing that
+    the population's size changes in a member's numbers (the float64 loss sums), so
+    populations of different sizes sized alike (``run_population`` sizes every group for
+    its ``group_size``) give every member the same numbers bit for bit on a CPU.
     """
     a = len(modules)
     if len(seeds) != a:
@@ -361,6 +366,8 @@ def train_population(
     x_train, y_train = flat(train_set.x).to(device), train_set.y.to(device)
     x_test, y_test = flat(test_set.x).to(device), test_set.y.to(device)
     budget = eval_elements or EVAL_ELEMENTS.get(device.type, EVAL_ELEMENTS["cpu"])
+    # fixed for the whole run: members leaving must not change the others' chunking
+    rows = max(1, min(EVAL_CHUNK, budget // max(1, max(a, eval_members or 0) * pop.width)))
 
     results: list[Optional[TrainResult]] = [None] * a
     active = list(range(a))  # original member index of each population row
@@ -390,7 +397,6 @@ def train_population(
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # each member's gradient is that of its own mean loss
             optimizer.step()
-        rows = max(1, min(EVAL_CHUNK, budget // max(1, k * sub_pop.width)))
         tr_loss, tr_acc = _evaluate(sub_pop, k, x_train, y_train, rows)
         te_loss, te_acc = _evaluate(sub_pop, k, x_test, y_test, rows)
         finite_list = finite.tolist()
@@ -492,7 +498,8 @@ def run_population(
                 notify=lambda r, ev=ev: report(SweepEvent("epoch", **ev, epoch=r.epoch, record=r))))
 
         results = train_population([m for _, m, _ in group], train_set, test_set, config, seeds=seeds,
-                                   resume=resumes, histories=histories, on_epoch=lambda i, r, s: recorders[i](r, s))
+                                   resume=resumes, histories=histories, on_epoch=lambda i, r, s: recorders[i](r, s),
+                                   eval_members=group_size)
         for (arch_id, _, _), recorder, result in zip(group, recorders, results):
             recorder.finish(result.aspects)
             trained.append(arch_id)

@@ -330,6 +330,5 @@ def test_sigkill_mid_population_resumes_to_identical_numbers(tmp_path, h3, split
     assert list(got) == list(reference)
     for a in reference:
         assert got[a][0] == reference[a][0] and len(got[a][2]) == len(reference[a][2]) == 8
-        for x, y in zip(reference[a][2], got[a][2]):
-            # members killed between their checkpoint writes resume in two groups: round-off only
-            assert y.train_loss == pytest.approx(x.train_loss, rel=1e-6)
+        # members killed between their checkpoint writes resume in two groups, sized alike: exact
+        assert got[a][2] == reference[a][2]
