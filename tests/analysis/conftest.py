@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections import Counter
 
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -169,3 +171,126 @@ def compiled_mlp(cell: nx.DiGraph, width: int, seed: int, d_in: int) -> nn.Modul
 def compiled_builder():
     """``compiled_builder(cell, width, seed, d_in)``: ``arch.to_module`` of the cell's architecture."""
     return compiled_mlp
+
+
+# --- an independent reference for the exact kernels (THEORY.md section 4) ------------------
+#
+# Written from the definitions, not from nflc.analysis.kernels: the arc-cosine moments with
+# arccos (the engine uses arctan2), and the network as a sum of *features*. Every node is
+# X^t = sum over features phi of c_t[phi] * phi, where the features are the stem's output
+# and the output sqrt(2) relu(W X^s / sqrt(m)) of each linear edge s -> u, and c_t[phi] is
+# the number of skip-only paths from the node u that phi enters to t. In the infinite-width
+# limit two different features have independent weights, so E[phi(x) psi(x')] is the
+# product of their means, and E[phi(x) phi(x')] = k1 of phi's input covariance. Gradients:
+# P_aa = sum over sets L of linear edges of C_a[L]^2 prod_{(s->t) in L} k0(q_ss), with
+# C_a[L] the number of paths a -> H whose linear edges are exactly L, and
+# Theta = q_HH + sum over features phi of k0(cov_phi) * cov_phi * P_uu.
+
+
+class ArcCosReference:
+    """Arc-cosine moments, ReLU-chain recursions and DAG kernels, by the definitions."""
+
+    @staticmethod
+    def _cos_angle(a, b, c):
+        sab = np.sqrt(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = np.clip(np.where(sab > 0, c / np.where(sab > 0, sab, 1.0), 0.0), -1.0, 1.0)
+        return sab, cos, np.arccos(cos)
+
+    @classmethod
+    def k1(cls, a, b, c):
+        """2 E[relu(u) relu(u')] = sqrt(AB) (sin t + (pi - t) cos t) / pi."""
+        sab, cos, t = cls._cos_angle(a, b, c)
+        return sab * (np.sin(t) + (np.pi - t) * cos) / np.pi
+
+    @classmethod
+    def k0(cls, a, b, c):
+        """2 E[1(u > 0) 1(u' > 0)] = (pi - t) / pi; 0 for a zero variance."""
+        sab, _, t = cls._cos_angle(a, b, c)
+        return np.where(sab > 0, (np.pi - t) / np.pi, 0.0)
+
+    @staticmethod
+    def m1(a):
+        """sqrt(2) E[relu(u)] = sqrt(A / pi)."""
+        return np.sqrt(np.asarray(a, dtype=np.float64) / np.pi)
+
+    @classmethod
+    def k1_gram(cls, q):
+        d = np.diag(q)
+        return cls.k1(d[:, None], d[None, :], q)
+
+    @classmethod
+    def k0_gram(cls, q):
+        d = np.diag(q)
+        return cls.k0(d[:, None], d[None, :], q)
+
+    @staticmethod
+    def input_gram(x):
+        x = np.asarray(x, dtype=np.float64)
+        return x @ x.T / x.shape[1]
+
+    @classmethod
+    def chain(cls, x, layers: int):
+        """NNGP and NTK of ``layers`` ReLU layers (stem included) and a linear readout, by
+        the textbook recursions: Sigma_1 = Theta_1 = q_in, Sigma' = k1(Sigma),
+        Theta' = Sigma' + k0(Sigma) * Theta."""
+        sigma = theta = cls.input_gram(x)
+        for _ in range(layers):
+            sigma, theta = cls.k1_gram(sigma), cls.k1_gram(sigma) + cls.k0_gram(sigma) * theta
+        return sigma, theta
+
+    @classmethod
+    def cell(cls, cell: nx.DiGraph, x):
+        """(NNGP, NTK) of stem -> cell -> readout by the feature expansion above."""
+        h = max(cell.nodes)
+        kind = {(s, t): k for s, t, k in cell.edges(data="kind") if k != "zero"}
+        skip_paths = np.eye(h + 1, dtype=np.int64)  # [u, t]: skip-only paths u -> t
+        for t in range(h + 1):
+            for (s, tt), k in kind.items():
+                if tt == t and k == "skip":
+                    skip_paths[:, t] += skip_paths[:, s]
+        q_in = cls.input_gram(x)
+        feats = []  # (entry node u, input covariance, E[phi phi'], mean of phi)
+        q_node = {}  # q_tt
+
+        def add(u, cov):
+            feats.append((u, cov, cls.k1_gram(cov), cls.m1(np.diag(cov))))
+
+        for t in range(h + 1):
+            if t == 0:
+                add(0, q_in)
+            for (s, tt), k in sorted(kind.items()):
+                if tt == t and k == "linear_relu":
+                    add(t, q_node[s])
+            q = np.zeros_like(q_in)
+            for i, (u, _, second, mean) in enumerate(feats):
+                for j, (v, _, _, mean_v) in enumerate(feats):
+                    coeff = skip_paths[u, t] * skip_paths[v, t]
+                    if coeff:
+                        q = q + coeff * (second if i == j else np.outer(mean, mean_v))
+            q_node[t] = q
+        live = nx.DiGraph(list(kind))
+        live.add_nodes_from(range(h + 1))
+        p_node = {}
+        for a in range(h + 1):
+            by_linear = Counter(
+                tuple(e for e in zip(path, path[1:]) if kind[e] == "linear_relu")
+                for path in ([[h]] if a == h else nx.all_simple_paths(live, a, h))
+            )
+            total = np.zeros_like(q_in)
+            for seq, count in by_linear.items():
+                term = np.full_like(q_in, float(count * count))
+                for s, _ in seq:
+                    term = term * cls.k0_gram(q_node[s])
+                total = total + term
+            p_node[a] = total
+        ntk = q_node[h].copy()
+        for u, cov, _, _ in feats:
+            ntk = ntk + cls.k0_gram(cov) * cov * p_node[u]
+        return q_node[h], ntk
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """:class:`ArcCosReference`: exact kernels by the definitions, for comparison."""
+    return ArcCosReference

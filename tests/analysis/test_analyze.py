@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 import nflc
-from nflc.analysis import kernels as K
 from nflc.analysis.analyze import analyze, curvature, to_json_dict
 from nflc.analysis.exact import exact_support, normalize_inputs
 from nflc.cli import app
@@ -84,15 +83,26 @@ def test_convergence_score_is_the_pair_bound_of_the_exact_nngp(h3, h3_mnist):
     assert np.linalg.eigvalsh(k)[0] <= bound + 1e-9
 
 
-def test_kernels_api_matches_engine(h3):
+def test_kernels_api_on_spec_architectures_by_closed_forms(h3, ref):
+    """nflc.kernels on architectures of specs/nfl_h3.nfl and raw, correlated 784-d inputs
+    (images accepted in any shape with 784 values), against closed forms: the all-linear
+    chain is a 4-ReLU-layer MLP (arc-cosine recursions); the all-skip cell is X3 = 4 X0, so
+    K = 16 k1(q_in) and Theta = K + 16 k0(q_in) q_in."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(7, 784))
-    a = h3.architecture(333)
-    got = nflc.kernels(a, x)
-    want = K.cell_kernels(a.graph, x)
-    assert np.array_equal(got.nngp, want.nngp) and np.array_equal(got.ntk, want.ntk)
+    x = rng.normal(size=(7, 784)) + 0.5 * rng.normal(size=784)
+    x *= np.linspace(0.5, 2.0, 7)[:, None]
+    chain = h3.architecture("|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~2|")
+    got = nflc.kernels(chain, x.reshape(7, 28, 28))
+    nngp, ntk = ref.chain(x, 4)
+    np.testing.assert_allclose(got.nngp, nngp, rtol=1e-12)
+    np.testing.assert_allclose(got.ntk, ntk, rtol=1e-12)
+    skip = h3.architecture("|skip~0|+|skip~0|skip~1|+|skip~0|skip~1|skip~2|")
+    got = nflc.kernels(skip, x)
+    q_in = ref.input_gram(x)
+    np.testing.assert_allclose(got.nngp, 16 * ref.k1_gram(q_in), rtol=1e-12)
+    np.testing.assert_allclose(got.ntk, 16 * ref.k1_gram(q_in) + 16 * ref.k0_gram(q_in) * q_in, rtol=1e-12)
     with pytest.raises(ValueError, match="784"):
-        nflc.kernels(a, x[:, :10])
+        nflc.kernels(chain, x[:, :10])
 
 
 def test_conv_space_is_measured_not_exact():

@@ -109,6 +109,109 @@ def test_unsupported_kind_names_the_edge(make_cell):
         cell_kernels(cell, np.ones((2, 3)))
 
 
+# --- correlated inputs: closed forms and a reference derived in the tests -----------------
+#
+# Orthonormal inputs hide every term multiplied by an off-diagonal q_in (the stem's
+# k0(q_in) q_in P_00 is then diagonal), and unit norms hide the diagonal's role in the
+# arc-cosine maps. These inputs are correlated both ways and of unequal norms.
+
+
+def correlated_inputs(n: int = 5, d: int = 7, seed: int = 11) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)) + 0.8 * rng.standard_normal(d)  # a shared direction
+    return x * np.linspace(0.5, 3.0, n)[:, None]
+
+
+def test_correlated_inputs_are_neither_orthogonal_nor_normalized(ref):
+    q = ref.input_gram(correlated_inputs())
+    off = q[~np.eye(len(q), dtype=bool)]
+    assert np.all(np.abs(off) > 1e-3) and off.min() < 0 < off.max()
+    assert np.ptp(np.diag(q)) > 1.0
+
+
+def test_reference_moments_are_the_gaussian_expectations(ref):
+    """k1, k0 and m1 of the reference against 2 E[relu relu], 2 E[1 1] and sqrt(2) E[relu]
+    integrated numerically over the bivariate normal."""
+    from scipy import integrate
+
+    for a, b, c in [(1.0, 1.0, 0.3), (2.0, 0.5, -0.6), (3.0, 1.2, 1.7), (0.7, 2.5, 0.0)]:
+        det = a * b - c * c
+        norm = 1 / (2 * math.pi * math.sqrt(det))
+
+        def density(v, u):
+            return norm * math.exp(-0.5 * (b * u * u - 2 * c * u * v + a * v * v) / det)
+
+        both = integrate.dblquad(lambda v, u: u * v * density(v, u), 0, np.inf, 0, np.inf, epsabs=1e-12)[0]
+        quadrant = integrate.dblquad(density, 0, np.inf, 0, np.inf, epsabs=1e-12)[0]
+        assert ref.k1(a, b, c) == pytest.approx(2 * both, rel=1e-7)
+        assert ref.k0(a, b, c) == pytest.approx(2 * quadrant, rel=1e-7)
+        mean = integrate.quad(lambda u: u * math.exp(-u * u / (2 * a)) / math.sqrt(2 * math.pi * a), 0, np.inf)[0]
+        assert ref.m1(a) == pytest.approx(math.sqrt(2) * mean, rel=1e-9)
+
+
+@pytest.mark.parametrize("h", [1, 2, 3, 5])
+def test_relu_chain_is_the_arccos_recursion_on_correlated_inputs(h, ref):
+    """A chain of h linear edges is an MLP of h + 1 ReLU layers: Sigma' = k1(Sigma),
+    Theta' = Sigma' + k0(Sigma) Theta from Sigma = Theta = q_in (the stem's weights enter
+    through k0(q_in) q_in)."""
+    x = correlated_inputs()
+    cell = nx.DiGraph()
+    cell.add_nodes_from(range(h + 1))
+    for t in range(1, h + 1):
+        for s in range(t):
+            cell.add_edge(s, t, kind="linear_relu" if s == t - 1 else "zero")
+    nngp, ntk = ref.chain(x, h + 1)
+    k = cell_kernels(cell, x)
+    np.testing.assert_allclose(k.nngp, nngp, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(k.ntk, ntk, rtol=1e-12, atol=1e-14)
+
+
+def test_sibling_edges_by_hand(make_cell, ref):
+    """Two edges into one node, with the cross terms of their non-zero means.
+
+    "1_22": X1 = X0, X2 = A(X0) + B(X1) with independent A, B: q_22 = 2 k1(q_00) + 2 m m'
+    (m = m1(q_00(x, x))); g^0 reaches the readout through A and through B: P_00 =
+    2 k0(q_00); Theta = q_22 + k0(q_in) q_in P_00 + 2 k0(q_00) q_00.
+    "2_12": X1 = A(X0), X2 = X0 + B(X1): q_22 = q_00 + k1(q_11) + mu_0 n' + n mu_0'
+    (n = m1(q_11(x, x)), mu_0 = m1(q_in(x, x))); P_11 = k0(q_11), P_00 = 1 + k0(q_00) k0(q_11);
+    Theta = q_22 + k0(q_in) q_in P_00 + k0(q_00) q_00 P_11 + k0(q_11) q_11.
+    """
+    x = correlated_inputs()
+    q_in = ref.input_gram(x)
+    q00 = ref.k1_gram(q_in)
+    mu0 = ref.m1(np.diag(q_in))
+    m = ref.m1(np.diag(q00))
+
+    k = cell_kernels(make_cell("1_22"), x)
+    q22 = 2 * ref.k1_gram(q00) + 2 * np.outer(m, m)
+    np.testing.assert_allclose(k.nngp, q22, rtol=1e-12)
+    np.testing.assert_allclose(
+        k.ntk, q22 + ref.k0_gram(q_in) * q_in * 2 * ref.k0_gram(q00) + 2 * ref.k0_gram(q00) * q00, rtol=1e-12)
+
+    k = cell_kernels(make_cell("2_12"), x)
+    q11 = ref.k1_gram(q00)
+    n = ref.m1(np.diag(q11))
+    q22 = q00 + ref.k1_gram(q11) + np.outer(mu0, n) + np.outer(n, mu0)
+    p00 = 1 + ref.k0_gram(q00) * ref.k0_gram(q11)
+    np.testing.assert_allclose(k.nngp, q22, rtol=1e-12)
+    np.testing.assert_allclose(
+        k.ntk,
+        q22 + ref.k0_gram(q_in) * q_in * p00 + ref.k0_gram(q00) * q00 * ref.k0_gram(q11) + ref.k0_gram(q11) * q11,
+        rtol=1e-12)
+
+
+def test_every_h3_cell_and_h4_sample_matches_the_feature_expansion(make_cell, codes, ref):
+    """The engine (pairwise node moments) against the reference (sums of independent
+    features, path enumeration for the gradients) on correlated inputs."""
+    x = correlated_inputs(n=4, d=6, seed=12)
+    for code in codes(3) + random.Random(2).sample(codes(4), 60):
+        cell = make_cell(code)
+        k = cell_kernels(cell, x)
+        nngp, ntk = ref.cell(cell, x)
+        np.testing.assert_allclose(k.nngp, nngp, rtol=1e-11, atol=1e-13, err_msg=code)
+        np.testing.assert_allclose(k.ntk, ntk, rtol=1e-11, atol=1e-13, err_msg=code)
+
+
 # --- closed-form P identity -----------------------------------------------------------------
 
 

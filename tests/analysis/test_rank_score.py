@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
 import random
 from pathlib import Path
 
@@ -239,23 +237,16 @@ PROXIES = ("synflow", "nwot", "jacov", "snip", "grasp", "fisher", "grad_norm", "
            "plain", "l2_norm", "flops", "params")
 
 
-def _nb201_path() -> Path | None:
-    env = os.environ.get("NFLC_NB201_DATA")
-    root = Path(__file__).resolve().parents[2]
-    cands = [Path(env)] if env else []
-    cands += [root / "shared/data/nb201/nb201_cifar10.json",
-              root.parent / "shared/data/nb201/nb201_cifar10.json"]
-    return next((p for p in cands if p.is_file()), None)
-
-
-def test_kendall_tau_beats_every_zero_cost_proxy_on_nb201():
-    path = _nb201_path()
-    if path is None:
-        pytest.skip("NB201 zero-cost data file not available")
+def test_kendall_tau_beats_every_zero_cost_proxy_on_nb201(nb201_records):
+    """On the cells nflc builds from specs/nb201.nfl (not stand-ins), Kendall tau with the
+    benchmark's accuracies by scipy, against each of its twelve zero-cost proxies."""
     from scipy.stats import kendalltau
 
-    archs = json.loads(path.read_text())["architectures"]
-    acc = [a["val_accuracy"] for a in archs]
-    best = max(kendalltau([a[p] for a in archs], acc)[0] for p in PROXIES)
-    ours = kendalltau([rank_score(cell_from_arch_str(a["arch_str"])) for a in archs], acc)[0]
+    import nflc
+
+    space = nflc.load(Path(__file__).resolve().parents[2] / "specs" / "nb201.nfl", space="nb201")
+    graphs = [space.architecture(a["arch_str"]).graph for a in nb201_records]
+    acc = [a["val_accuracy"] for a in nb201_records]
+    best = max(kendalltau([a[p] for a in nb201_records], acc)[0] for p in PROXIES)
+    ours = kendalltau([rank_score(g) for g in graphs], acc)[0]
     assert ours >= best, (ours, best)

@@ -1,13 +1,13 @@
 """Shared fixtures of the torch backend tests: spaces and their compiled modules, built once.
 
 Compiling is the slow part (all 729 nfl_h3 modules, the 362 NB201 architectures of the
-shared data file), so each set is compiled once per session and reused read-only; a test
-that changes weights works on a ``copy.deepcopy``.
+shared data file: ``nb201_records`` of tests/conftest.py), so each set is compiled once per
+session and reused read-only; a test that changes weights works on a ``copy.deepcopy``.
+(tests/conftest.py also keeps torch and BLAS to one thread.)
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -17,16 +17,6 @@ import nflc
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
-NB201_DATA = REPO.parent / "shared" / "data" / "nb201" / "nb201_cifar10.json"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP barriers make timings erratic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -43,13 +33,6 @@ def nb201() -> nflc.Space:
 def h3_compiled(h3) -> list[tuple[nflc.Architecture, torch.nn.Module]]:
     """All 729 architectures of nfl_h3 with their modules (seed 0), in index order."""
     return [(a, a.to_module(seed=0)) for a in h3]
-
-
-@pytest.fixture(scope="session")
-def nb201_records() -> list[dict]:
-    if not NB201_DATA.is_file():
-        pytest.skip(f"NAS-Bench-201 data file not found at {NB201_DATA}")
-    return json.loads(NB201_DATA.read_text())["architectures"]
 
 
 @pytest.fixture(scope="session")

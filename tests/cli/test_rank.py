@@ -13,7 +13,6 @@ from nflc.rank import rank, top_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 NB201 = ROOT / "specs" / "nb201.nfl"
-DATA = ROOT.parent / "shared" / "data" / "nb201" / "nb201_cifar10.json"
 
 ARCHS = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -85,9 +84,8 @@ def test_malformed_files_are_errors_not_tracebacks(tmp_path, content, message):
     assert re.search(message, res.output)
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="shared NB201 data absent")
-def test_nb201_default_score_beats_every_proxy():
-    res = rank(nflc.load(NB201, space="nb201"), DATA)
+def test_nb201_default_score_beats_every_proxy(shared_data):
+    res = rank(nflc.load(NB201, space="nb201"), shared_data("nb201/nb201_cifar10.json"))
     nflc_tau = res.table[0].kendall_tau
     proxies = [r.kendall_tau for r in res.table[1:]]
     assert len(proxies) == 12

@@ -12,7 +12,6 @@ from nflc.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
-NB201_DATA = REPO / ".." / "shared" / "data" / "nb201" / "nb201_cifar10.json"
 
 # The paper's H = 3 MLP space, inlined so a test can break it one mistake at a time.
 BASE = """\

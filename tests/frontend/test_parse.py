@@ -65,10 +65,44 @@ space demo {
     assert (b2.metric_span.line, b2.metric_span.column) == (16, 12)
 
 
+def _lalr_conflicts(grammar: str) -> list[str]:
+    """Shift/reduce conflicts lark reports (on its logger, at debug level) while building an
+    LALR table for ``grammar``; reduce/reduce conflicts raise GrammarError by themselves."""
+    import logging
+
+    import lark
+
+    found: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if "conflict" in record.getMessage().lower():
+                found.append(record.getMessage())
+
+    handler, level = Collect(logging.DEBUG), lark.logger.level
+    lark.logger.addHandler(handler)
+    lark.logger.setLevel(logging.DEBUG)
+    try:
+        lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    finally:
+        lark.logger.removeHandler(handler)
+        lark.logger.setLevel(level)
+    return found
+
+
 def test_grammar_is_lalr_without_conflicts():
-    from nflc.syntax.parser import _parser
+    from nflc.syntax.parser import _parser, grammar_text
 
     assert _parser().options.parser == "lalr"
+    assert _lalr_conflicts(grammar_text()) == []
+    # the check sees a conflict where there is one: the dangling else
+    dangling = '''
+start: stmt
+stmt: "if" NAME stmt ("else" stmt)? | NAME
+%import common.CNAME -> NAME
+%ignore " "
+'''
+    assert any("ELSE" in m for m in _lalr_conflicts(dangling))
 
 
 def test_keywords_are_still_names_where_a_name_is_expected():

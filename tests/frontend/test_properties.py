@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nflc
-from nflc.errors import NflcError
+from nflc.errors import NflcError, SpaceError
 from nflc.ir.lower import compile_text
 from nflc.space import Space
 
@@ -111,19 +112,38 @@ def corrupted(draw):
 
 
 def _exercise(sp: Space) -> None:
-    """What a user would do next with a space that compiled."""
-    sp.ir.to_text()
+    """What a user would do next with a space that compiled, each result checked against
+    what the IR says (raw count, cell shapes) or a brute force (the filtered count)."""
     assert sp.ir.lint() == []
+    assert f"space {sp.name}" in sp.ir.to_text()
     n = sp.raw_count()
-    if n <= 2000:
-        sp.count()
+    assert n == math.prod(len(e.choices) for k in sp.instances for e in sp.cell_of[k].edges)
+    kept = None
+    if n <= 2000:  # brute force: every raw index, its own rejection
+        kept = [i for i in range(n) if sp.architecture(i).rejection is None]
+        assert sp.count() == len(kept)
+        assert [a.index for a in sp] == kept
     if n:
         a = sp.architecture(n - 1)
-        a.id, a.params, a.rejection
-        sp.architecture(a.id)
-        if sp.instances:
-            a.cell_graphs
-    sp.sample(1, seed=0, max_tries=200)
+        assert sp.architecture(a.id).index == n - 1
+        assert isinstance(a.params, int) and a.params >= 0
+        graphs = a.cell_graphs
+        assert list(graphs) == sp.instances
+        for k, g in graphs.items():
+            assert sorted(g.nodes) == list(range(sp.cell_of[k].nodes))
+    if kept == []:
+        with pytest.raises(SpaceError, match="has only 0"):
+            sp.sample(1, seed=0)
+    elif kept:
+        (drawn,) = sp.sample(1, seed=0)
+        assert drawn.index in kept
+    else:  # too large to walk: a draw either passes the filters or says none did
+        try:
+            (drawn,) = sp.sample(1, seed=0, max_tries=200)
+        except SpaceError as exc:
+            assert "samples passed the filters" in str(exc) or "has only 0" in str(exc), exc
+        else:
+            assert drawn.rejection is None
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -139,7 +159,4 @@ def test_corrupted_specs_raise_only_nflc_errors(text):
             assert d.span is None or (d.span.file == "fuzz.nfl" and 1 <= d.span.line <= n_lines), d
         return
     for name, ir in prog.spaces.items():
-        try:
-            _exercise(Space(ir, prog.sources_by_space[name], prog.warnings))
-        except NflcError:
-            pass
+        _exercise(Space(ir, prog.sources_by_space[name], prog.warnings))

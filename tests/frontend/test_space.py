@@ -182,6 +182,54 @@ def test_network_budget_filter_with_reasons():
         assert sp.architecture(r.index).params > 300_000
 
 
+MULTI = """
+space multi {
+    input [6]
+    classes 2
+    width 4
+    cell a {
+        nodes 3
+        edge * : zero | skip | linear >> relu as linear
+    }
+    cell b {
+        nodes 2
+        edge 0 -> 1 : zero | skip | linear >> relu as linear
+    }
+    network = linear(width) >> relu >> a x2 independent >> b >> linear(classes)
+    FILTERS
+}
+"""
+
+
+@pytest.mark.parametrize("filters", ["require paths >= 1", "unique", "unique\n    require paths >= 1", ""])
+def test_filtered_count_over_several_cell_instances(filters):
+    """Three instances (two independent copies of cell a, one of b): the count is the
+    product of what each instance keeps, brute-forced here cell by cell, and equals both
+    the enumeration and a walk over every raw index."""
+    sp = nflc.loads(MULTI.replace("FILTERS", filters))
+    assert sp.instances == ["a#0", "a#1", "b"] and sp.raw_count() == 27 * 27 * 3
+
+    def kept(h: int) -> int:
+        pairs = [(s, t) for t in range(1, h + 1) for s in range(t)]
+        classes, n = set(), 0
+        for ops in itertools.product(OPS3, repeat=len(pairs)):
+            edges = dict(zip(pairs, ops))
+            if "require" in filters and not connected(edges, h):
+                continue
+            if "unique" in filters:
+                key = canonical(edges, h, "zero")
+                if key in classes:
+                    continue
+                classes.add(key)
+            n += 1
+        return n
+
+    expected = kept(2) * kept(2) * kept(1)
+    walk = [i for i in range(sp.raw_count()) if sp.architecture(i).rejection is None]
+    assert sp.count() == expected == len(walk) == len(list(sp))
+    assert [a.index for a in sp] == walk
+
+
 def canonical(edges: dict[tuple[int, int], str], h: int, zero: str) -> tuple:
     """Brute-force canonical form of a cell's computing graph: drop zero and dead edges, then
     the least sorted edge list over all permutations of the intermediate nodes."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 import nflc
 
-from .conftest import NB201_DATA, SPECS, cli, no_traceback
+from .conftest import SPECS, cli, no_traceback
 
 ALL_SPECS = sorted(SPECS.glob("*.nfl"))
 
@@ -39,27 +38,21 @@ def nb201():
     return nflc.load(SPECS / "nb201.nfl", space="nb201")
 
 
-def nb201_records():
-    if not NB201_DATA.is_file():
-        pytest.skip(f"NAS-Bench-201 data not found at {NB201_DATA}")
-    return json.loads(NB201_DATA.read_text())["architectures"]
-
-
 def test_nb201_all_none_network_has_73306_parameters(nb201):
     a = nb201.architecture("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     assert a.index == 0 and a.params == 73_306
 
 
-def test_nb201_parameter_counts_equal_the_benchmark(nb201):
-    records = nb201_records()
+def test_nb201_parameter_counts_equal_the_benchmark(nb201, nb201_records):
+    records = nb201_records
     assert len(records) > 300
     for r in records:
         a = nb201.architecture(r["arch_str"])
         assert round(a.params / 1e6, 6) == pytest.approx(r["params"], abs=1e-9), r["arch_str"]
 
 
-def test_nb201_ids_round_trip(nb201):
-    for r in nb201_records():
+def test_nb201_ids_round_trip(nb201, nb201_records):
+    for r in nb201_records:
         assert nb201.architecture(r["arch_str"]).id == r["arch_str"]
 
 
@@ -153,15 +146,15 @@ def test_nb201_independent_counts_exactly():
     assert res.exit_code == 0 and res.output.strip() == str(15625 ** 15)
 
 
-def test_nb201_independent_samples_quickly_and_reproducibly():
-    t0 = time.perf_counter()
+def test_nb201_independent_samples_reproducibly():
+    # (its speed, about 0.3 s, is benchmarks/bench_frontend.py's business: a wall-clock
+    # assert fails on a busy machine)
     first = cli("list", SPECS / "nb201_independent.nfl", "--sample", "5", "--seed", "1", "--json")
-    elapsed = time.perf_counter() - t0
     second = cli("list", SPECS / "nb201_independent.nfl", "--sample", "5", "--seed", "1", "--json")
     assert first.exit_code == 0 and first.output == second.output
     rows = [json.loads(line) for line in first.output.splitlines()]
     assert len(rows) == 5 and all(r["id"].count(";") == 14 for r in rows)
-    assert elapsed < 10  # about 0.3 s; generous for loaded machines
+    assert len({r["index"] for r in rows}) == 5
     sp = nflc.load(SPECS / "nb201_independent.nfl")
     for r in rows:
         assert sp.architecture(r["id"]).index == r["index"]

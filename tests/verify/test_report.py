@@ -181,3 +181,36 @@ def test_a_still_falling_training_loss_is_noted(db, tmp_path):
     assert [a.late_loss_drop for a in rep.architectures] == pytest.approx(drops)
     median = 100 * sum(drops) / 2
     assert f"still fell by a median {median:.1f}% over the last 2 epoch(s)" in " ".join(rep.notes)
+
+
+def test_reaching_the_threshold_at_the_last_epoch_beats_never_reaching_it(tmp_path):
+    """Two networks trained 5 epochs: "late" first reaches 50% training accuracy at epoch 5,
+    "never" does not. Never counts as epochs + 1 = 6 (worse), not as 5 (a tie)."""
+    from nflc.verify.train import measure
+
+    path = tmp_path / "last.sqlite"
+    config = {**CONFIG, "train": {"epochs": 5, "lr": 0.1, "threshold": 0.5}}
+    accs = {"late": [0.1, 0.2, 0.3, 0.4, 0.5], "never": [0.1, 0.2, 0.3, 0.4, 0.49]}
+    with ResultStore.open(path, SPEC, config) as store:
+        store.register(list(accs))
+        # P: late 2, never 1; mean depth 1.0 and 2.0
+        store.put_info({f"arch:{k}": {"index": i, "paths": 2 - i, "mean_depth": 1.0 + i, "sum_depth": 2.0, "params": 1}
+                        for i, k in enumerate(accs)})
+        for k, acc in accs.items():
+            hist = [EpochRecord(epoch=e, train_loss=1.0 / e, train_acc=a, test_loss=1.5 / e, test_acc=a)
+                    for e, a in enumerate(acc, start=1)]
+            aspects = measure(hist, threshold=0.5)
+            assert aspects.convergence == (5 if k == "late" else None)
+            store.start(k)
+            store.finish(k, hist, aspects)
+    scores = {"late": {"expressivity": 0.0, "convergence": 1.0, "generalization": 0.0},
+              "never": {"expressivity": 0.0, "convergence": 0.0, "generalization": 0.0}}
+    rep = build_report(path, analysis_file(tmp_path, scores), bootstrap=20)
+    by_id = {a.id: a for a in rep.architectures}
+    assert (by_id["late"].convergence, by_id["never"].convergence) == (5, None)
+    # raw epochs (5, 6) against P (2, 1) and mean depth (1, 2): perfectly discordant / concordant
+    assert rep.measured_vs_topology["convergence"]["paths"].tau == pytest.approx(-1.0)
+    assert rep.measured_vs_topology["convergence"]["mean_depth"].tau == pytest.approx(1.0)
+    # oriented (-5, -6) against the predicted (1, 0): concordant
+    assert rep.predicted_vs_measured["convergence"].tau == pytest.approx(1.0)
+    assert rep.nfl.winners["convergence"] == ["late"]

@@ -92,9 +92,12 @@ def test_train_config_validates():
     assert TrainConfig(device="cuda:1").device == "cuda:1"  # parsed, not required to exist
 
 
-def test_resolve_device():
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cpu") == torch.device("cpu")
+@pytest.mark.parametrize("cuda, auto", [(True, "cuda"), (False, "cpu")])
+def test_resolve_device(monkeypatch, cuda, auto):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("auto") == torch.device(auto)
+    assert resolve_device("cpu") == torch.device("cpu")  # named devices are taken as named
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
 
 
 def test_derive_seed_is_stable_across_processes_and_distinct():
