@@ -7,8 +7,54 @@ a caret; all diagnostics of a file are collected and reported together.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a source as the parser numbers them: split at '\\n' only (like
+    ``str.splitlines``, no empty last line after a final newline).
+
+    ``str.splitlines`` also splits at form feeds, U+2028 and other separators, which the
+    grammar treats as ordinary characters, so carets would land lines off after them.
+    """
+    return list(_lines(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _lines(text: str) -> tuple[str, ...]:  # str caches its hash: a hit costs O(1), not O(len)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return tuple(ln[:-1] if ln.endswith("\r") else ln for ln in lines)
+
+
+def source_line(text: str, line: int) -> str | None:
+    """Line ``line`` (1-based) of ``text`` as printed under a diagnostic: tabs, form feeds
+    and other control or separator characters shown as one space each (so the caret's
+    column stays right), or None when the file has no such line."""
+    lines = _lines(text)
+    if not 1 <= line <= len(lines):
+        return None
+    return "".join(" " if (ch < " " or ch in "\x7f\x85\u2028\u2029") else ch for ch in lines[line - 1])
+
+
+def decode_source(data: bytes, file: str) -> str:
+    """UTF-8 source text (a leading byte-order mark is dropped), or a diagnostic that names
+    the first byte that is not UTF-8 by its offset, line and column."""
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        pos = bom + exc.start  # offset in the file (the BOM included)
+        before = data[bom:pos].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        msg = f"{file} is not UTF-8 text: byte 0x{data[pos]:02x} at offset {pos} (line {line}, column {column})"
+        shown = data[bom:].decode("utf-8", errors="replace")
+        raise NflcError(msg, Span(file, line, column), f"{exc.reason}; save the file as UTF-8",
+                        sources={file: shown}) from None
 
 
 @dataclass(frozen=True)
@@ -38,9 +84,8 @@ class Diagnostic:
         out = [f"{head}{self.severity}: {self.message}"]
         text = (sources or {}).get(self.span.file) if self.span else None
         if text is not None and self.span is not None:
-            lines = text.splitlines()
-            if 1 <= self.span.line <= len(lines):
-                src = lines[self.span.line - 1].replace("\t", " ")
+            src = source_line(text, self.span.line)
+            if src is not None:
                 col = max(self.span.column, 1)
                 width = 1
                 if self.span.end_line == self.span.line and self.span.end_column:
@@ -97,7 +142,7 @@ class DiagnosticBag:
     """Collects diagnostics of one compilation so all of them are reported at once."""
 
     sources: dict[str, str] = field(default_factory=dict)
-    items: list[Diagnostic] = field(default_factory=list)
+    items: dict[Diagnostic, None] = field(default_factory=dict)  # insertion-ordered, O(1) membership
     error_calls: int = 0  # errors reported, duplicates included (has this step failed?)
 
     def error(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
@@ -109,8 +154,7 @@ class DiagnosticBag:
 
     def add(self, d: Diagnostic) -> None:
         """Record a diagnostic once (a construct checked twice reports once)."""
-        if d not in self.items:
-            self.items.append(d)
+        self.items.setdefault(d, None)
 
     @property
     def errors(self) -> list[Diagnostic]:

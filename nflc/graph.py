@@ -29,6 +29,31 @@ def on_path_edges(edges, h: int) -> tuple:
     return tuple(e for e in edges if e[0] in reach and e[1] in coreach)
 
 
+def depth_counts(edges, h: int) -> tuple[int, ...]:
+    """``counts[k]`` = end-to-end paths (node 0 to node ``h``) with ``k`` parameterized edges.
+
+    ``edges``: ``(source, target, parameterized)`` sorted by target, then source, the zero
+    edges left out (as for :func:`on_path_edges`). One dynamic programme over the
+    topological order (``counts[t][k]`` = paths ``0 -> t`` with ``k`` parameterized edges):
+    paths are never enumerated, though there can be ``2**(h-1)`` of them.
+    """
+    counts: list[list[int]] = [[] for _ in range(h + 1)]
+    counts[0] = [1]
+    for s, t, parameterized in edges:
+        src, acc = counts[s], counts[t]
+        if not src:
+            continue
+        shift = 1 if parameterized else 0
+        if len(acc) < len(src) + shift:
+            acc.extend([0] * (len(src) + shift - len(acc)))
+        for k, n in enumerate(src):
+            acc[k + shift] += n
+    out = counts[h]
+    while out and out[-1] == 0:
+        out.pop()
+    return tuple(out)
+
+
 def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
     """Edge attributes (docs/CONTRACTS.md) of every choice of every edge, at the cell's input shape.
 

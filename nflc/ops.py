@@ -95,12 +95,21 @@ def _conv_shape(p: Prim, s: Shape) -> Shape:
 def _pool_shape(p: Prim, s: Shape) -> Shape:
     _need_rank(p, s, 3, "pooling works on images")
     k, st, pad = int(p.arg("k")), int(p.arg("stride")), int(p.arg("padding"))
+    if 2 * pad > k:  # torch: "pad should be at most half of effective kernel size"
+        raise ShapeError(f"{p.name} with kernel {k} takes padding of at most {k // 2}, got {pad}; "
+                         f"use padding <= {k // 2} or a larger kernel")
     return (s[0], _conv_out(s[1], k, st, pad, p.name), _conv_out(s[2], k, st, pad, p.name))
 
 
 def _resblock_shape(p: Prim, s: Shape) -> Shape:
     _need_rank(p, s, 3, "resblock works on images")
     st = int(p.arg("stride"))
+    if st not in (1, 2):
+        raise ShapeError(f"resblock takes stride 1 or 2, got {st}; NAS-Bench-201's block has no other shortcut")
+    if st == 2 and (s[1] % 2 or s[2] % 2):
+        # the 3x3 stride-2 branch gives ceil(h / 2) rows, the avg_pool(2) shortcut floor(h / 2)
+        raise ShapeError(f"resblock with stride 2 needs an even height and width but gets {list(s)}; "
+                         "its two branches would differ in size (pad or pool the map to an even size first)")
     return (int(p.arg("out")), _conv_out(s[1], 3, st, 1, "resblock"), _conv_out(s[2], 3, st, 1, "resblock"))
 
 

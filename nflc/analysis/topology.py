@@ -19,6 +19,7 @@ from typing import Optional
 import networkx as nx
 from pydantic import BaseModel, ConfigDict
 
+from nflc.graph import depth_counts as graph_depth_counts
 from nflc.graph import on_path_edges
 
 ZERO = "zero"
@@ -82,23 +83,8 @@ def active_edges(cell: nx.DiGraph) -> Iterator[tuple[int, int, dict]]:
 def depth_counts(cell: nx.DiGraph) -> tuple[int, ...]:
     """``counts[k]`` = number of end-to-end paths with ``k`` parameterized edges."""
     h = cell_size(cell)
-    counts: list[list[int]] = [[] for _ in range(h + 1)]
-    counts[0] = [1]
     # Nodes are numbered in topological order, so every source is final before its targets.
-    for s, t, attrs in active_edges(cell):
-        shift = 1 if attrs["parameterized"] else 0
-        _add_shifted(counts[t], counts[s], shift)
-    out = counts[h]
-    while out and out[-1] == 0:
-        out.pop()
-    return tuple(out)
-
-
-def _add_shifted(acc: list[int], src: list[int], shift: int) -> None:
-    if len(acc) < len(src) + shift:
-        acc.extend([0] * (len(src) + shift - len(acc)))
-    for k, n in enumerate(src):
-        acc[k + shift] += n
+    return graph_depth_counts([(s, t, attrs["parameterized"]) for s, t, attrs in active_edges(cell)], h)
 
 
 def live_edges(cell: nx.DiGraph) -> tuple[list[Edge], list[Edge]]:

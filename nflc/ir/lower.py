@@ -7,12 +7,16 @@ lowering at candidate values), so the AST and its scope are kept in :class:`Spac
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
+import sys
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from nflc import ops
-from nflc.errors import DiagnosticBag, NflcError, SemanticError, Span, did_you_mean
+from nflc.errors import DiagnosticBag, NflcError, SemanticError, Span, decode_source, did_you_mean
 from nflc.ir.model import (BudgetIR, CellIR, ChoiceIR, EdgeIR, PrimIR, RequireIR, SourceSpan,
                            SpaceIR, StageIR)
 from nflc.syntax import ast
@@ -31,6 +35,11 @@ REQUIRE_METRICS = {
 BUDGET_METRICS = ("params", "flops")
 INIT_SCHEMES = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "torch_default")
 _ID_RESERVED = set("|~+;")
+MAX_DIGITS = 100  # every value in an expression stays below 10**100 in magnitude
+MAX_REPEAT = 10_000  # largest repeat count `xN`
+MAX_PRIMS = 100_000  # primitive ops one op expression may expand to (repeats multiply)
+MAX_STAGES = 100_000  # stages (primitives and cell placements) of a network
+MAX_NESTING = 5_000  # levels of parentheses, repeats and op-in-op definitions
 
 
 def _sspan(span: Span | None) -> SourceSpan | None:
@@ -83,14 +92,40 @@ class Program:
 def compile_path(path: str | Path, allow_outside: bool = False) -> Program:
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise NflcError(f"cannot read {path}: {exc.strerror or exc}", hint="check the path") from None
+    text = decode_source(data, str(path))
     return compile_text(text, str(path), base_dir=path.resolve().parent, allow_outside=allow_outside)
+
+
+@contextlib.contextmanager
+def _deep_enough():
+    """Room on the call stack for MAX_NESTING levels of ops (three frames each) and the
+    network's nesting: Python 3.11+ runs nested Python calls without the C stack, so a
+    higher recursion limit is safe; deeper specs get a diagnostic (MAX_NESTING)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 4 * MAX_NESTING + 10_000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def compile_text(text: str, file: str = "<string>", base_dir: Path | None = None,
                  allow_outside: bool = False) -> Program:
+    if text.startswith("\ufeff"):  # a UTF-8 byte-order mark is no part of the text
+        text = text[1:]
+    with _deep_enough():
+        try:
+            return _compile_text(text, file, base_dir, allow_outside)
+        except RecursionError:  # a safety net: every nesting nflc knows of has its own limit
+            raise NflcError(f"{file} nests too deeply to compile", Span(file, 1, 1),
+                            f"keep parentheses, repeats and definitions under {MAX_NESTING:,} levels",
+                            sources={file: text}) from None
+
+
+def _compile_text(text: str, file: str, base_dir: Path | None, allow_outside: bool) -> Program:
     bag = DiagnosticBag(sources={file: text})
     try:
         module = parse(text, file)
@@ -119,7 +154,7 @@ def compile_text(text: str, file: str = "<string>", base_dir: Path | None = None
     if not space_defs:
         bag.error("no space is defined in this file", Span(file, 1, 1),
                   "write 'space NAME { input [...] cell {...} network = ... }'")
-    _warn_unused_top_level(module, srcs, bag)
+    _warn_unused_top_level(module, srcs, bag, file_scope)
     bag.raise_if_errors()
     return Program(file, spaces, srcs, bag.warnings, bag.sources)
 
@@ -141,13 +176,19 @@ def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: boo
         if target in loaded:
             continue
         loaded.add(target)
+        shown = _display_path(target)
         try:
-            text = target.read_text()
+            text = decode_source(target.read_bytes(), shown)
         except OSError as exc:
             bag.error(f"cannot import '{imp.path}': {exc.strerror or 'cannot read'}: {target}", imp.span,
                       "import paths are relative to the importing file")
             continue
-        shown = _display_path(target)
+        except NflcError as exc:  # not UTF-8: the byte's position in the imported file
+            for d in exc.diagnostics:
+                bag.add(d)
+            bag.sources.update(exc.sources)
+            bag.error_calls += 1
+            continue
         bag.sources[shown] = text
         try:
             sub = parse(text, shown)
@@ -186,6 +227,9 @@ def _define_op(d: ast.OpDef, scope: Scope, bag: DiagnosticBag, origin: str) -> N
     if scope.op_origin.get(d.name) == origin:
         bag.error(f"op '{d.name}' is defined twice", d.name_span, "rename one of them")
         return
+    if scope.op_origin.get(d.name) == "prelude":
+        bag.warning(f"op '{d.name}' shadows the builtin op '{d.name}' (from the prelude)", d.name_span,
+                    f"pick another name, e.g. 'my_{d.name}'; 'nflc ops' lists the builtin ops")
     names = [p.name for p in d.params]
     for p in d.params:
         if names.count(p.name) > 1:
@@ -208,7 +252,8 @@ def _space_scope(sd: ast.SpaceDef, file_scope: Scope, bag: DiagnosticBag) -> Sco
     return scope
 
 
-def _warn_unused_top_level(module: ast.Module, srcs: dict[str, SpaceSource], bag: DiagnosticBag) -> None:
+def _warn_unused_top_level(module: ast.Module, srcs: dict[str, SpaceSource], bag: DiagnosticBag,
+                           file_scope: Scope) -> None:
     used: set[str] = set()
     for src in srcs.values():
         used |= getattr(src, "used_names", set())
@@ -216,7 +261,31 @@ def _warn_unused_top_level(module: ast.Module, srcs: dict[str, SpaceSource], bag
         if isinstance(item, (ast.OpDef, ast.ConstDef)) and item.name not in used and srcs:
             kind = "op" if isinstance(item, ast.OpDef) else "constant"
             bag.warning(f"{kind} '{item.name}' is defined but never used", item.span)
+    # an op no space uses is never expanded: its calls must still name ops (in some space,
+    # since an op's names are looked up where it is used)
+    known = set(ops.PRIMS) | set(file_scope.ops)
+    for src in srcs.values():
+        known |= set(src.scope.ops)
+    for name, d in file_scope.ops.items():
+        if file_scope.op_origin[name] != "prelude" and name not in used:
+            check_calls(d, known, bag)
 
+
+def check_calls(d: ast.OpDef, known: set[str], bag: DiagnosticBag, cells: set[str] = frozenset()) -> None:
+    """Report every call in op ``d``'s body that names no op in ``known`` (a walk with an
+    explicit stack: bodies may nest thousands of levels)."""
+    todo: list = [d.body]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, ast.OpSeq):
+            todo.extend(reversed(t.items))
+        elif isinstance(t, ast.Repeat):
+            todo.append(t.body)
+        elif t.name in cells:
+            bag.error(f"cell '{t.name}' can only be used in the network, not inside an op", t.span)
+        elif t.name not in known:
+            bag.error(f"unknown op '{t.name}' in op '{d.name}'", t.span,
+                      did_you_mean(t.name, known) or "'nflc ops' lists the builtin ops")
 
 # ------------------------------------------------------------------ one space
 
@@ -230,52 +299,82 @@ class Lowerer:
         self.overrides = dict(overrides or {})
         self.warn = warn
         self.const_values: dict[str, int | float | bool] = {}
-        self.evaluating: list[str] = []
         self.failed_consts: set[str] = set()
         self.used: set[str] = set()
         self.bias = True
+        self.depth = 0  # nesting of the op expansion (MAX_NESTING)
+        self.cell_shapes_checked: dict[tuple, bool] = {}  # (cell, shape) -> passed
         self.errors_before = bag.error_calls
 
     # -- expressions
-    def eval(self, e: ast.Expr, local: dict[str, int | bool] | None = None) -> int | float | bool:
-        if isinstance(e, ast.Num):
-            return e.value
-        if isinstance(e, ast.Ref):
-            if local and e.name in local:
-                return local[e.name]
-            if e.name in ("true", "false"):
-                return e.name == "true"
-            return self.const(e.name, e.span, local)
-        if isinstance(e, ast.Neg):
-            v = self.eval(e.operand, local)
-            self._need_number(v, e.operand)
-            return -v
-        a, b = self.eval(e.left, local), self.eval(e.right, local)
+    def eval(self, e: ast.Expr, local: dict[str, int | bool] | None = None) -> int | Fraction | bool:
+        """The exact value of an expression: an int, a Fraction (not whole) or a bool.
+
+        Post-order with an explicit stack: `1 + 1 + ... + 1` nests as deep as it is long."""
+        todo: list[tuple[ast.Expr, bool]] = [(e, False)]
+        vals: list = []
+        while todo:
+            node, ready = todo.pop()
+            if isinstance(node, ast.Num):
+                vals.append(node.value)
+            elif isinstance(node, ast.Ref):
+                if local and node.name in local:
+                    vals.append(local[node.name])
+                elif node.name in ("true", "false"):
+                    vals.append(node.name == "true")
+                else:
+                    vals.append(self.const(node.name, node.span, local))
+            elif isinstance(node, ast.Neg):
+                if not ready:
+                    todo += [(node, True), (node.operand, False)]
+                    continue
+                v = vals.pop()
+                self._need_number(v, node.operand)
+                vals.append(-v)
+            elif not ready:
+                todo += [(node, True), (node.right, False), (node.left, False)]
+            else:
+                b = vals.pop()
+                a = vals.pop()
+                vals.append(self._binop(node, a, b))
+        return vals[0]
+
+    def _binop(self, e: ast.BinOp, a, b) -> int | Fraction:
         self._need_number(a, e.left)
         self._need_number(b, e.right)
         if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
-        if e.op == "**":
-            if b < 0 or b > 64:
-                self._fail(f"exponent {b} is out of range (0..64)", e.span)
-            return a**b
-        if b == 0:
+            v = a + b
+        elif e.op == "-":
+            v = a - b
+        elif e.op == "*":
+            v = a * b
+        elif e.op == "**":
+            if not isinstance(b, int) or not 0 <= b <= 64:
+                self._fail(f"exponent {_show(b)} is out of range (a whole number 0..64)", e.span)
+            if a != 0 and b * math.log10(abs(a)) > MAX_DIGITS:
+                self._fail(f"{_show(a)} ** {b} has more than {MAX_DIGITS} digits", e.span)
+            v = a**b
+        elif b == 0:
             self._fail("division by zero", e.span)
-        if e.op == "//":
-            return a // b
-        if isinstance(a, int) and isinstance(b, int) and a % b:
-            self._fail(f"{a} / {b} is not a whole number", e.span, "use // for floor division")
-        return a // b if isinstance(a, int) and isinstance(b, int) else a / b
+        elif e.op == "//":
+            v = a // b
+        else:
+            if isinstance(a, int) and isinstance(b, int) and a % b:
+                self._fail(f"{a} / {b} is not a whole number", e.span, "use // for floor division")
+            v = Fraction(a) / b
+        return self._check_size(_exact(v), e.span)
+
+    def _check_size(self, v, span: Span):
+        if abs(v) >= 10**MAX_DIGITS:
+            self._fail(f"a value here has more than {MAX_DIGITS} digits", span,
+                       "numbers in a spec must stay below 10**100")
+        return v
 
     def _need_number(self, v, e: ast.Expr) -> None:
         if isinstance(v, bool):
             self._fail("expected a number, not true/false", e.span)
 
-    def const(self, name: str, span: Span, local=None) -> int | float | bool:
+    def const(self, name: str, span: Span, local=None) -> int | Fraction | bool:
         self.used.add(name)
         if name in self.overrides:
             return self.overrides[name]
@@ -286,25 +385,48 @@ class Lowerer:
         if name not in self.scope.consts:
             cands = list(self.scope.consts) + list(local or {})
             self._fail(f"unknown constant '{name}'", span, did_you_mean(name, cands) or "define it, e.g. 'width 256'")
-        if name in self.evaluating:
-            cycle = " -> ".join(self.evaluating[self.evaluating.index(name):] + [name])
-            self._fail(f"constant '{name}' depends on itself ({cycle})", span)
-        self.evaluating.append(name)
-        try:
-            value = self.eval(self.scope.consts[name].value)
-        except _Abort:
-            self.failed_consts.add(name)
-            raise
-        finally:
-            self.evaluating.pop()
-        self.const_values[name] = value
-        return value
+        self._eval_consts(name)
+        if name in self.failed_consts:
+            raise _Abort
+        return self.const_values[name]
+
+    def _eval_consts(self, root: str) -> None:
+        """Evaluate constant ``root`` after the constants it depends on, depth first with an
+        explicit stack (a chain of thousands of constants needs no recursion); a cycle is an
+        error at the reference that closes it."""
+        path, on_path = [root], {root}
+        deps = [iter(_refs(self.scope.consts[root].value))]
+        while deps:
+            ref = next(deps[-1], None)
+            if ref is None:  # every dependency of path[-1] is evaluated (or failed)
+                name = path.pop()
+                on_path.discard(name)
+                deps.pop()
+                try:
+                    self.const_values[name] = self.eval(self.scope.consts[name].value)
+                except _Abort:
+                    self.failed_consts.add(name)
+                continue
+            dep, where = ref
+            if (dep in self.overrides or dep in self.const_values or dep in self.failed_consts
+                    or dep not in self.scope.consts):
+                continue  # known, already reported, or reported when path[-1] is evaluated
+            if dep in on_path:
+                cycle = " -> ".join(path[path.index(dep):] + [dep])
+                self.bag.error(f"constant '{dep}' depends on itself ({cycle})", where)
+                self.failed_consts.update(path)
+                for name in path:
+                    self.used.add(name)
+                return
+            path.append(dep)
+            on_path.add(dep)
+            deps.append(iter(_refs(self.scope.consts[dep].value)))
 
     def eval_int(self, e: ast.Expr, what: str, local=None, minimum: int | None = None) -> int:
         v = self.eval(e, local)
         if isinstance(v, bool) or not isinstance(v, int):
             self._fail(f"{what} must be a whole number, got {_show(v)}", e.span,
-                       "1.5M is fine (1500000); 1.5 is not" if isinstance(v, float) else None)
+                       "1.5M is fine (1500000); 1.5 is not" if isinstance(v, Fraction) else None)
         if minimum is not None and v < minimum:
             self._fail(f"{what} must be at least {minimum}, got {v}", e.span)
         return v
@@ -372,6 +494,10 @@ class Lowerer:
             if self.scope.const_origin[name] == "space":
                 self._try(self.const, name, c.span)
         self.used = used
+        cell_names = set(getattr(self, "cell_defs", {}))
+        for name, d in self.scope.ops.items():  # never expanded, so never checked
+            if self.scope.op_origin[name] == "space" and name not in self.used:
+                check_calls(d, set(self.scope.ops) | set(ops.PRIMS), self.bag, cell_names)
         if self.warn:
             self._warnings(cells or {}, network, instances)
         self.src.used_names = self.used | self._referenced_names()
@@ -516,18 +642,37 @@ class Lowerer:
         out: list[ops.Prim] = []
         for term in seq.items:
             out.extend(self._expand_term(term, local, stack, allow_cells))
+            if len(out) > MAX_PRIMS:
+                self._fail(f"this op expands to more than {MAX_PRIMS:,} primitive ops", seq.span,
+                           "lower its repeat counts")
         return tuple(out)
 
     def _expand_term(self, term, local, stack, allow_cells) -> tuple[ops.Prim, ...]:
-        if isinstance(term, ast.OpSeq):
-            return self._expand_seq(term, local, stack, allow_cells)
-        if isinstance(term, ast.Repeat):
-            if term.count < 1:
-                self._fail("a repeat count must be at least 1", term.span)
-            if term.mode is not None:
-                self._fail(f"'{term.mode}' applies to cells in the network only", term.span)
-            return self._expand_term(term.body, local, stack, allow_cells) * term.count
-        return self._expand_call(term, local, stack)
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                self._fail(f"ops nest more than {MAX_NESTING:,} levels deep (parentheses, repeats and op definitions)",
+                           term.span, "flatten the expression, or define fewer ops in terms of each other")
+            if isinstance(term, ast.OpSeq):
+                return self._expand_seq(term, local, stack, allow_cells)
+            if isinstance(term, ast.Repeat):
+                self._check_repeat(term)
+                if term.mode is not None:
+                    self._fail(f"'{term.mode}' applies to cells in the network only", term.span)
+                body = self._expand_term(term.body, local, stack, allow_cells)
+                if len(body) * term.count > MAX_PRIMS:
+                    self._fail(f"this repeat expands to {len(body) * term.count:,} primitive ops, more than "
+                               f"{MAX_PRIMS:,}", term.span, "lower the repeat count")
+                return body * term.count
+            return self._expand_call(term, local, stack)
+        finally:
+            self.depth -= 1
+
+    def _check_repeat(self, term: ast.Repeat) -> None:
+        if term.count < 1:
+            self._fail("a repeat count must be at least 1", term.span)
+        if term.count > MAX_REPEAT:
+            self._fail(f"a repeat count must be at most {MAX_REPEAT:,}, got {term.count:,}", term.span)
 
     def _expand_call(self, call: ast.OpCall, local: dict, stack: tuple[str, ...]) -> tuple[ops.Prim, ...]:
         name = call.name
@@ -601,18 +746,43 @@ class Lowerer:
         instances: dict[str, str] = {}
         shape = tuple(input_shape)
 
+        scopes: dict[tuple[int, str], str] = {}  # (shared scope, cell) -> its instance
+        n_scopes = [0]
+
+        # mode: None, every placement of a cell shares one choice (the default);
+        # ("independent",), every placement chooses on its own;
+        # ("shared", k), placements in shared scope k (a `shared` repeat inside an
+        # `independent` one) share one choice, apart from the placements outside it.
         def visit(term, shape, mode):
+            self.depth += 1
+            try:
+                if self.depth > MAX_NESTING:
+                    self._fail(f"the network nests more than {MAX_NESTING:,} levels deep", term.span,
+                               "flatten the expression")
+                return visit_term(term, shape, mode)
+            finally:
+                self.depth -= 1
+
+        def visit_term(term, shape, mode):
             if isinstance(term, ast.OpSeq):
                 for t in term.items:
                     shape = visit(t, shape, mode)
                 return shape
             if isinstance(term, ast.Repeat):
-                if term.count < 1:
-                    self._fail("a repeat count must be at least 1", term.span)
-                if term.mode == "independent" and not _mentions_cell(term.body, cells):
-                    self._fail("'independent' repeats need a cell to repeat", term.span)
+                self._check_repeat(term)
+                if term.mode is not None and not _mentions_cell(term.body, cells):
+                    self._fail(f"'{term.mode}' repeats need a cell to repeat", term.span,
+                               f"'{term.mode}' says whether cell placements share their choice; drop it here")
+                if term.mode == "independent":
+                    mode = ("independent",)
+                elif term.mode == "shared" and mode is not None:
+                    mode = ("shared", n_scopes[0])
+                    n_scopes[0] += 1
                 for k in range(term.count):
-                    shape = visit(term.body, shape, (term.mode, len(stages), k) if term.mode == "independent" else mode)
+                    shape = visit(term.body, shape, mode)
+                    if len(stages) > MAX_STAGES:
+                        self._fail(f"the network has more than {MAX_STAGES:,} stages", term.span,
+                                   "lower the repeat count")
                 return shape
             name = term.name
             if name in cells and name not in self.scope.ops:
@@ -620,9 +790,14 @@ class Lowerer:
                     self._fail(f"cell '{name}' takes no arguments", term.span)
                 cell = cells[name]
                 self.used.add(name)
-                inst = name if mode is None else f"{name}#{len(instances)}"
-                if mode is not None and inst in instances:
+                if mode is None:
+                    inst = name
+                elif mode[0] == "shared" and (mode[1], name) in scopes:
+                    inst = scopes[mode[1], name]
+                else:
                     inst = f"{name}#{len(instances)}"
+                    if mode[0] == "shared":
+                        scopes[mode[1], name] = inst
                 instances.setdefault(inst, name)
                 self._check_cell_shape(cell, shape, term.span)
                 stages.append(StageIR(kind="cell", cell=name, instance=inst, shape_in=list(shape),
@@ -643,6 +818,8 @@ class Lowerer:
                     self._fail(msg, term.span, hint)
                 stages.append(StageIR(kind="prim", prim=PrimIR(name=p.name, args=dict(p.args)), shape_in=list(shape),
                                       shape_out=list(out_shape), params=params, flops=flops, span=_sspan(term.span)))
+                if len(stages) > MAX_STAGES:
+                    self._fail(f"the network has more than {MAX_STAGES:,} stages", term.span, "lower its repeat counts")
                 shape = out_shape
             return shape
 
@@ -650,6 +827,18 @@ class Lowerer:
         return stages, instances
 
     def _check_cell_shape(self, cell: CellIR, shape, span: Span) -> None:
+        key = (cell.name, tuple(shape))
+        checked = self.cell_shapes_checked.get(key)
+        if checked is None:
+            try:
+                self._check_cell_shape_once(cell, shape, span)
+                checked = self.cell_shapes_checked[key] = True
+            except _Abort:
+                checked = self.cell_shapes_checked[key] = False
+        if not checked:
+            raise _Abort
+
+    def _check_cell_shape_once(self, cell: CellIR, shape, span: Span) -> None:
         bad = False
         for e in cell.edges:
             for c in e.choices:  # `edge *` shares its choices: each is reported once
@@ -680,11 +869,15 @@ class Lowerer:
             t = self.eval(b.tolerance)
             if isinstance(t, bool) or t < 0:
                 self._fail("the tolerance must be a non-negative number", b.tolerance.span)
-            tol = value * t / 100 if b.percent else float(t)
+            tol = float(value * Fraction(t) / 100 if b.percent else t)
         if b.scale is not None:
             if b.scale not in self.scope.consts:
                 self._fail(f"'scale {b.scale}': no constant named '{b.scale}'", b.scale_span,
                            did_you_mean(b.scale, self.scope.consts) or "scale names the constant to solve for, e.g. 'scale width'")
+            v = self.const(b.scale, b.scale_span)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                self._fail(f"'scale {b.scale}': the constant must be a positive whole number, got {_show(v)}",
+                           b.scale_span, "scale solves for a width or a count, e.g. 'width 64 ... scale width'")
             if b.cmp != "==":
                 self._fail("'scale' solves for a target, so the budget must use '=='", b.span,
                            f"write 'budget {b.metric} == {b.value.text if isinstance(b.value, ast.Num) else '...'} +- 2% scale {b.scale}'")
@@ -708,7 +901,15 @@ class Lowerer:
             if self.scope.const_origin[name] == "space" and name not in self.used:
                 self.bag.warning(f"constant '{name}' is defined but never used", c.span)
         for name, cd in getattr(self, "cell_defs", {}).items():
-            if network is not None and name not in self.used:
+            if name in self.scope.ops:  # the network's `name` is the op: `op cell = relu` hides the cell
+                d = self.scope.ops[name]
+                where = cd.span if self.scope.op_origin[name] == "prelude" else d.name_span
+                self.bag.warning(f"op '{name}' hides the cell '{name}': the network's '{name}' is the op, so the cell "
+                                 "is never placed", where, "rename the op or the cell")
+            elif name in ops.PRIMS:
+                self.bag.warning(f"cell '{name}' shadows the builtin op '{name}': the network's '{name}' is the cell",
+                                 cd.span, f"rename the cell, e.g. 'cell my_{name}'")
+            elif network is not None and name not in self.used:
                 self.bag.warning(f"cell '{name}' is defined but the network never uses it", cd.span)
         if network and "classes" in self.const_values:
             k = self.const_values["classes"]
@@ -727,8 +928,42 @@ def _shape_message(exc: ops.ShapeError, shape) -> tuple[str, str | None]:
 
 
 def _show(v) -> str:
-    """A value as the .nfl source would write it."""
-    return str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+    """A value as the .nfl source would write it (an exact decimal, or p/q when it has none)."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, Fraction):
+        d, places = v.denominator, 0
+        for p in (2, 5):
+            k = 0
+            while d % p == 0:
+                d, k = d // p, k + 1
+            places = max(places, k)
+        if d != 1:
+            return f"{v.numerator}/{v.denominator}"
+        digits = str(abs(v.numerator * 10**places // v.denominator)).rjust(places + 1, "0")
+        return ("-" if v < 0 else "") + digits[:-places] + "." + digits[-places:]
+    return str(v)
+
+
+def _exact(v) -> int | Fraction:
+    """A Fraction that is whole becomes an int (`1.5 * 2` is the integer 3)."""
+    return v.numerator if isinstance(v, Fraction) and v.denominator == 1 else v
+
+
+def _refs(e: ast.Expr):
+    """(name, span) of every constant an expression refers to, left to right (no recursion)."""
+    todo = [e]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Ref):
+            if node.name not in ("true", "false"):
+                yield node.name, node.span
+        elif isinstance(node, ast.Neg):
+            todo.append(node.operand)
+        elif isinstance(node, ast.BinOp):
+            todo += [node.right, node.left]
 
 
 def _span(s: SourceSpan | None) -> Span | None:
@@ -736,17 +971,23 @@ def _span(s: SourceSpan | None) -> Span | None:
 
 
 def _mentions_cell(term, cells) -> bool:
-    if isinstance(term, ast.OpSeq):
-        return any(_mentions_cell(t, cells) for t in term.items)
-    if isinstance(term, ast.Repeat):
-        return _mentions_cell(term.body, cells)
-    return term.name in cells
+    todo = [term]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, ast.OpSeq):
+            todo.extend(t.items)
+        elif isinstance(t, ast.Repeat):
+            todo.append(t.body)
+        elif t.name in cells:
+            return True
+    return False
 
 
 def relower(src: SpaceSource, overrides: dict[str, int]) -> SpaceIR:
     """Lower a space again with some constants overridden (raises on any error)."""
     bag = DiagnosticBag(sources=src.sources)
-    ir = Lowerer(src, bag, overrides, warn=False).lower()
+    with _deep_enough():
+        ir = Lowerer(src, bag, overrides, warn=False).lower()
     bag.raise_if_errors(SemanticError)
     assert ir is not None
     return ir

@@ -6,17 +6,21 @@ Built from lark's parse tree by :mod:`nflc.syntax.parser`; lowered to the IR by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Literal, Union
 
 from nflc.errors import Span
+
+_COMMENT = re.compile(r"#[^\n]*")  # op expressions hold no strings, so '#' always starts a comment
 
 # ------------------------------------------------------------------ expressions
 
 
 @dataclass(frozen=True)
 class Num:
-    value: int | float
+    value: int | Fraction  # exact: `4.1M` is 4100000, `1.5` is Fraction(3, 2)
     text: str
     span: Span
 
@@ -74,7 +78,15 @@ class Repeat:
 class OpSeq:
     items: tuple["OpTerm", ...]
     span: Span
-    text: str  # the source text, whitespace-normalised (default label of a choice)
+    source: str = field(default="", repr=False, compare=False)  # the file's text (shared, not copied)
+    start: int = 0  # offsets of this expression in ``source``
+    end: int = 0
+
+    @property
+    def text(self) -> str:
+        """The source text, comments left out, whitespace normalised (the default label of
+        a choice). Computed on demand: `((((relu))))` nests thousands of these."""
+        return re.sub(r"\s+", " ", _COMMENT.sub(" ", self.source[self.start : self.end])).strip()
 
 
 OpTerm = Union[OpCall, Repeat, OpSeq]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import re
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
+from lark.visitors import Transformer_NonRecursive
 
-from nflc.errors import Diagnostic, Span, SyntaxError_
+from nflc.errors import Diagnostic, Span, SyntaxError_, source_lines
 from nflc.syntax import ast
 
 _SUFFIX = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
@@ -51,22 +53,31 @@ def _parser() -> lark.Lark:
     return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
-def parse_number(text: str) -> int | float:
+def exact_number(text: str) -> int | Fraction:
+    """The exact value of a NUMBER token: an int when whole (``4.1M`` is 4100000, with no
+    float rounding on the way), else a Fraction (``1.5`` is 3/2)."""
     t = text.replace("_", "")
     mult = 1
     if t[-1] in _SUFFIX:
         mult, t = _SUFFIX[t[-1]], t[:-1]
-    value = float(t) * mult if "." in t else int(t) * mult
-    if isinstance(value, float) and value.is_integer():
-        return int(round(value))
-    return value
+    value = Fraction(t) * mult
+    return value.numerator if value.denominator == 1 else value
+
+
+def parse_number(text: str) -> int | float:
+    """A NUMBER token's value as int (whole) or float (fractional); see :func:`exact_number`."""
+    value = exact_number(text)
+    return value if isinstance(value, int) else float(value)
 
 
 def _span(file: str, obj) -> Span:
     return Span(file, obj.line, obj.column, getattr(obj, "end_line", None), getattr(obj, "end_column", None))
 
 
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
+    """Parse tree -> AST without recursion: `1 + 1 + ... + 1` and `((((relu))))` nest the
+    tree as deep as they are long, far beyond Python's recursion limit."""
+
     def __init__(self, file: str, text: str):
         super().__init__(visit_tokens=False)
         self.file = file
@@ -75,14 +86,11 @@ class _ToAst(Transformer):
     def _s(self, meta) -> Span:
         return _span(self.file, meta)
 
-    def _src(self, meta) -> str:
-        return re.sub(r"\s+", " ", self.text[meta.start_pos : meta.end_pos]).strip()
-
     # -- expressions
     @v_args(meta=True)
     def number(self, meta, items):
         tok = items[0]
-        return ast.Num(parse_number(str(tok)), str(tok), _span(self.file, tok))
+        return ast.Num(exact_number(str(tok)), str(tok), _span(self.file, tok))
 
     @v_args(meta=True)
     def ref(self, meta, items):
@@ -105,7 +113,7 @@ class _ToAst(Transformer):
     # -- op expressions
     @v_args(meta=True)
     def op_expr(self, meta, items):
-        return ast.OpSeq(tuple(items), self._s(meta), self._src(meta))
+        return ast.OpSeq(tuple(items), self._s(meta), self.text, meta.start_pos, meta.end_pos)
 
     def group(self, items):
         return items[0]
@@ -298,7 +306,7 @@ def _open_bracket(text: str, end: int) -> tuple[str, int, int] | None:
     """The innermost bracket still open at offset ``end``: (bracket, line, column)."""
     open_at: list[tuple[str, int, int]] = []
     pairs = {"}": "{", ")": "(", "]": "["}
-    for n, line in enumerate(text[:end].splitlines(), start=1):
+    for n, line in enumerate(source_lines(text[:end]), start=1):
         code = re.sub(r'"[^"\n]*"', lambda m: " " * len(m.group()), line).split("#", 1)[0]
         for col, ch in enumerate(code, start=1):
             if ch in "{([":
@@ -319,7 +327,11 @@ def _unclosed_hint(text: str, end: int | None = None, kinds: str = "{([") -> str
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse .nfl source text into an AST, or raise :class:`SyntaxError_` with a caret."""
+    """Parse .nfl source text into an AST, or raise :class:`SyntaxError_` with a caret.
+
+    A leading byte-order mark is ignored (callers that show the text drop it too)."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
     try:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
@@ -334,7 +346,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
 def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) -> SyntaxError_:
     line = getattr(exc, "line", 1) or 1
     column = getattr(exc, "column", 1) or 1
-    lines = text.splitlines()
+    lines = source_lines(text)
     src_line = lines[line - 1] if 0 < line <= len(lines) else ""
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
