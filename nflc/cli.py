@@ -19,13 +19,15 @@ from rich.table import Table
 from nflc.errors import NflcError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="nflc: the No-Free-Lunch architecture compiler. Start with 'nflc analyze SPEC'.")
-out = Console(highlight=False, soft_wrap=True)
+# emoji=False: ids and user input such as "sample:-1:" must never turn into emoji
+out = Console(highlight=False, soft_wrap=True, emoji=False)
 if not out.is_terminal:  # piped output: wide enough for a full architecture id per row
-    out = Console(highlight=False, soft_wrap=True, width=180)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True, emoji=False, width=180)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 SpaceOpt = Annotated[Optional[str], typer.Option("--space", "-s", help="Which space of the file (when it has several).")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-imports", help="Let imports leave the spec's directory tree.")]
@@ -47,8 +49,11 @@ def user_errors(fn):
         except NflcError as exc:
             _fail(exc)
         except KeyboardInterrupt:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
             err.print("interrupted")
-            raise typer.Exit(130)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -190,6 +195,15 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
         diff = export_onnx(module, onnx_path, example)
         check = "onnxruntime not installed" if diff is None else f"onnxruntime vs torch max |diff| = {diff:.2e}"
         out.print(f"exported {onnx_path} (onnx.checker ok; {check})")
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output path that cannot be written as a file."""
+    if path.is_dir():
+        raise NflcError(f"{option} {path} is a directory", hint=f"pass a file path, e.g. {option} {path / 'out.json'}")
+    if not path.parent.is_dir():
+        raise NflcError(f"{option} {path}: directory {path.parent} does not exist",
+                        hint=f"create it first (mkdir -p {path.parent}) or pass another path")
 
 
 def _select(sp, spec: str | None, seed: int) -> list | None:
@@ -381,9 +395,12 @@ def verify(file: FileArg, space: SpaceOpt = None,
         res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
                          checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file))
     except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         err.print(f"interrupted: finished architectures and the last checkpoints are in {db}; "
                   "rerun the same command to resume", markup=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         close()
     width_text = "solved per architecture for the budget" if solves_width(sp) else config.width
@@ -414,6 +431,8 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
 
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if json_path is not None:
+        _check_output_file(json_path, "--json")
     rep = build_report(db, analysis, bootstrap=bootstrap, seed=seed)
     c, tc = rep.counts, rep.config.get("train", {})
     plateau = tc.get("plateau")
@@ -442,7 +461,8 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
                     seen.add(a.id)
                     rows.append(a)
         for a in rows:
-            loss = _fmt(a.expressivity) + ("" if a.converged else " (not levelled off)")
+            loss = (_fmt(a.expressivity) + ("" if a.converged else " (not levelled off)")
+                    + (" (never left chance)" if a.left_chance is False else ""))
             table.add_row(a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,
                           "never" if a.convergence is None else str(a.convergence),
                           "diverged" if a.diverged else _fmt(a.generalization), _fmt(a.test_acc))
@@ -480,7 +500,21 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
 
 def main() -> None:
     # typer/click report their own usage errors with exit code 2 already
-    app()
+    import signal
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        # Ctrl-C outside a command's own handler (while printing, exiting): a message and
+        # exit 130, never a traceback; a second Ctrl-C must not interrupt the message
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        # the command has finished: a late Ctrl-C (atexit handlers, interpreter shutdown)
+        # has nothing left to interrupt
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise
 
 
 if __name__ == "__main__":

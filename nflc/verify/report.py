@@ -42,6 +42,7 @@ from nflc.errors import NflcError
 from nflc.verify.plateau import DEFAULT_PLATEAU, Plateau, converged_at, levelled_off
 
 __all__ = [
+    "CHANCE_MARGIN",
     "MEASURED_AS",
     "PAPER_FIG3",
     "MeasuredArch",
@@ -50,6 +51,7 @@ __all__ = [
     "bootstrap_kendall",
     "build_report",
     "late_loss_drop",
+    "left_chance",
     "to_json_dict",
     "write_plots",
 ]
@@ -64,6 +66,33 @@ MEASURED_AS = {
     "convergence": "epochs to the threshold train accuracy (never: epochs + 1)",
     "generalization": "final test loss - final train loss",
 }
+
+
+CHANCE_MARGIN = 0.01  # relative: a best training loss within 1% of the chance loss never left chance
+
+
+def left_chance(train_losses: Sequence[float], chance: float, margin: float = CHANCE_MARGIN) -> bool:
+    """Whether the training loss ever fell ``margin`` (relative) below ``chance``, the
+    cross-entropy of predicting the training class frequencies."""
+    finite = [v for v in train_losses if math.isfinite(v)]
+    return bool(finite) and min(finite) < (1 - margin) * chance
+
+
+def _chance_loss(config: dict, run_info: dict) -> Optional[float]:
+    """The run's chance loss: recorded by 'nflc verify', or recomputed from the stored data
+    settings for databases written before it was recorded (None when that fails)."""
+    if run_info.get("chance_loss") is not None:
+        return float(run_info["chance_loss"])
+    try:
+        from nflc.data import load_dataset, train_test_split
+        from nflc.verify.run import DataConfig, chance_loss
+
+        data = DataConfig(**config["data"])
+        ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
+        train, _ = train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
+        return chance_loss(train.y, train.classes)
+    except Exception:  # noqa: BLE001 - a report must not fail on a database without data settings
+        return None
 
 
 def late_loss_drop(train_losses: Sequence[float]) -> Optional[float]:
@@ -99,6 +128,10 @@ class MeasuredArch(BaseModel):
     # loss has levelled off (the "converged training loss" THEORY.md section 5 measures)
     late_loss_drop: Optional[float] = None
     predicted: Optional[dict[str, Optional[float]]] = None  # scores of the analysis file, higher = better
+    # False when the training loss never fell CHANCE_MARGIN below the loss of predicting the
+    # training class frequencies (it learned nothing: a learning rate too high or too low);
+    # None while unfinished or diverged, or when the run's chance level is unknown
+    left_chance: Optional[bool] = None
 
 
 class TauCI(Tau):
@@ -119,7 +152,8 @@ class VerifyReport(BaseModel):
     paper_fig3: dict[str, dict[str, Optional[float]]]
     predicted_vs_measured: Optional[dict[str, TauCI]] = None
     analysis: Optional[dict[str, Any]] = None  # file, matched, missing ids, notes
-    nfl: Optional[NflReport] = None
+    nfl: Optional[NflReport] = None  # over the finished architectures that left chance
+    chance_loss: Optional[float] = None  # the loss of predicting the training class frequencies
     width_solved: bool = False  # a budget solved each network's width (the config's width is only the search's start)
     plateau: dict[str, Any] = {}  # the levelling-off criterion the report judged by, and where it comes from
     notes: list[str] = []
@@ -232,6 +266,12 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                 late_loss_drop=drop))
         spec_hash = store.spec_hash
     notes: list[str] = []
+    chance = _chance_loss(config, run_info)
+    if chance is not None and math.isfinite(chance):
+        with ResultStore.open_readonly(db) as store:
+            for a in archs:
+                if a.status == "done":
+                    a.left_chance = left_chance([r.train_loss for r in store.epochs(a.id)], chance)
     max_epochs = int(train_config.get("epochs", 0)) or max((a.epochs_run or 0 for a in archs), default=0)
     never = max_epochs + 1
     finished = [a for a in archs if a.status in ("done", "diverged")]
@@ -279,13 +319,24 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
             topo[asp] = {"paths": kendall(raw, [float(a.paths) for a in ranked]),
                          "mean_depth": kendall(raw, [float(a.mean_depth) for a in ranked])}
 
+    # P = 0 networks compute a constant: at chance by construction, and left out as such below
+    stuck = [a for a in ranked if a.left_chance is False]
+    if stuck:
+        notes.append(f"{len(stuck)} of {len(ranked)} architecture(s) never left chance: their training loss never "
+                     f"fell {100 * CHANCE_MARGIN:g}% below {chance:.4f}, the loss of predicting the training class "
+                     "frequencies (the learning rate may be too high or too low for them); they are left out of "
+                     "the measured verdict")
     nfl = None
-    if finished:
-        ids = [a.id for a in finished]
-        scores = {asp: [_oriented(a, asp, never) for a in finished] for asp in ASPECTS}
-        paths = [float(a.paths) if have_topology else 1.0 for a in finished]
-        depth = [float(a.mean_depth) if have_topology else 0.0 for a in finished]
+    stuck_ids = {a.id for a in stuck}
+    contenders = [a for a in finished if a.id not in stuck_ids]
+    if contenders:
+        ids = [a.id for a in contenders]
+        scores = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
+        paths = [float(a.paths) if have_topology else 1.0 for a in contenders]
+        depth = [float(a.mean_depth) if have_topology else 0.0 for a in contenders]
         nfl = nfl_report(ids, scores, paths, depth)
+    elif finished:
+        notes.append("no architecture left chance: no measured verdict")
 
     predicted = None
     analysis_meta = None
@@ -319,7 +370,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                         config=config, counts=counts, measured_as=MEASURED_AS, architectures=archs,
                         measured_vs_topology=topo, paper_fig3=PAPER_FIG3, predicted_vs_measured=predicted,
                         analysis=analysis_meta, nfl=nfl, plateau=plateau_meta,
-                        width_solved=bool(run_info.get("width_solved")), notes=notes)
+                        width_solved=bool(run_info.get("width_solved")), notes=notes, chance_loss=chance)
 
 
 def to_json_dict(report: VerifyReport) -> dict:

@@ -40,6 +40,9 @@ __all__ = [
     "VerifyConfig",
     "VerifySummary",
     "arch_info",
+    "chance_loss",
+    "check_device",
+    "check_run_options",
     "load_split",
     "make_config",
     "module_builder",
@@ -133,12 +136,60 @@ def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = Non
     except ValidationError as exc:
         first = exc.errors()[0]
         raise NflcError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    if train.device != "auto":
-        import torch
-
-        if torch.device(train.device).type == "cuda" and not torch.cuda.is_available():
-            raise NflcError(f"--device {device}: CUDA is not available on this machine", hint="use --device auto or cpu")
+    check_device(train.device)
     return VerifyConfig(space=space.name, width=resolve_width(space, width), data=data, train=train)
+
+
+def check_device(name: str) -> None:
+    """Refuse a device this machine cannot train on (before it becomes part of a run's
+    stored configuration): unparsable names, device types other than cpu/cuda/mps, and
+    a CUDA index or MPS that is not there."""
+    if name == "auto":
+        return
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise NflcError(f"--device {name}: not a device ({exc})", hint="use auto, cpu, cuda or cuda:N") from None
+    hint = "use --device auto or cpu"
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NflcError(f"--device {name}: CUDA is not available on this machine", hint=hint)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NflcError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                            hint=f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+        return
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise NflcError(f"--device {name}: Apple MPS is not available on this machine", hint=hint)
+        return
+    raise NflcError(f"--device {name}: nflc trains on cpu, cuda or mps, not {dev.type}", hint=hint)
+
+
+def check_run_options(*, group_size: Optional[int], checkpoint_every: int, lock_timeout: float) -> None:
+    """Refuse nonsense sweep options before anything is written."""
+    if group_size is not None and group_size < 1:
+        raise NflcError(f"--group-size must be at least 1, got {group_size}")
+    if checkpoint_every < 1:
+        raise NflcError(f"--checkpoint-every must be at least 1 epoch, got {checkpoint_every}")
+    if not lock_timeout >= 0:  # also NaN
+        raise NflcError(f"--lock-timeout must be 0 or more seconds, got {lock_timeout:g}")
+
+
+def chance_loss(labels, classes: int) -> float:
+    """Cross-entropy of the best constant prediction on ``labels``: the entropy (nats) of
+    their class frequencies (ln C for balanced classes). A network whose training loss
+    never falls clearly below it has not learned anything."""
+    import math
+
+    import torch
+
+    counts = torch.bincount(torch.as_tensor(labels), minlength=classes).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum()) if len(p) else math.nan
 
 
 def solves_width(space) -> bool:
@@ -192,9 +243,19 @@ def load_split(data: DataConfig, input_shape: Sequence[int]):
     ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
     ds = fit_input_shape(ds, input_shape)  # InputShapeError: the data do not fit the space
     try:
-        return train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
+        train, test = train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
     except ValueError as exc:
         raise NflcError(f"cannot split {len(ds)} samples of '{data.dataset}': {exc}") from None
+    # every class must be learnable, and the test loss must be measured on something
+    classes = set(ds.y.tolist())
+    missing = classes - set(train.y.tolist())
+    if missing or len(test) == 0:
+        what = (f"leaves {len(train)} training example(s) for the {len(classes)} classes of the sample "
+                f"({len(missing)} without any)" if missing else "leaves no test example")
+        raise NflcError(f"{len(ds)} samples of '{data.dataset}' at --test-fraction {data.test_fraction:g} {what}",
+                        hint="use more --samples or a smaller --test-fraction (every class needs a training "
+                             "example, and the test set at least one example)")
+    return train, test
 
 
 def arch_info(arch, width: Optional[int]) -> dict:
@@ -267,6 +328,8 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     from nflc.verify.train import resolve_device
 
     t0 = time.perf_counter()
+    check_run_options(group_size=group_size, checkpoint_every=checkpoint_every, lock_timeout=lock_timeout)
+    check_device(config.train.device)
     archs = list(space if archs is None else archs)
     if not archs:
         raise NflcError(f"space '{space.name}' has no architecture to verify", hint="check --archs")
@@ -285,7 +348,8 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
         fresh = {f"arch:{a.id}": arch_info(a, config.width) for a in archs if f"arch:{a.id}" not in known}
         if "run" not in store.info("run"):
             fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width"),
-                            "width_solved": solves_width(space)}
+                            "width_solved": solves_width(space),
+                            "chance_loss": chance_loss(train_set.y, train_set.classes)}
         if fresh:
             store.put_info(fresh)
         ids = [a.id for a in archs]

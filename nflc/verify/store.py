@@ -12,7 +12,18 @@ Consistency rule, kept by writing each step in one ``BEGIN IMMEDIATE`` transacti
 - ``pending``: no epochs and no checkpoint.
 
 A killed process therefore leaves every architecture either finished with all its epochs
-or resumable from its last checkpoint. WAL journaling lets readers (a progress viewer,
+or resumable from its last checkpoint.
+
+One writer at a time (:class:`WriterLease`): a store opened for writing holds the
+database's lease (``meta`` key ``writer``: token, pid, host, start time, heartbeat) from
+:meth:`ResultStore.open` to :meth:`ResultStore.close`; a second writer is refused with
+:class:`StoreBusyError` naming the holder. The lease is taken in the same transaction that
+checks the run, so there is no window between the check and the first write, and every
+later write transaction checks the token first (a writer whose lease was taken over stops
+instead of writing). A lease outlives its holder only until someone looks: on the same
+host a holder whose process is gone (pid not running, or running another program) has
+lost it; on another host (a database on a shared disk) one whose heartbeat is older than
+``LEASE_TTL`` seconds has. WAL journaling lets readers (a progress viewer,
 the tests) read while a sweep writes; ``synchronous=NORMAL`` keeps this atomicity on a
 process crash (a power cut may lose the last commits, never consistency).
 """
@@ -22,7 +33,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
+import socket
 import sqlite3
+import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
@@ -34,6 +49,7 @@ from nflc.verify.train import Aspects, EpochRecord
 
 __all__ = [
     "ResultStore",
+    "StoreBusyError",
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
@@ -46,6 +62,10 @@ __all__ = [
 # comparison and a resumed sweep's repeatability: they are refused, not continued.
 SCHEMA_VERSION = 2
 OLDEST_READABLE = 1  # the tables have not changed since: reports read every version from it
+APPLICATION_ID = 0x6E666C63  # "nflc" in the SQLite header: marks a file as an nflc results database
+TABLES = frozenset({"meta", "runs", "archs", "epochs", "checkpoints"})
+LEASE_HEARTBEAT = 10.0  # seconds between a writer's heartbeats
+LEASE_TTL = 60.0  # a writer on another host is presumed dead after this long without one
 STATUSES = ("pending", "running", "done", "diverged")
 FINISHED = ("done", "diverged")
 
@@ -111,6 +131,116 @@ class StoreFullError(StoreError):
     """The disk (or the database's size limit) is full."""
 
 
+class StoreBusyError(StoreError):
+    """Another live process is writing the database (it holds the writer lease)."""
+
+
+# ---------------------------------------------------------------------------------------
+# the writer lease
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """The start time of process ``pid`` (clock ticks since boot, Linux ``/proc``), which
+    tells a live holder from an unrelated process that reused its pid; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the command name may contain spaces
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class WriterLease(BaseModel):
+    """Who writes a database: stored as JSON under ``meta.writer``."""
+
+    token: str
+    pid: int
+    host: str
+    started: str
+    heartbeat: str
+    process_start: Optional[str] = None
+
+    @classmethod
+    def mine(cls) -> "WriterLease":
+        now = _now()
+        return cls(token=uuid.uuid4().hex, pid=os.getpid(), host=socket.gethostname(), started=now, heartbeat=now,
+                   process_start=_process_start(os.getpid()))
+
+    def alive(self, ttl: float = LEASE_TTL) -> bool:
+        """Whether the holder may still be writing (see the module docstring)."""
+        if self.host == socket.gethostname():
+            if not _pid_running(self.pid):
+                return False
+            now_start = _process_start(self.pid)
+            return self.process_start is None or now_start is None or now_start == self.process_start
+        try:
+            age = (_dt.datetime.now(_dt.timezone.utc) - _dt.datetime.fromisoformat(self.heartbeat)).total_seconds()
+        except ValueError:
+            return False
+        return age < ttl
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on host {self.host}, since {self.started}, last heartbeat {self.heartbeat}"
+
+
+def _read_lease(conn: sqlite3.Connection) -> Optional[WriterLease]:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'writer'").fetchone()
+    if row is None:
+        return None
+    try:
+        return WriterLease.model_validate_json(row[0])
+    except ValueError:
+        return None  # unreadable: nobody can be holding it
+
+
+def _write_lease(conn: sqlite3.Connection, lease: WriterLease) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('writer', ?)", (lease.model_dump_json(),))
+
+
+class _Heartbeat:
+    """Refreshes the lease's heartbeat every ``LEASE_HEARTBEAT`` seconds from a thread
+    with its own connection, so a long epoch does not look like a dead writer to another
+    host. Failures (a busy database) are retried at the next beat."""
+
+    def __init__(self, path: Path, lease: WriterLease, interval: Optional[float] = None):
+        self._path, self._lease = path, lease
+        self._interval = LEASE_HEARTBEAT if interval is None else interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nflc-store-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    held = _read_lease(conn)
+                    if held is not None and held.token == self._lease.token:
+                        _write_lease(conn, held.model_copy(update={"heartbeat": _now()}))
+                    conn.execute("COMMIT")
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def canonical_json(config: BaseModel | Mapping[str, Any]) -> str:
     """One stable text per configuration: sorted keys, no whitespace, exact floats."""
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
@@ -146,12 +276,15 @@ def _none_to_nan(value: Optional[float]) -> float:
 class ResultStore:
     """Results of one verification run in one SQLite file. Use :meth:`open`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, run_id: int, spec_hash: str, config: str):
+    def __init__(self, conn: sqlite3.Connection, path: Path, run_id: int, spec_hash: str, config: str,
+                 lease: Optional[WriterLease] = None):
         self._conn = conn
         self.path = path
         self.run_id = run_id
         self.spec_hash = spec_hash
         self.config_json = config
+        self.lease = lease  # None: opened read-only
+        self._heartbeat = _Heartbeat(path, lease) if lease is not None else None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -167,11 +300,14 @@ class ResultStore:
         """Create the database, or reopen it when it holds this spec hash and config.
 
         Raises :class:`StoreMismatchError` when it holds a different run (resuming it with
-        other settings would mix incomparable numbers), :class:`StoreLockedError` when
-        another process keeps it locked longer than ``timeout`` seconds.
+        other settings would mix incomparable numbers), :class:`StoreBusyError` while
+        another live process writes it, :class:`StoreLockedError` when another process
+        keeps it locked longer than ``timeout`` seconds, :class:`StoreError` for a file
+        that is not an nflc results database (left untouched).
         """
         path = Path(path)
         wanted = canonical_json(config)
+        _refuse_foreign(path)
         try:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.OperationalError as exc:
@@ -226,11 +362,21 @@ class ResultStore:
                             f"results database {path} belongs to another run: " + "; ".join(differences),
                             hint=f"pass a new --db path for this run, or rerun with the settings stored in {path}",
                         )
+                held = _read_lease(conn)
+                if held is not None and held.alive():
+                    raise StoreBusyError(
+                        f"results database {path} is being written by another nflc process ({held.describe()})",
+                        hint="wait for it to finish, then rerun this command to continue where it stopped; "
+                             "or pass another --db path",
+                    )
+                lease = WriterLease.mine()
+                _write_lease(conn, lease)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
-        return cls(conn, path, run_id, spec_hash, wanted)
+        return cls(conn, path, run_id, spec_hash, wanted, lease)
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> "ResultStore":
@@ -264,7 +410,24 @@ class ResultStore:
         return cls(conn, path, int(run_id), spec_hash, config)
 
     def close(self) -> None:
-        self._conn.close()
+        """Release the writer lease (if held) and close the connection."""
+        try:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+                self._heartbeat = None
+            if self.lease is not None:
+                lease, self.lease = self.lease, None
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    held = _read_lease(self._conn)
+                    if held is not None and held.token == lease.token:
+                        self._conn.execute("DELETE FROM meta WHERE key = 'writer'")
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error:
+                    # left behind, the lease names this (soon gone) process: the next writer takes it over
+                    _rollback(self._conn)
+        finally:
+            self._conn.close()
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -285,11 +448,24 @@ class ResultStore:
         with _translated(self.path):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._check_lease()
                 yield self._conn
             except BaseException:
                 _rollback(self._conn)
                 raise
             self._conn.execute("COMMIT")
+
+    def _check_lease(self) -> None:
+        if self.lease is None:
+            raise StoreError(f"results database {self.path} is open read-only (or closed)")
+        held = _read_lease(self._conn)
+        if held is None or held.token != self.lease.token:
+            who = held.describe() if held is not None else "nobody"
+            raise StoreBusyError(
+                f"this process lost the writer lease of results database {self.path} (now held by {who}); "
+                "it stops without writing",
+                hint="run one 'nflc verify' per database at a time; rerun this command once the other has finished",
+            )
 
     # -- writes ----------------------------------------------------------------------
 
@@ -310,6 +486,10 @@ class ResultStore:
         a database was edited by hand)."""
         with self._transaction() as c:
             self._require(c, arch_id)
+            status = c.execute("SELECT status FROM archs WHERE run_id = ? AND arch_id = ?",
+                               (self.run_id, arch_id)).fetchone()[0]
+            if status in FINISHED:
+                raise StoreError(f"architecture {arch_id!r} is already {status} in {self.path}; it is not trained again")
             row = c.execute(
                 "SELECT epoch FROM checkpoints WHERE run_id = ? AND arch_id = ?", (self.run_id, arch_id)
             ).fetchone()
@@ -459,6 +639,33 @@ class ResultStore:
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""
         return "\n".join(row[0] for row in self._read("PRAGMA integrity_check"))
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse, without changing a byte, a file that is not an nflc results database: an
+    SQLite file of another program (tables of its own, another application id) or no
+    SQLite file at all. An absent or empty file, or an SQLite file without tables, is new."""
+    if path.is_dir():
+        raise StoreError(f"--db {path} is a directory", hint="pass a file path, e.g. --db results.sqlite")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            versioned = (TABLES <= tables and
+                         conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"--db {path} is not an nflc results database ({exc}); it was left untouched",
+                         hint="pass a new --db path") from None
+    if app_id == APPLICATION_ID or (app_id == 0 and (not tables or versioned)):
+        return
+    raise StoreError(f"--db {path} is an SQLite database of another program (tables: {', '.join(sorted(tables)) or 'none'}"
+                     f"{'' if app_id == 0 else f', application id {app_id}'}); it was left untouched",
+                     hint="pass a new --db path for nflc's results")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
