@@ -105,6 +105,30 @@ def test_kernels_api_on_spec_architectures_by_closed_forms(h3, ref):
         nflc.kernels(chain, x[:, :10])
 
 
+def test_normalize_inputs_by_hand():
+    """Every input flattened and rescaled to |x|^2 = d (here d = 2); a zero input stays zero."""
+    x = np.array([[[3.0, 4.0]], [[0.0, 0.0]], [[-1.0, 0.0]]])  # (3, 1, 2)
+    got = normalize_inputs(x)
+    r2 = math.sqrt(2)
+    np.testing.assert_allclose(got, [[3 * r2 / 5, 4 * r2 / 5], [0.0, 0.0], [-r2, 0.0]], rtol=1e-15)
+
+
+def test_exact_support_says_why_not(h3):
+    text = H3.read_text()
+    ident = "|linear~0|+|zero~0|skip~1|+|zero~0|linear~1|skip~2|"
+    assert exact_support(h3.architecture(ident)) is None
+    assert "has a bias" in exact_support(h3.with_options(bias=True).architecture(ident))
+    assert exact_support(h3.with_options(init="xavier_normal").architecture(ident)) == (
+        "init is xavier_normal, the exact kernels assume he_normal")
+    two = nflc.loads(text.replace(">> cell >>", ">> cell x2 independent >>"))
+    assert "linear >> relu >> cell >> cell >> linear" in exact_support(two.architecture(0))
+    other = nflc.loads(text.replace("linear >> relu as linear", "linear >> relu as linear | relu"))
+    assert exact_support(other.architecture("|relu~0|+|zero~0|zero~1|+|zero~0|zero~1|linear~2|")).startswith(
+        "edge 0 -> 1 is 'relu'")
+    with pytest.raises(ValueError, match="has a bias"):
+        nflc.kernels(h3.with_options(bias=True).architecture(ident), np.ones((2, 784)))
+
+
 def test_conv_space_is_measured_not_exact():
     sp = nflc.load(NB201, space="nb201")
     archs = sp.sample(2, seed=3)
