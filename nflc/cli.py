@@ -65,9 +65,35 @@ def _warn(space) -> None:
 
 
 def load_space(path: Path, space: str | None, outside: bool = False):
+    """The space a command works on: ``--space NAME``, or for a file with several spaces the
+    one named like the file (``nb201.nfl``: ``nb201``), else the first; stderr says which."""
     import nflc
 
-    return nflc.load(path, space=space, allow_outside=outside)
+    if space is not None:
+        return nflc.load(path, space=space, allow_outside=outside)
+    spaces = nflc.load_all(path, allow_outside=outside)
+    if len(spaces) == 1:
+        return next(iter(spaces.values()))
+    name = Path(path).stem if Path(path).stem in spaces else next(iter(spaces))
+    others = ", ".join(n for n in spaces if n != name)
+    err.print(f"note: {path} defines {len(spaces)} spaces; using '{name}' (the others: {others}; "
+              "pick one with --space NAME)", markup=False)
+    return spaces[name]
+
+
+def _flag_rejected(arch) -> None:
+    """Say on stderr that the space's filters drop this architecture (it is still shown)."""
+    if arch.rejection is not None:
+        err.print(f"note: #{arch.index} {arch.id} is rejected by space '{arch.space.name}': {arch.rejection}",
+                  markup=False)
+
+
+def _rejected_error(arch, what: str, override: str | None = None) -> NflcError:
+    hint = f"'nflc list {arch.space.ir.file} --rejected' lists what the space's filters (budget, require, unique) drop"
+    if override:
+        hint += f"; {override}"
+    return NflcError(f"{what}: #{arch.index} {arch.id} is rejected by space '{arch.space.name}': {arch.rejection}",
+                     hint=hint)
 
 
 @app.command()
@@ -80,7 +106,11 @@ def check(file: FileArg, allow_outside_imports: OutsideOpt = False) -> None:
     first = next(iter(spaces.values()))
     _warn(first)
     for name, sp in spaces.items():
-        out.print(f"ok: space {name}: {sp.raw_count():,} architectures before filters")
+        empty = sp.filters_reject_all()
+        if empty is not None:
+            err.print(empty.render(sp.source.sources if sp.source else {}), markup=False)
+        out.print(f"ok: space {name}: {sp.raw_count():,} architectures before filters"
+                  + (", none after them" if empty is not None else ""))
 
 
 @app.command()
@@ -104,31 +134,42 @@ def list_(file: FileArg, space: SpaceOpt = None,
           limit: Annotated[Optional[int], typer.Option(help="Show at most N architectures.")] = None,
           sample: Annotated[Optional[int], typer.Option(help="Draw K architectures uniformly instead.")] = None,
           seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
+          rejected: Annotated[bool, typer.Option("--rejected", help="List the architectures the space's filters drop, with the reason.")] = False,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
           allow_outside_imports: OutsideOpt = False) -> None:
-    """List architectures in enumeration order (or a seeded uniform sample) with their costs."""
+    """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
     import itertools
 
+    if limit is not None and limit < 0:
+        raise NflcError(f"--limit must be non-negative, got {limit}")
+    if sample is not None and sample < 0:
+        raise NflcError(f"--sample must be non-negative, got {sample}")
+    if rejected and sample is not None:
+        raise NflcError("--rejected lists in enumeration order; it does not take --sample", hint="use --limit N")
     sp = load_space(file, space, allow_outside_imports)
-    if sample is not None:
-        archs = sp.sample(sample, seed=seed)
+    if sample is None and limit is None and sp.raw_count() > 100_000:
+        raise NflcError(f"space '{sp.name}' has {sp.raw_count():.3e} architectures; listing all of them is not useful",
+                        hint="add --limit N" + ("" if rejected else " or --sample K"))
+    if rejected:
+        rows = ({"index": r.index, "id": sp.architecture(r.index).id, "reason": r.reason}
+                for r in sp.rejections(limit))
     else:
-        if limit is None and sp.raw_count() > 100_000:
-            raise NflcError(f"space '{sp.name}' has {sp.raw_count():.3e} architectures; listing all of them is not useful",
-                            hint="add --limit N or --sample K")
-        archs = itertools.islice(sp, limit) if limit is not None else iter(sp)
-    rows = (_arch_row(a) for a in archs)
+        if sample is not None:
+            archs = sp.sample(sample, seed=seed)
+        else:
+            archs = itertools.islice(sp, limit) if limit is not None else iter(sp)
+        rows = (_arch_row(a) for a in archs)
     if as_json:
         for r in rows:
             out.print(json.dumps(r), markup=False)
         return
-    table = Table(title=f"{sp.name}")
+    table = Table(title=f"{sp.name}" + (": rejected by its filters" if rejected else ""))
     first = next(rows, None)
     if first is None:
-        out.print("no architectures")
+        out.print("no rejected architectures" if rejected else "no architectures")
         return
     for k in first:
-        table.add_column(k, justify="right" if k != "id" else "left", overflow="fold")
+        table.add_column(k, justify="right" if k not in ("id", "reason") else "left", overflow="fold")
     for r in itertools.chain([first], rows):
         table.add_row(*(f"{v:,}" if isinstance(v, int) and k != "index" else str(v) for k, v in r.items()))
     out.print(table)
@@ -146,6 +187,7 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
 
     sp = load_space(file, space, allow_outside_imports)
     a = sp.architecture(arch_id)
+    _flag_rejected(a)
     g = a.network_graph if network or len(sp.instances) != 1 else a.graph
     writers = {"dot": lambda: graphs.to_dot(g, sp.name), "graphml": lambda: graphs.to_graphml(g), "json": lambda: graphs.to_json(g)}
     if fmt not in writers:
@@ -163,6 +205,25 @@ def ir(file: FileArg, space: SpaceOpt = None,
     sys.stdout.write((sp.ir.to_text() if text else sp.ir.model_dump_json(indent=2)) + "\n")
 
 
+@app.command("ops")
+@user_errors
+def ops_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False) -> None:
+    """List the builtin and prelude ops with their parameters (defaults) and shape rules."""
+    from nflc import ops
+
+    rows = ops.describe()
+    if as_json:
+        for r in rows:
+            out.print(json.dumps(r), markup=False)
+        return
+    table = Table(title="ops (builtin and prelude)", title_justify="left")
+    for col in rows[0]:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*r.values())
+    out.print(table, markup=False)
+
+
 @app.command("compile")
 @user_errors
 def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", help="Architecture id or index.")],
@@ -172,14 +233,22 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
              out_path: Annotated[Optional[Path], typer.Option("--out", help="Save state dict + spec hash + id (.pt).")] = None,
              onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="Export ONNX (needs nflc[onnx]).")] = None,
              prune: Annotated[Optional[bool], typer.Option("--prune/--no-prune", help="Drop dead edges (default: the spec's).")] = None,
+             allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Compile an architecture the space's filters drop.")] = False,
              allow_outside_imports: OutsideOpt = False) -> None:
     """Compile one architecture to a torch module (print, save, export)."""
+    for path, option in ((out_path, "--out"), (onnx_path, "--onnx")):
+        if path is not None:
+            _check_output_file(path, option)
     import torch
 
     from nflc.backends.export import export_onnx, save_checkpoint
 
     sp = load_space(file, space, allow_outside_imports)
     arch = sp.architecture(arch_id)
+    if arch.rejection is not None:
+        if not allow_rejected:
+            raise _rejected_error(arch, "not compiled", "--allow-rejected compiles it anyway")
+        _flag_rejected(arch)
     if prune is not None:
         arch = sp.with_options(prune=prune).architecture(arch.index)
     module = arch.to_module(seed=seed)
@@ -212,10 +281,14 @@ def _select(sp, spec: str | None, seed: int) -> list | None:
         return None
     if spec.startswith("sample:"):
         k = spec.split(":", 1)[1]
-        if not k.isdigit():
+        if not (k.isascii() and k.isdigit()):
             raise NflcError(f"--archs {spec}: expected sample:K with K a number")
         return sp.sample(int(k), seed=seed)
-    return [sp.architecture(i) for i in spec.split(",") if i.strip()]
+    chosen = [sp.architecture(i) for i in spec.split(",") if i.strip()]
+    for a in chosen:  # an id the filters drop is not in the space
+        if a.rejection is not None:
+            raise _rejected_error(a, "--archs")
+    return chosen
 
 
 def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "") -> None:

@@ -59,6 +59,7 @@ class PrimSpec:
     kind: str = "other"  # semantic class used by the analyzers (docs/CONTRACTS.md)
     kernel: Callable[[Prim], int | None] = lambda p: None
     aliases: tuple[str, ...] = field(default=())
+    rule: str = "keeps the shape"  # the shape rule in words (`nflc ops`, docs/LANGUAGE.md)
 
 
 def _numel(shape: Shape) -> int:
@@ -167,6 +168,7 @@ def _linear_flops(p: Prim, s: Shape, so: Shape) -> int:
     return s[0] * so[0] + (so[0] if p.arg("bias") else 0)
 
 
+_POOL_RULE = "[c, h, w] -> [c, (h + 2 padding - k) // stride + 1, same for w]; padding <= k // 2"
 _K = ParamSpec("k", "int")
 _STRIDE = ParamSpec("stride", "int", 1)
 _PAD = ParamSpec("padding", "int", "same_padding")
@@ -179,25 +181,50 @@ PRIMS: dict[str, PrimSpec] = {
         PrimSpec("skip", (), "identity", lambda p, s: s, kind="skip"),
         PrimSpec("relu", (), "ReLU", lambda p, s: s),
         PrimSpec("linear", (ParamSpec("out", "int", "in_channels"), _BIAS), "fully connected layer",
-                 _linear_shape, _linear_params, _linear_flops, parameterized=True, kind="linear"),
+                 _linear_shape, _linear_params, _linear_flops, parameterized=True, kind="linear",
+                 rule="[d] -> [out]"),
         PrimSpec("conv2d", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, _PAD, _BIAS),
                  "2-d convolution (k x k; default padding (k - 1) // 2, size-keeping for odd k)",
                  _conv_shape, _conv_params, _conv_flops, parameterized=True, kind="conv",
-                 kernel=lambda p: int(p.arg("k"))),
+                 kernel=lambda p: int(p.arg("k")),
+                 rule="[c, h, w] -> [out, (h + 2 padding - k) // stride + 1, same for w]"),
         PrimSpec("batchnorm", (), "batch normalisation with affine scale and shift",
                  lambda p, s: s, lambda p, s: 2 * s[0], parameterized=True, kind="other"),
         PrimSpec("avg_pool", (_K, _STRIDE, _PAD), "average pooling (padding not counted)",
-                 _pool_shape, kind="pool", kernel=lambda p: int(p.arg("k"))),
+                 _pool_shape, kind="pool", kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE),
         PrimSpec("max_pool", (_K, _STRIDE, _PAD), "max pooling", _pool_shape, kind="pool",
-                 kernel=lambda p: int(p.arg("k"))),
-        PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),)),
+                 kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE),
+        PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),), rule="[c, h, w] -> [c*h*w]"),
         PrimSpec("global_avg_pool", (), "[C, H, W] -> [C], mean over positions",
-                 lambda p, s: (_need_rank(p, s, 3, "it pools images"), (s[0],))[1]),
+                 lambda p, s: (_need_rank(p, s, 3, "it pools images"), (s[0],))[1], rule="[c, h, w] -> [c]"),
         PrimSpec("resblock", (ParamSpec("out", "int"), _STRIDE), "NAS-Bench-201's ResNet basic block",
                  _resblock_shape, _resblock_params, _resblock_flops, parameterized=True, kind="other",
-                 kernel=lambda p: 3),
+                 kernel=lambda p: 3,
+                 rule="[c, h, w] -> [out, h, w] (stride 1), [out, h/2, w/2] (stride 2; h and w even)"),
     ]
 }
+
+
+_DEFAULT_TEXT = {"required": "required", "in_channels": "input channels", "same_padding": "(k - 1) // 2",
+                 "space_bias": "the space's bias"}
+
+
+def describe() -> list[dict[str, str]]:
+    """One row per op every space can use: the builtins, then the prelude (``nflc ops``):
+    name, where it comes from, its parameters with defaults, its shape rule, what it is."""
+    rows = []
+    for spec in PRIMS.values():
+        params = ", ".join(p.name if p.default == "required" else
+                           f"{p.name} = {_DEFAULT_TEXT.get(p.default, str(p.default).lower())}" for p in spec.params
+                           if isinstance(p.default, (bool, int)) or p.default in _DEFAULT_TEXT)
+        rows.append({"op": spec.name, "from": "builtin", "parameters": params, "shape": spec.rule, "what": spec.doc})
+    from nflc.ir.lower import prelude_shape_rule  # the compiler itself says what each prelude op does
+
+    for line in PRELUDE.strip().splitlines():
+        name, body = (part.strip() for part in line.removeprefix("op ").split("=", 1))
+        rows.append({"op": name, "from": "prelude", "parameters": "", "shape": prelude_shape_rule(name),
+                     "what": f"= {body}"})
+    return rows
 
 
 def bind(p: Prim, shape: Shape) -> Prim:

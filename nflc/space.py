@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import networkx as nx
 from nflc import graph as graphs
 from nflc import ops
 from nflc.cost import Cost, CostModel
-from nflc.errors import NflcError, SpaceError, did_you_mean
+from nflc.errors import Diagnostic, NflcError, Span, SpaceError, did_you_mean
 from nflc.ir.lower import SpaceSource, relower
 from nflc.ir.model import CellIR, SpaceIR
 from nflc.ir.options import apply_options
@@ -122,8 +123,32 @@ class Space:
         for combo in itertools.product(*per_inst):
             yield _encode(combo, inst_radix)
 
+    def filters_reject_all(self, walk_limit: int = 20_000) -> Diagnostic | None:
+        """A warning when the space's filters drop every architecture, or None: when some
+        architecture passes, or when finding one would walk more than ``walk_limit``."""
+        if not (self.cell_filters or self.net_filters):
+            return None
+        if self.cell_filters:
+            per_inst = [len(self._valid_cells(self.cell_of[k].name)) for k in self.instances]
+            candidates = math.prod(per_inst)
+        else:
+            candidates = self.raw_count()
+        if candidates:
+            if not self.net_filters or candidates > walk_limit or next(iter(self), None) is not None:
+                return None
+        reason = next(self.rejections(limit=1)).reason
+        kind, metric = (reason.split()[:2] + ["", ""])[:2]
+        stmts = self.ir.budgets if kind == "budget" else self.ir.requires if kind == "require" else []
+        span = next((b.span for b in stmts if b.metric == metric), None)
+        return Diagnostic("warning", f"the filters of space '{self.name}' reject all {self.raw_count():,} architectures "
+                          f"(the first: {reason})",
+                          Span(span.file, span.line, span.column, span.end_line, span.end_column) if span else None,
+                          f"loosen the filters; 'nflc list {self.ir.file} --rejected' shows why each architecture is dropped")
+
     def rejections(self, limit: int | None = None) -> Iterator[Rejection]:
         """Architectures the filters drop, with the reason (in raw order)."""
+        if limit is not None and limit <= 0:
+            return
         n = 0
         for index in range(self.raw_count()):
             reason = Architecture(self, index).rejection
@@ -569,9 +594,28 @@ class Architecture:
     # backends
     def to_module(self, seed: int = 0, prune: bool | None = None, bias: bool | None = None, init: str | None = None):
         """A ``torch.nn.Module`` of exactly this architecture (see :mod:`nflc.backends.torch`)."""
+        check_allocatable(self.params, f"#{self.index} of space '{self.space.name}'")
         from nflc.backends.torch import compile_architecture
 
         return compile_architecture(self, seed=seed, prune=prune, bias=bias, init=init)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a new module (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_allocatable(params: int, what: str, bytes_per_param: int = 4) -> None:
+    """Refuse, before allocating, a module whose float32 parameters alone need more memory
+    than is free (a width of 10**9 would otherwise hang or be killed)."""
+    need = params * bytes_per_param
+    free = available_memory()
+    if free is not None and need > free:
+        raise SpaceError(f"a module of {what} would have {params:,} parameters ({need / 2**30:,.1f} GiB as float32), "
+                         f"more than the {free / 2**30:,.1f} GiB of memory free", hint="lower the width")
 
 
 def _solve_scale(arch: Architecture, b) -> tuple[dict[str, int], str | None]:

@@ -78,6 +78,20 @@ def _prelude() -> tuple[ast.OpDef, ...]:
     return tuple(i for i in parse(ops.PRELUDE, "<prelude>").items if isinstance(i, ast.OpDef))
 
 
+def prelude_shape_rule(name: str) -> str:
+    """The shape rule of a prelude op in words, found by compiling it on a [features] and a
+    [channels, height, width] input (``nflc ops``)."""
+    keeps = []
+    for shape, text in (([16], "[d]"), ([4, 9, 9], "[c, h, w]")):
+        try:
+            ir = compile_text(f"space s {{ input {shape} network = {name} }}", "<ops>").spaces["s"]
+        except NflcError:
+            continue
+        if ir.output_shape == shape:
+            keeps.append(text)
+    return "keeps the shape" if len(keeps) == 2 else f"keeps {keeps[0]} (only)" if keeps else "see its definition"
+
+
 @dataclass
 class Program:
     """Every space of a file (and the warnings its compilation produced)."""
@@ -166,7 +180,7 @@ def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: boo
         target = (here / imp.path).resolve()
         if not allow_outside and not target.is_relative_to(root):
             bag.error(f"import '{imp.path}' leaves the directory tree of the importing file ({root})", imp.span,
-                      "move the file under that directory, or pass --allow-outside-imports (API: allow_outside=True)")
+                      "move the file under that directory, or pass --allow-outside-imports")
             continue
         if target in stack:
             cycle = stack[stack.index(target):] + (target,)
@@ -495,9 +509,10 @@ class Lowerer:
                 self._try(self.const, name, c.span)
         self.used = used
         cell_names = set(getattr(self, "cell_defs", {}))
-        for name, d in self.scope.ops.items():  # never expanded, so never checked
-            if self.scope.op_origin[name] == "space" and name not in self.used:
-                check_calls(d, set(self.scope.ops) | set(ops.PRIMS), self.bag, cell_names)
+        unused = [d for name, d in self.scope.ops.items() if self.scope.op_origin[name] == "space" and name not in self.used]
+        known = set(self.scope.ops) | set(ops.PRIMS) if unused else set()
+        for d in unused:  # never expanded, so never checked
+            check_calls(d, known, self.bag, cell_names)
         if self.warn:
             self._warnings(cells or {}, network, instances)
         self.src.used_names = self.used | self._referenced_names()

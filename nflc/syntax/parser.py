@@ -57,6 +57,8 @@ def exact_number(text: str) -> int | Fraction:
     """The exact value of a NUMBER token: an int when whole (``4.1M`` is 4100000, with no
     float rounding on the way), else a Fraction (``1.5`` is 3/2)."""
     t = text.replace("_", "")
+    if t.isdigit():  # the common case, without a Fraction
+        return int(t)
     mult = 1
     if t[-1] in _SUFFIX:
         mult, t = _SUFFIX[t[-1]], t[:-1]

@@ -230,7 +230,6 @@ NB201 = SPECS / "nb201.nfl"
     (("graph", NFL_H3, "729"), "index 729 is out of range", None),
     (("graph", NFL_H3, "5", "--format", "png"), "unknown graph format 'png'", "dot, graphml or json"),
     (("count", NB201, "--space", "nb21"), "has no space 'nb21'", "did you mean 'nb201'?"),
-    (("count", NB201), "defines 2 spaces", "--space"),
     (("count", SPECS / "nope.nfl"), "cannot read", None),
     (("list", NFL_H3, "--sample", "1000"), "asked for 1000 architectures but space 'nfl_h3' has only 729", None),
     (("list", NFL_H3, "--sample", "-1"), "non-negative", None),

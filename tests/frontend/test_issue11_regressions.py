@@ -275,3 +275,250 @@ def test_graph_with_a_non_ascii_digit_id():
         res = cli("graph", SPECS / "nfl_h3.nfl", ident)
         no_traceback(res)
         assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_list_limit_must_be_non_negative():
+    res = cli("list", SPECS / "nfl_h3.nfl", "--limit", "-1")
+    no_traceback(res)
+    assert res.exit_code == 2 and "--limit must be non-negative, got -1" in res.output
+
+
+@pytest.mark.parametrize("option", ["--out", "--onnx"])
+def test_compile_into_a_missing_directory_or_onto_a_directory(tmp_path, option):
+    for target, message in [(tmp_path / "missing" / "m.pt", "does not exist"), (tmp_path, "is a directory")]:
+        res = cli("compile", SPECS / "nfl_h3.nfl", "5", option, target)
+        no_traceback(res)
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert "parameters" not in res.output  # refused before any work
+
+
+def test_a_width_too_large_to_allocate_is_refused_with_the_number(spec, monkeypatch):
+    path = spec(BASE.replace("width 256", "width 1_000_000_000"))
+    res = cli("compile", path, "5")
+    no_traceback(res)
+    n = nflc.load(path).architecture(5).params
+    assert n == 784 * 10**9 + 10**9 + 10**18 + 10**9 + 10 * 10**9 + 10  # flatten-linear, one linear edge, readout
+    assert res.exit_code == 2 and f"{n:,} parameters" in res.output and "GiB" in res.output
+
+
+# ------------------------------------------------------------------ slow paths
+
+
+def test_adding_a_diagnostic_takes_constant_time():
+    import time
+
+    from nflc.errors import Diagnostic, Span
+
+    bag = DiagnosticBag()
+    t0 = time.perf_counter()
+    for i in range(40_000):  # quadratic (a list scan per add) took minutes
+        bag.warning(f"constant 'c{i}' is defined but never used", Span("f", i + 1, 1))
+    bag.add(Diagnostic("warning", "constant 'c0' is defined but never used", Span("f", 1, 1)))  # a duplicate
+    assert len(bag.warnings) == 40_000
+    assert time.perf_counter() - t0 < 5
+
+
+def test_sixteen_thousand_unused_constants_are_all_reported():
+    body = "".join(f"    unused_{i} = {i}\n" for i in range(16_000))
+    sp = nflc.loads(BASE.replace("    cell {", body + "    cell {"))
+    assert len([w for w in sp.warnings if "never used" in w.message]) == 16_000
+
+
+@pytest.mark.parametrize("text,message", [
+    ("relu x100000000", "a repeat count must be at most 10,000, got 100,000,000"),
+    ("relu x10000 x10000", "the network has more than 100,000 stages"),
+    ("(relu x10000 >> relu) x100", "more than 100,000 stages"),
+])
+def test_repeat_counts_are_bounded(spec, text, message):
+    path = spec(BASE.replace(">> cell >>", f">> cell >> {text} >>"))
+    res = cli("check", path)
+    no_traceback(res)
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_an_op_expanding_to_too_many_primitives_is_refused(spec):
+    text = BASE.replace("    cell {", "    op big = relu x10000 x10000\n    cell {").replace(">> cell >>", ">> cell >> big >>")
+    path = spec(text)
+    res = cli("check", path)
+    no_traceback(res)
+    line, col = locate(text, "relu x10000 x10000")
+    assert_diagnostic(res.output, str(path), text, line, col, "this repeat expands to 100,000,000 primitive ops")
+
+
+def test_cell_require_filters_build_no_graph_and_count_exactly(monkeypatch):
+    from nflc.space import Space
+
+    monkeypatch.setattr(Space, "cell_topology", lambda *a: pytest.fail("a networkx graph per cell"))
+    text = (SPECS / "nb201.nfl").read_text().split("# The same space")[0]
+    sp = nflc.loads(text.replace("bias    false", "bias    false\n    require paths >= 1"))
+    # by brute force: a cell has a path when its non-zero edges (none is zero) connect 0 to 3
+    pairs = [(s, t) for t in range(1, 4) for s in range(t)]
+    want = 0
+    for choice in itertools.product(range(5), repeat=6):
+        g = nx.DiGraph()
+        g.add_nodes_from(range(4))
+        g.add_edges_from(p for p, c in zip(pairs, choice) if c != 0)
+        want += nx.has_path(g, 0, 3)
+    assert want == 15284 and sp.count() == want
+
+
+# ------------------------------------------------------------------ diagnostics
+
+
+@pytest.mark.parametrize("sep", ["\f", "\u2028", "\x0b", "\x1c", "\u0085"])
+def test_the_caret_stays_on_its_line_after_odd_separators(spec, sep):
+    text = BASE.replace("classes 10", f"classes 10  # a comment{sep}with a separator")
+    text = text.replace("linear(width)", "liner(width)")
+    path = spec(text)
+    res = cli("check", path)
+    no_traceback(res)
+    line, col = locate(text, "liner(width)")
+    src = text.split("\n")[line - 1]
+    assert res.exit_code == 2
+    assert f"{path}:{line}:{col}: error: unknown op or cell 'liner'" in res.output
+    assert "    " + src in res.output.splitlines()
+
+
+def test_an_unused_op_that_names_an_unknown_op_is_an_error(spec):
+    text = BASE.replace("    cell {", "    op foo = relu >> bar\n    cell {")
+    path = spec(text)
+    res = cli("check", path)
+    line, col = locate(text, "bar")
+    assert res.exit_code == 2
+    assert_diagnostic(res.output, str(path), text, line, col, "unknown op 'bar' in op 'foo'")
+    top = "op top = liner\n" + BASE
+    res = cli("check", spec(top, "top.nfl"))
+    assert res.exit_code == 2 and "unknown op 'liner' in op 'top'" in res.output and "did you mean 'linear'?" in res.output
+
+
+def test_an_op_named_like_the_cell_warns(spec):
+    text = (SPECS / "nfl_h3.nfl").read_text().replace("    cell {", "    op cell = relu\n    cell {")
+    sp = nflc.loads(text)
+    assert sp.count() == 1  # the network's `cell` is the op ...
+    assert any("op 'cell' hides the cell 'cell'" in w.message for w in sp.warnings)  # ... and nflc says so
+    path = spec(text)
+    res = cli("check", path)
+    line, col = locate(text, "cell = relu")
+    assert_diagnostic(res.output, str(path), text, line, col, "hides the cell 'cell'", severity="warning")
+
+
+def test_shadowing_a_prelude_op_or_naming_a_cell_like_a_builtin_warns():
+    sp = nflc.loads(BASE.replace("    cell {", "    op none = skip\n    cell {").replace("zero | skip", "none | skip"))
+    assert any("op 'none' shadows the builtin op 'none'" in w.message for w in sp.warnings)
+    sp = nflc.loads(BASE.replace("    cell {", "    cell relu {").replace(">> cell >>", ">> relu >>"))
+    assert any("cell 'relu' shadows the builtin op 'relu'" in w.message for w in sp.warnings)
+
+
+def test_nflc_ops_lists_builtins_and_prelude_with_shape_rules():
+    import json
+
+    from nflc import ops
+
+    res = cli("ops", "--json")
+    assert res.exit_code == 0, res.output
+    rows = {r["op"]: r for r in map(json.loads, res.output.splitlines())}
+    assert set(rows) == set(ops.PRIMS) | {"none", "identity", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                                          "avg_pool_3x3"}
+    assert rows["conv2d"]["parameters"].startswith("k, out = input channels, stride = 1")
+    assert rows["linear"]["shape"] == "[d] -> [out]"
+    assert rows["nor_conv_3x3"]["from"] == "prelude" and rows["nor_conv_3x3"]["what"] == "= relu >> conv2d(3) >> batchnorm"
+    assert cli("ops").exit_code == 0
+
+
+def test_every_command_a_hint_names_exists():
+    import re
+
+    from nflc.cli import app
+
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    root = SPECS.parent / "nflc"
+    named = set()
+    for path in root.rglob("*.py"):
+        named |= set(re.findall(r"'nflc ([a-z]+)", path.read_text()))
+    assert named and named <= commands, named - commands
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_a_file_with_several_spaces_uses_the_one_named_like_the_file():
+    res = cli("count", SPECS / "nb201.nfl")
+    assert res.exit_code == 0 and res.stdout == "15625\n"
+    assert "using 'nb201'" in res.stderr and "nb201_unique" in res.stderr
+
+
+def test_a_file_with_several_spaces_otherwise_uses_the_first(spec):
+    path = spec(BASE.replace("space s", "space first").replace("nodes 4", "nodes 3")
+                + BASE.replace("space s", "space second"), "other.nfl")
+    res = cli("count", path)
+    assert res.exit_code == 0 and res.stdout == f"{3 ** 3}\n"
+    assert "using 'first'" in res.stderr and "--space" in res.stderr
+    assert cli("count", path, "--space", "second").stdout == "729\n"
+
+
+REJECTING = BASE.replace("network", "require paths >= 2\n    budget params <= 300k\n    network")
+
+
+def _rejected_and_kept(sp):
+    rejected = [a for a in (sp.architecture(i) for i in range(sp.raw_count())) if a.rejection]
+    return rejected, [a for a in sp]
+
+
+def test_list_rejected_shows_each_rejection_with_its_reason(spec):
+    import json
+
+    path = spec(REJECTING)
+    sp = nflc.load(path)
+    rejected, kept = _rejected_and_kept(sp)
+    assert len(rejected) + len(kept) == 729 and kept
+    res = cli("list", path, "--rejected", "--json")
+    rows = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [a.index for a in rejected]
+    assert rows[0] == {"index": 0, "id": sp.architecture(0).id,
+                       "reason": "require paths >= 2: cell 'cell' has paths = 0"}
+    over = next(a for a in rejected if a.rejection.startswith("budget"))
+    assert over.params > 300_000 and f"has {over.params:,}" in over.rejection
+    assert "rejected by its filters" in cli("list", path, "--rejected", "--limit", "2").output
+
+
+def test_compile_refuses_a_rejected_architecture_and_graph_flags_it(spec):
+    path = spec(REJECTING)
+    res = cli("compile", path, "0")
+    no_traceback(res)
+    assert res.exit_code == 2 and "is rejected by space 's': require paths >= 2" in res.output
+    assert "--allow-rejected" in res.output
+    forced = cli("compile", path, "0", "--allow-rejected")
+    assert forced.exit_code == 0 and "parameters" in forced.stdout
+    g = cli("graph", path, "0")
+    assert g.exit_code == 0 and g.stdout.startswith("digraph") and "is rejected by space 's'" in g.stderr
+    kept = next(iter(nflc.load(path)))
+    assert "rejected" not in cli("graph", path, str(kept.index)).stderr
+
+
+def test_archs_selection_refuses_rejected_ids(spec):
+    from nflc.cli import _select
+
+    path = spec(REJECTING)
+    sp = nflc.load(path)
+    kept = next(iter(sp))
+    assert _select(sp, str(kept.index), 0) == [kept]
+    with pytest.raises(NflcError, match="is rejected by space 's'"):
+        _select(sp, f"{kept.index},0", 0)
+    res = cli("analyze", path, "--archs", "0", "--data", "none")
+    no_traceback(res)
+    assert res.exit_code == 2 and "is rejected by space 's'" in res.output
+    res = cli("verify", path, "--archs", "0", "--db", path.parent / "r.sqlite", "--quiet")
+    no_traceback(res)
+    assert res.exit_code == 2 and "is rejected by space 's'" in res.output
+
+
+def test_check_says_when_the_filters_reject_everything(spec):
+    text = BASE.replace("network", "require paths >= 99\n    network")
+    path = spec(text)
+    res = cli("check", path)
+    assert res.exit_code == 0
+    line, col = locate(text, "require paths")
+    assert_diagnostic(res.output, str(path), text, line, col, "the filters of space 's' reject all 729 architectures",
+                      severity="warning")
+    assert "none after them" in res.stdout
+    assert "reject all" not in cli("check", spec(REJECTING, "ok.nfl")).output
