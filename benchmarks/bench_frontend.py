@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import nflc
-from nflc.ir.lower import compile_path
+from nflc.ir.lower import compile_path, compile_text
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -62,6 +62,36 @@ def main() -> None:
 
     t, count = best_of(lambda: nflc.load(SPECS / "nfl_h3_budget.nfl").count(), args.repeat)
     print(f"nfl_h3_budget: {count} architectures, a width solved for each, in {t:.2f} s")
+
+    nb201 = (SPECS / "nb201.nfl").read_text().split("# The same space")[0]
+    required = nb201.replace("bias    false", "bias    false\n    require paths >= 1")
+    t, count = best_of(lambda: nflc.loads(required).count(), args.repeat)
+    print(f"NB201 with 'require paths >= 1': {count} architectures counted in {t:.2f} s")
+
+    h3 = (SPECS / "nfl_h3.nfl").read_text()
+    consts = h3.replace("    cell {", "".join(f"    unused_{i} = {i}\n" for i in range(16_000)) + "    cell {")
+    t, prog = best_of(lambda: compile_text(consts, "consts.nfl"), args.repeat)
+    print(f"check of 16,000 unused constants ({len(consts) / 1e6:.2f} MB): {len(prog.warnings)} warnings in {t:.2f} s")
+
+    big = two_megabytes(h3)
+    t, prog = best_of(lambda: compile_text(big, "big.nfl"), args.repeat)
+    print(f"check of a {len(big) / 1e6:.1f} MB spec ({len(prog.spaces)} spaces, {len(prog.warnings)} warnings): "
+          f"{t:.2f} s")
+
+
+def two_megabytes(space: str) -> str:
+    """A 2 MB spec: top-level constants and ops with comments, and every 200 of them a space
+    that uses one of each."""
+    parts, size, i = [], 0, 0
+    while size < 2_000_000:
+        part = f"c{i} = {i} * 2 + 1  # constant {i}\nop o{i}(k = 3) = relu >> linear >> relu x2\n"
+        if i % 200 == 0:
+            part += (space.replace("space nfl_h3", f"space s{i}")
+                     .replace(">> cell >>", f">> cell >> o{i} >>").replace("linear(classes)", f"linear(c{i})"))
+        parts.append(part)
+        size += len(part)
+        i += 1
+    return "".join(parts)
 
     def sample_huge():
         sp = nflc.load(SPECS / "nb201_independent.nfl")
