@@ -107,6 +107,24 @@ def test_id_whitespace_and_alias_tolerance(h3):
     assert h3.architecture(text.replace("zero", "none")).id == text  # 'none' is the prelude's zero
 
 
+def test_indices_are_mixed_radix_numbers_with_the_last_edge_fastest():
+    """Edges of 2, 3 and 3 choices: index i is the i-th tuple of itertools.product over the
+    edges in (target, source) order, whatever order the spec lists them in."""
+    text = BASE.replace("nodes 4", "nodes 3").replace(
+        "edge * : zero | skip | linear >> relu as linear",
+        "edge 1 -> 2 : zero | skip | linear >> relu as lin\n        edge 0 -> 2 : zero | skip | linear >> relu as lin\n"
+        "        edge 0 -> 1 : skip | linear >> relu as lin")
+    sp = nflc.loads(text)
+    choices = {(0, 1): ("skip", "lin"), (0, 2): ("zero", "skip", "lin"), (1, 2): ("zero", "skip", "lin")}
+    order = [(0, 1), (0, 2), (1, 2)]
+    expected = list(itertools.product(*(choices[e] for e in order)))
+    assert sp.count() == len(expected) == 18
+    for i, ops in enumerate(expected):
+        a = sp.architecture(i)
+        assert parse_groups(a.id) == dict(zip(order, ops)), (i, a.id)
+        assert sp.architecture(a.id).index == i
+
+
 def test_multi_cell_ids_join_instances_with_semicolons():
     sp = nflc.load(SPECS / "resnet_chain.nfl", space="resnet_chain")
     assert len(sp.instances) == 4 and sp.count() == 16
