@@ -277,11 +277,12 @@ def _warn_unused_top_level(module: ast.Module, srcs: dict[str, SpaceSource], bag
             bag.warning(f"{kind} '{item.name}' is defined but never used", item.span)
     # an op no space uses is never expanded: its calls must still name ops (in some space,
     # since an op's names are looked up where it is used)
-    known = set(ops.PRIMS) | set(file_scope.ops)
-    for src in srcs.values():
-        known |= set(src.scope.ops)
-    for name, d in file_scope.ops.items():
-        if file_scope.op_origin[name] != "prelude" and name not in used:
+    unused = [d for name, d in file_scope.ops.items() if file_scope.op_origin[name] != "prelude" and name not in used]
+    if unused:
+        known = set(ops.PRIMS) | set(file_scope.ops)
+        for src in srcs.values():
+            known.update(i.name for i in src.space.items if isinstance(i, ast.OpDef))
+        for d in unused:
             check_calls(d, known, bag)
 
 
@@ -504,12 +505,11 @@ class Lowerer:
             self.bag.warning("'unique' is given more than once", extra.span, "keep one 'unique'")
         # evaluate every constant once, so a broken unused one is still reported
         used = set(self.used)
-        for name, c in self.scope.consts.items():
-            if self.scope.const_origin[name] == "space":
-                self._try(self.const, name, c.span)
+        for name in self._own("consts"):
+            self._try(self.const, name, self.scope.consts[name].span)
         self.used = used
         cell_names = set(getattr(self, "cell_defs", {}))
-        unused = [d for name, d in self.scope.ops.items() if self.scope.op_origin[name] == "space" and name not in self.used]
+        unused = [self.scope.ops[name] for name in self._own("ops") if name not in self.used]
         known = set(self.scope.ops) | set(ops.PRIMS) if unused else set()
         for d in unused:  # never expanded, so never checked
             check_calls(d, known, self.bag, cell_names)
@@ -518,7 +518,8 @@ class Lowerer:
         self.src.used_names = self.used | self._referenced_names()
         if self.bag.error_calls > self.errors_before or network is None:
             return None
-        consts = {k: v for k, v in ((k, self.const_values.get(k)) for k in self.scope.consts) if isinstance(v, int) and not isinstance(v, bool)}
+        cv = self.const_values
+        consts = {k: cv[k] for k in [k for k in self.scope.consts if k in cv] if type(cv[k]) is int}
         consts.update({k: v for k, v in self.overrides.items()})
         used_cells = {st.cell for st in network if st.kind == "cell"}
         return SpaceIR(
@@ -527,6 +528,12 @@ class Lowerer:
             init=init, cells={k: v for k, v in cells.items() if k in used_cells}, instances=list(instances),
             instance_cell=dict(instances), network=network, budgets=budgets, requires=requires,
             unique=bool(uniques))
+
+    def _own(self, kind: str) -> list[str]:
+        """Names of the ops or constants this space defines itself (not the file's: a file
+        with many spaces and many top-level definitions must not cost their product)."""
+        cls, origin = (ast.OpDef, self.scope.op_origin) if kind == "ops" else (ast.ConstDef, self.scope.const_origin)
+        return list(dict.fromkeys(i.name for i in self.sd.items if isinstance(i, cls) and origin.get(i.name) == "space"))
 
     def _referenced_names(self) -> set[str]:
         return self.used
@@ -642,9 +649,9 @@ class Lowerer:
 
     def _aliases(self, label: str, prims: tuple[ops.Prim, ...]) -> list[str]:
         names = []
-        for name, origin in self.scope.op_origin.items():
+        for name in (d.name for d in _prelude()):
             d = self.scope.ops[name]
-            if origin == "prelude" and name != label and not d.params:
+            if self.scope.op_origin.get(name) == "prelude" and name != label and not d.params:
                 if self._try(self._expand_seq, d.body, {}, (), False) == prims:
                     names.append(name)
         for builtin in ("zero", "skip"):
@@ -909,12 +916,12 @@ class Lowerer:
         return RequireIR(metric=r.metric, cmp=r.cmp, value=float(v), span=_sspan(r.span))
 
     def _warnings(self, cells, network, instances) -> None:
-        for name, d in self.scope.ops.items():
-            if self.scope.op_origin[name] == "space" and name not in self.used:
-                self.bag.warning(f"op '{name}' is defined but never used", d.name_span)
-        for name, c in self.scope.consts.items():
-            if self.scope.const_origin[name] == "space" and name not in self.used:
-                self.bag.warning(f"constant '{name}' is defined but never used", c.span)
+        for name in self._own("ops"):
+            if name not in self.used:
+                self.bag.warning(f"op '{name}' is defined but never used", self.scope.ops[name].name_span)
+        for name in self._own("consts"):
+            if name not in self.used:
+                self.bag.warning(f"constant '{name}' is defined but never used", self.scope.consts[name].span)
         for name, cd in getattr(self, "cell_defs", {}).items():
             if name in self.scope.ops:  # the network's `name` is the op: `op cell = relu` hides the cell
                 d = self.scope.ops[name]
