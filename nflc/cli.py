@@ -443,6 +443,10 @@ def verify(file: FileArg, space: SpaceOpt = None,
            checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N epochs.")] = 1,
            lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another process's lock on --db.")] = 30.0,
            threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's own choice).")] = None,
+           executor: Annotated[str, typer.Option(help="local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address).")] = "local",
+           address: Annotated[Optional[str], typer.Option(help="With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto.")] = None,
+           workers: Annotated[Optional[int], typer.Option(help="With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / --gpus-per-worker).")] = None,
+           gpus_per_worker: Annotated[Optional[float], typer.Option(help="With --executor ray: GPUs per worker (a fraction shares a GPU between populations).")] = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
@@ -456,6 +460,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
         import torch
 
         torch.set_num_threads(threads)
+    runner = _executor(executor, address, workers, gpus_per_worker)
     plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol)
     epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
     sp = load_space(file, space, allow_outside_imports)
@@ -466,7 +471,8 @@ def verify(file: FileArg, space: SpaceOpt = None,
     progress, close = (None, lambda: None) if quiet else rich_progress(epochs, err)
     try:
         res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
-                         checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file))
+                         checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file),
+                         executor=runner)
     except KeyboardInterrupt:
         import signal
 
@@ -486,6 +492,21 @@ def verify(file: FileArg, space: SpaceOpt = None,
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
               f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s")
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
+
+
+def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]):
+    """The executor of ``--executor`` (None: in this process); Ray options only with ray."""
+    if name == "local":
+        given = [o for o, v in (("--address", address), ("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
+                 if v is not None]
+        if given:
+            raise NflcError(f"{', '.join(given)} only applies with --executor ray", hint="add --executor ray")
+        return None
+    if name != "ray":
+        raise NflcError(f"--executor {name}: expected local or ray")
+    from nflc.verify.ray_executor import RayExecutor
+
+    return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0)
 
 
 @app.command()

@@ -6,10 +6,13 @@ from nflc.verify.store import (
     StoreError,
     StoreFullError,
     StoreLockedError,
+    StoreBusyError,
     StoreMismatchError,
     canonical_json,
 )
-from nflc.verify.sweep import ArchTrainer, StoreRecorder, SweepEvent, SweepSummary, arch_seeds, run_sweep
+from nflc.verify.driver import ArchTrainer, LocalExecutor, SweepEvent, SweepSummary, run_training
+from nflc.verify.protocol import arch_seeds
+from nflc.verify.sweep import run_sweep
 from nflc.verify.train import (
     Aspects,
     Checkpoint,
@@ -29,11 +32,12 @@ __all__ = [
     "Checkpoint",
     "EpochRecord",
     "ResultStore",
+    "StoreBusyError",
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
     "StoreMismatchError",
-    "StoreRecorder",
+    "LocalExecutor",
     "SweepEvent",
     "SweepSummary",
     "TrainConfig",
@@ -45,5 +49,6 @@ __all__ = [
     "measure",
     "resolve_device",
     "run_sweep",
+    "run_training",
     "train",
 ]

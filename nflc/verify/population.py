@@ -37,7 +37,6 @@ on unaffected (no arithmetic mixes members).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
@@ -48,14 +47,14 @@ from torch import nn
 
 from nflc.data import Dataset
 from nflc.verify.store import ResultStore
-from nflc.verify.sweep import StoreRecorder, SweepEvent, SweepSummary, arch_seeds, begin_sweep, run_sweep
+from nflc.verify.driver import SweepEvent, SweepSummary
+from nflc.verify.protocol import diverged as _diverged, sgd, sgd_state, shuffle_generator, stochastic_seed
 from nflc.verify.train import (
     EVAL_CHUNK,
     Checkpoint,
     EpochRecord,
     TrainConfig,
     TrainResult,
-    derive_seed,
     measure,
     resolve_device,
 )
@@ -300,10 +299,6 @@ def _evaluate(pop: Population, members: int, x: torch.Tensor, y: torch.Tensor, r
     return (loss / n).tolist(), (correct.double() / n).tolist()
 
 
-def _sgd(pop: Population, lr: float) -> torch.optim.SGD:
-    return torch.optim.SGD(pop.parameters(), lr=lr, momentum=0.0, weight_decay=0.0)
-
-
 def train_population(
     modules: Sequence[nn.Module],
     train_set: Dataset,
@@ -347,20 +342,18 @@ def train_population(
 
     device = resolve_device(config.device)
     pop = Population(modules)
-    opt_state = [_sgd_state(m, config.lr) for m in modules]
+    opt_state = [sgd_state(m, config.lr) for m in modules]
     shuffles = []
     torch_rngs = []
     for i, s in enumerate(seeds):
-        g = torch.Generator(device="cpu")
-        if resume[i] is None:
-            g.manual_seed(derive_seed(s, "shuffle"))
-        else:
+        g = shuffle_generator(s)
+        if resume[i] is not None:
             g.set_state(resume[i].shuffle_rng)
             pop.load_member_state(i, resume[i].model)
         shuffles.append(g)
         # the global-generator state train() would checkpoint: nothing in this family draws from it
         torch_rngs.append(resume[i].torch_rng if resume[i] is not None
-                          else torch.Generator().manual_seed(derive_seed(s, "torch")).get_state())
+                          else torch.Generator().manual_seed(stochastic_seed(s)).get_state())
     pop.to(device)
     flat = (lambda x: x.reshape(len(x), -1)) if pop.layouts[0].flatten else (lambda x: x)
     x_train, y_train = flat(train_set.x).to(device), train_set.y.to(device)
@@ -379,7 +372,7 @@ def train_population(
     n = len(y_train)
     for epoch in range(done_epochs + 1, config.epochs + 1):
         k = len(active)
-        optimizer = _sgd(sub_pop, config.lr)
+        optimizer = sgd(sub_pop.parameters(), config.lr)
         sub_pop.train()
         orders = torch.stack([torch.randperm(n, generator=shuffles[i]) for i in active])
         # members seeded alike (a sweep's shared data order) draw one minibatch for all
@@ -405,7 +398,7 @@ def train_population(
             record = EpochRecord(epoch=epoch, train_loss=tr_loss[row], train_acc=tr_acc[row],
                                  test_loss=te_loss[row], test_acc=te_acc[row])
             histories[i].append(record)
-            diverged = not (finite_list[row] and math.isfinite(tr_loss[row]) and math.isfinite(te_loss[row]))
+            diverged = _diverged(finite_list[row], tr_loss[row], te_loss[row])
             last = diverged or config.stops_after(histories[i])  # converged members leave like diverged ones
 
             def snapshot(row: int = row, i: int = i, epoch: int = epoch) -> Checkpoint:
@@ -434,19 +427,11 @@ def train_population(
     return [r for r in results if r is not None]  # every member has its result here
 
 
-def _sgd_state(module: nn.Module, lr: float) -> dict:
-    """The optimizer state ``train`` checkpoints for ``module``: plain SGD keeps no
-    per-parameter state, so it never changes during training."""
-    return torch.optim.SGD(module.parameters(), lr=lr, momentum=0.0, weight_decay=0.0).state_dict()
-
-
 # ---------------------------------------------------------------------------------------
 # A sweep with populations
 
 
-class PopulationSummary(SweepSummary):
-    batched: list[str] = []  # trained in this call in populations
-    alone: list[str] = []  # trained in this call one at a time (outside the family)
+PopulationSummary = SweepSummary  # its ``batched`` and ``alone`` say how each architecture trained
 
 
 def run_population(
@@ -460,84 +445,17 @@ def run_population(
     group_size: int = 64,
     checkpoint_every: int = 1,
     only_when_faster: bool = False,
-) -> PopulationSummary:
+) -> SweepSummary:
     """:func:`nflc.verify.sweep.run_sweep`, with the population family trained in groups.
 
     Same contract as ``run_sweep`` (same seeds, store records, skipping and resuming):
     architectures whose module is in the population family train ``group_size`` at a
-    time; the others (and none else) go to ``run_sweep`` one at a time afterwards.
-    Members of a group share their layout and the epoch they resume after.
-    ``only_when_faster``: networks for which batching does not pay on this device
-    (:func:`batching_pays`) train one at a time too.
+    time; the others (and none else) train one at a time afterwards. Members of a group
+    share their layout and the epoch they resume after. ``only_when_faster``: networks
+    for which batching does not pay on this device (:func:`batching_pays`) train one at
+    a time too. (The plan and the recording are :func:`nflc.verify.driver.run_training`'s.)
     """
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    train_set, test_set = dataset
-    ids, report, close = begin_sweep(items, store, config, progress)
+    from nflc.verify.driver import run_training
 
-    device = resolve_device(config.device)
-    position = {a: i for i, a in enumerate(ids)}
-    trained: list[str] = []
-    skipped: list[str] = []
-    alone: list[str] = []
-    buckets: dict[tuple, list[tuple[str, nn.Module, Optional[Checkpoint]]]] = {}
-
-    def run_group(group: list[tuple[str, nn.Module, Optional[Checkpoint]]]) -> None:
-        recorders, seeds, resumes, histories = [], [], [], []
-        for arch_id, _, ckpt in group:
-            ev = dict(arch_id=arch_id, index=position[arch_id], total=len(ids))
-            store.start(arch_id)
-            histories.append(store.epochs(arch_id) if ckpt is not None else [])
-            resumes.append(ckpt)
-            seeds.append(arch_seeds(config.seed, arch_id)[1])
-            report(SweepEvent("resume", **ev, epoch=ckpt.epoch) if ckpt is not None else SweepEvent("start", **ev))
-            recorders.append(StoreRecorder(
-                store, arch_id, checkpoint_every,
-                notify=lambda r, ev=ev: report(SweepEvent("epoch", **ev, epoch=r.epoch, record=r))))
-
-        results = train_population([m for _, m, _ in group], train_set, test_set, config, seeds=seeds,
-                                   resume=resumes, histories=histories, on_epoch=lambda i, r, s: recorders[i](r, s),
-                                   eval_members=group_size)
-        for (arch_id, _, _), recorder, result in zip(group, recorders, results):
-            recorder.finish(result.aspects)
-            trained.append(arch_id)
-            report(SweepEvent("finish", arch_id=arch_id, index=position[arch_id], total=len(ids),
-                              epoch=result.aspects.epochs, aspects=result.aspects))
-
-    try:
-        for arch_id in ids:
-            if store.status(arch_id) in ("done", "diverged"):
-                skipped.append(arch_id)
-                report(SweepEvent("skip", arch_id=arch_id, index=position[arch_id], total=len(ids),
-                                  aspects=store.aspects(arch_id)))
-                continue
-            init_seed, _ = arch_seeds(config.seed, arch_id)
-            with torch.random.fork_rng(devices=[]):
-                module = build_module(arch_id, init_seed)
-            layout = member_layout(module)
-            if isinstance(layout, str) or (only_when_faster and not batching_pays(layout, device)):
-                alone.append(arch_id)
-                continue
-            saved = store.checkpoint(arch_id)
-            ckpt = Checkpoint.from_bytes(saved[1]) if saved else None
-            key = (layout.signature, 0 if ckpt is None else ckpt.epoch)
-            bucket = buckets.setdefault(key, [])
-            bucket.append((arch_id, module, ckpt))
-            if len(bucket) == group_size:
-                run_group(buckets.pop(key))
-        for key in list(buckets):
-            run_group(buckets.pop(key))
-        if alone:  # outside the family: one at a time, events numbered within the whole sweep
-            renumber = lambda e: report(dataclasses.replace(e, index=position[e.arch_id], total=len(ids)))  # noqa: E731
-            trained.extend(run_sweep(alone, build_module, dataset, config, store, renumber,
-                                     checkpoint_every=checkpoint_every).trained)
-    finally:
-        close()
-
-    results = store.results()
-    in_sweep = {a: results[a] for a in ids if a in results}
-    return PopulationSummary(trained=trained, skipped=skipped,
-                             diverged=[a for a, asp in in_sweep.items() if asp.diverged], results=in_sweep,
-                             batched=[a for a in trained if a not in set(alone)], alone=alone)
+    return run_training(items, build_module, dataset, config, store, progress, population=True,
+                        group_size=group_size, checkpoint_every=checkpoint_every, only_when_faster=only_when_faster)

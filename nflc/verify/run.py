@@ -16,10 +16,10 @@ seeded train/test split and record everything in a results database.
 4. records, per architecture, its index, topology (P, mean depth, sum of depths) and
    parameter count in the database (``ResultStore.put_info``), so ``nflc report`` needs
    only the database;
-5. trains: the MLP-cell family in populations (:func:`nflc.verify.population.run_population`)
-   where batching is faster on the device, everything else one at a time
-   (:func:`nflc.verify.sweep.run_sweep`); both give an architecture the same seeds and
-   hence the same numbers up to float round-off.
+5. trains through the sweep driver (:func:`nflc.verify.driver.run_training`): the
+   MLP-cell family in populations where batching is faster on the device, everything else
+   one at a time, in this process or on a Ray cluster (the ``executor``); an architecture
+   gets the same seeds, and hence the same numbers, whichever way it is trained.
 """
 
 from __future__ import annotations
@@ -310,9 +310,32 @@ def rich_progress(epochs: int, console=None):
     return callback, close
 
 
+def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_set, progress, executor, population,
+                group_size: int, checkpoint_every: int, lock_timeout: float, spec_file: Optional[str]):
+    """Open the results database, record what the report needs, and run the sweep driver."""
+    from nflc.verify.driver import run_training
+    from nflc.verify.store import ResultStore
+
+    by_id = {a.id: a for a in archs}
+    with ResultStore.open(db, space.spec_hash, config, timeout=lock_timeout) as store:
+        known = store.info("arch:")
+        fresh = {f"arch:{a.id}": arch_info(a, config.width) for a in archs if f"arch:{a.id}" not in known}
+        if "run" not in store.info("run"):
+            fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width"),
+                            "width_solved": solves_width(space),
+                            "chance_loss": chance_loss(train_set.y, train_set.classes)}
+        if fresh:
+            store.put_info(fresh)
+        return run_training([a.id for a in archs], lambda arch_id, seed: build(by_id[arch_id], seed),
+                            (train_set, test_set), config.train, store, progress, executor=executor,
+                            population=population is not False, group_size=group_size,
+                            only_when_faster=population is None, checkpoint_every=checkpoint_every)
+
+
 def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Path, *,
            progress: Optional[Callable] = None, population: Optional[bool] = None, group_size: Optional[int] = None,
-           checkpoint_every: int = 1, lock_timeout: float = 30.0, spec_file: Optional[str] = None) -> VerifySummary:
+           checkpoint_every: int = 1, lock_timeout: float = 30.0, spec_file: Optional[str] = None,
+           executor=None) -> VerifySummary:
     """Train ``archs`` (default: every architecture of ``space``) under ``config`` into the
     results database ``db``; finished architectures are skipped, interrupted ones resume.
 
@@ -321,10 +344,11 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     batched where that is faster (None: always on a GPU; on a CPU only small networks,
     :func:`nflc.verify.population.batching_pays`); the numbers are the same either way.
     ``group_size``: architectures per population (default: 1024 on CUDA, 64 on the CPU).
+    ``executor``: what trains the groups (:class:`nflc.verify.driver.Executor`; default
+    one after another in this process); it is prepared before the database is opened
+    and closed at the end.
     """
-    from nflc.verify.population import run_population
     from nflc.verify.store import ResultStore
-    from nflc.verify.sweep import run_sweep
     from nflc.verify.train import resolve_device
 
     t0 = time.perf_counter()
@@ -342,27 +366,16 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
         raise NflcError("--archs names an architecture more than once")
     if group_size is None:
         group_size = 1024 if resolve_device(config.train.device).type == "cuda" else 64
+    if executor is not None:
+        executor.prepare(config.train)  # connect and check resources before anything is written
+    try:
+        summary = _train_into(db, space, archs, config, build, train_set, test_set, progress, executor, population,
+                              group_size, checkpoint_every, lock_timeout, spec_file)
+    finally:
+        if executor is not None:
+            executor.close()
 
-    with ResultStore.open(db, space.spec_hash, config, timeout=lock_timeout) as store:
-        known = store.info("arch:")
-        fresh = {f"arch:{a.id}": arch_info(a, config.width) for a in archs if f"arch:{a.id}" not in known}
-        if "run" not in store.info("run"):
-            fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width"),
-                            "width_solved": solves_width(space),
-                            "chance_loss": chance_loss(train_set.y, train_set.classes)}
-        if fresh:
-            store.put_info(fresh)
-        ids = [a.id for a in archs]
-        build_by_id = lambda arch_id, seed: build(by_id[arch_id], seed)  # noqa: E731
-        if population is not False:
-            summary = run_population(ids, build_by_id, (train_set, test_set), config.train, store, progress,
-                                     group_size=group_size, checkpoint_every=checkpoint_every,
-                                     only_when_faster=population is None)
-        else:
-            summary = run_sweep(ids, build_by_id, (train_set, test_set), config.train, store, progress,
-                                checkpoint_every=checkpoint_every)
-
-    batched = getattr(summary, "batched", [])
+    batched = summary.batched
     converged = 0
     if config.train.plateau is not None:
         # a run that stopped before the cap levelled off; one at the cap may have levelled off exactly there

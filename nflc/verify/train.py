@@ -15,7 +15,6 @@ both generator states, epoch), so a resumed run repeats an uninterrupted one exa
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import math
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from torch import nn
 
 from nflc.data import Dataset
 from nflc.verify.plateau import Plateau, levelled_off
+from nflc.verify.protocol import derive_seed, diverged as _diverged, sgd, shuffle_generator, stochastic_seed
 
 __all__ = [
     "Aspects",
@@ -157,16 +157,6 @@ def measure(history: Sequence[EpochRecord], threshold: float, *, diverged: bool 
         diverged=False,
         epochs=len(history),
     )
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A stable 63-bit seed from ``seed`` and labels (e.g. an architecture id).
-
-    sha256 of the joined text rather than ``hash()``, which is salted per process; 63 bits
-    so the value fits torch's and numpy's seed ranges as a non-negative int64.
-    """
-    text = "\x1f".join([str(int(seed)), *(str(p) for p in parts)])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -314,15 +304,14 @@ def train(
     module.to(device)
     x_train, y_train = train_set.x.to(device), train_set.y.to(device)
     x_test, y_test = test_set.x.to(device), test_set.y.to(device)
-    optimizer = torch.optim.SGD(module.parameters(), lr=config.lr, momentum=0.0, weight_decay=0.0)
-    shuffle = torch.Generator(device="cpu")
+    optimizer = sgd(module.parameters(), config.lr)
     cuda_devices = [device] if device.type == "cuda" else []
 
     # fork_rng: seeding the global generator for dropout must not leak to the caller.
     with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
+        shuffle = shuffle_generator(seed)
         if resume is None:
-            shuffle.manual_seed(derive_seed(seed, "shuffle"))
-            torch.manual_seed(derive_seed(seed, "torch"))
+            torch.manual_seed(stochastic_seed(seed))
             start = 1
         else:
             module.load_state_dict(resume.model)
@@ -342,7 +331,7 @@ def train(
                 epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc
             )
             history.append(record)
-            diverged = not (finite and _finite(train_loss) and _finite(test_loss))
+            diverged = _diverged(finite, train_loss, test_loss)
             last = diverged or config.stops_after(history)
 
             def snapshot(epoch: int = epoch) -> Checkpoint:
