@@ -24,6 +24,7 @@ executor or its position in the sweep.
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Optional, Protocol, Sequence, Union
 
@@ -293,9 +294,11 @@ class LocalExecutor:
     def prepare(self, config: TrainConfig) -> None:
         return None
 
-    def run(self, plan, dataset, config, checkpoint_every, handle, failed) -> None:
+    def run(self, plan: Plan, dataset: tuple[Dataset, Dataset], config: TrainConfig, checkpoint_every: int,
+            handle: Callable[[Group, Event], None], failed: Callable[[Group, BaseException], None]) -> None:
         while (group := plan.take()) is not None:
-            train_group(group, dataset, config, checkpoint_every, lambda ev, g=group: handle(g, ev), self.train_fn)
+            emit: Callable[[Event], None] = functools.partial(handle, group)
+            train_group(group, dataset, config, checkpoint_every, emit, self.train_fn)
 
     def close(self) -> None:
         return None

@@ -212,7 +212,7 @@ class Population(nn.Module):
                 self._linear[(s, t)], self._skip[(s, t)] = lin, skip
                 if lin:
                     with torch.no_grad():
-                        stacked = torch.stack([states[i][layouts[i].edges[(s, t)][1]].detach().T for i in lin])
+                        stacked = torch.stack([states[i][str(layouts[i].edges[(s, t)][1])].detach().T for i in lin])
                     self.edge_weights[_key(s, t)] = nn.Parameter(stacked)
                 self.register_buffer(f"linear_{_key(s, t)}", torch.tensor(lin, dtype=torch.long), persistent=False)
                 self.register_buffer(f"skip_{_key(s, t)}", torch.tensor(skip, dtype=torch.long), persistent=False)
@@ -253,7 +253,7 @@ class Population(nn.Module):
         slots = [(lay.stem, self.stem[:, i * m : (i + 1) * m]), (lay.readout, self.readout[i])]
         for (s, t), (kind, name) in lay.edges.items():
             if kind == "linear":
-                slots.append((name, self.edge_weights[_key(s, t)][self._linear[(s, t)].index(i)]))
+                slots.append((str(name), self.edge_weights[_key(s, t)][self._linear[(s, t)].index(i)]))
         return slots
 
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
@@ -326,8 +326,9 @@ def train_population(
     a = len(modules)
     if len(seeds) != a:
         raise ValueError(f"{a} modules but {len(seeds)} seeds")
-    resume = list(resume) if resume is not None else [None] * a
-    histories = [list(h) for h in histories] if histories is not None else [[] for _ in range(a)]
+    resumes: list[Optional[Checkpoint]] = list(resume) if resume is not None else [None] * a
+    records: list[list[EpochRecord]] = [list(h) for h in histories] if histories is not None else [[] for _ in range(a)]
+    resume, histories = resumes, records
     if len(resume) != a or len(histories) != a:
         raise ValueError("resume and histories need one entry per module")
     if a == 0:
@@ -347,12 +348,13 @@ def train_population(
     torch_rngs = []
     for i, s in enumerate(seeds):
         g = shuffle_generator(s)
-        if resume[i] is not None:
-            g.set_state(resume[i].shuffle_rng)
-            pop.load_member_state(i, resume[i].model)
+        ckpt = resume[i]
+        if ckpt is not None:
+            g.set_state(ckpt.shuffle_rng)
+            pop.load_member_state(i, ckpt.model)
         shuffles.append(g)
         # the global-generator state train() would checkpoint: nothing in this family draws from it
-        torch_rngs.append(resume[i].torch_rng if resume[i] is not None
+        torch_rngs.append(ckpt.torch_rng if ckpt is not None
                           else torch.Generator().manual_seed(stochastic_seed(s)).get_state())
     pop.to(device)
     flat = (lambda x: x.reshape(len(x), -1)) if pop.layouts[0].flatten else (lambda x: x)

@@ -158,7 +158,7 @@ class RayExecutor:
                 stream = ready[0]
                 group = running[stream]
                 try:
-                    ref = next(stream)
+                    ref = next(stream)  # type: ignore[arg-type]  # an ObjectRefGenerator
                 except StopIteration:
                     del running[stream]
                     submit()

@@ -68,6 +68,11 @@ MEASURED_AS = {
 }
 
 
+def _num(value: Optional[float]) -> float:
+    """A stored number, NaN where there is none (statistics leave NaN pairs out)."""
+    return math.nan if value is None else float(value)
+
+
 CHANCE_MARGIN = 0.01  # relative: a best training loss within 1% of the chance loss never left chance
 
 
@@ -316,8 +321,8 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     if have_topology and ranked:
         for asp in ASPECTS:
             raw = [_raw(a, asp, never) for a in ranked]
-            topo[asp] = {"paths": kendall(raw, [float(a.paths) for a in ranked]),
-                         "mean_depth": kendall(raw, [float(a.mean_depth) for a in ranked])}
+            topo[asp] = {"paths": kendall(raw, [_num(a.paths) for a in ranked]),
+                         "mean_depth": kendall(raw, [_num(a.mean_depth) for a in ranked])}
 
     # P = 0 networks compute a constant: at chance by construction, and left out as such below
     stuck = [a for a in ranked if a.left_chance is False]
@@ -331,9 +336,9 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     contenders = [a for a in finished if a.id not in stuck_ids]
     if contenders:
         ids = [a.id for a in contenders]
-        scores = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
-        paths = [float(a.paths) if have_topology else 1.0 for a in contenders]
-        depth = [float(a.mean_depth) if have_topology else 0.0 for a in contenders]
+        scores: dict[str, Sequence[float]] = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
+        paths = [_num(a.paths) if have_topology else 1.0 for a in contenders]
+        depth = [_num(a.mean_depth) if have_topology else 0.0 for a in contenders]
         nfl = nfl_report(ids, scores, paths, depth)
     elif finished:
         notes.append("no architecture left chance: no measured verdict")
@@ -362,7 +367,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
             notes.append(f"{len(missing)} finished architecture(s) are not in the analysis file")
         predicted = {}
         for i, asp in enumerate(ASPECTS):
-            xs = [a.predicted[asp] if a.predicted[asp] is not None else math.nan for a in matched]
+            xs = [_num((a.predicted or {}).get(asp)) for a in matched]
             ys = [_oriented(a, asp, never) for a in matched]
             predicted[asp] = bootstrap_kendall(xs, ys, resamples=bootstrap, seed=seed + i)
 
@@ -416,13 +421,15 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     if finished:
         path = out / "measured_topology.png"
         labels = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
-        measured = {f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS}
-        p, d = [a.paths for a in finished], [a.mean_depth for a in finished]
+        measured: dict[str, Sequence[Optional[float]]] = {
+            f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS}
+        p, d = [_num(a.paths) for a in finished], [_num(a.mean_depth) for a in finished]
         topology_panels(path, p, d, measured, f"{report.space}: measured aspects ({len(finished)} architectures)")
         written.append(path)
         if any(a.predicted is not None for a in finished):
             # the paper's Fig. 3 (measured) above Fig. 4 (predicted), on the same architectures
-            predicted = {f"{asp}: predicted score": [(a.predicted or {}).get(asp) for a in finished] for asp in ASPECTS}
+            predicted: dict[str, Sequence[Optional[float]]] = {
+                f"{asp}: predicted score": [(a.predicted or {}).get(asp) for a in finished] for asp in ASPECTS}
             path = out / "fig3_measured_vs_predicted.png"
             topology_grid(path, p, d, [("measured", measured), ("predicted", predicted)],
                           f"{report.space}: measured (raw, lower = better) and predicted (higher = better)")
@@ -432,7 +439,7 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
                and (a.paths or 0) > 0]
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
         for ax, asp in zip(axes, ASPECTS):
-            xy = [(a.predicted[asp], _oriented(a, asp, never)) for a in pts]
+            xy = [((a.predicted or {}).get(asp), _oriented(a, asp, never)) for a in pts]
             xy = [(x, y) for x, y in xy if x is not None and math.isfinite(x) and math.isfinite(y)]
             ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=14, alpha=0.7)
             t = report.predicted_vs_measured[asp]

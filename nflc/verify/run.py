@@ -274,37 +274,40 @@ def arch_info(arch, width: Optional[int]) -> dict:
 def rich_progress(epochs: int, console=None):
     """``(callback, close)``: a rich progress display for sweep events (stderr)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[detail]}"), console=console or Console(stderr=True))
-    state = {"task": None, "running": set(), "epoch": 0, "loss": None}
+    task: Optional[TaskID] = None
+    running: set[str] = set()
+    epoch = 0
+    best: Optional[float] = None
 
     def callback(event) -> None:
-        if state["task"] is None:
+        nonlocal task, epoch, best
+        if task is None:
             bar.start()
-            state["task"] = bar.add_task("architectures", total=event.total, detail="")
-        task = state["task"]
+            task = bar.add_task("architectures", total=event.total, detail="")
         if event.kind in ("start", "resume"):
-            state["running"].add(event.arch_id)
+            running.add(event.arch_id)
             if event.kind == "resume":
-                state["epoch"] = event.epoch or 0
+                epoch = event.epoch or 0
         elif event.kind in ("skip", "finish"):
-            state["running"].discard(event.arch_id)
+            running.discard(event.arch_id)
             bar.advance(task)
         elif event.kind == "epoch" and event.record is not None:
-            state["epoch"] = event.record.epoch
+            epoch = event.record.epoch
             loss = event.record.train_loss
-            state["loss"] = loss if state["loss"] is None or not loss >= state["loss"] else state["loss"]
-        if state["running"]:
-            best = f", best train loss {state['loss']:.4f}" if state["loss"] is not None else ""
-            bar.update(task, detail=f"{len(state['running'])} training, epoch {state['epoch']}/{epochs}{best}")
+            best = loss if best is None or not loss >= best else best
+        if running:
+            shown = f", best train loss {best:.4f}" if best is not None else ""
+            bar.update(task, detail=f"{len(running)} training, epoch {epoch}/{epochs}{shown}")
         else:
-            state["loss"] = None
+            best = None
             bar.update(task, detail="")
 
     def close() -> None:
-        if state["task"] is not None:
+        if task is not None:
             bar.stop()
 
     return callback, close

@@ -349,7 +349,7 @@ class ResultStore:
                     cur = conn.execute(
                         "INSERT INTO runs (spec_hash, config, created) VALUES (?, ?, ?)", (spec_hash, wanted, _now())
                     )
-                    run_id = int(cur.lastrowid)
+                    run_id = int(cur.lastrowid or 0)  # an INSERT always sets it
                 else:
                     run_id, stored_hash, stored_config = runs[0]
                     differences = []
