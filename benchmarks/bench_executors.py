@@ -87,7 +87,7 @@ def main() -> None:
     for name, seconds, db in rows:
         got = epochs(db)
         same = got == reference
-        diff = max(max(abs(a[2] - b[2]), abs(a[3] - b[3])) for a, b in zip(got, reference))
+        diff = max(max(abs(a[2] - b[2]), abs(a[3] - b[3])) for a, b in zip(got, reference, strict=True))
         print(f"{name:<16}{seconds:>9.1f}{base / seconds:>9.2f}x  {'identical' if same else f'max |diff| {diff:.1e}'}")
     print(f"Ray start-up (not in the rows above): {startup:.1f} s")
     ray_seconds = rows[2][1]

@@ -153,7 +153,7 @@ def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainCon
             resume=[m.resume for m in group.members], histories=[m.history for m in group.members],
             on_epoch=lambda i, r, snap: emit(EpochDone(ids[i], r, _due(r, snap, checkpoint_every))),
             eval_members=group.eval_members)
-        for m, result in zip(group.members, results):
+        for m, result in zip(group.members, results, strict=True):
             emit(ArchDone(m.arch_id, result.aspects))
         return
     (m,) = group.members

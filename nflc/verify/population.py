@@ -199,8 +199,8 @@ class Population(nn.Module):
             # the stems side by side, (in, A * width): a batch shared by every member goes
             # through all of them as one wide matmul (and their gradient as one more); only
             # members on different data orders read it through a strided (A, in, width) view
-            self.stem = nn.Parameter(torch.cat([st[lay.stem].detach().T for st, lay in zip(states, layouts)], dim=1))
-            self.readout = nn.Parameter(torch.stack([st[lay.readout].detach().T for st, lay in zip(states, layouts)]))
+            self.stem = nn.Parameter(torch.cat([st[lay.stem].detach().T for st, lay in zip(states, layouts, strict=True)], dim=1))
+            self.readout = nn.Parameter(torch.stack([st[lay.readout].detach().T for st, lay in zip(states, layouts, strict=True)]))
         self.edge_weights = nn.ParameterDict()
         # per edge: members where it is linear (rows of its weight stack, in order) / skip
         self._linear: dict[tuple[int, int], list[int]] = {}
@@ -337,7 +337,7 @@ def train_population(
     if len(starts) != 1:
         raise ValueError(f"members of a population must resume after the same epoch, got {sorted(starts)}")
     done_epochs = starts.pop()
-    for i, (r, h) in enumerate(zip(resume, histories)):
+    for i, h in enumerate(histories):
         if len(h) != done_epochs:
             raise ValueError(f"member {i}: resuming after epoch {done_epochs} needs {done_epochs} epochs of history, got {len(h)}")
 
@@ -403,8 +403,8 @@ def train_population(
             diverged = _diverged(finite_list[row], tr_loss[row], te_loss[row])
             last = diverged or config.stops_after(histories[i])  # converged members leave like diverged ones
 
-            def snapshot(row: int = row, i: int = i, epoch: int = epoch) -> Checkpoint:
-                return Checkpoint(epoch=epoch, model=sub_pop.member_state(row), optimizer=opt_state[i],
+            def snapshot(row: int = row, i: int = i, epoch: int = epoch, pop: Population = sub_pop) -> Checkpoint:
+                return Checkpoint(epoch=epoch, model=pop.member_state(row), optimizer=opt_state[i],
                                   shuffle_rng=shuffles[i].get_state(), torch_rng=torch_rngs[i], cuda_rng=None)
 
             if on_epoch is not None:
@@ -420,7 +420,7 @@ def train_population(
             sub_modules = [sub_modules[row] for row in keep]
             states = [sub_pop.member_state(row) for row in keep]
             active = [active[row] for row in keep]
-            for module, state in zip(sub_modules, states):
+            for module, state in zip(sub_modules, states, strict=True):
                 module.load_state_dict(state)
             sub_pop = Population(sub_modules).to(device)
     for i in range(a):

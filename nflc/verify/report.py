@@ -173,7 +173,7 @@ def bootstrap_kendall(x: Sequence[float], y: Sequence[float], resamples: int = 1
     from scipy.stats import kendalltau
 
     base = kendall(x, y)
-    pairs = np.array([(a, b) for a, b in zip(x, y) if math.isfinite(a) and math.isfinite(b)], dtype=np.float64)
+    pairs = np.array([(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)], dtype=np.float64)
     if base.tau is None or resamples < 1:
         return TauCI(**base.model_dump(), resamples=0)
     rng = np.random.default_rng(seed)
@@ -438,7 +438,7 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
         pts = [a for a in report.architectures if a.predicted is not None and a.status in ("done", "diverged")
                and (a.paths or 0) > 0]
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-        for ax, asp in zip(axes, ASPECTS):
+        for ax, asp in zip(axes, ASPECTS, strict=True):
             xy = [((a.predicted or {}).get(asp), _oriented(a, asp, never)) for a in pts]
             xy = [(x, y) for x, y in xy if x is not None and math.isfinite(x) and math.isfinite(y)]
             ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=14, alpha=0.7)
