@@ -160,3 +160,12 @@ def test_verify_at_a_learning_rate_too_small_to_learn_is_flagged_by_report(tmp_p
     assert cli("verify", H3, *args, "--lr", "1e-9", "--db", db).exit_code == 0
     res = cli("report", "--db", db)
     assert res.exit_code == 0 and "never left chance" in res.output and "no measured verdict" in res.output
+
+
+def test_executor_ray_without_ray_installed_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed: importing it fails
+    db = tmp_path / "r.sqlite"
+    res = cli("verify", H3, *TINY, "--executor", "ray", "--db", db)
+    assert res.exit_code == 2 and "nflc[ray]" in res.output and not db.exists()
