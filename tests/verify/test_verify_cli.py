@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import nflc.verify.population as population_mod
-import nflc.verify.sweep as sweep_mod
+import nflc.verify.driver as driver_mod
 from nflc.cli import app
 from nflc.verify.store import ResultStore
 
@@ -83,23 +83,11 @@ def test_by_default_a_cpu_batches_only_small_networks(tmp_path, width, split):
     assert f"trained 1 ({split})" in res.output
 
 
-def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
-    import nflc.verify.run as run_mod
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_mod, "verify", interrupted)
-    res = cli("verify", H3, *TINY, "--db", tmp_path / "i.sqlite")
-    assert res.exit_code == 130
-    assert "rerun the same command to resume" in res.output
-
-
 def test_rerun_resumes_and_trains_nothing(db, monkeypatch):
     calls = []
-    real_pop, real_train = population_mod.train_population, sweep_mod.train
+    real_pop, real_group = population_mod.train_population, driver_mod.train_group
     monkeypatch.setattr(population_mod, "train_population", lambda *a, **k: calls.append("pop") or real_pop(*a, **k))
-    monkeypatch.setattr(sweep_mod, "train", lambda *a, **k: calls.append("one") or real_train(*a, **k))
+    monkeypatch.setattr(driver_mod, "train_group", lambda *a, **k: calls.append("group") or real_group(*a, **k))
     before = {i: ResultStore.open_readonly(db).epochs(i) for i in IDS}
     res = cli("verify", H3, *TINY, "--db", db)
     assert res.exit_code == 0, res.output
