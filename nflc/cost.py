@@ -30,16 +30,15 @@ class CostModel:
         for st in ir.network:
             if st.kind == "cell":
                 cell = ir.cells[st.cell]
-                shape = tuple(st.shape_in)
                 table = []
-                for e in cell.edges:
+                for e, shape in zip(cell.edges, cell.edge_shapes(st.shape_in)):
                     row = []
                     for c in e.choices:
                         prims = c.prim_tuple()
                         if any(p.name == "zero" for p in prims):
                             row.append((0, 0))
                         else:
-                            _, p, f = ops.seq_cost(prims, shape)
+                            _, p, f = ops.seq_cost(prims, shape, cell.channels)
                             row.append((p, f))
                     table.append(row)
                 self.placements[st.instance].append(table)

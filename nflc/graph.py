@@ -61,11 +61,11 @@ def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
     computes it once per cell, so building one graph per architecture is cheap.
     """
     table = []
-    for e in cell.edges:
+    for e, src_shape in zip(cell.edges, cell.edge_shapes(shape)):
         row = []
         for ch in e.choices:
-            prims = ops.seq_bind(ch.prim_tuple(), shape)
-            _, params, flops = ops.seq_cost(prims, shape)
+            prims = ops.seq_bind(ch.prim_tuple(), src_shape, cell.channels)
+            _, params, flops = ops.seq_cost(prims, src_shape)
             kind = ops.seq_kind(prims)
             row.append(dict(op=ch.label, kind=kind, parameterized=ops.seq_parameterized(prims),
                             params=0 if kind == "zero" else params, flops=0 if kind == "zero" else flops,
@@ -107,7 +107,8 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
         cg = cell_graphs[st.instance]
         h = cg.number_of_nodes() - 1
         for k in cg.nodes:
-            g.add_node(f"%{i}.X{k}", op="sum" if k else "cell_input", shape=st.shape_out, cell=st.cell)
+            g.add_node(f"%{i}.X{k}", op="sum" if k else "cell_input", shape=st.shape_out if k else st.shape_in,
+                       cell=st.cell)
         g.add_edge(prev, f"%{i}.X0", op="skip")
         for s, t, a in cg.edges(data=True):
             if a["kind"] != "zero":

@@ -148,6 +148,33 @@ def _resblock_flops(p: Prim, s: Shape, so: Shape) -> int:
     return sum(prim_flops(q, qs) for q, qs in resblock_parts(p, s))
 
 
+def _fr_identity(p: Prim, s: Shape) -> bool:
+    return int(p.arg("stride")) == 1 and int(p.arg("out")) == s[0]
+
+
+def _fr_shape(p: Prim, s: Shape) -> Shape:
+    _need_rank(p, s, 3, "factorized_reduce works on images")
+    st = int(p.arg("stride"))
+    if st not in (1, 2):
+        raise ShapeError(f"factorized_reduce takes stride 1 or 2, got {st}; it is a 1x1 projection or a halving")
+    if st == 2 and (s[1] % 2 or s[2] % 2):
+        # its two 1x1 stride-2 convolutions read x and x shifted by one pixel: ceil and floor of h / 2
+        raise ShapeError(f"factorized_reduce with stride 2 needs an even height and width but gets {list(s)}; "
+                         "its two halves would differ in size")
+    return (int(p.arg("out")), s[1] // st, s[2] // st)
+
+
+def _fr_params(p: Prim, s: Shape) -> int:
+    if _fr_identity(p, s):
+        return 0
+    out = int(p.arg("out"))
+    return s[0] * out + 2 * out  # 1x1 convolution(s) without bias, then batch norm
+
+
+def _fr_flops(p: Prim, s: Shape, so: Shape) -> int:
+    return 0 if _fr_identity(p, s) else s[0] * so[0] * so[1] * so[2]
+
+
 def _linear_params(p: Prim, s: Shape) -> int:
     out = int(p.arg("out"))
     return s[0] * out + (out if p.arg("bias") else 0)
@@ -197,6 +224,12 @@ PRIMS: dict[str, PrimSpec] = {
         PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),), rule="[c, h, w] -> [c*h*w]"),
         PrimSpec("global_avg_pool", (), "[C, H, W] -> [C], mean over positions",
                  lambda p, s: (_need_rank(p, s, 3, "it pools images"), (s[0],))[1], rule="[c, h, w] -> [c]"),
+        PrimSpec("factorized_reduce", (ParamSpec("out", "int", "in_channels"), _STRIDE),
+                 "NAS-Bench-201's and DARTS's skip between shapes: identity at stride 1 with equal channels, "
+                 "else conv1x1 >> batchnorm (stride 1) or relu >> two 1x1 stride-2 convolutions (the second "
+                 "shifted by one pixel) concatenated >> batchnorm (stride 2)",
+                 _fr_shape, _fr_params, _fr_flops, parameterized=True, kind="conv", kernel=lambda p: 1,
+                 rule="[c, h, w] -> [out, h / stride, w / stride] (stride 2: h and w even)"),
         PrimSpec("resblock", (ParamSpec("out", "int"), _STRIDE), "NAS-Bench-201's ResNet basic block",
                  _resblock_shape, _resblock_params, _resblock_flops, parameterized=True, kind="other",
                  kernel=lambda p: 3,
@@ -227,15 +260,16 @@ def describe() -> list[dict[str, str]]:
     return rows
 
 
-def bind(p: Prim, shape: Shape) -> Prim:
-    """Fill the arguments that default to the input's channel count (known only in place)."""
+def bind(p: Prim, shape: Shape, out: int | None = None) -> Prim:
+    """Fill the arguments that default to the input's channel count (known only in place);
+    ``out``: the channels of the cell node the op feeds (a cell's ``channels``), used instead."""
     spec = PRIMS[p.name]
     have = dict(p.args)
     missing = [ps.name for ps in spec.params if ps.name not in have and ps.default == "in_channels"]
     if not missing:
         return p
     for name in missing:
-        have[name] = shape[0] if shape else 1
+        have[name] = out if out is not None else shape[0] if shape else 1
     return Prim(p.name, tuple((ps.name, have[ps.name]) for ps in spec.params if ps.name in have))
 
 
@@ -247,21 +281,23 @@ def prim_flops(p: Prim, shape: Shape) -> int:
     return PRIMS[p.name].flops(p, shape, PRIMS[p.name].shape(p, shape))
 
 
-def seq_bind(prims: tuple[Prim, ...], shape: Shape) -> tuple[Prim, ...]:
-    """Bind every primitive of a sequence to the shape flowing into it."""
+def seq_bind(prims: tuple[Prim, ...], shape: Shape, channels: int | None = None) -> tuple[Prim, ...]:
+    """Bind every primitive of a sequence to the shape flowing into it (``channels``: the
+    width of the cell node the sequence feeds, the default of every ``out``)."""
     out = []
     for p in prims:
-        p = bind(p, shape)
+        p = bind(p, shape, channels)
         out.append(p)
         shape = PRIMS[p.name].shape(p, shape)
     return tuple(out)
 
 
-def seq_cost(prims: tuple[Prim, ...], shape: Shape) -> tuple[Shape, int, int]:
-    """(output shape, parameters, FLOPs) of a sequence of primitives."""
+def seq_cost(prims: tuple[Prim, ...], shape: Shape, channels: int | None = None) -> tuple[Shape, int, int]:
+    """(output shape, parameters, FLOPs) of a sequence of primitives (``channels``: as for
+    :func:`seq_bind`)."""
     params = flops = 0
     for p in prims:
-        p = bind(p, shape)
+        p = bind(p, shape, channels)
         spec = PRIMS[p.name]
         out = spec.shape(p, shape)
         params += spec.n_params(p, shape)

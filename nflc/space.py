@@ -82,7 +82,10 @@ class Space:
             if st.kind == "cell":
                 self.cell_shape.setdefault(st.instance, tuple(st.shape_in))
         self.edge_radices = {k: [len(e.choices) for e in self.cell_of[k].edges] for k in self.instances}
-        self.radices = [r for k in self.instances for r in self.edge_radices[k]]
+        # numeric choices come first in an index (declaration order), then the cells' edges
+        self.numeric: dict[str, list[int]] = {k: list(v) for k, v in ir.numeric.items()}
+        self.numeric_radices = [len(v) for v in self.numeric.values()]
+        self.radices = self.numeric_radices + [r for k in self.instances for r in self.edge_radices[k]]
         self._cost_models: dict[tuple, CostModel] = {(): CostModel(ir)}
         scaled = [b for b in ir.budgets if b.scale]
         if len(scaled) > 1:
@@ -99,7 +102,10 @@ class Space:
     def count(self) -> int:
         """Exact number of architectures that pass every filter."""
         if not self.net_filters:
-            return math.prod(len(self._valid_cells(self.cell_of[k].name)) for k in self.instances) if self.cell_filters else self.raw_count()
+            if not self.cell_filters:
+                return self.raw_count()
+            return _radix_product(self.numeric_radices) * math.prod(
+                len(self._valid_cells(self.cell_of[k].name)) for k in self.instances)
         if self.raw_count() > ENUMERATION_LIMIT:
             raise SpaceError(
                 f"space '{self.name}' has {self.raw_count():.3e} architectures before its budgets; counting them under "
@@ -118,8 +124,9 @@ class Space:
         if not self.cell_filters:
             yield from range(self.raw_count())
             return
-        per_inst = [self._valid_cells(self.cell_of[k].name) for k in self.instances]
-        inst_radix = [_radix_product(self.edge_radices[k]) for k in self.instances]
+        per_inst = [range(r) for r in self.numeric_radices] + \
+            [self._valid_cells(self.cell_of[k].name) for k in self.instances]
+        inst_radix = self.numeric_radices + [_radix_product(self.edge_radices[k]) for k in self.instances]
         for combo in itertools.product(*per_inst):
             yield _encode(combo, inst_radix)
 
@@ -130,7 +137,7 @@ class Space:
             return None
         if self.cell_filters:
             per_inst = [len(self._valid_cells(self.cell_of[k].name)) for k in self.instances]
-            candidates = math.prod(per_inst)
+            candidates = math.prod(per_inst) * _radix_product(self.numeric_radices)
         else:
             candidates = self.raw_count()
         if candidates:
@@ -354,30 +361,62 @@ class Space:
         return out
 
     # ---------------------------------------------------------------- ids
-    def format_id(self, choices: dict[str, tuple[int, ...]]) -> str:
-        return ";".join(_cell_id(self.cell_of[k], choices[k]) for k in self.instances)
+    def _id_instances(self) -> list[str]:
+        """The cell instances an id names: all of them, except that a space with numeric
+        choices leaves out cells that have a single configuration (NATS-Bench's size space
+        is then named by its channels alone, ``64:32:8:64:16``)."""
+        if not self.numeric:
+            return self.instances
+        return [k for k in self.instances if _radix_product(self.edge_radices[k]) > 1]
+
+    def format_id(self, choices: dict[str, tuple[int, ...]], numeric: tuple[int, ...] = ()) -> str:
+        parts = [":".join(str(v) for v in numeric)] if self.numeric else []
+        parts += [_cell_id(self.cell_of[k], choices[k]) for k in self._id_instances()]
+        return ";".join(parts)
 
     def parse_id(self, text: str) -> int:
-        """Raw index of an id string (NAS-Bench-201's form per cell, ';' between cells)."""
-        parts = text.strip().split(";") if self.instances else [""]
-        if len(parts) != len(self.instances):
-            raise SpaceError(f"id has {len(parts)} cell part(s) but space '{self.name}' has {len(self.instances)} cell "
-                             f"instance(s)", hint=f"ids look like {self.example_id()!r}")
+        """Raw index of an id string: the numeric choices' values joined by ':' (when the
+        space has numeric choices), then NAS-Bench-201's form per cell, ';' between parts."""
+        parts = [p.strip() for p in text.strip().split(";")] if (self.instances or self.numeric) else [""]
         digits: list[int] = []
-        for k, part in zip(self.instances, parts):
-            digits.extend(_parse_cell_id(self.cell_of[k], part.strip(), self.example_id()))
+        if self.numeric:
+            values = parts.pop(0).split(":")
+            if len(values) != len(self.numeric):
+                raise SpaceError(f"id {text!r} gives {len(values)} numeric value(s) but space '{self.name}' has "
+                                 f"{len(self.numeric)} numeric choice(s) ({', '.join(self.numeric)})",
+                                 hint=f"ids look like {self.example_id()!r}")
+            for (name, allowed), v in zip(self.numeric.items(), values):
+                v = v.strip()
+                if not _ASCII_INT.fullmatch(v) or int(v) not in allowed:
+                    raise SpaceError(f"{v!r} is not a value of numeric choice '{name}' in id {text!r}",
+                                     hint=f"'{name}' is one of {', '.join(map(str, allowed))}")
+                digits.append(allowed.index(int(v)))
+        named = self.instances if len(parts) == len(self.instances) else self._id_instances()
+        if len(parts) != len(named):
+            raise SpaceError(f"id has {len(parts)} cell part(s) but space '{self.name}' has {len(named)} cell "
+                             f"instance(s)", hint=f"ids look like {self.example_id()!r}")
+        given = dict(zip(named, parts))
+        for k in self.instances:
+            if k in given:
+                digits.extend(_parse_cell_id(self.cell_of[k], given[k], self.example_id()))
+            else:
+                digits.extend(0 for _ in self.edge_radices[k])
         return _encode(tuple(digits), self.radices)
 
     def example_id(self) -> str:
-        return self.format_id({k: tuple(0 for _ in self.edge_radices[k]) for k in self.instances})
+        return self.format_id({k: tuple(0 for _ in self.edge_radices[k]) for k in self.instances},
+                              tuple(v[0] for v in self.numeric.values()))
 
     # ---------------------------------------------------------------- costs
     def cost_model(self, overrides: dict[str, int] | None = None) -> CostModel:
-        key = tuple(sorted((overrides or {}).items()))
+        # a value the space's own IR already has needs no lowering (numeric choices at their first value)
+        key = tuple(sorted((k, v) for k, v in (overrides or {}).items() if self.ir.constants.get(k) != v))
         if key not in self._cost_models:
+            if len(self._cost_models) > 4096:  # numeric choices: one lowering per value tuple
+                self._cost_models = {(): self._cost_models[()]}
             if self.source is None:
                 raise SpaceError("this space was built without its source; it cannot be re-lowered at another width")
-            ir = apply_options(relower(self.source, dict(overrides or {})), **self.options)
+            ir = apply_options(relower(self.source, dict(key)), **self.options)
             self._cost_models[key] = CostModel(ir)
         return self._cost_models[key]
 
@@ -464,7 +503,9 @@ class Architecture:
         self.index = index
         digits = _decode(index, space.radices)
         self.choices: dict[str, tuple[int, ...]] = {}
-        pos = 0
+        pos = len(space.numeric_radices)
+        # the value of every numeric choice (`c in {8, 16}`)
+        self.numeric: dict[str, int] = {k: vs[d] for (k, vs), d in zip(space.numeric.items(), digits)}
         for k in space.instances:
             n = len(space.edge_radices[k])
             self.choices[k] = tuple(digits[pos : pos + n])
@@ -473,7 +514,7 @@ class Architecture:
     # identity
     @functools.cached_property
     def id(self) -> str:
-        return self.space.format_id(self.choices)
+        return self.space.format_id(self.choices, tuple(self.numeric.values()))
 
     def __repr__(self) -> str:
         return f"<Architecture {self.space.name}#{self.index} {self.id}>"
@@ -491,6 +532,14 @@ class Architecture:
     @property
     def cell_graphs(self) -> dict[str, nx.DiGraph]:
         """The cell DAG of every cell instance (docs/CONTRACTS.md)."""
+        if self.space.numeric and self.constants_override:  # shapes and costs at this architecture's values
+            ir = self.space.lowered(self.constants_override)
+            shapes = {}
+            for st in ir.network:
+                if st.kind == "cell":
+                    shapes.setdefault(st.instance, tuple(st.shape_in))
+            return {k: graphs.cell_graph(ir.cells[ir.instance_cell[k]], self.choices[k], shapes[k])
+                    for k in self.space.instances}
         return {k: self.space.cell_graph(self.space.cell_of[k].name, self.cell_index(k)) for k in self.space.instances}
 
     @property
@@ -527,7 +576,7 @@ class Architecture:
     # costs
     def cost(self, prune: bool | None = None, overrides: dict[str, int] | None = None) -> Cost:
         prune = self.space.ir.prune if prune is None else prune
-        model = self.space.cost_model(self.constants_override if overrides is None else overrides)
+        model = self.space.cost_model(self.constants_override if overrides is None else {**self.numeric, **overrides})
         return model.cost(self.choices, self.dead_edges() if prune else None)
 
     @property
@@ -550,8 +599,11 @@ class Architecture:
 
     @property
     def constants_override(self) -> dict[str, int]:
-        """Constants solved for this architecture (``scale width``), else empty."""
-        return self._solved[0]
+        """This architecture's numeric choices and the constants solved for it (``scale
+        width``); empty when it has neither (the space's own IR is then its IR)."""
+        if not self.numeric:
+            return self._solved[0]
+        return {**self.numeric, **self._solved[0]}
 
     @property
     def constants(self) -> dict[str, int]:

@@ -58,6 +58,29 @@ class ResBlock(nn.Module):
         return residual + self.conv_b(self.conv_a(x))
 
 
+class FactorizedReduce(nn.Module):
+    """NAS-Bench-201's (stride 1: conv1x1 >> bn) and DARTS's (stride 2: relu, two 1x1
+    stride-2 convolutions, the second on the map shifted by one pixel, concatenated, bn)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, skip_init: bool = False):
+        super().__init__()
+        self.stride = stride
+        conv = lambda o: _weighted(nn.Conv2d, skip_init, c_in, o, 1, stride, 0, bias=False)  # noqa: E731
+        if stride == 1:
+            self.conv = conv(c_out)
+        else:
+            self.relu = nn.ReLU()
+            self.conv_1 = conv(c_out // 2)
+            self.conv_2 = conv(c_out - c_out // 2)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return self.bn(self.conv(x))
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
 _SKIP_DRAW_NUMEL = 8192  # below this, building on "meta" costs more than torch's own draw
 
 
@@ -99,14 +122,21 @@ def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False) -> 
         return GlobalAvgPool()
     if p.name == "resblock":
         return ResBlock(shape[0], a["out"], a["stride"], skip_init)
+    if p.name == "factorized_reduce":
+        if a["stride"] == 1 and a["out"] == shape[0]:
+            return nn.Identity()
+        return FactorizedReduce(shape[0], a["out"], a["stride"], skip_init)
     raise NotImplementedError(f"no torch builder for primitive '{p.name}'")  # every PRIMS entry has one (tested)
 
 
-def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...], skip_init: bool = False) -> nn.Module:
+def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...], skip_init: bool = False,
+              channels: int | None = None) -> nn.Module:
     mods = []
-    for p in ops.seq_bind(prims, shape):
+    for p in ops.seq_bind(prims, shape, channels):
         if p.name != "skip":
-            mods.append(build_prim(p, shape, skip_init))
+            m = build_prim(p, shape, skip_init)
+            if not isinstance(m, nn.Identity):  # factorized_reduce with nothing to do
+                mods.append(m)
         shape = ops.PRIMS[p.name].shape(p, shape)
     return nn.Identity() if not mods else nn.Sequential(*mods)
 
@@ -114,9 +144,10 @@ def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...], skip_init: bo
 class CellModule(nn.Module):
     """A cell DAG: node t = sum over its live edges (s -> t) of edge(node s)."""
 
-    def __init__(self, n_nodes: int, edges: dict[tuple[int, int], nn.Module]):
+    def __init__(self, n_nodes: int, edges: dict[tuple[int, int], nn.Module], node_channels: int | None = None):
         super().__init__()
         self.n_nodes = n_nodes
+        self.node_channels = node_channels  # nodes 1..H's channels when they differ from the input's
         self.edges = nn.ModuleDict({f"{s}_{t}": m for (s, t), m in sorted(edges.items(), key=lambda e: (e[0][1], e[0][0]))})
         # the inputs (source node, edge key) of nodes 1 .. H, in order
         self._plan = tuple(tuple((s, f"{s}_{t}") for (s, tt) in sorted(edges) if tt == t) for t in range(1, n_nodes))
@@ -133,7 +164,10 @@ class CellModule(nn.Module):
             total = None
             for s, key in incoming:
                 total = edges[key](nodes[s]) if total is None else total + edges[key](nodes[s])
-            nodes.append(torch.zeros_like(x) if total is None else total)
+            if total is None:
+                total = torch.zeros_like(x) if self.node_channels is None else \
+                    x.new_zeros((x.shape[0], self.node_channels, *x.shape[2:]))
+            nodes.append(total)
         return nodes[-1]
 
 
@@ -230,16 +264,18 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
         cell = ir.cells[st.cell]
         skip = dead.get(st.instance, set()) if dead else set()
         edges = {}
+        edge_shapes = cell.edge_shapes(shape)
         for j, (e, c) in enumerate(zip(cell.edges, choices[st.instance])):
             prims = e.choices[c].prim_tuple()
             if j in skip or any(p.name == "zero" for p in prims):
                 continue
-            m = build_seq(prims, shape, skip_init=True)
+            m = build_seq(prims, edge_shapes[j], skip_init=True, channels=cell.channels)
             for sub in m.modules():
                 if isinstance(sub, nn.Sequential):
                     _mark_relu_followers(sub, relu_after)
             edges[(e.src, e.dst)] = m
-        layers.append(CellModule(cell.nodes, edges))
+        out_c = st.shape_out[0]
+        layers.append(CellModule(cell.nodes, edges, out_c if out_c != st.shape_in[0] else None))
     for m in layers:
         if isinstance(m, ResBlock):
             for seq in (m.conv_a, m.conv_b, m.downsample):

@@ -163,6 +163,8 @@ def _compile_text(text: str, file: str, base_dir: Path | None, allow_outside: bo
         src = SpaceSource(sd, _space_scope(sd, file_scope, bag), bag.sources)
         srcs[sd.name] = src
         ir = Lowerer(src, bag).lower()
+        if ir is not None and ir.numeric:
+            ir = _check_numeric(src, ir, bag)
         if ir is not None:
             spaces[sd.name] = ir
     if not space_defs:
@@ -171,6 +173,25 @@ def _compile_text(text: str, file: str, base_dir: Path | None, allow_outside: bo
     _warn_unused_top_level(module, srcs, bag, file_scope)
     bag.raise_if_errors()
     return Program(file, spaces, srcs, bag.warnings, bag.sources)
+
+
+def _check_numeric(src: SpaceSource, ir: SpaceIR, bag: DiagnosticBag) -> SpaceIR | None:
+    """Lower the space once at every other value of each numeric choice (the others at their
+    first): an error that only one value causes is reported with that value."""
+    ok = True
+    for name, values in ir.numeric.items():
+        options = src.scope.consts[name].options
+        for value, expr in list(zip(values, options))[1:]:
+            sub = DiagnosticBag(sources=bag.sources)
+            Lowerer(src, sub, {name: value}, warn=False).lower()
+            errors = sub.errors
+            if errors:
+                d = errors[0]
+                where = f" ({expr.span.file}:{expr.span.line}:{expr.span.column})"
+                bag.error(f"with {name} = {value}{where}: {d.message}", d.span, d.hint)
+                ok = False
+                break
+    return ir if ok else None
 
 
 def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: bool, bag: DiagnosticBag,
@@ -228,6 +249,10 @@ def _add_top_level(module: ast.Module, bag: DiagnosticBag, scope: Scope, origin:
         if isinstance(item, ast.OpDef):
             _define_op(item, scope, bag, origin)
         elif isinstance(item, ast.ConstDef):
+            if item.options is not None:
+                bag.error(f"numeric choice '{item.name}' is outside a space", item.span,
+                          "a numeric choice is part of one space's architectures: move it into the space")
+                continue
             if scope.const_origin.get(item.name) == origin:
                 bag.error(f"constant '{item.name}' is defined twice", item.span)
             scope.consts[item.name], scope.const_origin[item.name] = item, origin
@@ -409,6 +434,9 @@ class Lowerer:
         """Evaluate constant ``root`` after the constants it depends on, depth first with an
         explicit stack (a chain of thousands of constants needs no recursion); a cycle is an
         error at the reference that closes it."""
+        if self.scope.consts[root].value is None:  # `c in {}`: reported by _numeric
+            self.failed_consts.add(root)
+            return
         path, on_path = [root], {root}
         deps = [iter(_refs(self.scope.consts[root].value))]
         while deps:
@@ -424,7 +452,7 @@ class Lowerer:
                 continue
             dep, where = ref
             if (dep in self.overrides or dep in self.const_values or dep in self.failed_consts
-                    or dep not in self.scope.consts):
+                    or dep not in self.scope.consts or self.scope.consts[dep].value is None):
                 continue  # known, already reported, or reported when path[-1] is evaluated
             if dep in on_path:
                 cycle = " -> ".join(path[path.index(dep):] + [dep])
@@ -484,6 +512,7 @@ class Lowerer:
                 self.bag.error(f"input shape {list(input_shape)} is neither [features] nor [channels, height, width]",
                                inputs[0].span)
                 input_shape = None
+        numeric = self._numeric()
         cells = self._lower_cells()
         nets = [i for i in items if isinstance(i, ast.NetworkDef)]
         if not nets:
@@ -522,12 +551,13 @@ class Lowerer:
         consts = {k: cv[k] for k in [k for k in self.scope.consts if k in cv] if type(cv[k]) is int}
         consts.update({k: v for k, v in self.overrides.items()})
         used_cells = {st.cell for st in network if st.kind == "cell"}
+        cells = {**cells, **self.variants}
         return SpaceIR(
             name=sd.name, file=sd.span.file, constants=consts, input_shape=list(input_shape),
             output_shape=network[-1].shape_out if network else list(input_shape), bias=self.bias, prune=prune,
             init=init, cells={k: v for k, v in cells.items() if k in used_cells}, instances=list(instances),
             instance_cell=dict(instances), network=network, budgets=budgets, requires=requires,
-            unique=bool(uniques))
+            unique=bool(uniques), numeric=numeric)
 
     def _own(self, kind: str) -> list[str]:
         """Names of the ops or constants this space defines itself (not the file's: a file
@@ -538,10 +568,34 @@ class Lowerer:
     def _referenced_names(self) -> set[str]:
         return self.used
 
+    # -- numeric choices
+    def _numeric(self) -> dict[str, list[int]]:
+        """The space's own numeric choices (`c in {8, 16}`): name -> values."""
+        out: dict[str, list[int]] = {}
+        for d in self.sd.items:
+            if not isinstance(d, ast.ConstDef) or d.options is None or self.scope.consts.get(d.name) is not d:
+                continue
+            if not d.options:
+                self.bag.error(f"numeric choice '{d.name}' has no values", d.span,
+                               f"list the values it chooses from, e.g. '{d.name} in {{8, 16, 32}}'")
+                continue
+            values: list[int] = []
+            for e in d.options:
+                v = self._try(self.eval_int, e, f"a value of '{d.name}'")
+                if v is None:
+                    continue
+                if v in values:
+                    self.bag.error(f"{v} appears twice in numeric choice '{d.name}'", e.span, "remove the duplicate")
+                    continue
+                values.append(v)
+            out[d.name] = values
+        return out
+
     # -- cells
     def _lower_cells(self) -> dict[str, CellIR] | None:
         out: dict[str, CellIR] = {}
         self.cell_defs: dict[str, ast.CellDef] = {}
+        self.variants: dict[str, CellIR] = {}  # parameterized cells, one per argument tuple
         ok = True
         for cd in (i for i in self.sd.items if isinstance(i, ast.CellDef)):
             name = cd.name or "cell"
@@ -551,6 +605,13 @@ class Lowerer:
                 ok = False
                 continue
             self.cell_defs[name] = cd
+            if cd.params is not None:  # lowered where it is placed, with its arguments
+                names = [p.name for p in cd.params]
+                dup = [p for p in cd.params if names.count(p.name) > 1]
+                if dup:
+                    self.bag.error(f"parameter '{dup[0].name}' appears twice in cell '{name}'", dup[-1].span)
+                    ok = False
+                continue
             cell = self._try(self._lower_cell, cd, name)
             if cell is None:
                 ok = False
@@ -558,7 +619,9 @@ class Lowerer:
                 out[name] = cell
         return out if ok else None
 
-    def _lower_cell(self, cd: ast.CellDef, name: str) -> CellIR:
+    def _lower_cell(self, cd: ast.CellDef, name: str, local: dict | None = None,
+                    variant: str | None = None) -> CellIR:
+        local = local or {}
         if not cd.nodes:
             self._fail(f"cell '{name}' does not say how many nodes it has", cd.span, "add 'nodes 4' (X0 input .. X3 output)")
         if len(cd.nodes) > 1:
@@ -570,17 +633,27 @@ class Lowerer:
             if dup:
                 self._fail(f"node '{dup[0]}' is named twice", ns.span)
         else:
-            n = self.eval_int(ns.count, "the node count", minimum=2)
+            n = self.eval_int(ns.count, "the node count", local, minimum=2)
             if n > 64:
                 self._fail(f"a cell of {n} nodes is too large (at most 64)", ns.span)
             names = [f"X{i}" for i in range(n)]
         n = len(names)
         if n < 2:
             self._fail("a cell needs at least 2 nodes (input and output)", ns.span)
+        channels = None
+        for st in cd.channels:
+            if st.keyword != "channels":
+                self._fail(f"unknown cell statement '{st.keyword}'", st.keyword_span,
+                           did_you_mean(st.keyword, ["channels", "nodes", "edge"]) or
+                           "a cell has 'nodes', 'edge' and 'channels' statements")
+        for extra in cd.channels[1:]:
+            self._fail(f"cell '{name}' declares its channels twice", extra.span, "keep one 'channels'")
+        if cd.channels:
+            channels = self.eval_int(cd.channels[0].value, "a cell's channels", local, minimum=1)
         edges: dict[tuple[int, int], EdgeIR] = {}
         explicit: dict[tuple[int, int], Span] = {}
         for es in cd.edges:
-            choices = self._try(self._lower_choices, es)
+            choices = self._try(self._lower_choices, es, local)
             if es.src is None:
                 pairs = [(s, t) for t in range(1, n) for s in range(t)]
             else:
@@ -602,8 +675,9 @@ class Lowerer:
                 edges[(s, t)] = EdgeIR(src=s, dst=t, choices=choices, span=_sspan(es.span))
         if not cd.edges:
             self.bag.warning(f"cell '{name}' has no edges: its output is always zero", cd.span)
-        return CellIR(name=name, nodes=n, node_names=names,
-                      edges=[edges[k] for k in sorted(edges, key=lambda st: (st[1], st[0]))], span=_sspan(cd.span))
+        return CellIR(name=variant or name, nodes=n, node_names=names,
+                      edges=[edges[k] for k in sorted(edges, key=lambda st: (st[1], st[0]))], span=_sspan(cd.span),
+                      channels=channels, definition=name if variant else None)
 
     def _node_index(self, ref: ast.NodeRef, names: list[str]) -> int:
         n = len(names)
@@ -620,12 +694,12 @@ class Lowerer:
             return self._node_index(ast.NodeRef(int(ref.value[1:]), ref.span), names)
         self._fail(f"unknown node '{ref.value}'", ref.span, did_you_mean(ref.value, names) or f"nodes are {', '.join(names)}")
 
-    def _lower_choices(self, es: ast.EdgeStmt) -> list[ChoiceIR]:
+    def _lower_choices(self, es: ast.EdgeStmt, local: dict | None = None) -> list[ChoiceIR]:
         out: list[ChoiceIR] = []
         seen: dict[str, Span] = {}
         ok = True
         for item in es.choices:
-            prims = self._try(self._expand_seq, item.op, {}, (), False)
+            prims = self._try(self._expand_seq, item.op, dict(local or {}), (), False)
             if prims is None:
                 ok = False
                 continue
@@ -792,7 +866,7 @@ class Lowerer:
                 return shape
             if isinstance(term, ast.Repeat):
                 self._check_repeat(term)
-                if term.mode is not None and not _mentions_cell(term.body, cells):
+                if term.mode is not None and not _mentions_cell(term.body, self.cell_defs):
                     self._fail(f"'{term.mode}' repeats need a cell to repeat", term.span,
                                f"'{term.mode}' says whether cell placements share their choice; drop it here")
                 if term.mode == "independent":
@@ -807,11 +881,18 @@ class Lowerer:
                                    "lower the repeat count")
                 return shape
             name = term.name
-            if name in cells and name not in self.scope.ops:
-                if term.has_parens:
-                    self._fail(f"cell '{name}' takes no arguments", term.span)
-                cell = cells[name]
+            if name in self.cell_defs and name not in self.scope.ops:
+                cd = self.cell_defs[name]
+                if cd.params is None and term.has_parens:
+                    self._fail(f"cell '{name}' takes no arguments", term.span,
+                               f"give it parameters to take some: 'cell {name}(c) {{ ... }}'")
                 self.used.add(name)
+                if cd.params is None:
+                    if name not in cells:  # its own errors are reported
+                        raise _Abort
+                    cell = cells[name]
+                else:
+                    cell = self._cell_variant(cd, name, term)
                 if mode is None:
                     inst = name
                 elif mode[0] == "shared" and (mode[1], name) in scopes:
@@ -820,16 +901,24 @@ class Lowerer:
                     inst = f"{name}#{len(instances)}"
                     if mode[0] == "shared":
                         scopes[mode[1], name] = inst
-                instances.setdefault(inst, name)
+                if inst in instances and instances[inst] != cell.name:
+                    first = self.variants.get(instances[inst]) or cells[instances[inst]]
+                    if _edge_structure(first) != _edge_structure(cell):
+                        self._fail(f"the placements of cell '{name}' share one choice but their edges differ "
+                                   f"({instances[inst]} and {cell.name})", term.span,
+                                   "keep the node count and the edges independent of the cell's arguments, or "
+                                   "place them in an 'independent' repeat")
+                instances.setdefault(inst, cell.name)
                 self._check_cell_shape(cell, shape, term.span)
-                stages.append(StageIR(kind="cell", cell=name, instance=inst, shape_in=list(shape),
-                                      shape_out=list(shape), span=_sspan(term.span)))
-                return shape
-            if name == "cell" and not cells:
+                out_shape = cell.node_shapes(shape)[-1]
+                stages.append(StageIR(kind="cell", cell=cell.name, instance=inst, shape_in=list(shape),
+                                      shape_out=list(out_shape), span=_sspan(term.span)))
+                return out_shape
+            if name == "cell" and not self.cell_defs:
                 self._fail("the network uses 'cell' but the space defines no cell", term.span,
                            "add 'cell { nodes 4  edge * : zero | skip | linear }'")
-            if name not in self.scope.ops and name not in ops.PRIMS and name not in cells:
-                cands = list(cells) + list(self.scope.ops) + list(ops.PRIMS)
+            if name not in self.scope.ops and name not in ops.PRIMS and name not in self.cell_defs:
+                cands = list(self.cell_defs) + list(self.scope.ops) + list(ops.PRIMS)
                 self._fail(f"unknown op or cell '{name}'", term.span, did_you_mean(name, cands))
             for p in self._expand_call(term, {}, ()):
                 p = ops.bind(p, shape)
@@ -862,23 +951,57 @@ class Lowerer:
 
     def _check_cell_shape_once(self, cell: CellIR, shape, span: Span) -> None:
         bad = False
+        nodes = cell.node_shapes(shape)
+        reported: set[tuple] = set()
         for e in cell.edges:
+            src, want = nodes[e.src], nodes[e.dst]
             for c in e.choices:  # `edge *` shares its choices: each is reported once
                 where = _span(c.span) or span
+                prims = c.prim_tuple()
+                if any(p.name == "zero" for p in prims):
+                    continue  # contributes nothing, of whatever shape the node has
+                key = (c.span, src)
+                if key in reported:
+                    continue
                 try:
-                    out = ops.seq_cost(c.prim_tuple(), tuple(shape))[0]
+                    out = ops.seq_cost(prims, tuple(src), cell.channels)[0]
                 except ops.ShapeError as exc:
-                    msg, hint = _shape_message(exc, shape)
-                    self.bag.error(f"op '{c.label}' in cell '{cell.name}' cannot take the cell's shape {list(shape)}: {msg}",
+                    msg, hint = _shape_message(exc, src)
+                    what = "the cell's shape" if src == nodes[0] else f"node X{e.src}'s shape"
+                    self.bag.error(f"op '{c.label}' in cell '{cell.name}' cannot take {what} {list(src)}: {msg}",
                                    where, hint)
+                    reported.add(key)
                     bad = True
                     continue
-                if list(out) != list(shape):
+                if cell.channels is not None and list(out) != list(want):
+                    reported.add(key)
+                    self.bag.error(f"op '{c.label}' on edge {e.src} -> {e.dst} of cell '{cell.name}' gives {list(out)} "
+                                   f"from {list(src)}, but node X{e.dst} has shape {list(want)}", where,
+                                   f"every non-zero edge into a node must give the node's shape ({cell.channels} "
+                                   "channels, the cell's 'channels'); leave 'out' to default to it")
+                    bad = True
+                    continue
+                if cell.channels is None and list(out) != list(shape):
                     self.bag.error(f"op '{c.label}' in cell '{cell.name}' changes the shape {list(shape)} -> {list(out)}",
                                    where, "cell nodes are sums of their edges, so every edge op must keep the shape")
                     bad = True
         if bad:
             raise _Abort
+
+    def _cell_variant(self, cd: ast.CellDef, name: str, call: ast.OpCall) -> CellIR:
+        """A parameterized cell lowered with the arguments of one placement (cached)."""
+        bound = self._bind_args(call, [(p.name, p.default) for p in cd.params], {}, name)
+        for k, v in bound.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                self._fail(f"argument '{k}' of cell '{name}' must be a whole number, got {_show(v)}", call.span)
+        key = f"{name}(" + ", ".join(f"{k}={v}" for k, v in bound.items()) + ")"
+        if key not in self.variants:
+            errors = self.bag.error_calls
+            cell = self._try(self._lower_cell, cd, name, bound, key)
+            if cell is None or self.bag.error_calls > errors:
+                raise _Abort
+            self.variants[key] = cell
+        return self.variants[key]
 
     # -- budgets and constraints
     def _budget(self, b: ast.Budget) -> BudgetIR:
@@ -896,6 +1019,9 @@ class Lowerer:
             if b.scale not in self.scope.consts:
                 self._fail(f"'scale {b.scale}': no constant named '{b.scale}'", b.scale_span,
                            did_you_mean(b.scale, self.scope.consts) or "scale names the constant to solve for, e.g. 'scale width'")
+            if b.scale in self.scope.consts and self.scope.consts[b.scale].options is not None:
+                self._fail(f"'scale {b.scale}': '{b.scale}' is a numeric choice, not a constant to solve for",
+                           b.scale_span, "scale a plain constant ('width 64')")
             v = self.const(b.scale, b.scale_span)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 self._fail(f"'scale {b.scale}': the constant must be a positive whole number, got {_show(v)}",
@@ -990,6 +1116,10 @@ def _refs(e: ast.Expr):
 
 def _span(s: SourceSpan | None) -> Span | None:
     return Span(s.file, s.line, s.column, s.end_line, s.end_column) if s else None
+
+
+def _edge_structure(cell: CellIR) -> list:
+    return [(e.src, e.dst, [c.label for c in e.choices]) for e in cell.edges]
 
 
 def _mentions_cell(term, cells) -> bool:

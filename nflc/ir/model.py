@@ -62,6 +62,19 @@ class CellIR(BaseModel):
     node_names: list[str]
     edges: list[EdgeIR]  # sorted by (dst, src): NAS-Bench-201's order
     span: SourceSpan | None = None
+    channels: int | None = None  # channels (features) of nodes 1..H; None: the cell's input's
+    definition: str | None = None  # the cell definition a parameterized cell was lowered from
+
+    def node_shapes(self, shape_in) -> list[tuple[int, ...]]:
+        """The shape of every node X0..XH when the cell is placed on ``shape_in``."""
+        shape_in = tuple(shape_in)
+        inner = shape_in if self.channels is None else (self.channels, *shape_in[1:])
+        return [shape_in] + [inner] * (self.nodes - 1)
+
+    def edge_shapes(self, shape_in) -> list[tuple[int, ...]]:
+        """The input shape of every edge (its source node's shape), in edge order."""
+        nodes = self.node_shapes(shape_in)
+        return [nodes[e.src] for e in self.edges]
 
 
 class StageIR(BaseModel):
@@ -110,6 +123,9 @@ class SpaceIR(BaseModel):
     budgets: list[BudgetIR] = []
     requires: list[RequireIR] = []
     unique: bool = False
+    # numeric choices (`c1 in {8, 16}`): name -> values, in declaration order; the IR itself
+    # is lowered at one value of each (the first, unless overridden)
+    numeric: dict[str, list[int]] = {}
 
     def to_text(self) -> str:
         """One stable line per node (for diffs and golden tests)."""
@@ -117,8 +133,10 @@ class SpaceIR(BaseModel):
                  f" bias={str(self.bias).lower()} prune={str(self.prune).lower()} init={self.init}"]
         for k, v in self.constants.items():
             lines.append(f"  const {k} = {v}")
+        for k, vs in self.numeric.items():
+            lines.append(f"  choice {k} in {{{', '.join(map(str, vs))}}}")
         for cell in self.cells.values():
-            lines.append(f"  cell {cell.name} nodes={cell.nodes}")
+            lines.append(f"  cell {cell.name} nodes={cell.nodes}" + (f" channels={cell.channels}" if cell.channels else ""))
             for e in cell.edges:
                 ch = " | ".join(f"{c.label}=" + " >> ".join(str(p) for p in c.prims) for c in e.choices)
                 lines.append(f"    edge {e.src}->{e.dst}: {ch}")
@@ -150,6 +168,17 @@ class SpaceIR(BaseModel):
         for st in self.network:
             if st.kind == "cell" and (st.instance not in self.instance_cell or st.cell not in self.cells):
                 bad.append(f"stage {st} refers to an unknown cell instance")
+            elif st.kind == "cell" and list(self.cells[st.cell].node_shapes(st.shape_in)[-1]) != st.shape_out:
+                bad.append(f"stage {st}: its output shape is not its cell's output node's")
+            elif st.kind == "cell":
+                first = self.cells[self.instance_cell[st.instance]]
+                here = self.cells[st.cell]
+                if [(e.src, e.dst, [c.label for c in e.choices]) for e in first.edges] != \
+                        [(e.src, e.dst, [c.label for c in e.choices]) for e in here.edges]:
+                    bad.append(f"stage {st}: placements sharing instance {st.instance} differ in their edges")
+        for k, vs in self.numeric.items():
+            if not vs or len(set(vs)) != len(vs):
+                bad.append(f"numeric choice {k} has no values or repeated values")
         for a, b in zip(self.network, self.network[1:]):
             if a.shape_out != b.shape_in:
                 bad.append(f"shape chain broken between {a} and {b}")

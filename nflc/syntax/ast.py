@@ -113,8 +113,9 @@ class OpDef:
 @dataclass(frozen=True)
 class ConstDef:
     name: str
-    value: Expr
+    value: Expr | None  # the first option of a numeric choice (None when the set is empty)
     span: Span
+    options: tuple[Expr, ...] | None = None  # `c in {8, 16}`: a numeric choice
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,21 @@ class NodesStmt:
 
 
 @dataclass(frozen=True)
+class ChannelsStmt:
+    value: Expr
+    span: Span
+    keyword: str = "channels"  # as written (a cell statement `NAME EXPR`; the lowering checks the name)
+    keyword_span: Span | None = None
+
+
+@dataclass(frozen=True)
 class CellDef:
     name: str | None
     nodes: tuple[NodesStmt, ...]
     edges: tuple[EdgeStmt, ...]
     span: Span
+    params: tuple[Param, ...] | None = None  # `cell c(w) { ... }`, placed as `c(16)`
+    channels: tuple[ChannelsStmt, ...] = ()
 
 
 @dataclass(frozen=True)

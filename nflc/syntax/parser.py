@@ -168,6 +168,12 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ConstDef(str(items[0]), items[1], self._s(meta))
 
     @v_args(meta=True)
+    def choice_const(self, meta, items):
+        name, *values = items
+        values = tuple(v for v in values if v is not None)
+        return ast.ConstDef(str(name), values[0] if values else None, self._s(meta), options=values)
+
+    @v_args(meta=True)
     def input_stmt(self, meta, items):
         return ast.InputStmt(tuple(items), self._s(meta))
 
@@ -186,10 +192,16 @@ class _ToAst(Transformer_NonRecursive):
     # -- cells
     @v_args(meta=True)
     def cell_def(self, meta, items):
-        name, *body = items
+        name, params, *body = items
         nodes = tuple(i for i in body if isinstance(i, ast.NodesStmt))
         edges = tuple(i for i in body if isinstance(i, ast.EdgeStmt))
-        return ast.CellDef(str(name) if name is not None else None, nodes, edges, self._s(meta))
+        channels = tuple(i for i in body if isinstance(i, ast.ChannelsStmt))
+        return ast.CellDef(str(name) if name is not None else None, nodes, edges, self._s(meta),
+                           tuple(params) if params is not None else None, channels)
+
+    @v_args(meta=True)
+    def channels_stmt(self, meta, items):
+        return ast.ChannelsStmt(items[1], self._s(meta), str(items[0]), _span(self.file, items[0]))
 
     @v_args(meta=True)
     def nodes_count(self, meta, items):
@@ -328,6 +340,26 @@ def _unclosed_hint(text: str, end: int | None = None, kinds: str = "{([") -> str
     return f"is a '{close}' missing? the '{ch}' at line {n}, column {col} is never closed"
 
 
+def _keyword_in_cell(text: str, pos: int, src_line: str) -> tuple[str, int] | None:
+    """(word, column) when the line of offset ``pos`` begins with a statement keyword that is
+    no cell statement, inside a cell's braces: a cell's `NAME EXPR` statement (`channels 16`)
+    read it as a name, and the real mistake is the cell's missing '}'."""
+    m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", src_line)
+    if m is None or m.group(1) not in _STATEMENT_KEYWORDS - {"nodes", "edge"}:
+        return None
+    line_start = text.rfind("\n", 0, pos) + 1
+    wpos = line_start + m.start(1)
+    if wpos >= pos:
+        return None
+    found = _open_bracket(text, wpos)
+    if found is None or found[0] != "{":
+        return None
+    opener = source_lines(text)[found[1] - 1]
+    if not re.match(r"\s*cell\b", opener):
+        return None
+    return m.group(1), m.start(1) + 1
+
+
 def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse .nfl source text into an AST, or raise :class:`SyntaxError_` with a caret.
 
@@ -368,6 +400,13 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
         else:
             msg = f"unexpected {str(tok)!r}; expected {_describe_expected(set(exc.expected))}"
             pos = tok.start_pos or 0
+            stray = _keyword_in_cell(text, pos, src_line)
+            if stray is not None:  # `network = ...` read as a cell's `channels`-like statement
+                word, wcol = stray
+                wpos = pos - (column - wcol)
+                msg = f"unexpected {word!r}; expected 'channels', 'edge', 'nodes', '}}'"
+                return SyntaxError_(msg, diagnostics=[Diagnostic("error", msg, Span(file, line, wcol, line,
+                                    wcol + len(word)), _unclosed_hint(text, wpos, "{"))], sources={file: text})
             # an unclosed ( or [ before the token, or a `}` forgotten before a new statement
             hint = _unclosed_hint(text, pos, "([")
             if hint is None and "RBRACE" in exc.expected and str(tok) in _STATEMENT_KEYWORDS \
