@@ -22,7 +22,7 @@ For every architecture:
     not ``lambda_min``, carries the paper's depth trend.
   * generalization: minus the leading term of the NTK bound (Theorem 4.5),
     ``(sum_p d_p) * sqrt(y^T Theta^-1 y / N)`` with centred one-hot labels averaged over
-    classes, or ``(sum_p d_p) / sqrt(lambda_min(Theta))`` without labels (``--data none``).
+    classes, or ``(sum_p d_p) / sqrt(lambda_min(Theta))`` without labels (``--dataset none``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import numpy as np
 import scipy.linalg
 from pydantic import BaseModel
 
+from nflc.analysis import groups
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
@@ -47,7 +48,7 @@ Measure = Literal["auto", "finite", "none"]
 class Score(BaseModel):
     value: float
     formula: str
-    source: Literal["exact", "closed-form", "finite-width", "topology"]
+    source: Literal["exact", "closed-form", "finite-width", "topology", "none"]
 
 
 class ArchAnalysis(BaseModel):
@@ -58,6 +59,8 @@ class ArchAnalysis(BaseModel):
     topology: dict
     kernels: dict
     scores: dict[str, Score]
+    group: int = -1  # index of the representative of its computing-graph group (nflc.analysis.groups)
+    group_size: int = 1  # architectures of the analysis in that group
 
 
 class DataInfo(BaseModel):
@@ -146,14 +149,14 @@ def curvature(arch) -> float:
 def _eig_summary(k: np.ndarray, y: np.ndarray | None) -> dict:
     """lambda_min, lambda_max, condition number, the pair bound, and y^T K^-1 y (labels).
 
-    Only the two extreme eigenvalues are computed (LAPACK's syevr on a subset) and
-    y^T K^-1 y comes from a Cholesky solve: a full eigendecomposition per architecture
-    would dominate the analysis of a space.
+    The eigenvalues come from one LAPACK call without eigenvectors (the tridiagonal
+    reduction dominates; two calls for the two extreme eigenvalues cost a third more) and
+    y^T K^-1 y from a Cholesky solve.
     """
     k = (k + k.T) / 2
     n = k.shape[0]
-    lo = float(scipy.linalg.eigh(k, eigvals_only=True, subset_by_index=[0, 0], check_finite=False)[0])
-    hi = float(scipy.linalg.eigh(k, eigvals_only=True, subset_by_index=[n - 1, n - 1], check_finite=False)[0])
+    eig = scipy.linalg.eigh(k, eigvals_only=True, check_finite=False)
+    lo, hi = float(eig[0]), float(eig[-1])
     tol = n * np.finfo(np.float64).eps * max(abs(lo), abs(hi), 1e-300)
     lam = 0.0 if abs(lo) <= tol else lo
     diag = np.diag(k)
@@ -173,6 +176,8 @@ def _eig_summary(k: np.ndarray, y: np.ndarray | None) -> dict:
 
 
 def _generalization(sum_depth: int, ntk: dict, n: int) -> tuple[float, str]:
+    if not ntk:  # no kernels measured (--measure none)
+        return math.nan, "not computed: no kernels (--measure none)"
     if sum_depth == 0:
         return 0.0, "no parameterized edge on any path: the bound's leading term is 0"
     if "y_inv_y" in ntk:
@@ -194,8 +199,8 @@ def analyze_architecture(arch, topo: dict, kern: dict, source: str, n: int) -> A
     sum_depth = topo["sum_depth"]
     kappa = curvature(arch)
     conv = kern.get("nngp", {}).get("pair_bound", math.nan)
-    gen, gen_formula = _generalization(sum_depth, kern.get("ntk", {"lambda_min": math.nan}), n)
-    src = "exact" if source == "exact" else "finite-width"
+    gen, gen_formula = _generalization(sum_depth, kern.get("ntk", {}), n)
+    src = {"exact": "exact", "none": "none"}.get(source, "finite-width")
     scores = {
         "expressivity": Score(value=kappa, formula="1 / prod_placements sum_p exp(-5 d_p / (8 m))  [paper Thm 4.1, C = 1]",
                               source="closed-form"),
@@ -222,49 +227,166 @@ def _finite_kernels(arch, x: np.ndarray, y, seed: int) -> dict:
     return {"source": "finite-width", "seed": seed, "nngp": _eig_summary(nngp, None), "ntk": _eig_summary(ntk, y)}
 
 
+class FiniteEstimate(BaseModel):
+    """What the finite-width measurements of ``networks`` networks on ``samples`` inputs will cost."""
+
+    networks: int
+    samples: int
+    bytes_per_network: int  # the largest network's peak, estimated from its activations
+    largest: str  # id of that network
+    seconds: float | None  # None when not probed (small jobs)
+    probe: str  # how the time was estimated
+
+
+def finite_bytes(arch, x: np.ndarray) -> int:
+    """Peak memory of :func:`_finite_kernels` on ``len(x)`` inputs, from one forward pass of
+    one input: the NTK keeps every activation for the backward pass, a copy of the input
+    and of the output of every parameterized layer and its output gradient (float64), and
+    the largest layer's unfolded conv patches; plus the N x N kernels."""
+    import torch
+    from torch import nn
+
+    module = arch.to_module(seed=0).double()
+    acts = [0, 0]  # leaf outputs, parameterized inputs + outputs
+    patch = [0]
+
+    def hook(mod, inp, out):
+        if not isinstance(out, torch.Tensor):
+            return
+        if next(mod.children(), None) is None:
+            acts[0] += out.numel()
+        if next(mod.parameters(recurse=False), None) is not None:
+            acts[1] += inp[0].numel() + out.numel()
+            if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+                positions = math.prod(out.shape[2:])
+                patch[0] = max(patch[0], positions * mod.in_channels * math.prod(mod.kernel_size))
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules()]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, *x.shape[1:], dtype=torch.float64))
+    finally:
+        for h in hooks:
+            h.remove()
+    n = len(x)
+    params = sum(p.numel() for p in module.parameters())
+    return 8 * (n * (acts[0] + acts[1] + 2 * patch[0]) + 4 * n * n + 2 * params) + 2 * 8 * 2**24
+
+
+def estimate_finite(archs: list, x: np.ndarray, seed: int, probe_samples: int = 4) -> FiniteEstimate:
+    """Memory of the largest network; time from timing the smallest and the largest network
+    (by FLOPs) on ``probe_samples`` inputs, interpolated linearly in FLOPs for the others and
+    scaled linearly to ``len(x)`` inputs. Small jobs (under 16 times a probe) are not timed."""
+    flops = [a.flops for a in archs]
+    big = max(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
+    small = min(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
+    n = len(x)
+    seconds, probe = None, "not timed (a small job)"
+    if len(archs) * n > 16 * 2 * probe_samples and n > probe_samples:
+        t = {}
+        for i in {big, small}:
+            t0 = time.perf_counter()
+            _finite_kernels(archs[i], x[:probe_samples], None, seed)
+            t[i] = time.perf_counter() - t0
+        span = flops[big] - flops[small]
+        per = [t[small] + (t[big] - t[small]) * ((f - flops[small]) / span if span else 0.0) for f in flops]
+        seconds = sum(per) * n / probe_samples
+        probe = f"timed on {probe_samples} inputs of the smallest and the largest network, scaled to {n}"
+    return FiniteEstimate(networks=len(archs), samples=n, bytes_per_network=finite_bytes(archs[big], x),
+                          largest=archs[big].id, seconds=seconds, probe=probe)
+
+
+WARN_SECONDS = 60.0
+WARN_BYTES = 2**30
+
+
+def finite_warning(est: FiniteEstimate) -> str | None:
+    """A warning when the finite-width measurements will take minutes or gigabytes, else None."""
+    from nflc.analysis.progress import format_seconds
+    from nflc.space import available_memory
+
+    slow = est.seconds is not None and est.seconds > WARN_SECONDS
+    big = est.bytes_per_network > WARN_BYTES
+    if not (slow or big):
+        return None
+    what = []
+    if est.seconds is not None:
+        what.append(f"take about {format_seconds(est.seconds)} ({est.probe})")
+    mem = f"need about {est.bytes_per_network / 1e9:.1f} GB of memory for the largest network ({est.largest})"
+    avail = available_memory()
+    if avail is not None and est.bytes_per_network > avail:
+        mem += f", more than the {avail / 1e9:.1f} GB available"
+    what.append(mem)
+    return (f"the finite-width kernels of {est.networks:,} network(s) on N = {est.samples} inputs will "
+            + " and ".join(what) + "; fewer inputs (--samples N) or networks (--archs sample:K) cost proportionally less")
+
+
 def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
-            measure: Measure = "auto", progress: Callable[[int, int], None] | None = None) -> Analysis:
-    """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``."""
+            measure: Measure = "auto", progress: Callable[[int, int], None] | None = None,
+            warn: Callable[[str], None] | None = None) -> Analysis:
+    """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``.
+
+    Architectures that compute the same function (:mod:`nflc.analysis.groups`) share one
+    kernel computation, that of their group's representative; ``warn`` receives a message
+    before finite-width measurements that will take minutes or gigabytes.
+    """
     t0 = time.perf_counter()
     archs = list(space if archs is None else archs)
     if not archs:
         raise NflcError(f"space '{space.name}' has no architecture to analyze", hint="check its budgets and constraints")
     x, y, info = analysis_inputs(space, data, samples, seed)
+    rep_of = groups.representatives(archs)
+    reps = sorted(set(rep_of))
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(rep_of):
+        members.setdefault(r, []).append(i)
     net_reason = network_support(space.ir)
-    exact = [a for a in archs if measure != "finite" and exact_support(a) is None] if net_reason is None else []
-    exact_ids = {a.index for a in exact}
-    kern: dict[int, dict] = {}
+    exact_reps = [r for r in reps if measure != "finite" and exact_support(archs[r]) is None] if net_reason is None else []
+    exact_set = set(exact_reps)
+    finite_reps = [r for r in reps if r not in exact_set]
+    kern: dict[int, dict] = {}  # representative position -> kernels
     done = 0
-    if exact:
-        xs = normalize_inputs(x)
-        for a, ck in zip(exact, K.space_kernels((a.graph for a in exact), xs)):
-            kern[a.index] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None), "ntk": _eig_summary(ck.ntk, y)}
-            done += 1
-            if progress:
-                progress(done, len(archs))
-    for a in archs:
-        if a.index in exact_ids:
-            continue
-        if measure == "none":
-            kern[a.index] = {"source": "none"}
-        else:
-            kern[a.index] = _finite_kernels(a, x, y, seed)
-        done += 1
+
+    def finished(r: int) -> None:
+        nonlocal done
+        done += len(members[r])
         if progress:
             progress(done, len(archs))
+
+    if exact_reps:
+        xs = normalize_inputs(x)
+        for r, ck in zip(exact_reps, K.space_kernels((archs[r].graph for r in exact_reps), xs)):
+            kern[r] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None), "ntk": _eig_summary(ck.ntk, y)}
+            finished(r)
+    if finite_reps and measure != "none" and warn is not None:
+        message = finite_warning(estimate_finite([archs[r] for r in finite_reps], x, seed))
+        if message:
+            warn(message)
+    for r in finite_reps:
+        kern[r] = {"source": "none"} if measure == "none" else _finite_kernels(archs[r], x, y, seed)
+        finished(r)
     results = []
-    for a in archs:
-        k = kern[a.index]
-        results.append(analyze_architecture(a, topology_summary(a), k, k["source"], samples))
+    for i, a in enumerate(archs):
+        r = rep_of[i]
+        k = dict(kern[r])
+        if r != i and k["source"] == "finite-width":
+            k["measured_on"] = archs[r].id  # the group shares its representative's module
+        res = analyze_architecture(a, topology_summary(a), k, k["source"], samples)
+        res.group, res.group_size = archs[r].index, len(members[r])
+        results.append(res)
     ids = [r.id for r in results]
     scores = {asp: [r.scores[asp].value for r in results] for asp in ASPECTS}
-    report = nfl_report(ids, scores, [r.topology["paths"] for r in results], [r.topology["mean_depth"] for r in results])
+    report = nfl_report(ids, scores, [r.topology["paths"] for r in results], [r.topology["mean_depth"] for r in results],
+                        groups=[r.group for r in results], complete=True)
     note = None
-    if len(exact) < len(archs):
-        why = net_reason or next((exact_support(a) for a in archs if a.index not in exact_ids), None)
-        note = (f"exact infinite-width kernels do not apply to {len(archs) - len(exact)} architecture(s) ({why}); "
-                + ("they carry finite-width measurements at initialisation" if measure != "none" else "no kernels computed"))
-    return Analysis(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=len(exact) == len(archs),
+    n_exact = sum(len(members[r]) for r in exact_reps)
+    if n_exact < len(archs):
+        why = net_reason or next((exact_support(archs[r]) for r in finite_reps), None)
+        note = (f"exact infinite-width kernels do not apply to {len(archs) - n_exact} architecture(s) ({why}); "
+                + ("they carry finite-width measurements at initialisation, one per computing graph"
+                   if measure != "none" else "no kernels computed (--measure none): no convergence or "
+                   "generalization score for them"))
+    return Analysis(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=n_exact == len(archs),
                     exact_note=note, seconds=time.perf_counter() - t0, architectures=results, report=report)
 
 
