@@ -15,13 +15,31 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from nflc.errors import NflcError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _Commands(TyperGroup):
+    """``list --json`` and ``ops --json`` without a value (last, or before another option or
+    a ``.nfl`` file) mean ``--json -``, JSON lines on standard output: every ``--json``
+    takes a PATH, and the bare form keeps working."""
+
+    BARE_JSON = ("list", "ops")
+
+    def parse_args(self, ctx, args):
+        if args and args[0] in self.BARE_JSON:
+            args = list(args)
+            for i in range(len(args) - 1, 0, -1):
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                if args[i] == "--json" and (nxt is None or (nxt.startswith("-") and nxt != "-") or nxt.endswith(".nfl")):
+                    args.insert(i + 1, "-")
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Commands,
                   help="nflc: the No-Free-Lunch architecture compiler. Start with 'nflc analyze SPEC'.")
 # emoji=False: ids and user input such as "sample:-1:" must never turn into emoji
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -56,6 +74,51 @@ def user_errors(fn):
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def id_column(table: Table, header: str = "id") -> None:
+    """An id column: never wrapped, never cut (see :func:`print_table`)."""
+    table.add_column(header, justify="left", no_wrap=True, overflow="ignore")
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print ``table`` with every ``no_wrap`` column (ids) whole: when the console is too
+    narrow for the table, it is printed at its natural width, wider than the console (a
+    terminal then wraps the line where it must; the id stays one token to copy), never
+    with an id broken across lines or shortened with an ellipsis."""
+    from rich.measure import Measurement
+
+    console = console or out
+    for col in table.columns:
+        if col.no_wrap:
+            col.min_width = max([len(str(c)) for c in col._cells] + [len(str(col.header))])
+    need = Measurement.get(console, console.options.update_width(10**6), table)
+    if need.maximum <= console.width:
+        console.print(table)
+        return
+    saved = console.width
+    console.width = need.maximum  # nothing squeezed: every header and number whole too
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
+
+
+def _json_lines(rows, path: Path) -> None:
+    """JSON lines to standard output (``-``) or to ``path``."""
+    if str(path) == "-":
+        for r in rows:
+            out.print(json.dumps(r), markup=False)
+        return
+    with path.open("w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    err.print(f"wrote {path}", markup=False)
+
+
+JsonLinesOpt = Annotated[Optional[Path], typer.Option(
+    "--json", metavar="PATH", help="Write JSON lines to PATH instead of a table ('--json' alone or '--json -': "
+    "standard output).")]
 
 
 def _warn(space) -> None:
@@ -135,10 +198,13 @@ def list_(file: FileArg, space: SpaceOpt = None,
           sample: Annotated[Optional[int], typer.Option(help="Draw K architectures uniformly instead.")] = None,
           seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
           rejected: Annotated[bool, typer.Option("--rejected", help="List the architectures the space's filters drop, with the reason.")] = False,
-          as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+          as_json: JsonLinesOpt = None,
           allow_outside_imports: OutsideOpt = False) -> None:
     """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
     import itertools
+
+    if as_json is not None and str(as_json) != "-":
+        _check_output_file(as_json, "--json")
 
     if limit is not None and limit < 0:
         raise NflcError(f"--limit must be non-negative, got {limit}")
@@ -159,9 +225,8 @@ def list_(file: FileArg, space: SpaceOpt = None,
         else:
             archs = itertools.islice(sp, limit) if limit is not None else iter(sp)
         rows = (_arch_row(a) for a in archs)
-    if as_json:
-        for r in rows:
-            out.print(json.dumps(r), markup=False)
+    if as_json is not None:
+        _json_lines(rows, as_json)
         return
     table = Table(title=f"{sp.name}" + (": rejected by its filters" if rejected else ""))
     first = next(rows, None)
@@ -169,10 +234,13 @@ def list_(file: FileArg, space: SpaceOpt = None,
         out.print("no rejected architectures" if rejected else "no architectures")
         return
     for k in first:
-        table.add_column(k, justify="right" if k not in ("id", "reason") else "left", overflow="fold")
+        if k == "id":
+            id_column(table)
+        else:
+            table.add_column(k, justify="left" if k == "reason" else "right")
     for r in itertools.chain([first], rows):
         table.add_row(*(f"{v:,}" if isinstance(v, int) and k != "index" else str(v) for k, v in r.items()))
-    out.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -207,14 +275,15 @@ def ir(file: FileArg, space: SpaceOpt = None,
 
 @app.command("ops")
 @user_errors
-def ops_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False) -> None:
+def ops_(as_json: JsonLinesOpt = None) -> None:
     """List the builtin and prelude ops with their parameters (defaults) and shape rules."""
     from nflc import ops
 
+    if as_json is not None and str(as_json) != "-":
+        _check_output_file(as_json, "--json")
     rows = ops.describe()
-    if as_json:
-        for r in rows:
-            out.print(json.dumps(r), markup=False)
+    if as_json is not None:
+        _json_lines(rows, as_json)
         return
     table = Table(title="ops (builtin and prelude)", title_justify="left")
     for col in rows[0]:
@@ -291,74 +360,162 @@ def _select(sp, spec: str | None, seed: int) -> list | None:
     return chosen
 
 
-def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "") -> None:
+def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "",
+                  winner_groups: dict | None = None, pareto_groups: int | None = None,
+                  missing: tuple | list = ()) -> None:
     """The no-free-lunch reading shared by ``analyze`` (predicted) and ``report`` (measured):
-    each aspect's winner (ties counted), the Pareto front's size, the verdict."""
+    each aspect's winner (ties counted, and with ``winner_groups`` the distinct computing
+    graphs among them), the Pareto front's size, the verdict."""
     from nflc.analysis.report import ASPECTS
 
     prefix = "measured " if measured else ""
     for asp in ASPECTS:
         w = winners[asp]
-        out.print(f"{prefix}winner {asp}: {w[0] if w else '-'}" + (f" (+{len(w) - 1} tied)" if len(w) > 1 else ""),
-                  markup=False)
-    out.print(f"Pareto front{' (measured)' if measured else ''}: {len(pareto_front)} architectures{note}")
+        if asp in missing:
+            out.print(f"{prefix}winner {asp}: not computed", markup=False)
+            continue
+        tied = ""
+        if len(w) > 1:
+            g = (winner_groups or {}).get(asp)
+            tied = f" (+{len(w) - 1} tied" + (f"; {g} distinct computing graph(s)" if g is not None else "") + ")"
+        out.print(f"{prefix}winner {asp}: {w[0] if w else '-'}{tied}", markup=False)
+    if not missing:
+        groups = f" ({pareto_groups} distinct computing graph(s))" if pareto_groups is not None else ""
+        out.print(f"Pareto front{' (measured)' if measured else ''}: {len(pareto_front)} architectures{groups}{note}")
     out.print(f"[bold]{verdict}[/]")
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
+        if v != v:  # NaN: not computed
+            return "-"
         return f"{v:.4g}"
     return str(v)
+
+
+class _Progress:
+    """Progress of an analysis on stderr: a live bar with the time left on a terminal,
+    else plain lines every few seconds (nflc.analysis.progress), so a log shows it too."""
+
+    def __init__(self, total: int, interval: float = 5.0):
+        self.bar = None
+        if err.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("left"), TimeRemainingColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        else:
+            from nflc.analysis.progress import PlainProgress
+
+            self.plain = PlainProgress(total, sys.stderr, interval=interval)
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+        else:
+            self.plain.update(done, total)
+
+    def warn(self, message: str) -> None:
+        (self.bar.console if self.bar is not None else err).print(f"warning: {message}", markup=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        else:
+            self.plain.close()
+
+
+def _plot_target(plot: Path, default_name: str) -> Path:
+    """``--plot DIR``: the PNG's path in DIR (created); a path ending in .png is the file itself
+    (the older form, still accepted)."""
+    if plot.suffix.lower() == ".png" and not plot.is_dir():
+        _check_output_file(plot, "--plot")
+        return plot
+    try:
+        plot.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NflcError(f"cannot create plot directory {plot}: {exc}") from None
+    return plot / default_name
 
 
 @app.command()
 @user_errors
 def analyze(file: FileArg, space: SpaceOpt = None,
-            data: Annotated[str, typer.Option(help="mnist5k, digits, mnist1d, gaussian, or none (data-free).")] = "mnist5k",
+            dataset: Annotated[Optional[str], typer.Option(help="mnist5k (default), digits, mnist1d, gaussian, or none (data-free).", show_default=False)] = None,
+            data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
             samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
             seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
             archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
-            measure: Annotated[str, typer.Option(help="auto (exact kernels when they apply), finite, none.")] = "auto",
-            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the full analysis as JSON.")] = None,
-            csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write one row per architecture.")] = None,
-            top: Annotated[int, typer.Option(help="Rows of the table (best by each aspect).")] = 5,
-            plot: Annotated[Optional[Path], typer.Option(help="Save the paper's Fig. 4 panels (PNG).")] = None,
+            measure: Annotated[str, typer.Option(help="auto (exact kernels when they apply, else finite-width), finite, none (no finite-width measurements: no convergence or generalization score outside the exact family).")] = "auto",
+            threads: Annotated[Optional[int], typer.Option(help="CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 inputs; NFLC_THREADS or OMP_NUM_THREADS override it).", show_default=False)] = None,
+            json_path: Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Write the full analysis as JSON.")] = None,
+            csv_path: Annotated[Optional[Path], typer.Option("--csv", metavar="PATH", help="Write one row per architecture.")] = None,
+            top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
+            plot: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 panels.")] = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from nflc.analysis.analyze import analyze as run_analysis
     from nflc.analysis.analyze import to_json_dict
     from nflc.analysis.report import ASPECTS
+    from nflc.analysis.threads import choose_threads, limit_threads
 
+    if data is not None:
+        if dataset is not None and dataset != data:
+            raise NflcError(f"--dataset {dataset} and --data {data} disagree", hint="--data is the old name of --dataset; give only --dataset")
+        err.print("note: --data is deprecated; use --dataset", markup=False)
+        dataset = data
+    dataset = dataset or "mnist5k"
     if measure not in ("auto", "finite", "none"):
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
+    if threads is not None and threads < 1:
+        raise NflcError(f"--threads must be at least 1, got {threads}")
+    if top < 0:
+        raise NflcError(f"--top must be non-negative, got {top}")
+    for path, option in ((json_path, "--json"), (csv_path, "--csv")):
+        if path is not None:
+            _check_output_file(path, option)
+    plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
+    n_threads, why = choose_threads(threads, rows=samples)
     sp = load_space(file, space, allow_outside_imports)
     chosen = _select(sp, archs, seed)
     total = len(chosen) if chosen is not None else sp.count()
-    with Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                  transient=True) as bar:
-        task = bar.add_task("", total=total)
-        result = run_analysis(sp, data=data, samples=samples, seed=seed, archs=chosen, measure=measure,
-                              progress=lambda done, n: bar.update(task, completed=done))
+    progress = _Progress(total)
+    try:
+        with limit_threads(n_threads):
+            result = run_analysis(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,
+                                  progress=progress.update, warn=progress.warn)
+    finally:
+        progress.close()
     rep = result.report
-    out.print(f"[bold]{sp.name}[/]: {len(result.architectures)} architectures, data {result.data.name} "
-              f"(N = {result.data.samples}), {result.seconds:.1f} s")
+    n_groups = len({a.group for a in result.architectures})
+    out.print(f"[bold]{sp.name}[/]: {len(result.architectures)} architectures ({n_groups} distinct computing graphs), "
+              f"data {result.data.name} (N = {result.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "
+              f"{result.seconds:.1f} s")
     if result.exact_note:
         out.print(f"[yellow]note:[/] {result.exact_note}")
     else:
         out.print("kernels: exact infinite-width NNGP and NTK (float64)")
+    reps = [a for a in result.architectures if a.index == a.group and a.topology["paths"] > 0]
     for asp in ASPECTS:
-        table = Table(title=f"best {asp}", title_justify="left")
-        for col in ("id", "P", "mean depth", "params", "expressivity", "convergence", "generalization"):
-            table.add_column(col, justify="left" if col == "id" else "right", overflow="fold")
-        ranked = sorted((a for a in result.architectures if a.topology["paths"] > 0),
-                        key=lambda a: -a.scores[asp].value)[:top]
+        if asp in rep.missing:
+            out.print(f"best {asp}: not computed (--measure none)", markup=False)
+            continue
+        table = Table(title=f"best {asp}", title_justify="left",
+                      caption="archs: architectures computing this function (they differ only in dead edges or in the "
+                              "numbering of intermediate nodes); id: the one with the fewest parameters",
+                      caption_justify="left")
+        id_column(table)
+        for col in ("archs", "P", "mean depth", "params", "expressivity", "convergence", "generalization"):
+            table.add_column(col, justify="right")
+        ranked = sorted(reps, key=lambda a: -a.scores[asp].value)[:top]
         for a in ranked:
-            table.add_row(a.id, str(a.topology["paths"]), f"{a.topology['mean_depth']:.3g}", f"{a.params:,}",
-                          *(_fmt(a.scores[x].value) for x in ASPECTS))
-        out.print(table)
+            table.add_row(a.id, str(a.group_size), str(a.topology["paths"]), f"{a.topology['mean_depth']:.3g}",
+                          f"{a.params:,}", *(_fmt(a.scores[x].value) for x in ASPECTS))
+        print_table(table)
     kt = Table(title="Kendall tau of each predicted score with topology (paper Fig. 4)", title_justify="left")
     for col in ("aspect", "tau with P", "tau with mean depth"):
         kt.add_column(col)
@@ -367,7 +524,8 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         kt.add_row(asp, *(_fmt(k[c].tau) if c in k and k[c].tau is not None else "n/a" for c in ("paths", "mean_depth")))
     out.print(kt)
     print_verdict(rep.winners, rep.pareto_front, rep.verdict, measured=False,
-                  note=f"; left out (no input-output path): {len(rep.left_out)}")
+                  note=f"; left out (no input-output path): {len(rep.left_out)}", winner_groups=rep.winner_groups,
+                  pareto_groups=rep.pareto_groups, missing=rep.missing)
     if json_path is not None:
         json_path.write_text(json.dumps(to_json_dict(result), indent=1))
         out.print(f"wrote {json_path}")
@@ -376,19 +534,20 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
         with csv_path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["index", "id", "params", "flops", "paths", "mean_depth", "sum_depth", *ASPECTS])
+            w.writerow(["index", "id", "group", "group_size", "params", "flops", "paths", "mean_depth", "sum_depth",
+                        *ASPECTS])
             for a in result.architectures:
-                w.writerow([a.index, a.id, a.params, a.flops, a.topology["paths"], a.topology["mean_depth"],
-                            a.topology["sum_depth"], *(a.scores[x].value for x in ASPECTS)])
+                w.writerow([a.index, a.id, a.group, a.group_size, a.params, a.flops, a.topology["paths"],
+                            a.topology["mean_depth"], a.topology["sum_depth"], *(a.scores[x].value for x in ASPECTS)])
         out.print(f"wrote {csv_path}")
-    if plot is not None:
+    if plot_file is not None:
         from nflc.analysis.plots import topology_panels
 
         archs_ = result.architectures
-        topology_panels(plot, [a.topology["paths"] for a in archs_], [a.topology["mean_depth"] for a in archs_],
+        topology_panels(plot_file, [a.topology["paths"] for a in archs_], [a.topology["mean_depth"] for a in archs_],
                         {asp: [a.scores[asp].value for a in archs_] for asp in ASPECTS},
                         f"{sp.name}: predicted scores ({result.data.name}, N = {result.data.samples})")
-        out.print(f"wrote {plot}")
+        out.print(f"wrote {plot_file}")
 
 
 @app.command()
@@ -543,8 +702,9 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
     fin = [a for a in rep.architectures if a.status in ("done", "diverged")]
     if fin and top > 0:
         table = Table(title="measured (best by each aspect)", title_justify="left")
-        for col in ("id", "P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc"):
-            table.add_column(col, justify="left" if col == "id" else "right", overflow="fold")
+        id_column(table)
+        for col in ("P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc"):
+            table.add_column(col, justify="right")
         rows, seen = [], set()
         keyf = {"expressivity": lambda a: a.expressivity if a.expressivity is not None else float("inf"),
                 "convergence": lambda a: a.convergence if a.convergence is not None else float("inf"),
@@ -560,7 +720,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
             table.add_row(a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,
                           "never" if a.convergence is None else str(a.convergence),
                           "diverged" if a.diverged else _fmt(a.generalization), _fmt(a.test_acc))
-        out.print(table)
+        print_table(table)
     if rep.measured_vs_topology:
         kt = Table(title="Kendall tau of each measured quantity with topology (paper Fig. 3)", title_justify="left")
         for col in ("aspect", "measured as", "tau with P", "paper", "tau with mean depth", "paper"):
