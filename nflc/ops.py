@@ -175,6 +175,40 @@ def _fr_flops(p: Prim, s: Shape, so: Shape) -> int:
     return 0 if _fr_identity(p, s) else s[0] * so[0] * so[1] * so[2]
 
 
+def _dw_shape(p: Prim, s: Shape) -> Shape:
+    """sep_conv / dil_conv: DARTS's padding dilation * (k - 1) // 2 keeps the size at stride 1."""
+    _need_rank(p, s, 3, f"{p.name} works on images")
+    k, st = int(p.arg("k")), int(p.arg("stride"))
+    if k % 2 == 0:
+        raise ShapeError(f"{p.name} takes an odd kernel, got {k}; DARTS pads by dilation * (k - 1) / 2")
+    d = int(p.arg("dilation")) if p.name == "dil_conv" else 1
+    pad = d * (k - 1) // 2
+    size = lambda n: (n + 2 * pad - d * (k - 1) - 1) // st + 1  # noqa: E731
+    return (int(p.arg("out")), size(s[1]), size(s[2]))
+
+
+def _sep_params(p: Prim, s: Shape) -> int:
+    k, c, out = int(p.arg("k")), s[0], int(p.arg("out"))
+    # relu, dw k x k (stride), 1x1 c -> c, bn(c), relu, dw k x k, 1x1 c -> out, bn(out); no biases
+    return 2 * k * k * c + c * c + c * out + 2 * c + 2 * out
+
+
+def _sep_flops(p: Prim, s: Shape, so: Shape) -> int:
+    k, c, out = int(p.arg("k")), s[0], int(p.arg("out"))
+    pos = so[1] * so[2]
+    return (2 * k * k * c + c * c + c * out) * pos
+
+
+def _dil_params(p: Prim, s: Shape) -> int:
+    k, c, out = int(p.arg("k")), s[0], int(p.arg("out"))
+    return k * k * c + c * out + 2 * out  # relu, dw k x k dilated (stride), 1x1 c -> out, bn(out)
+
+
+def _dil_flops(p: Prim, s: Shape, so: Shape) -> int:
+    k, c, out = int(p.arg("k")), s[0], int(p.arg("out"))
+    return (k * k * c + c * out) * so[1] * so[2]
+
+
 def _linear_params(p: Prim, s: Shape) -> int:
     out = int(p.arg("out"))
     return s[0] * out + (out if p.arg("bias") else 0)
@@ -230,6 +264,17 @@ PRIMS: dict[str, PrimSpec] = {
                  "shifted by one pixel) concatenated >> batchnorm (stride 2)",
                  _fr_shape, _fr_params, _fr_flops, parameterized=True, kind="conv", kernel=lambda p: 1,
                  rule="[c, h, w] -> [out, h / stride, w / stride] (stride 2: h and w even)"),
+        PrimSpec("sep_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE),
+                 "DARTS's separable convolution: (relu, depthwise k x k, conv1x1, batchnorm) twice, "
+                 "the stride on the first depthwise convolution, the channel change on the last 1x1",
+                 _dw_shape, _sep_params, _sep_flops, parameterized=True, kind="conv",
+                 kernel=lambda p: int(p.arg("k")),
+                 rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)"),
+        PrimSpec("dil_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, ParamSpec("dilation", "int", 2)),
+                 "DARTS's dilated convolution: relu, depthwise k x k with dilation (and stride), conv1x1, batchnorm",
+                 _dw_shape, _dil_params, _dil_flops, parameterized=True, kind="conv",
+                 kernel=lambda p: int(p.arg("dilation")) * (int(p.arg("k")) - 1) + 1,
+                 rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)"),
         PrimSpec("resblock", (ParamSpec("out", "int"), _STRIDE), "NAS-Bench-201's ResNet basic block",
                  _resblock_shape, _resblock_params, _resblock_flops, parameterized=True, kind="other",
                  kernel=lambda p: 3,

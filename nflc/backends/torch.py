@@ -81,6 +81,21 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
+def darts_conv(name: str, c_in: int, c_out: int, k: int, stride: int, dilation: int = 1,
+               skip_init: bool = False) -> nn.Sequential:
+    """DARTS's SepConv and DilConv (its ``op`` Sequential, submodules in DARTS's order, so a
+    DARTS state dict's ``op.N`` entries map one to one). No convolution has a bias."""
+    conv = lambda i, o, kk, st, pad, dil, groups: _weighted(  # noqa: E731
+        nn.Conv2d, skip_init, i, o, kk, st, pad, dilation=dil, groups=groups, bias=False)
+    pad = dilation * (k - 1) // 2
+    if name == "dil_conv":
+        return nn.Sequential(nn.ReLU(), conv(c_in, c_in, k, stride, pad, dilation, c_in), conv(c_in, c_out, 1, 1, 0, 1, 1),
+                             nn.BatchNorm2d(c_out))
+    return nn.Sequential(nn.ReLU(), conv(c_in, c_in, k, stride, pad, 1, c_in), conv(c_in, c_in, 1, 1, 0, 1, 1),
+                         nn.BatchNorm2d(c_in), nn.ReLU(), conv(c_in, c_in, k, 1, pad, 1, c_in),
+                         conv(c_in, c_out, 1, 1, 0, 1, 1), nn.BatchNorm2d(c_out))
+
+
 _SKIP_DRAW_NUMEL = 8192  # below this, building on "meta" costs more than torch's own draw
 
 
@@ -122,6 +137,8 @@ def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False) -> 
         return GlobalAvgPool()
     if p.name == "resblock":
         return ResBlock(shape[0], a["out"], a["stride"], skip_init)
+    if p.name in ("sep_conv", "dil_conv"):
+        return darts_conv(p.name, shape[0], a["out"], a["k"], a["stride"], a.get("dilation", 1), skip_init)
     if p.name == "factorized_reduce":
         if a["stride"] == 1 and a["out"] == shape[0]:
             return nn.Identity()
