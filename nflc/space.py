@@ -274,8 +274,9 @@ class Space:
         h = c.nodes - 1
         shape = self._shape_of_cell(cell)
         table = self._edge_table(cell)
-        labels = [[None if a["kind"] == "zero" else " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), shape))
-                   for a, ch in zip(row, e.choices)] for row, e in zip(table, c.edges)]
+        labels = [[None if a["kind"] == "zero" else
+                   " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), src_shape, c.channels))
+                   for a, ch in zip(row, e.choices)] for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape))]
         radices = [len(e.choices) for e in c.edges]
         maps = None
         if h - 1 <= CANONICAL_MAX_MIDS:

@@ -139,3 +139,26 @@ def test_user_mistake(spec, name, text, where, message, hint):
 def test_channels_is_still_a_name():
     sp = nflc.loads(edit(NUMERIC, "classes 10", "classes 10\n    channels 3", "conv2d(3, c)", "conv2d(channels, c)"))
     assert sp.count() == 54
+
+
+
+def test_unique_in_a_cell_that_changes_channels():
+    """`unique` on a `channels` cell: dead edges dropped (0->1 without 1->2, 1->2 without
+    0->1), the 8 cells are 4 computing graphs; ops are compared bound at their node widths."""
+    text = """\
+space u {
+    input [3, 8, 8]
+    classes 10
+    cell t(w) {
+        nodes 3
+        channels w
+        edge * : zero | nor_conv_3x3
+    }
+    network = conv2d(3, 4) >> t(8) >> global_avg_pool >> linear(classes)
+    unique
+}
+"""
+    sp = nflc.loads(text)
+    assert nflc.loads(text.replace("    unique\n", "")).count() == 8
+    assert [a.index for a in sp] == [0, 2, 5, 7]
+    assert [r.index for r in sp.rejections()] == [1, 3, 4, 6]
