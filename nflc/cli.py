@@ -394,25 +394,34 @@ def _fmt(v) -> str:
 
 
 class _Progress:
-    """Progress of an analysis on stderr: a live bar with the time left on a terminal,
-    else plain lines every few seconds (nflc.analysis.progress), so a log shows it too."""
+    """Progress of an analysis on stderr, counted in computing graphs (the units of work): a
+    live bar with the time left on a terminal, else plain lines every few seconds
+    (nflc.analysis.progress), so a log shows it too. Starts at the first update, when the
+    number of computing graphs is known."""
 
-    def __init__(self, total: int, interval: float = 5.0):
-        self.bar = None
+    def __init__(self, archs: int, interval: float = 5.0):
+        self.archs, self.interval = archs, interval
+        self.bar = self.plain = None
+
+    def _start(self, total: int) -> None:
         if err.is_terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
-            self.bar = Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("left"), TimeRemainingColumn(), console=err, transient=True)
+            self.bar = Progress(TextColumn(f"analyzing {self.archs:,} architectures: computing graphs"), BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                                console=err, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("", total=total)
         else:
             from nflc.analysis.progress import PlainProgress
 
-            self.plain = PlainProgress(total, sys.stderr, interval=interval)
+            self.plain = PlainProgress(total, sys.stderr, unit="computing graphs", interval=self.interval,
+                                       note=f" ({self.archs:,} architectures)")
 
     def update(self, done: int, total: int) -> None:
+        if self.bar is None and self.plain is None:
+            self._start(total)
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total)
         else:
@@ -424,7 +433,7 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-        else:
+        elif self.plain is not None:
             self.plain.close()
 
 

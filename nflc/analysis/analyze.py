@@ -327,8 +327,9 @@ def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, arc
     """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``.
 
     Architectures that compute the same function (:mod:`nflc.analysis.groups`) share one
-    kernel computation, that of their group's representative; ``warn`` receives a message
-    before finite-width measurements that will take minutes or gigabytes.
+    kernel computation, that of their group's representative; ``progress(done, total)``
+    counts these groups (computing graphs), first with ``done = 0``. ``warn`` receives a
+    message before finite-width measurements that will take minutes or gigabytes.
     """
     t0 = time.perf_counter()
     archs = list(space if archs is None else archs)
@@ -346,12 +347,14 @@ def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, arc
     finite_reps = [r for r in reps if r not in exact_set]
     kern: dict[int, dict] = {}  # representative position -> kernels
     done = 0
+    if progress:
+        progress(0, len(reps))
 
     def finished(r: int) -> None:
         nonlocal done
-        done += len(members[r])
+        done += 1
         if progress:
-            progress(done, len(archs))
+            progress(done, len(reps))
 
     if exact_reps:
         xs = normalize_inputs(x)

@@ -25,13 +25,13 @@ class PlainProgress:
     """``update(done)`` as items finish; lines go to ``stream`` at most every ``interval`` s."""
 
     def __init__(self, total: int, stream: TextIO, *, label: str = "analyzing", unit: str = "architectures",
-                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic):
+                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic, note: str = ""):
         self.total, self.stream, self.label, self.unit = total, stream, label, unit
         self.interval, self.clock = interval, clock
         self.start = clock()
         self.last_line = self.start
         self.done = 0
-        self._write(f"{label}: {total:,} {unit}")
+        self._write(f"{label}: {total:,} {unit}{note}")
 
     def _write(self, line: str) -> None:
         self.stream.write(line + "\n")
