@@ -164,7 +164,7 @@ def test_fit_input_shape_reshapes_matching_counts_and_names_both_shapes_otherwis
     with pytest.raises(InputShapeError) as info:
         fit_input_shape(ds, (3, 32, 32))
     hint = info.value.diagnostics[0].hint
-    assert "no shipped dataset has 3072 values" in hint and "mnist5k 784" in hint and "--data none" in hint
+    assert "no shipped dataset has 3072 values" in hint and "mnist5k 784" in hint and "--dataset none" in hint
 
 
 def test_canonical_gram_is_equicorrelated_with_known_spectrum():
