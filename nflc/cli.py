@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -197,7 +197,8 @@ def list_(file: FileArg, space: SpaceOpt = None,
           limit: Annotated[Optional[int], typer.Option(help="Show at most N architectures.")] = None,
           sample: Annotated[Optional[int], typer.Option(help="Draw K architectures uniformly instead.")] = None,
           seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
-          rejected: Annotated[bool, typer.Option("--rejected", help="List the architectures the space's filters drop, with the reason.")] = False,
+          rejected: Annotated[bool, typer.Option(
+              "--rejected", help=("List the architectures the space's filters drop, with the reason."))] = False,
           as_json: JsonLinesOpt = None,
           allow_outside_imports: OutsideOpt = False) -> None:
     """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
@@ -302,7 +303,8 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
              out_path: Annotated[Optional[Path], typer.Option("--out", help="Save state dict + spec hash + id (.pt).")] = None,
              onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="Export ONNX (needs nflc[onnx]).")] = None,
              prune: Annotated[Optional[bool], typer.Option("--prune/--no-prune", help="Drop dead edges (default: the spec's).")] = None,
-             allow_rejected: Annotated[bool, typer.Option("--allow-rejected", help="Compile an architecture the space's filters drop.")] = False,
+             allow_rejected: Annotated[bool, typer.Option(
+                 "--allow-rejected", help=("Compile an architecture the space's filters drop."))] = False,
              allow_outside_imports: OutsideOpt = False) -> None:
     """Compile one architecture to a torch module (print, save, export)."""
     for path, option in ((out_path, "--out"), (onnx_path, "--onnx")):
@@ -401,7 +403,8 @@ class _Progress:
 
     def __init__(self, archs: int, interval: float = 5.0):
         self.archs, self.interval = archs, interval
-        self.bar = self.plain = None
+        self.bar: Any = None  # a rich Progress on a terminal
+        self.plain: Any = None  # else plain progress lines
 
     def _start(self, total: int) -> None:
         if err.is_terminal:
@@ -425,7 +428,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total)
         else:
-            self.plain.update(done, total)
+            self.plain.update(done, total)  # set by _start
 
     def warn(self, message: str) -> None:
         (self.bar.console if self.bar is not None else err).print(f"warning: {message}", markup=False)
@@ -453,17 +456,24 @@ def _plot_target(plot: Path, default_name: str) -> Path:
 @app.command()
 @user_errors
 def analyze(file: FileArg, space: SpaceOpt = None,
-            dataset: Annotated[Optional[str], typer.Option(help="mnist5k (default), digits, mnist1d, gaussian, or none (data-free).", show_default=False)] = None,
+            dataset: Annotated[Optional[str], typer.Option(
+                help=("mnist5k (default), digits, mnist1d, gaussian, or none (data-free)."), show_default=False)] = None,
             data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
             samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
             seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
             archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
-            measure: Annotated[str, typer.Option(help="auto (exact kernels when they apply, else finite-width), finite, none (no finite-width measurements: no convergence or generalization score outside the exact family).")] = "auto",
-            threads: Annotated[Optional[int], typer.Option(help="CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 inputs; NFLC_THREADS or OMP_NUM_THREADS override it).", show_default=False)] = None,
+            measure: Annotated[str, typer.Option(
+                help=("auto (exact kernels when they apply, else finite-width), finite, none (no finite-width "
+                      "measurements: no convergence or generalization score outside the exact family)."))] = "auto",
+            threads: Annotated[Optional[int], typer.Option(
+                help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
+                      "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)] = None,
             json_path: Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Write the full analysis as JSON.")] = None,
             csv_path: Annotated[Optional[Path], typer.Option("--csv", metavar="PATH", help="Write one row per architecture.")] = None,
             top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
-            plot: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 panels.")] = None,
+            plot: Annotated[Optional[Path], typer.Option(
+                metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
+                      "panels."))] = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
@@ -474,7 +484,8 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
     if data is not None:
         if dataset is not None and dataset != data:
-            raise NflcError(f"--dataset {dataset} and --data {data} disagree", hint="--data is the old name of --dataset; give only --dataset")
+            raise NflcError(f"--dataset {dataset} and --data {data} disagree",
+                            hint="--data is the old name of --dataset; give only --dataset")
         err.print("note: --data is deprecated; use --dataset", markup=False)
         dataset = data
     dataset = dataset or "mnist5k"
@@ -495,7 +506,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     progress = _Progress(total)
     try:
         with limit_threads(n_threads):
-            result = run_analysis(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,
+            result = run_analysis(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
                                   progress=progress.update, warn=progress.warn)
     finally:
         progress.close()
@@ -576,7 +587,7 @@ def rank(file: FileArg,
     for col in ("score", "Kendall tau", "Spearman rho", "top-5% precision", "rank of best", "seconds / arch"):
         table.add_column(col, justify="left" if col == "score" else "right")
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-    for i, r in enumerate(sorted(res.table, key=lambda r: -(r.kendall_tau if r.kendall_tau is not None else -9))):
+    for r in sorted(res.table, key=lambda r: -(r.kendall_tau if r.kendall_tau is not None else -9)):
         style = "bold" if r.name.startswith("nflc:") else None
         table.add_row(r.name, fmt(r.kendall_tau, ".3f"), fmt(r.spearman_rho, ".3f"), fmt(r.top5_precision, ".2f"),
                       fmt(r.best_rank, ".1f"), fmt(r.seconds_per_arch, ".2g"), style=style)
@@ -595,10 +606,16 @@ def verify(file: FileArg, space: SpaceOpt = None,
            samples: Annotated[Optional[int], typer.Option(help="Use a class-stratified subset of N samples (quick runs).")] = None,
            test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
            epochs: Annotated[Optional[int], typer.Option(help="Epochs per architecture (default 100).")] = None,
-           until_converged: Annotated[bool, typer.Option("--until-converged", help="Train each network until its training loss levels off (--plateau-window, --plateau-tol), at most --max-epochs.")] = False,
-           max_epochs: Annotated[Optional[int], typer.Option(help="With --until-converged: the most epochs a network trains (default 3000, the paper's length).")] = None,
-           plateau_window: Annotated[Optional[int], typer.Option(help="With --until-converged: epochs per window of the levelling-off test (default 20).")] = None,
-           plateau_tol: Annotated[Optional[float], typer.Option(help="With --until-converged: relative drop of the window-mean loss below which it has levelled off (default 0.01).")] = None,
+           until_converged: Annotated[bool, typer.Option(
+               "--until-converged", help=("Train each network until its training loss levels off (--plateau-window, --plateau-tol), at "
+                     "most --max-epochs."))] = False,
+           max_epochs: Annotated[Optional[int], typer.Option(
+               help=("With --until-converged: the most epochs a network trains (default 3000, the paper's length)."))] = None,
+           plateau_window: Annotated[Optional[int], typer.Option(
+               help=("With --until-converged: epochs per window of the levelling-off test (default 20)."))] = None,
+           plateau_tol: Annotated[Optional[float], typer.Option(
+               help=("With --until-converged: relative drop of the window-mean loss below which it has levelled off "
+                     "(default 0.01)."))] = None,
            lr: Annotated[float, typer.Option(help="Constant SGD learning rate (no momentum, no weight decay).")] = 0.1,
            batch: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
            width: Annotated[Optional[int], typer.Option(help="Override the space's width constant.")] = None,
@@ -606,15 +623,24 @@ def verify(file: FileArg, space: SpaceOpt = None,
            device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
            db: Annotated[Path, typer.Option(help="Results database (SQLite); rerunning resumes it.")] = Path("results.sqlite"),
            seed: Annotated[int, typer.Option(help="Seed of --archs sample:K, the data split, weights and minibatch order.")] = 0,
-           population: Annotated[Optional[bool], typer.Option("--population/--no-population", help="Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a GPU, small networks on a CPU).")] = None,
-           group_size: Annotated[Optional[int], typer.Option(help="Architectures per population (default 1024 on CUDA, 64 on CPU).")] = None,
+           population: Annotated[Optional[bool], typer.Option(
+               "--population/--no-population",
+               help=("Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a "
+                     "GPU, small networks on a CPU)."))] = None,
+           group_size: Annotated[Optional[int], typer.Option(
+               help=("Architectures per population (default 1024 on CUDA, 64 on CPU)."))] = None,
            checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N epochs.")] = 1,
            lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another process's lock on --db.")] = 30.0,
            threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's own choice).")] = None,
-           executor: Annotated[str, typer.Option(help="local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address).")] = "local",
-           address: Annotated[Optional[str], typer.Option(help="With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto.")] = None,
-           workers: Annotated[Optional[int], typer.Option(help="With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / --gpus-per-worker).")] = None,
-           gpus_per_worker: Annotated[Optional[float], typer.Option(help="With --executor ray: GPUs per worker (a fraction shares a GPU between populations).")] = None,
+           executor: Annotated[str, typer.Option(
+               help=("local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address)."))] = "local",
+           address: Annotated[Optional[str], typer.Option(
+               help=("With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto."))] = None,
+           workers: Annotated[Optional[int], typer.Option(
+               help=("With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / "
+                     "--gpus-per-worker)."))] = None,
+           gpus_per_worker: Annotated[Optional[float], typer.Option(
+               help=("With --executor ray: GPUs per worker (a fraction shares a GPU between populations)."))] = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
@@ -704,7 +730,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
     out.print(f"[bold]{rep.space}[/]: {c['finished']} of {c['registered']} architectures finished "
               f"({c['diverged']} diverged); {rep.config.get('data', {}).get('dataset')}, width "
               f"{'solved per architecture for the budget' if rep.width_solved else rep.config.get('width')}, "
-              f"{length}, lr {tc.get('lr')}; training loss levelled off in {sum(a.converged for a in judged)} of "
+              f"{length}, lr {tc.get('lr')}; training loss levelled off in {sum(bool(a.converged) for a in judged)} of "
               f"{len(judged)}")
     for note in rep.notes:
         out.print(f"[yellow]note:[/] {note}")
@@ -742,7 +768,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
         out.print(kt)
     if rep.predicted_vs_measured:
         pt = Table(title=f"Kendall tau of each predicted score with its measured aspect (both higher = better; "
-                         f"{rep.analysis['matched']} architectures)", title_justify="left")
+                         f"{(rep.analysis or {}).get('matched')} architectures)", title_justify="left")
         for col in ("aspect", "tau", "95% CI (bootstrap)", "p-value"):
             pt.add_column(col)
         for asp in ASPECTS:

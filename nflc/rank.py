@@ -164,6 +164,6 @@ def rank(space, benchmark: str | Path, score: str = "nflc") -> RankResult:
         secs = [e.proxy_seconds[name] for e in entries if name in e.proxy_seconds]
         rows.append(correlate(name, col, acc, float(np.mean(secs)) if secs else None))
     per_arch = [{"arch_str": e.arch_str, "score": (v if math.isfinite(v) else ("-inf" if v < 0 else "inf"))}
-                for e, v in zip(entries, values)]
+                for e, v in zip(entries, values, strict=True)]
     return RankResult(benchmark=str(benchmark), space=space.name, score=score, n=len(entries),
                       nflc_seconds_total=elapsed, table=rows, per_arch=per_arch)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -358,7 +358,7 @@ def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, arc
 
     if exact_reps:
         xs = normalize_inputs(x)
-        for r, ck in zip(exact_reps, K.space_kernels((archs[r].graph for r in exact_reps), xs)):
+        for r, ck in zip(exact_reps, K.space_kernels((archs[r].graph for r in exact_reps), xs), strict=True):
             kern[r] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None), "ntk": _eig_summary(ck.ntk, y)}
             finished(r)
     if finite_reps and measure != "none" and warn is not None:
@@ -378,7 +378,7 @@ def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, arc
         res.group, res.group_size = archs[r].index, len(members[r])
         results.append(res)
     ids = [r.id for r in results]
-    scores = {asp: [r.scores[asp].value for r in results] for asp in ASPECTS}
+    scores: dict[str, Sequence[float]] = {asp: [r.scores[asp].value for r in results] for asp in ASPECTS}
     report = nfl_report(ids, scores, [r.topology["paths"] for r in results], [r.topology["mean_depth"] for r in results],
                         groups=[r.group for r in results], complete=True)
     note = None

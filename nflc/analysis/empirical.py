@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -133,7 +133,8 @@ class _Record:
 
 def _owners(module: nn.Module) -> list[_Record]:
     """Modules owning trainable parameters; ``ValueError`` for any not covered."""
-    records, owner_of = [], {}
+    records: list[_Record] = []
+    owner_of: dict[int, str] = {}
     for name, mod in module.named_modules():
         own = [(n, p) for n, p in mod.named_parameters(recurse=False) if p.requires_grad]
         if not own:
@@ -184,7 +185,8 @@ def _capture(module: nn.Module, x: torch.Tensor, output: Output) -> list[_Record
             h.remove()
     it = iter(grads)
     for rec in records:
-        rec.grads = [torch.zeros_like(o) if g is None else g.detach() for o, g in zip(rec.outputs, it)]
+        # one iterator over every record's gradients: each record takes as many as it has outputs
+        rec.grads = [torch.zeros_like(o) if g is None else g.detach() for o, g in zip(rec.outputs, it)]  # noqa: B905
         rec.outputs = []
     return records
 
@@ -201,9 +203,9 @@ def weight_ntk(u: torch.Tensor, g: torch.Tensor, *, block_elems: int = 2**24) ->
     (``N o k (L + N)``, best for wide convs). Both work in blocks of at most
     ``block_elems`` elements.
     """
-    n, l, k = u.shape
+    n, positions, k = u.shape
     o = g.shape[2]
-    if n * n * l * l * (o + k) <= n * o * k * (l + n):
+    if n * n * positions * positions * (o + k) <= n * o * k * (positions + n):
         return _pairwise_ntk(u, g, block_elems)
     return _per_sample_ntk(u, g, block_elems)
 
@@ -214,12 +216,13 @@ def _blocks(n: int, size: int) -> list[slice]:
 
 
 def _pairwise_ntk(u: torch.Tensor, g: torch.Tensor, block_elems: int) -> torch.Tensor:
-    n, l, _ = u.shape
-    if l == 1:
+    n, positions, _ = u.shape
+    if positions == 1:
         return (u[:, 0] @ u[:, 0].T) * (g[:, 0] @ g[:, 0].T)
     theta = u.new_zeros((n, n))
-    for bi in _blocks(n, int(math.sqrt(block_elems / (l * l)))):
-        for bj in _blocks(n, int(math.sqrt(block_elems / (l * l)))):
+    side = int(math.sqrt(block_elems / (positions * positions)))
+    for bi in _blocks(n, side):
+        for bj in _blocks(n, side):
             gg = torch.einsum("ilo,jmo->ijlm", g[bi], g[bj])
             uu = torch.einsum("ilk,jmk->ijlm", u[bi], u[bj])
             theta[bi, bj] = (gg * uu).sum(dim=(2, 3))
@@ -251,16 +254,19 @@ def _conv_patches(conv: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """Unfolded input patches ``(N, L, C_in * prod(kernel))`` exactly as the conv sees them."""
     mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
     x = F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
+    k: tuple[int, ...]
+    d: tuple[int, ...]
+    s: tuple[int, ...]
     if isinstance(conv, nn.Conv1d):  # unfold is 2-d only: a 1-d conv is a 1 x k conv
         x = x.unsqueeze(2)
-        k, d, s = (1, conv.kernel_size[0]), (1, conv.dilation[0]), (1, conv.stride[0])
+        k, d, s = (1, conv.kernel_size[0]), (1, conv.dilation[0]), (1, int(conv.stride[0]))
     else:
-        k, d, s = conv.kernel_size, conv.dilation, conv.stride
+        k, d, s = tuple(conv.kernel_size), tuple(conv.dilation), tuple(int(v) for v in conv.stride)
     return F.unfold(x, k, dilation=d, padding=0, stride=s).transpose(1, 2)
 
 
 def _dense_terms(rec: _Record, block_elems: int, dtype: torch.dtype = _F64) -> dict[str, torch.Tensor]:
-    mod = rec.module
+    mod: Any = rec.module  # a Linear, Conv1d or Conv2d (_owners checked it)
     if isinstance(mod, nn.Linear):  # features last: (N, ..., c)
         us = [_positions(a.to(dtype)) for a in rec.inputs]
         gs = [_positions(g.to(dtype)) for g in rec.grads]
@@ -274,7 +280,7 @@ def _dense_terms(rec: _Record, block_elems: int, dtype: torch.dtype = _F64) -> d
     terms: dict[str, torch.Tensor] = {}
     if mod.weight.requires_grad:
         ku, ko = u.shape[2] // groups, g.shape[2] // groups
-        terms["weight"] = sum(
+        terms["weight"] = sum(  # type: ignore[assignment]  # a tensor: groups >= 1
             weight_ntk(u[:, :, c * ku : (c + 1) * ku], g[:, :, c * ko : (c + 1) * ko], block_elems=block_elems)
             for c in range(groups)
         )
@@ -285,12 +291,14 @@ def _dense_terms(rec: _Record, block_elems: int, dtype: torch.dtype = _F64) -> d
 
 
 def _norm_terms(rec: _Record, dtype: torch.dtype = _F64) -> dict[str, torch.Tensor]:
-    mod = rec.module
-    jw, jb = 0.0, 0.0
-    for x, g in zip(rec.inputs, rec.grads):
+    mod: Any = rec.module  # a BatchNorm or LayerNorm (_owners checked it)
+    jw: Any = 0.0  # becomes an (N, C) tensor: the sum over calls starts from a scalar zero
+    jb: Any = 0.0
+    for x, g in zip(rec.inputs, rec.grads, strict=True):
         x, g = x.to(dtype), g.to(dtype)
         if isinstance(mod, _BatchNorm):  # eval mode: running statistics, channel axis 1
             shape = (1, -1) + (1,) * (x.dim() - 2)
+            assert mod.running_mean is not None and mod.running_var is not None  # _owners refused batch statistics
             xhat = (x - mod.running_mean.to(dtype).view(shape)) / torch.sqrt(
                 mod.running_var.to(dtype).view(shape) + mod.eps
             )
@@ -392,10 +400,10 @@ def calibrate_batchnorm(module: nn.Module, x: torch.Tensor) -> None:
         with torch.no_grad():
             module(x)
     finally:
-        for m, momentum in saved:
-            m.momentum = momentum
-        for m, training in flags:
-            m.train(training)
+        for norm, momentum in saved:
+            norm.momentum = momentum
+        for mod, training in flags:
+            mod.train(training)
 
 
 # --- curvature ---------------------------------------------------------------------------
@@ -472,7 +480,7 @@ def circle_curvature(
         return torch.func.jvp(z, (t,), (ones,))[1]
 
     with _eval_mode(module):
-        v, a = torch.func.jvp(dz, (theta,), (ones,))
+        v, a = torch.func.jvp(dz, (theta,), (ones,))  # type: ignore[misc]  # (primal, tangent)
     v64, a64 = v.detach().to(_F64).numpy(), a.detach().to(_F64).numpy()
     return CircleCurvature(
         theta=theta.to(_F64).numpy(), kappa=curve_curvature(v64, a64), speed=np.sqrt((v64 * v64).sum(1))

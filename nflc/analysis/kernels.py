@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -222,9 +223,10 @@ def _backward(edges: tuple[InEdges, ...], fwd: _Forward) -> dict[tuple[int, int]
     for t, group in enumerate(edges):
         for s, kind in group:
             out[s].append((t, kind))
-    p: dict[tuple[int, int], np.ndarray] = {(h, h): np.float64(1.0)}
+    # entries are (N, N) arrays or scalars that broadcast like them
+    p: dict[tuple[int, int], Any] = {(h, h): np.float64(1.0)}
 
-    def get(a: int, b: int) -> np.ndarray:
+    def get(a: int, b: int) -> Any:
         return p[a, b] if a <= b else np.transpose(p[b, a])
 
     for a in range(h - 1, -1, -1):

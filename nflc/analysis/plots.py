@@ -29,14 +29,14 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
     for r, (label, values) in enumerate(rows):
         for c, (name, vals) in enumerate(values.items()):
             ax = axes[r][c]
-            pts = [(d, p, v) for d, p, v in zip(mean_depth, paths, vals)
+            pts = [(d, p, v) for d, p, v in zip(mean_depth, paths, vals, strict=True)
                    if p > 0 and v is not None and math.isfinite(v)]
             sc = ax.scatter([q[0] for q in pts], [q[1] for q in pts], c=[q[2] for q in pts], cmap="viridis", s=18,
                             alpha=0.8)
             fig.colorbar(sc, ax=ax)
             taus = [kendall([q[2] for q in pts], [q[i] for q in pts]).tau for i in (1, 0)]
             drawn[(label, name)] = (taus[0], taus[1])
-            text = [f"tau with {k} = {'n/a' if t is None else f'{t:+.2f}'}" for k, t in zip(("P", "mean depth"), taus)]
+            text = [f"tau with {k} = {'n/a' if t is None else f'{t:+.2f}'}" for k, t in zip(("P", "mean depth"), taus, strict=True)]
             ax.legend([Line2D([], [], linestyle="none")] * 2, text, loc="upper right", fontsize=8, handlelength=0,
                       framealpha=0.8)
             ax.set_xlabel("mean depth")

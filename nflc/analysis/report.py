@@ -32,7 +32,7 @@ class NflReport(BaseModel):
 
 
 def kendall(a: Sequence[float], b: Sequence[float]) -> Tau:
-    pairs = [(x, y) for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if math.isfinite(x) and math.isfinite(y)]
     if len(pairs) < 2 or len({x for x, _ in pairs}) < 2 or len({y for _, y in pairs}) < 2:
         return Tau(tau=None, p_value=None, n=len(pairs))
     res = kendalltau([x for x, _ in pairs], [y for _, y in pairs])
@@ -49,7 +49,7 @@ def winners(ids: Sequence[str], scores: Sequence[float]) -> list[str]:
     if not finite:
         return []
     best = max(finite)
-    return [i for i, s in zip(ids, scores) if not math.isnan(s) and _rel_close(s, best)]
+    return [i for i, s in zip(ids, scores, strict=True) if not math.isnan(s) and _rel_close(s, best)]
 
 
 def pareto_front(ids: Sequence[str], vectors: Sequence[Sequence[float]]) -> list[str]:
@@ -109,7 +109,7 @@ def nfl_report(ids: Sequence[str], scores: dict[str, Sequence[float]], paths: Se
                          verdict=f"no verdict: scores not computed ({what} architectures)"
                                  + ("; the exact kernels do not apply and --measure none skips the finite-width ones"
                                     if complete else ""))
-    common = sorted(set(win[ASPECTS[0]]).intersection(*map(set, (win[a] for a in ASPECTS[1:]))), key=pos.get)
+    common = sorted(set(win[ASPECTS[0]]).intersection(*map(set, (win[a] for a in ASPECTS[1:]))), key=lambda i: pos[i])
     vectors = [tuple(scores[a][i] for a in ASPECTS) for i in range(len(ids))]
     front = pareto_front(ids, vectors)
     front_groups = count_groups(front) if count_groups else None
