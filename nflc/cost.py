@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nflc import ops
+from nflc.graph import NodeCellPlan
 from nflc.ir.model import SpaceIR
 
 
@@ -27,8 +28,13 @@ class CostModel:
         self.fixed_flops = sum(st.flops for st in ir.network if st.kind == "prim")
         # placements[instance] = list of tables, one per placement: table[edge][choice] = (params, flops)
         self.placements: dict[str, list[list[list[tuple[int, int]]]]] = {k: [] for k in ir.instances}
+        # node cells (NAS-Bench-101's) cost what their pruned graph builds: (instance, cell, shape in, channels out)
+        self.node_placements: list[tuple[str, object, tuple, int]] = []
+        self._node_costs: dict[tuple, tuple[int, int]] = {}
         for st in ir.network:
-            if st.kind == "cell":
+            if st.kind == "cell" and ir.cells[st.cell].is_node_cell:
+                self.node_placements.append((st.instance, ir.cells[st.cell], tuple(st.shape_in), st.shape_out[0]))
+            elif st.kind == "cell":
                 cell = ir.cells[st.cell]
                 table = []
                 for e, shape in zip(cell.edges, cell.edge_shapes(st.shape_in)):
@@ -55,4 +61,10 @@ class CostModel:
                         p, f = row[c]
                         params += p
                         flops += f
+        for inst, cell, shape, c_out in self.node_placements:
+            key = (cell.name, shape, c_out, choices[inst])
+            if key not in self._node_costs:
+                self._node_costs[key] = NodeCellPlan(cell, choices[inst], shape, c_out).cost()
+            p, f = self._node_costs[key]
+            params, flops = params + p, flops + f
         return Cost(params, flops)

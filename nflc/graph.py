@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import networkx as nx
@@ -85,6 +86,9 @@ def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
     g = nx.DiGraph(cell=cell.name)
     g.add_nodes_from((i, {"label": f"X{i}", "name": name}) for i, name in enumerate(cell.node_names))
     g.add_edges_from((e.src, e.dst, table[k][c]) for k, (e, c) in enumerate(zip(cell.edges, choice)))
+    ne = len(cell.edges)
+    for k, nd in enumerate(cell.node_ops):  # a node cell: every intermediate node's chosen op
+        g.nodes[nd.node]["op"] = nd.choices[choice[ne + k]].label
     return g
 
 
@@ -148,3 +152,204 @@ def to_graphml(g: nx.DiGraph) -> str:
 
 def to_json(g: nx.DiGraph) -> str:
     return json.dumps(nx.node_link_data(g, edges="edges"), indent=2, default=list)
+
+
+# ---------------------------------------------------------------- node-labelled DAG cells (NAS-Bench-101)
+def dag_pairs(nodes: int) -> list[tuple[int, int]]:
+    """The forward pairs ``(src, dst)`` of a cell of ``nodes`` nodes in (dst, src) order."""
+    return [(s, d) for d in range(1, nodes) for s in range(d)]
+
+
+def prune_dag(nodes: int, edges) -> tuple[set[int], list[tuple[int, int]]]:
+    """NAS-Bench-101's pruning: the nodes and edges on some path from node 0 to the last node.
+
+    Returns ``(live nodes, live edges)``; both empty when the output is not reachable.
+    """
+    edges = sorted(edges, key=lambda e: (e[1], e[0]))
+    live = on_path_edges(edges, nodes - 1)
+    if not live:
+        return set(), []
+    vs = {0, nodes - 1} | {v for e in live for v in e}
+    return vs, list(live)
+
+
+def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, with_keys: bool = False):
+    """The representatives of the isomorphism classes of NAS-Bench-101-style cells.
+
+    A cell is a DAG on ``nodes`` nodes (node 0 the input, the last the output), one bit per
+    forward pair (:func:`dag_pairs` order), and one op (``0 .. n_ops - 1``) per intermediate
+    node. Its raw index is ``edge_code * n_ops ** (nodes - 2) + op_code``: the edge bits as a
+    binary number (first pair most significant), then the ops of nodes 1 .. nodes-2 as a
+    base-``n_ops`` number (node 1 most significant). A cell is valid when the output is
+    reachable and its pruned graph (nodes and edges off every input-output path removed)
+    has at most ``max_edges`` edges. Two valid cells are the same when their pruned graphs
+    are isomorphic with the input, the output and every node's op preserved.
+
+    Returns the sorted numpy array of the raw indices of the first valid cell (in raw
+    order) of every class. Exact: a canonical form (the least adjacency code over all
+    renumberings of the intermediate nodes, then the least op code over the renumberings
+    that reach it), computed for all edge sets at once with numpy. ``with_keys``: also the
+    canonical form of each (as :func:`labelled_dag_key` gives), as a list of pairs.
+    """
+    import numpy as np
+
+    pairs = dag_pairs(nodes)
+    npairs, mids, out = len(pairs), nodes - 2, nodes - 1
+    if npairs > 24:
+        raise ValueError(f"{nodes} nodes: 2**{npairs} edge sets are too many to walk")
+    m = np.arange(1 << npairs, dtype=np.int64)
+    bit = [((m >> (npairs - 1 - p)) & 1).astype(bool) for p in range(npairs)]
+    index = {pr: p for p, pr in enumerate(pairs)}
+    reach = [np.ones_like(bit[0])] + [None] * out
+    for d in range(1, nodes):
+        r = np.zeros_like(bit[0])
+        for s in range(d):
+            r |= reach[s] & bit[index[(s, d)]]
+        reach[d] = r
+    coreach = [None] * out + [np.ones_like(bit[0])]
+    for s in range(out - 1, -1, -1):
+        r = np.zeros_like(bit[0])
+        for d in range(s + 1, nodes):
+            r |= coreach[d] & bit[index[(s, d)]]
+        coreach[s] = r
+    live = [reach[v] & coreach[v] for v in range(nodes)]
+    pbit = [bit[p] & live[s] & live[d] for p, (s, d) in enumerate(pairs)]
+    nedges = np.sum(pbit, axis=0)
+    ok = reach[out] & (True if max_edges is None else nedges <= max_edges)
+    pcode = np.zeros_like(m)  # the pruned edge set, as a code in the same bit order
+    for p in range(npairs):
+        pcode |= pbit[p].astype(np.int64) << (npairs - 1 - p)
+    pcode = pcode[ok]
+    raw = m[ok]
+    # distinct pruned edge sets, each with the first raw edge code that prunes to it
+    pat, first = np.unique(pcode, return_index=True)
+    first_raw = raw[first]
+    pb = [((pat >> (npairs - 1 - p)) & 1) for p in range(npairs)]
+    perms = list(itertools.permutations(range(1, out)))
+
+    def relabel(perm):  # node v -> perm[v - 1] for intermediates; 0 and out fixed
+        return [0, *perm, out]
+
+    # adjacency codes under every renumbering: bit (pi(s) * nodes + pi(d))
+    codes = np.empty((len(perms), len(pat)), dtype=np.int64)
+    for k, perm in enumerate(perms):
+        pi = relabel(perm)
+        c = np.zeros_like(pat)
+        for p, (s, d) in enumerate(pairs):
+            c |= pb[p] << (pi[s] * nodes + pi[d])
+        codes[k] = c
+    canon = codes.min(axis=0)
+    # one representative edge set per structural class: the one with the first raw edge code
+    order = np.lexsort((first_raw, canon))
+    canon_sorted = canon[order]
+    heads = order[np.r_[True, canon_sorted[1:] != canon_sorted[:-1]]]
+    base = n_ops + 1  # op label n_ops marks a pruned node in the canonical op code
+    reps, keys = [], []
+    for j in heads:
+        autos = [relabel(perms[k]) for k in np.nonzero(codes[:, j] == canon[j])[0]]
+        alive = sorted({v for p, (s, d) in enumerate(pairs) if pb[p][j] for v in (s, d)} - {0, out})
+        # every labelling of the live intermediates, in raw order (pruned nodes take op 0)
+        labs = np.array(list(itertools.product(range(n_ops), repeat=len(alive))), dtype=np.int64)
+        labs = labs.reshape(len(labs), len(alive))
+        full = np.full((len(labs), mids), n_ops, dtype=np.int64)
+        rawops = np.zeros(len(labs), dtype=np.int64)
+        for a, v in enumerate(alive):
+            full[:, v - 1] = labs[:, a]
+            rawops += labs[:, a] * n_ops ** (mids - v)
+        best = None
+        for pi in autos:
+            c = np.zeros(len(labs), dtype=np.int64)
+            for v in range(1, out):
+                c += full[:, v - 1] * base ** (mids - pi[v])
+            best = c if best is None else np.minimum(best, c)
+        uniq, firsts = np.unique(best, return_index=True)
+        reps.append(int(first_raw[j]) * n_ops ** mids + rawops[firsts])
+        keys.append(uniq)
+    if not reps:
+        return (np.zeros(0, dtype=np.int64), []) if with_keys else np.zeros(0, dtype=np.int64)
+    allreps = np.concatenate(reps)
+    order = np.argsort(allreps)
+    if not with_keys:
+        return allreps[order]
+    structs = np.concatenate([np.full(len(u), canon[j]) for j, u in zip(heads, keys)])
+    opcodes = np.concatenate(keys)
+    return allreps[order], list(zip(structs[order].tolist(), opcodes[order].tolist()))
+
+
+def labelled_dag_key(nodes: int, n_ops: int, index: int) -> tuple[int, int] | None:
+    """The canonical form :func:`unique_labelled_dags` compares, of one raw cell index
+    (None when the output is unreachable): two cells are isomorphic iff their keys agree."""
+    pairs = dag_pairs(nodes)
+    mids, out = nodes - 2, nodes - 1
+    edge_code, op_code = divmod(index, n_ops ** mids)
+    edges = [pr for p, pr in enumerate(pairs) if (edge_code >> (len(pairs) - 1 - p)) & 1]
+    alive, live = prune_dag(nodes, edges)
+    if not live:
+        return None
+    labels = [n_ops] * mids
+    for v in range(1, out):
+        if v in alive:
+            labels[v - 1] = (op_code // n_ops ** (mids - v)) % n_ops
+    best = None
+    for perm in itertools.permutations(range(1, out)):
+        pi = [0, *perm, out]
+        code = sum(1 << (pi[s] * nodes + pi[d]) for s, d in live)
+        opc = sum(labels[v - 1] * (n_ops + 1) ** (mids - pi[v]) for v in range(1, out))
+        if best is None or (code, opc) < best:
+            best = (code, opc)
+    return best
+
+
+class NodeCellPlan:
+    """How a node cell computes for one choice (NAS-Bench-101's ``Cell``, on the pruned graph).
+
+    ``nodes``: the live intermediate nodes in order; ``inputs[t]``: the live sources of node
+    ``t`` (a live node or the output ``H``); ``channels[t]``: node ``t``'s channels (the
+    output's channels split among the nodes feeding it, the remainder one each to the first
+    ones; other nodes the largest of their successors', as ``compute_vertex_channels``);
+    ``ops[t]``: node ``t``'s op bound at its shape; ``projections``: the targets of edges from
+    X0, each a 1x1 conv (no bias) - batchnorm - relu from the cell's input to the target's
+    channels, in order (the output last).
+    """
+
+    def __init__(self, cell: CellIR, choice: tuple[int, ...], shape_in, c_out: int):
+        h = cell.nodes - 1
+        ne = len(cell.edges)
+        edges = [(e.src, e.dst) for e, d in zip(cell.edges, choice) if e.choices[d].prim_tuple()[0].name != "zero"]
+        alive, live = prune_dag(cell.nodes, edges)
+        if not live:
+            raise ValueError(f"node cell '{cell.name}' has no input-output path")
+        self.h = h
+        self.nodes = sorted(alive - {0, h})
+        self.inputs = {t: [s for s, d in live if d == t] for t in [*self.nodes, h]}
+        feeding = [t for t in self.nodes if t in self.inputs[h]]
+        ch = {h: c_out}
+        if feeding:
+            base, extra = divmod(c_out, len(feeding))
+            for i, t in enumerate(feeding):
+                ch[t] = base + (1 if i < extra else 0)
+        for t in reversed(self.nodes):
+            if t not in ch:
+                ch[t] = max(ch[d] for s, d in live if s == t and d != h)
+        self.channels = ch
+        c_in, hw = shape_in[0], tuple(shape_in[1:])
+        self.shape_in = tuple(shape_in)
+        self.ops = {}
+        for k, nd in enumerate(cell.node_ops):
+            if nd.node in alive:
+                self.ops[nd.node] = ops.seq_bind(nd.choices[choice[ne + k]].prim_tuple(), (ch[nd.node], *hw), ch[nd.node])
+        self.projections = [t for t in [*self.nodes, h] if 0 in self.inputs[t]]
+        self.projection = {t: ops.seq_bind((ops.Prim("conv2d", (("k", 1), ("stride", 1), ("padding", 0), ("bias", False))), ops.Prim("batchnorm"),
+                                            ops.Prim("relu")), self.shape_in, ch[t]) for t in self.projections}
+
+    def cost(self) -> tuple[int, int]:
+        """(parameters, FLOPs) of the cell."""
+        params = flops = 0
+        hw = self.shape_in[1:]
+        for t, prims in self.ops.items():
+            _, p, f = ops.seq_cost(prims, (self.channels[t], *hw))
+            params, flops = params + p, flops + f
+        for t, prims in self.projection.items():
+            _, p, f = ops.seq_cost(prims, self.shape_in)
+            params, flops = params + p, flops + f
+        return params, flops

@@ -81,17 +81,19 @@ class Space:
         for st in ir.network:
             if st.kind == "cell":
                 self.cell_shape.setdefault(st.instance, tuple(st.shape_in))
-        self.edge_radices = {k: [len(e.choices) for e in self.cell_of[k].edges] for k in self.instances}
+        self.edge_radices = {k: self.cell_of[k].radices() for k in self.instances}  # edges, then node ops
         # numeric choices come first in an index (declaration order), then the cells' edges
         self.numeric: dict[str, list[int]] = {k: list(v) for k, v in ir.numeric.items()}
         self.numeric_radices = [len(v) for v in self.numeric.values()]
         self.radices = self.numeric_radices + [r for k in self.instances for r in self.edge_radices[k]]
         self._cost_models: dict[tuple, CostModel] = {(): CostModel(ir)}
+        self._node_keys: dict[str, dict] = {}  # node cells under `unique`: canonical form -> representative
         scaled = [b for b in ir.budgets if b.scale]
         if len(scaled) > 1:
             raise SpaceError("only one budget may scale a constant", hint="keep one 'scale' budget")
         self.scale_budget = scaled[0] if scaled else None
-        self.cell_filters = bool(ir.unique or any(r.metric not in ("params", "flops") for r in ir.requires))
+        self.cell_filters = bool(ir.unique or any(r.metric not in ("params", "flops") for r in ir.requires)
+                                 or any(c.is_node_cell for c in self.cell_of.values()))
         self.net_filters = bool(ir.budgets or any(r.metric in ("params", "flops") for r in ir.requires))
 
     # ---------------------------------------------------------------- counting
@@ -167,17 +169,61 @@ class Space:
 
     # ---------------------------------------------------------------- per-cell filters
     def cell_count(self, cell: str) -> int:
-        return _radix_product([len(e.choices) for e in self.ir.cells[cell].edges])
+        return _radix_product(self.ir.cells[cell].radices())
 
     @functools.lru_cache(maxsize=None)
     def _valid_cells(self, cell: str) -> tuple[int, ...]:
         """Cell choice indices (within one instance) passing `require` and `unique`."""
+        fast = self._node_cell_enumeration(cell)
+        if fast is not None:
+            return fast
         self._check_walkable(cell)
         passing = self._passing(cell)
         if self.ir.unique:
             reps = self._iso_representative(cell)
             return tuple(i for i, ok in enumerate(passing) if ok and reps[i] == i)
         return tuple(i for i, ok in enumerate(passing) if ok)
+
+    @functools.lru_cache(maxsize=None)
+    def _node_cell_enumeration(self, cell: str) -> tuple[int, ...] | None:
+        """`unique` on a NAS-Bench-101-style node cell, without walking its choices: every
+        forward pair `zero | skip`, every intermediate node the same op choices, and cell
+        filters only `unique` and `require edges <= N` (or `<`). None when it does not apply."""
+        c = self.ir.cells[cell]
+        if not (c.is_node_cell and self.ir.unique):
+            return None
+        pairs = graphs.dag_pairs(c.nodes)
+        if [(e.src, e.dst) for e in c.edges] != pairs or \
+                any([ch.prim_tuple()[0].name for ch in e.choices] != ["zero", "skip"] for e in c.edges):
+            return None
+        first = c.node_ops[0].choices
+        if any([ch.label for ch in nd.choices] != [ch.label for ch in first] for nd in c.node_ops):
+            return None
+        max_edges = None
+        for r in self._cell_requires:
+            if r.metric != "edges" or r.cmp not in ("<=", "<"):
+                return None
+            bound = math.floor(r.value) if r.cmp == "<=" else math.ceil(r.value) - 1
+            max_edges = bound if max_edges is None else min(max_edges, bound)
+        if len(pairs) > 24:
+            return None
+        reps, keys = graphs.unique_labelled_dags(c.nodes, len(first), max_edges, with_keys=True)
+        self._node_keys[cell] = dict(zip(keys, reps.tolist()))
+        return tuple(reps.tolist())
+
+    @functools.lru_cache(maxsize=None)
+    def _node_cell_keys(self, cell: str) -> dict[tuple[int, int], int]:
+        """canonical form -> representative, for the node cells of `_node_cell_enumeration`."""
+        self._node_cell_enumeration(cell)
+        return self._node_keys[cell]
+
+    def _representative(self, cell: str, i: int) -> int:
+        """The representative of cell choice ``i``'s isomorphism class (`unique`)."""
+        if self._node_cell_enumeration(cell) is None:
+            return self._iso_representative(cell)[i]
+        c = self.ir.cells[cell]
+        key = graphs.labelled_dag_key(c.nodes, len(c.node_ops[0].choices), i)
+        return self._node_cell_keys(cell).get(key, i)
 
     def _check_walkable(self, cell: str) -> None:
         n = self.cell_count(cell)
@@ -189,12 +235,12 @@ class Space:
     def _passing(self, cell: str) -> tuple[bool, ...]:
         """For each cell choice, whether it passes the cell `require` filters."""
         self._check_walkable(cell)
-        if not self._cell_requires:
+        if not self._cell_requires and not self.ir.cells[cell].is_node_cell:
             return (True,) * self.cell_count(cell)
         return tuple(self._cell_reason(cell, i) is None for i in range(self.cell_count(cell)))
 
     def _cell_choice(self, cell: str, i: int) -> tuple[int, ...]:
-        return _decode(i, [len(e.choices) for e in self.ir.cells[cell].edges])
+        return _decode(i, self.ir.cells[cell].radices())
 
     def _shape_of_cell(self, cell: str) -> tuple[int, ...]:
         for k in self.instances:
@@ -240,13 +286,16 @@ class Space:
         return {"paths": paths, "depth": nonzero[-1] if nonzero else 0, "min_depth": nonzero[0] if nonzero else 0,
                 "mean_depth": sum(k * n for k, n in enumerate(counts)) / paths if paths else 0.0,
                 "skip_paths": counts[0] if counts else 0,
-                "dead_edges": len(edges) - len(graphs.on_path_edges(edges, h))}
+                "dead_edges": len(edges) - len(live := graphs.on_path_edges(edges, h)), "edges": len(live)}
 
     def _cell_reason(self, cell: str, i: int) -> str | None:
         reqs = self._cell_requires
-        if not reqs:
+        node_cell = self.ir.cells[cell].is_node_cell
+        if not reqs and not node_cell:
             return None
         values = self.cell_metrics(cell, i)
+        if node_cell and not values["paths"]:
+            return f"node cell '{cell}' has no input-output path (its output would be undefined)"
         for r in reqs:
             v = values[r.metric]
             if not _CMP[r.cmp](v, r.value):
@@ -277,6 +326,8 @@ class Space:
         labels = [[None if a["kind"] == "zero" else
                    " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), src_shape, c.channels))
                    for a, ch in zip(row, e.choices)] for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape))]
+        if c.is_node_cell:
+            return self._node_iso_representative(cell)
         radices = [len(e.choices) for e in c.edges]
         maps = None
         if h - 1 <= CANONICAL_MAX_MIDS:
@@ -297,6 +348,31 @@ class Space:
                 reps.append(first.setdefault(key, i) if passing[i] else first.get(key, i))
                 continue
             reps.append(self._vf2_representative(i, live, h, buckets, passing[i]))
+        return tuple(reps)
+
+    def _node_iso_representative(self, cell: str) -> tuple[int, ...]:
+        """`_iso_representative` of a node cell (walked: small node cells only): computing
+        graphs (pruned) compared with their nodes' ops (bound prims) and X0, XH fixed."""
+        c = self.ir.cells[cell]
+        h = c.nodes - 1
+        shape = self._shape_of_cell(cell)
+        inner = tuple(c.node_shapes(shape)[-1])
+        oplabels = [[" >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), inner, inner[0])) for ch in nd.choices]
+                    for nd in c.node_ops]
+        passing = self._passing(cell)
+        maps = [(0, *perm, h) for perm in itertools.permutations(range(1, h))]
+        first: dict[tuple, int] = {}
+        reps = []
+        ne = len(c.edges)
+        for i in range(self.cell_count(cell)):
+            digits = self._cell_choice(cell, i)
+            edges = [(e.src, e.dst) for e, d in zip(c.edges, digits) if e.choices[d].prim_tuple()[0].name != "zero"]
+            live = graphs.on_path_edges(edges, h)
+            alive = {v for e in live for v in e}
+            lab = {v: oplabels[v - 1][digits[ne + v - 1]] for v in range(1, h) if v in alive}
+            key = min((tuple(sorted((m[s], m[t]) for s, t in live)), tuple(sorted((m[v], o) for v, o in lab.items())))
+                      for m in maps) if live else ()
+            reps.append(first.setdefault(key, i) if passing[i] else first.get(key, i))
         return tuple(reps)
 
     @staticmethod
@@ -339,6 +415,19 @@ class Space:
         if k < 0:
             raise SpaceError("the sample size must be non-negative")
         rng = random.Random(seed)
+        if not self.net_filters and any(self._node_cell_enumeration(self.cell_of[n].name) is not None
+                                        for n in self.instances):
+            # node cells keep a tiny share of their raw choices (NAS-Bench-101: 1 in 1,200):
+            # draw from the product of the kept cells, which is uniform over the filtered space
+            per_inst = [range(r) for r in self.numeric_radices] + \
+                [self._valid_cells(self.cell_of[n].name) for n in self.instances]
+            sizes = [len(p) for p in per_inst]
+            inst_radix = self.numeric_radices + [_radix_product(self.edge_radices[n]) for n in self.instances]
+            n_valid = _radix_product(sizes)
+            if k > n_valid:
+                raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {n_valid}")
+            return [Architecture(self, _encode(tuple(p[d] for p, d in zip(per_inst, _decode(j, sizes))), inst_radix))
+                    for j in rng.sample(range(n_valid), k)]
         total = self.raw_count()
         seen: set[int] = set()
         out: list[Architecture] = []
@@ -450,7 +539,68 @@ class Space:
         return f"<Space {self.name}: {self.raw_count()} architectures before filters>"
 
 
+_NODE_GROUP = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)?\(([0-9, ]*)\)")
+
+
+def _node_cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
+    """A node cell's id: per node 1..H its op and its inputs, `conv3x3(0)+maxpool3x3(0,1)+(1,2)`."""
+    ne = len(cell.edges)
+    srcs: dict[int, list[int]] = {t: [] for t in range(1, cell.nodes)}
+    for e, c in zip(cell.edges, choice):
+        if e.choices[c].prim_tuple()[0].name != "zero":
+            srcs[e.dst].append(e.src)
+    ops_ = {nd.node: nd.choices[choice[ne + k]].label for k, nd in enumerate(cell.node_ops)}
+    return "+".join(f"{ops_.get(t, '')}({','.join(map(str, srcs[t]))})" for t in range(1, cell.nodes))
+
+
+def _parse_node_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
+    groups = text.split("+")
+    matches = [_NODE_GROUP.fullmatch(g.strip()) for g in groups]
+    if len(groups) != cell.nodes - 1 or not all(matches):
+        raise SpaceError(f"{text!r} is not an id of node cell '{cell.name}': expected {cell.nodes - 1} groups "
+                         "'op(sources)' (nodes 1..H-1) then '(sources)' (the output), joined by '+'",
+                         hint=f"e.g. {example!r}, or an integer index")
+    found: set[tuple[int, int]] = set()
+    node_digits = []
+    for t, m in enumerate(matches, start=1):
+        op, body = m.group(1), m.group(2)
+        for src in (x.strip() for x in body.split(",") if x.strip()):
+            if not _ASCII_INT.fullmatch(src) or not 0 <= int(src) < t:
+                raise SpaceError(f"{src!r} in group {t} of id {text!r} is not an earlier node", hint=f"e.g. {example!r}")
+            found.add((int(src), t))
+        if t == cell.nodes - 1:
+            if op:
+                raise SpaceError(f"the output group of id {text!r} names an op ({op!r}); write '({body})'")
+            continue
+        nd = cell.node_ops[t - 1]
+        if not op:
+            raise SpaceError(f"group {t} of id {text!r} names no op for node {t}", hint=f"e.g. {example!r}")
+        for i, c in enumerate(nd.choices):
+            if op == c.label or op in c.aliases:
+                node_digits.append(i)
+                break
+        else:
+            labels = [c.label for c in nd.choices]
+            raise SpaceError(f"'{op}' is not an op of node {t} in cell '{cell.name}'",
+                             hint=did_you_mean(op, labels) or f"the ops are {', '.join(labels)}")
+    digits = []
+    for e in cell.edges:
+        names = [c.prim_tuple()[0].name for c in e.choices]
+        want = "skip" if (e.src, e.dst) in found else "zero"
+        if want not in names:
+            raise SpaceError(f"id {text!r} {'has' if want == 'skip' else 'lacks'} edge {e.src} -> {e.dst}, which cell "
+                             f"'{cell.name}' {'does not allow' if want == 'skip' else 'always has'}")
+        digits.append(names.index(want))
+        found.discard((e.src, e.dst))
+    if found:
+        s_, t_ = sorted(found)[0]
+        raise SpaceError(f"id {text!r} names edge {s_} -> {t_}, which cell '{cell.name}' does not have")
+    return digits + node_digits
+
+
 def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
+    if cell.is_node_cell:
+        return _node_cell_id(cell, choice)
     groups: dict[int, list[str]] = {t: [] for t in range(1, cell.nodes)}
     for e, c in zip(cell.edges, choice):
         groups[e.dst].append(f"{e.choices[c].label}~{e.src}")
@@ -458,6 +608,8 @@ def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
 
 
 def _parse_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
+    if cell.is_node_cell:
+        return _parse_node_cell_id(cell, text, example)
     groups = text.split("+")
     if len(groups) != cell.nodes - 1 or not all(g.startswith("|") and g.endswith("|") for g in groups):
         raise SpaceError(f"{text!r} is not an id of cell '{cell.name}': expected {cell.nodes - 1} groups "
@@ -623,7 +775,7 @@ class Architecture:
             reason = sp._cell_reason(cell, self.cell_index(k))
             if reason:
                 return reason
-            rep = sp._iso_representative(cell)[self.cell_index(k)] if sp.ir.unique else self.cell_index(k)
+            rep = sp._representative(cell, self.cell_index(k)) if sp.ir.unique else self.cell_index(k)
             if rep != self.cell_index(k):
                 return f"unique: cell is isomorphic to the earlier {_cell_id(sp.cell_of[k], sp._cell_choice(cell, rep))}"
         solved, reason = self._solved

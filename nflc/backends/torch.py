@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from nflc import ops
+from nflc.graph import NodeCellPlan
 from nflc.ir.model import SpaceIR
 
 if TYPE_CHECKING:
@@ -188,6 +189,50 @@ class CellModule(nn.Module):
         return nodes[-1]
 
 
+class NodeCellModule(nn.Module):
+    """A node cell (NAS-Bench-101's ``Cell``) of one choice, built from its pruned graph.
+
+    Node t sums its inputs: a live node's output cut to t's channels (the first ones) and,
+    for an edge from X0, the projection of the cell's input; then applies its op. The
+    output concatenates the nodes feeding it (in order) and adds the projected input when
+    X0 feeds it. ``ops`` then ``projections`` keep NAS-Bench-101's parameter order
+    (``vertex_op``, then ``input_op``), so its weights load entry by entry.
+    """
+
+    def __init__(self, plan, ops_: dict[int, nn.Module], projections: dict[int, nn.Module]):
+        super().__init__()
+        self.ops = nn.ModuleList([ops_[t] for t in plan.nodes])
+        self.projections = nn.ModuleList([projections[t] for t in plan.projections])
+        slot = {t: i for i, t in enumerate(plan.nodes)}
+        proj = {t: i for i, t in enumerate(plan.projections)}
+        h = plan.h
+        # per live node: (op slot, projection slot or -1, [(input slot, channels to keep)])
+        self._plan = tuple((slot[t], proj.get(t, -1), tuple((slot[s], plan.channels[t] if plan.channels[s] != plan.channels[t] else 0)
+                                                       for s in plan.inputs[t] if s))
+                           for t in plan.nodes)
+        self._concat = tuple(slot[s] for s in plan.inputs[h] if s)
+        self._out_proj = proj.get(h, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = []
+        for op, p, inputs in self._plan:
+            total = None
+            for s, c in inputs:
+                y = outs[s]
+                y = y[:, :c] if c else y  # NAS-Bench-101's `truncate`: static, so torch.fx traces it
+                total = y if total is None else total + y
+            if p >= 0:
+                y = self.projections[p](x)
+                total = y if total is None else total + y
+            outs.append(self.ops[op](total))
+        if not self._concat:
+            return self.projections[self._out_proj](x)
+        out = outs[self._concat[0]] if len(self._concat) == 1 else torch.cat([outs[s] for s in self._concat], 1)
+        if self._out_proj >= 0:
+            out = out + self.projections[self._out_proj](x)
+        return out
+
+
 def _check_input_shape(net: "Network", args: tuple) -> None:
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != net.input_shape:
@@ -279,6 +324,15 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
             layers.append(m)
             continue
         cell = ir.cells[st.cell]
+        if cell.is_node_cell:
+            plan = NodeCellPlan(cell, choices[st.instance], shape, st.shape_out[0])
+            hw = shape[1:]
+            node_mods = {t: build_seq(prims, (plan.channels[t], *hw), skip_init=True) for t, prims in plan.ops.items()}
+            proj_mods = {t: build_seq(prims, shape, skip_init=True) for t, prims in plan.projection.items()}
+            for m in [*node_mods.values(), *proj_mods.values()]:
+                _mark_relu_followers(m, relu_after)
+            layers.append(NodeCellModule(plan, node_mods, proj_mods))
+            continue
         skip = dead.get(st.instance, set()) if dead else set()
         edges = {}
         edge_shapes = cell.edge_shapes(shape)

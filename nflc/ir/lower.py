@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from nflc import ops
 from nflc.errors import DiagnosticBag, NflcError, SemanticError, Span, decode_source, did_you_mean
-from nflc.ir.model import (BudgetIR, CellIR, ChoiceIR, EdgeIR, PrimIR, RequireIR, SourceSpan,
+from nflc.ir.model import (BudgetIR, CellIR, ChoiceIR, EdgeIR, NodeIR, PrimIR, RequireIR, SourceSpan,
                            SpaceIR, StageIR)
 from nflc.syntax import ast
 from nflc.syntax.parser import parse
@@ -29,12 +30,14 @@ REQUIRE_METRICS = {
     "mean_depth": "mean path depth of every cell",
     "skip_paths": "paths with no parameterized edge, in every cell",
     "dead_edges": "non-zero edges on no input-to-output path, in every cell",
+    "edges": "non-zero edges on some input-to-output path (the computing graph's), in every cell",
     "params": "parameters of the whole network",
     "flops": "multiply-accumulates of the whole network",
 }
 BUDGET_METRICS = ("params", "flops")
 INIT_SCHEMES = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "torch_default")
 _ID_RESERVED = set("|~+;")
+_NODE_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # node op labels stand in ids as `op(0,1)`
 MAX_DIGITS = 100  # every value in an expression stays below 10**100 in magnitude
 MAX_REPEAT = 10_000  # largest repeat count `xN`
 MAX_PRIMS = 100_000  # primitive ops one op expression may expand to (repeats multiply)
@@ -644,7 +647,7 @@ class Lowerer:
         for st in cd.channels:
             if st.keyword != "channels":
                 self._fail(f"unknown cell statement '{st.keyword}'", st.keyword_span,
-                           did_you_mean(st.keyword, ["channels", "nodes", "edge"]) or
+                           did_you_mean(st.keyword, ["channels", "nodes", "edge", "node"]) or
                            "a cell has 'nodes', 'edge' and 'channels' statements")
         for extra in cd.channels[1:]:
             self._fail(f"cell '{name}' declares its channels twice", extra.span, "keep one 'channels'")
@@ -675,9 +678,76 @@ class Lowerer:
                 edges[(s, t)] = EdgeIR(src=s, dst=t, choices=choices, span=_sspan(es.span))
         if not cd.edges:
             self.bag.warning(f"cell '{name}' has no edges: its output is always zero", cd.span)
+        node_ops = self._lower_node_ops(cd, name, names, local, edges) if cd.node_ops else []
         return CellIR(name=variant or name, nodes=n, node_names=names,
                       edges=[edges[k] for k in sorted(edges, key=lambda st: (st[1], st[0]))], span=_sspan(cd.span),
-                      channels=channels, definition=name if variant else None)
+                      channels=channels, definition=name if variant else None, node_ops=node_ops)
+
+    def _lower_node_ops(self, cd: ast.CellDef, name: str, names: list[str], local: dict,
+                        edges: dict[tuple[int, int], EdgeIR]) -> list[NodeIR]:
+        """`node * : ...` statements: the op choices of a node cell's intermediate nodes."""
+        n = len(names)
+        found: dict[int, NodeIR] = {}
+        ok = True
+        for ns in cd.node_ops:
+            if ns.keyword != "node":
+                self._fail(f"unknown cell statement '{ns.keyword}'", ns.keyword_span,
+                           did_you_mean(ns.keyword, ["node", "nodes", "edge"]) or
+                           "a cell has 'nodes', 'edge', 'node' and 'channels' statements")
+            if n < 3:
+                self._fail(f"cell '{name}' has no intermediate node to choose an op", ns.span,
+                           "a node cell needs at least 3 nodes (input, intermediates, output)")
+            if ns.node is None:
+                targets = list(range(1, n - 1))
+            else:
+                t = self._try(self._node_index, ns.node, names)
+                if t is None:
+                    ok = False
+                    continue
+                if t in (0, n - 1):
+                    self.bag.error(f"node {ns.node.value} is the cell's {'input' if t == 0 else 'output'}; only "
+                                   "intermediate nodes choose an op", ns.node.span,
+                                   f"choose ops for nodes 1..{n - 2}, or 'node * : ...' for all of them")
+                    ok = False
+                    continue
+                targets = [t]
+            choices = self._try(self._lower_choices, ns, local)
+            if choices is None:
+                ok = False
+                continue
+            bad = [c for c in choices if not _NODE_LABEL.fullmatch(c.label)]
+            if bad:
+                self.bag.error(f"the node op '{bad[0].label}' cannot name itself in architecture ids", _span(bad[0].span),
+                               f"give it a name: '{bad[0].label} as NAME'")
+                ok = False
+                continue
+            for c in choices:
+                if any(p.name == "zero" for p in c.prim_tuple()):
+                    self.bag.error(f"node op '{c.label}' is zero: a node cell's nodes always compute", _span(c.span),
+                                   "leave a node out by its edges (they are 'zero | skip')")
+                    ok = False
+            for t in targets:
+                found[t] = NodeIR(node=t, choices=choices, span=_sspan(ns.span))
+        for (s, t), e in sorted(edges.items()):
+            for c in e.choices:
+                if any(p.name not in ("zero", "skip") for p in c.prim_tuple()) or len(c.prims) > 1:
+                    self.bag.error(f"edge {s} -> {t} of node cell '{name}' applies '{c.label}'; in a node cell an "
+                                   "edge only exists or not", _span(c.span) or _span(e.span),
+                                   "write 'edge * : zero | skip' and put the ops on the nodes: 'node * : ...'")
+                    ok = False
+                    break
+            if [c.prim_tuple()[0].name for c in e.choices] not in (["zero"], ["skip"], ["zero", "skip"]):
+                if ok:
+                    self.bag.error(f"edge {s} -> {t} of node cell '{name}' must be 'zero', 'skip' or 'zero | skip' "
+                                   "(in this order)", _span(e.span))
+                ok = False
+        missing = [t for t in range(1, n - 1) if t not in found]
+        if ok and missing:
+            self._fail(f"node {names[missing[0]]} of node cell '{name}' chooses no op", cd.span,
+                       "give every intermediate node its ops: 'node * : ...'")
+        if not ok:
+            raise _Abort
+        return [found[t] for t in range(1, n - 1)]
 
     def _node_index(self, ref: ast.NodeRef, names: list[str]) -> int:
         n = len(names)
@@ -951,6 +1021,35 @@ class Lowerer:
 
     def _check_cell_shape_once(self, cell: CellIR, shape, span: Span) -> None:
         bad = False
+        if cell.is_node_cell:  # node ops keep the node's shape (its channels vary per architecture)
+            if len(shape) != 3:
+                self._fail(f"node cell '{cell.name}' needs an image-shaped input [channels, height, width], "
+                           f"got {list(shape)}", span)
+            seen: set = set()
+            for nd in cell.node_ops:
+                for c in nd.choices:
+                    if c.span in seen:  # `node *` shares its choices: each is reported once
+                        continue
+                    seen.add(c.span)
+                    where = _span(c.span) or span
+                    for inner in (tuple(cell.node_shapes(shape)[-1]), (1, *shape[1:])):
+                        try:
+                            out = ops.seq_cost(c.prim_tuple(), inner, inner[0])[0]
+                        except ops.ShapeError as exc:
+                            msg, hint = _shape_message(exc, inner)
+                            self.bag.error(f"node op '{c.label}' in cell '{cell.name}' cannot take {list(inner)}: {msg}",
+                                           where, hint)
+                            bad = True
+                            break
+                        if tuple(out) != inner:
+                            self.bag.error(f"node op '{c.label}' in cell '{cell.name}' changes the shape {list(inner)} "
+                                           f"-> {list(out)}", where, "a node op must keep its node's shape, whose "
+                                           "channels vary per architecture: leave 'out' to default to them")
+                            bad = True
+                            break
+            if bad:
+                raise _Abort
+            return
         nodes = cell.node_shapes(shape)
         reported: set[tuple] = set()
         for e in cell.edges:

@@ -56,6 +56,14 @@ class EdgeIR(BaseModel):
     span: SourceSpan | None = None
 
 
+class NodeIR(BaseModel):
+    """The op choices of an intermediate node of a node cell (`node * : ...`)."""
+
+    node: int
+    choices: list[ChoiceIR]
+    span: SourceSpan | None = None
+
+
 class CellIR(BaseModel):
     name: str
     nodes: int  # H + 1: X0 (input) .. XH (output)
@@ -64,6 +72,17 @@ class CellIR(BaseModel):
     span: SourceSpan | None = None
     channels: int | None = None  # channels (features) of nodes 1..H; None: the cell's input's
     definition: str | None = None  # the cell definition a parameterized cell was lowered from
+    # a node cell (NAS-Bench-101's): edges are `zero | skip` (absent or present), each
+    # intermediate node applies its chosen op; see docs/LANGUAGE.md, "Node cells"
+    node_ops: list[NodeIR] = []
+
+    @property
+    def is_node_cell(self) -> bool:
+        return bool(self.node_ops)
+
+    def radices(self) -> list[int]:
+        """The number of choices of every digit of a cell choice: edges, then node ops."""
+        return [len(e.choices) for e in self.edges] + [len(n.choices) for n in self.node_ops]
 
     def node_shapes(self, shape_in) -> list[tuple[int, ...]]:
         """The shape of every node X0..XH when the cell is placed on ``shape_in``."""
@@ -140,6 +159,9 @@ class SpaceIR(BaseModel):
             for e in cell.edges:
                 ch = " | ".join(f"{c.label}=" + " >> ".join(str(p) for p in c.prims) for c in e.choices)
                 lines.append(f"    edge {e.src}->{e.dst}: {ch}")
+            for nd in cell.node_ops:
+                ch = " | ".join(f"{c.label}=" + " >> ".join(str(p) for p in c.prims) for c in nd.choices)
+                lines.append(f"    node {nd.node}: {ch}")
         for i, st in enumerate(self.network):
             what = str(st.prim) if st.kind == "prim" else f"cell {st.cell} [{st.instance}]"
             lines.append(f"  %{i} = {what}  {st.shape_in} -> {st.shape_out}"
@@ -165,6 +187,12 @@ class SpaceIR(BaseModel):
                 labels = [c.label for c in e.choices]
                 if len(set(labels)) != len(labels) or not labels:
                     bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} has empty or repeated labels")
+            if cell.node_ops:
+                if [nd.node for nd in cell.node_ops] != list(range(1, cell.nodes - 1)):
+                    bad.append(f"node cell {cell.name}: node ops not given for nodes 1..{cell.nodes - 2} in order")
+                for e in cell.edges:
+                    if any(p.name not in ("zero", "skip") for c in e.choices for p in c.prims):
+                        bad.append(f"node cell {cell.name}: edge {e.src}->{e.dst} has an op other than zero or skip")
         for st in self.network:
             if st.kind == "cell" and (st.instance not in self.instance_cell or st.cell not in self.cells):
                 bad.append(f"stage {st} refers to an unknown cell instance")

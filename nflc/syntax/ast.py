@@ -153,6 +153,15 @@ class EdgeStmt:
 
 
 @dataclass(frozen=True)
+class NodeStmt:
+    node: NodeRef | None  # None for `node *` (every intermediate node)
+    choices: tuple[ChoiceItem, ...]
+    span: Span
+    keyword: str = "node"  # as written (a name; the lowering checks it)
+    keyword_span: Span | None = None
+
+
+@dataclass(frozen=True)
 class NodesStmt:
     count: Expr | None
     names: tuple[str, ...] | None
@@ -175,6 +184,7 @@ class CellDef:
     span: Span
     params: tuple[Param, ...] | None = None  # `cell c(w) { ... }`, placed as `c(16)`
     channels: tuple[ChannelsStmt, ...] = ()
+    node_ops: tuple[NodeStmt, ...] = ()  # `node * : ...`: a node cell (NAS-Bench-101's semantics)
 
 
 @dataclass(frozen=True)

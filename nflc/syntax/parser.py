@@ -196,8 +196,9 @@ class _ToAst(Transformer_NonRecursive):
         nodes = tuple(i for i in body if isinstance(i, ast.NodesStmt))
         edges = tuple(i for i in body if isinstance(i, ast.EdgeStmt))
         channels = tuple(i for i in body if isinstance(i, ast.ChannelsStmt))
+        node_ops = tuple(i for i in body if isinstance(i, ast.NodeStmt))
         return ast.CellDef(str(name) if name is not None else None, nodes, edges, self._s(meta),
-                           tuple(params) if params is not None else None, channels)
+                           tuple(params) if params is not None else None, channels, node_ops)
 
     @v_args(meta=True)
     def channels_stmt(self, meta, items):
@@ -216,6 +217,17 @@ class _ToAst(Transformer_NonRecursive):
         sel, choices = items
         src, dst = sel
         return ast.EdgeStmt(src, dst, tuple(choices), self._s(meta))
+
+    @v_args(meta=True)
+    def node_stmt(self, meta, items):
+        word, sel, choices = items
+        return ast.NodeStmt(sel, tuple(choices), self._s(meta), str(word), _span(self.file, word))
+
+    def all_nodes(self, _):
+        return None
+
+    def one_node(self, items):
+        return items[0]
 
     def all_pairs(self, _):
         return (None, None)

@@ -1,0 +1,196 @@
+"""Node cells (`node * : ...`, NAS-Bench-101's cells) and specs/nb101.nfl (issue #14): the
+count against NAS-Bench-101's published 423624 unique graphs, the dedicated enumerator
+against brute force (networkx isomorphism on pruned graphs), ids, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import networkx as nx
+import pytest
+
+import nflc
+from nflc import graph as graphs
+from nflc.errors import NflcError
+
+from .conftest import SPECS, assert_diagnostic, cli, locate, no_traceback
+
+NB101_UNIQUE_GRAPHS = 423624  # Ying et al. 2019, NAS-Bench-101's number of unique graphs
+
+
+@pytest.fixture(scope="module")
+def nb101() -> nflc.Space:
+    return nflc.load(SPECS / "nb101.nfl")
+
+
+def test_count_is_nb101s_published_number_in_under_a_minute():
+    t0 = time.perf_counter()
+    res = cli("count", SPECS / "nb101.nfl")
+    took = time.perf_counter() - t0
+    assert res.exit_code == 0 and res.output.strip().splitlines()[-1] == str(NB101_UNIQUE_GRAPHS), res.output
+    assert took < 60, took
+
+
+def _brute_force(nodes: int, n_ops: int, max_edges: int | None) -> list[int]:
+    """The first raw index of every class, by networkx isomorphism on pruned labelled graphs."""
+    pairs = graphs.dag_pairs(nodes)
+    mids, out = nodes - 2, nodes - 1
+    classes: list[tuple[nx.DiGraph, int]] = []
+    for edge_code in range(1 << len(pairs)):
+        edges = [pr for p, pr in enumerate(pairs) if (edge_code >> (len(pairs) - 1 - p)) & 1]
+        alive, live = graphs.prune_dag(nodes, edges)
+        if not live or (max_edges is not None and len(live) > max_edges):
+            continue
+        for op_code, labels in enumerate(itertools.product(range(n_ops), repeat=mids)):
+            g = nx.DiGraph()
+            g.add_nodes_from((v, {"op": "in" if v == 0 else "out" if v == out else labels[v - 1]}) for v in alive)
+            g.add_edges_from(live)
+            if not any(nx.is_isomorphic(g, h, node_match=lambda a, b: a["op"] == b["op"]) for h, _ in classes):
+                classes.append((g, edge_code * n_ops ** mids + op_code))
+    return sorted(i for _, i in classes)
+
+
+@pytest.mark.parametrize("nodes, n_ops, max_edges", [(3, 2, None), (4, 2, None), (4, 3, 3), (5, 2, None), (5, 2, 4),
+                                                     (5, 1, 5)])
+def test_enumerator_matches_brute_force(nodes, n_ops, max_edges):
+    reps, keys = graphs.unique_labelled_dags(nodes, n_ops, max_edges, with_keys=True)
+    assert reps.tolist() == _brute_force(nodes, n_ops, max_edges)
+    # the canonical form of one cell agrees with the vectorised one
+    assert [graphs.labelled_dag_key(nodes, n_ops, int(i)) for i in reps] == keys
+
+
+def test_small_unlabelled_counts_are_known_numbers():
+    # one op: unique pruned DAGs with a fixed source and sink; 3 nodes: 0->2, 0->1->2, both
+    assert len(graphs.unique_labelled_dags(3, 1)) == 3
+    assert len(graphs.unique_labelled_dags(2, 1)) == 1
+
+
+SMALL = """\
+space s {
+    input [3, 8, 8]
+    classes 10
+    bias false
+    op c3 = conv2d(3) >> batchnorm >> relu
+    cell m {
+        nodes 5
+        channels 8
+        edge * : zero | skip
+        node * : c3 | max_pool(3) as mp
+    }
+    network = conv2d(3, 8) >> m x2 >> global_avg_pool >> linear(classes)
+    require edges <= 5
+    unique
+}
+"""
+
+
+def test_the_fast_path_agrees_with_walking_the_cell():
+    fast = nflc.loads(SMALL)
+    # `require paths >= 1` takes the enumerator off (any other cell metric walks the choices)
+    walked = nflc.loads(SMALL.replace("    unique", "    require paths >= 1\n    unique"))
+    cell = fast.instances[0]
+    assert fast._node_cell_enumeration(fast.cell_of[cell].name) is not None
+    assert walked._node_cell_enumeration(walked.cell_of[cell].name) is None
+    assert fast.count() == walked.count() == len(_brute_force(5, 2, 5))
+    assert [a.index for a in fast] == [a.index for a in walked]
+
+
+def test_without_unique_every_cell_with_a_path_counts():
+    sp = nflc.loads(SMALL.replace("    require edges <= 5\n    unique\n", ""))
+    n = 0
+    for edge_code in range(1 << 10):
+        edges = [pr for p, pr in enumerate(graphs.dag_pairs(5)) if (edge_code >> (9 - p)) & 1]
+        n += bool(graphs.prune_dag(5, edges)[1])
+    assert sp.count() == n * 2 ** 3
+
+
+def test_ids_round_trip_and_name_ops_and_inputs(nb101):
+    for a in nb101.sample(20, seed=3):
+        assert nb101.architecture(a.id).index == a.index
+        assert a.rejection is None
+    a = nb101.architecture("conv3x3_bn_relu(0)+conv1x1_bn_relu(1)+maxpool3x3(0,2)+conv3x3_bn_relu()"
+                           "+conv3x3_bn_relu()+(3)")
+    assert a.id.startswith("conv3x3_bn_relu(0)+conv1x1_bn_relu(1)+maxpool3x3(0,2)+")
+    g = a.graph
+    assert g.nodes[2]["op"] == "conv1x1_bn_relu"
+    assert {(s, t) for s, t, k in g.in_edges(3, data="kind") if k != "zero"} == {(0, 3), (2, 3)}
+
+
+def test_an_isomorphic_cell_is_rejected_naming_its_representative(nb101):
+    # two nodes in parallel, swapped ops: one class
+    one = nb101.architecture("conv3x3_bn_relu(0)+conv1x1_bn_relu(0)+conv3x3_bn_relu()+conv3x3_bn_relu()"
+                             "+conv3x3_bn_relu()+(1,2)")
+    two = nb101.architecture("conv1x1_bn_relu(0)+conv3x3_bn_relu(0)+conv3x3_bn_relu()+conv3x3_bn_relu()"
+                             "+conv3x3_bn_relu()+(1,2)")
+    first, second = sorted([one, two], key=lambda a: a.index)
+    assert second.rejection is not None and "isomorphic" in second.rejection
+    rep = nb101.architecture(nb101._representative(nb101.cell_of[nb101.instances[0]].name, second.index))
+    assert rep.rejection is None and rep.index <= first.index
+
+
+@pytest.mark.parametrize("text, match", [
+    ("conv3x3_bn_relu(0)+(1)", "expected 6 groups"),
+    ("conv3x3_bn_relu(0)+conv3x3_bn_relu(1)+conv3x3_bn_relu(2)+conv3x3_bn_relu(3)+conv3x3_bn_relu(4)+maxpool3x3(5)",
+     "names an op"),
+    ("conv5x5(0)+conv3x3_bn_relu(1)+conv3x3_bn_relu(2)+conv3x3_bn_relu(3)+conv3x3_bn_relu(4)+(5)",
+     "'conv5x5' is not an op of node 1"),
+    ("conv3x3_bn_relu(1)+conv3x3_bn_relu(1)+conv3x3_bn_relu(2)+conv3x3_bn_relu(3)+conv3x3_bn_relu(4)+(5)",
+     "is not an earlier node"),
+])
+def test_bad_ids(nb101, text, match):
+    with pytest.raises(NflcError, match=match):
+        nb101.architecture(text)
+
+
+def test_a_cell_without_a_path_is_not_in_the_space(nb101):
+    a = nb101.architecture(0)
+    assert "no input-output path" in a.rejection
+
+
+def edit(text: str, *pairs: str) -> str:
+    for old, new in zip(pairs[::2], pairs[1::2]):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
+CASES = [
+    ("an op on an edge of a node cell", edit(SMALL, "edge * : zero | skip", "edge * : zero | c3"), ("c3\n", 1, 0),
+     "in a node cell an edge only exists or not", "write 'edge * : zero | skip'"),
+    ("an op for the input node", edit(SMALL, "node * :", "node 0 : c3\n        node * :"), ("0 : c3", 1, 0),
+     "node 0 is the cell's input", None),
+    ("a node without ops", edit(SMALL, "node * :", "node 1 :"), ("cell m", 1, 0),
+     "node X2 of node cell 'm' chooses no op", "node * : ..."),
+    ("a zero node op", edit(SMALL, "max_pool(3) as mp", "zero"), ("zero\n", 1, 0),
+     "node op 'zero' is zero", None),
+    ("a node op that changes the channels", edit(SMALL, "max_pool(3) as mp", "conv2d(3, 16) as wide"),
+     ("conv2d(3, 16)", 1, 0), "node op 'wide' in cell 'm' changes the shape", "leave 'out' to default"),
+    ("a node op with an id-breaking label", edit(SMALL, "max_pool(3) as mp", "max_pool(3)"),
+     ("max_pool(3)\n", 1, 0), "cannot name itself in architecture ids", "as NAME"),
+    ("a node cell on a flat input", edit(SMALL, "conv2d(3, 8) >> m x2", "flatten >> m x2"),
+     ("m x2", 1, 0), "needs an image-shaped input", None),
+    ("a node out of range", edit(SMALL, "node * :", "node 7 :"), ("7 :", 1, 0), "node 7 is out of range", None),
+    ("an unknown edge metric", edit(SMALL, "require edges", "require edgez"), ("edgez", 1, 0),
+     "unknown", "did you mean 'edges'?"),
+]
+
+
+@pytest.mark.parametrize("name, text, where, message, hint", CASES, ids=[c[0] for c in CASES])
+def test_user_mistake(spec, name, text, where, message, hint):
+    path = spec(text)
+    res = cli("check", path)
+    no_traceback(res)
+    assert res.exit_code == 2, res.output
+    line, col = locate(text, *where)
+    assert_diagnostic(res.output, str(path), text, line, col, message, hint)
+
+
+def test_node_is_still_a_name():
+    sp = nflc.loads(edit(SMALL, "classes 10", "classes 10\n    node = 3", "conv2d(3, 8)", "conv2d(node, 8)"))
+    assert sp.count() > 0
+
+
+def test_nb101_ir_lints_clean(nb101):
+    assert nb101.ir.lint() == []
+    assert "node 1: conv3x3_bn_relu=" in nb101.ir.to_text()
