@@ -332,7 +332,7 @@ class NodeCellPlan:
             if t not in ch:
                 ch[t] = max(ch[d] for s, d in live if s == t and d != h)
         self.channels = ch
-        c_in, hw = shape_in[0], tuple(shape_in[1:])
+        hw = tuple(shape_in[1:])
         self.shape_in = tuple(shape_in)
         self.ops = {}
         for k, nd in enumerate(cell.node_ops):

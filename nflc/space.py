@@ -593,7 +593,7 @@ def _parse_node_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
         digits.append(names.index(want))
         found.discard((e.src, e.dst))
     if found:
-        s_, t_ = sorted(found)[0]
+        s_, t_ = min(found)
         raise SpaceError(f"id {text!r} names edge {s_} -> {t_}, which cell '{cell.name}' does not have")
     return digits + node_digits
 

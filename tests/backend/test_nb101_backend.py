@@ -46,7 +46,7 @@ def _reference_state(ref: torch.nn.Module) -> dict[str, torch.Tensor]:
     """nasbench-pytorch's state without its placeholders, dummy device parameter and the
     `last_inop` alias of the output projection, in registration order."""
     return {k: v for k, v in ref.state_dict().items()
-            if not (k.endswith(".a") or k.endswith("dev_param") or ".last_inop." in k)}
+            if not (k.endswith((".a", "dev_param")) or ".last_inop." in k)}
 
 
 def check(space: nflc.Space, entry: dict, seed: int) -> None:
