@@ -10,7 +10,15 @@ The facade stays light: torch is imported only when a module is compiled.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Intel MKL's conditional numerical reproducibility: without it a matrix product's last
+# bits depend on its operands' memory alignment, so a network trained in a population of
+# another size (a resumed run, another Ray worker) could differ in the last bits. It costs
+# nothing measurable here (benchmarks/bench_population.py). MKL reads it at its first call,
+# so it must be set before any matrix product of the process; a value set by the user wins.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from nflc.errors import NflcError, SpaceError
 from nflc.space import Architecture, Space

@@ -15,8 +15,11 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# as nflc sets it at import (nflc/__init__.py), before this process's first matrix product
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

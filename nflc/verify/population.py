@@ -3,7 +3,7 @@
 The paper's family (THEORY.md section 1, :func:`nflc.analysis.exact.exact_support`) is
 ``[flatten] >> linear(m) >> relu >> cell >> linear(classes)`` without biases, each cell
 edge ``zero``, ``skip`` or ``linear >> relu``. :class:`Population` stacks ``A`` such
-networks: the stems side by side as one ``(d, A * m)`` tensor, the readouts as ``(A, m, classes)``,
+networks: the stems as one ``(A, d, m)`` tensor, the readouts as ``(A, m, classes)``,
 and per cell edge the weights of the members whose edge is ``linear`` as one
 ``(A_e, m, m)`` tensor. Each edge's choice per member is held as two index sets (the
 members where the edge is ``linear``, those where it is ``skip``; the rest are ``zero``):
@@ -20,13 +20,15 @@ its own seeded generator, the same ``randperm`` per epoch as ``train``, so an ar
 gets the same numbers, to float round-off, whether it is trained alone (``run_sweep``) or in
 any population, and the two paths can share one results database. A sweep seeds every
 architecture's data order alike (:func:`nflc.verify.sweep.arch_seeds`: common random
-numbers), so its members' orders coincide and the population draws one minibatch for all:
-the stems then run as one ``(B, d) x (d, A * m)`` matmul, forward and backward, instead of
-``A`` gathers and a ``bmm``. Members with different orders (other seeds) each get their own
-minibatch. (Batched and single matmuls round differently, about 1e-7 per step; SGD can
-amplify that over many epochs when a ReLU flips at a kink, as any change of BLAS or device
-would. On a CPU a given command repeats its numbers exactly; on CUDA ``index_add_`` sums
-with atomics, so repeated runs may differ in the last bits.)
+numbers), so its members' orders coincide and the population draws one minibatch for all
+(one gather, broadcast to every member's stem ``bmm``). Members with different orders
+(other seeds) each get their own minibatch. Every product is a member's own ``bmm`` slice,
+so a member's numbers do not depend on which others share its population or where it sits
+in it: a member resumed in a group of another size repeats its run bit for bit on a CPU.
+(Batched and single matmuls round differently, about 1e-7 per step, so a population and
+``train`` agree to round-off; SGD can amplify that over many epochs when a ReLU flips at a
+kink, as any change of BLAS or device would. On CUDA ``index_add_`` sums with atomics, so
+repeated runs may differ in the last bits.)
 
 Checkpoints are ordinary :class:`nflc.verify.train.Checkpoint` objects in the compiled
 module's ``state_dict`` layout, so an architecture interrupted in a population resumes in
@@ -196,10 +198,11 @@ class Population(nn.Module):
         # so x @ W runs as bmm(x, W) and autograd hands back gradients in the parameter's own
         # layout (a transposed view would cost a strided copy of every gradient, every step).
         with torch.no_grad():
-            # the stems side by side, (in, A * width): a batch shared by every member goes
-            # through all of them as one wide matmul (and their gradient as one more); only
-            # members on different data orders read it through a strided (A, in, width) view
-            self.stem = nn.Parameter(torch.cat([st[lay.stem].detach().T for st, lay in zip(states, layouts, strict=True)], dim=1))
+            # one stem per member, (A, in, width), applied by bmm even when every member reads
+            # the same batch: a member's products then do not depend on its position in the
+            # population or on the population's size (one wide matmul's column blocking did,
+            # in the last bits), so a member resumed in another group repeats its numbers
+            self.stem = nn.Parameter(torch.stack([st[lay.stem].detach().T for st, lay in zip(states, layouts, strict=True)]))
             self.readout = nn.Parameter(torch.stack([st[lay.readout].detach().T for st, lay in zip(states, layouts, strict=True)]))
         self.edge_weights = nn.ParameterDict()
         # per edge: members where it is linear (rows of its weight stack, in order) / skip
@@ -220,12 +223,11 @@ class Population(nn.Module):
     # -- computing -------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, m = self.members, self.width
-        if x.dim() == 2:  # one batch for every member: one (B, d) x (d, A * m) matmul
-            b = x.shape[0]
-            h = F.relu(x @ self.stem).view(b, a, m).transpose(0, 1).contiguous()
+        a = self.members
+        if x.dim() == 2:  # one batch for every member (a stride-0 view, not a copy)
+            h = F.relu(torch.bmm(x.unsqueeze(0).expand(a, *x.shape), self.stem))
         elif x.dim() == 3 and x.shape[0] == a:  # a batch per member
-            h = F.relu(torch.bmm(x, self.stem.view(self.in_dim, a, m).transpose(0, 1)))
+            h = F.relu(torch.bmm(x, self.stem))
         else:
             raise ValueError(f"population of {a} expects inputs (B, {self.in_dim}) or ({a}, B, {self.in_dim}), got {tuple(x.shape)}")
         nodes = [h]
@@ -249,8 +251,7 @@ class Population(nn.Module):
 
     def _slots(self, i: int) -> list[tuple[str, torch.Tensor]]:
         lay = self.layouts[i]
-        m = self.width
-        slots = [(lay.stem, self.stem[:, i * m : (i + 1) * m]), (lay.readout, self.readout[i])]
+        slots = [(lay.stem, self.stem[i]), (lay.readout, self.readout[i])]
         for (s, t), (kind, name) in lay.edges.items():
             if kind == "linear":
                 slots.append((str(name), self.edge_weights[_key(s, t)][self._linear[(s, t)].index(i)]))

@@ -31,8 +31,9 @@ def test_members_resumed_in_smaller_groups_repeat_the_full_group_bit_for_bit(h3,
             saved[i] = Checkpoint.from_bytes(snapshot().to_bytes())
 
     full = _train(h3, split, IDS, on_epoch=grab, eval_members=len(IDS))
-    # as after a kill: the members resume in two groups (2 and 4), each sized for the full group
-    for part in (IDS[:2], IDS[2:]):
+    # as after a kill: the members resume in groups of other sizes (2, 4, and alone), each
+    # sized for the full group, most of them at another position than in the full group
+    for part in (IDS[:2], IDS[2:], IDS[1:2], IDS[3:4], IDS[5:]):
         at = [IDS.index(a) for a in part]
         resumed = _train(h3, split, part, resume=[saved[i] for i in at], histories=[full[i].history[:2] for i in at],
                          eval_members=len(IDS))
