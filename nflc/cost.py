@@ -37,7 +37,7 @@ class CostModel:
             elif st.kind == "cell":
                 cell = ir.cells[st.cell]
                 table = []
-                for e, shape in zip(cell.edges, cell.edge_shapes(st.shape_in)):
+                for e, shape in zip(cell.edges, cell.edge_shapes(st.shape_in), strict=False):
                     row = []
                     for c in e.choices:
                         prims = c.prim_tuple()
@@ -56,7 +56,7 @@ class CostModel:
             ch = choices[inst]
             skip = dead.get(inst, set()) if dead else set()
             for table in tables:
-                for i, (row, c) in enumerate(zip(table, ch)):
+                for i, (row, c) in enumerate(zip(table, ch, strict=False)):
                     if i not in skip:
                         p, f = row[c]
                         params += p

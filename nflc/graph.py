@@ -62,7 +62,7 @@ def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
     computes it once per cell, so building one graph per architecture is cheap.
     """
     table = []
-    for e, src_shape in zip(cell.edges, cell.edge_shapes(shape)):
+    for e, src_shape in zip(cell.edges, cell.edge_shapes(shape), strict=False):
         row = []
         for ch in e.choices:
             prims = ops.seq_bind(ch.prim_tuple(), src_shape, cell.channels)
@@ -85,7 +85,7 @@ def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
         table = edge_table(cell, shape)
     g = nx.DiGraph(cell=cell.name)
     g.add_nodes_from((i, {"label": f"X{i}", "name": name}) for i, name in enumerate(cell.node_names))
-    g.add_edges_from((e.src, e.dst, table[k][c]) for k, (e, c) in enumerate(zip(cell.edges, choice)))
+    g.add_edges_from((e.src, e.dst, table[k][c]) for k, (e, c) in enumerate(zip(cell.edges, choice, strict=False)))
     ne = len(cell.edges)
     for k, nd in enumerate(cell.node_ops):  # a node cell: every intermediate node's chosen op
         g.nodes[nd.node]["op"] = nd.choices[choice[ne + k]].label
@@ -271,9 +271,9 @@ def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, w
     order = np.argsort(allreps)
     if not with_keys:
         return allreps[order]
-    structs = np.concatenate([np.full(len(u), canon[j]) for j, u in zip(heads, keys)])
+    structs = np.concatenate([np.full(len(u), canon[j]) for j, u in zip(heads, keys, strict=True)])
     opcodes = np.concatenate(keys)
-    return allreps[order], list(zip(structs[order].tolist(), opcodes[order].tolist()))
+    return allreps[order], list(zip(structs[order].tolist(), opcodes[order].tolist(), strict=True))
 
 
 def labelled_dag_key(nodes: int, n_ops: int, index: int) -> tuple[int, int] | None:
@@ -315,7 +315,7 @@ class NodeCellPlan:
     def __init__(self, cell: CellIR, choice: tuple[int, ...], shape_in, c_out: int):
         h = cell.nodes - 1
         ne = len(cell.edges)
-        edges = [(e.src, e.dst) for e, d in zip(cell.edges, choice) if e.choices[d].prim_tuple()[0].name != "zero"]
+        edges = [(e.src, e.dst) for e, d in zip(cell.edges, choice, strict=False) if e.choices[d].prim_tuple()[0].name != "zero"]
         alive, live = prune_dag(cell.nodes, edges)
         if not live:
             raise ValueError(f"node cell '{cell.name}' has no input-output path")
@@ -339,8 +339,9 @@ class NodeCellPlan:
             if nd.node in alive:
                 self.ops[nd.node] = ops.seq_bind(nd.choices[choice[ne + k]].prim_tuple(), (ch[nd.node], *hw), ch[nd.node])
         self.projections = [t for t in [*self.nodes, h] if 0 in self.inputs[t]]
-        self.projection = {t: ops.seq_bind((ops.Prim("conv2d", (("k", 1), ("stride", 1), ("padding", 0), ("bias", False))), ops.Prim("batchnorm"),
-                                            ops.Prim("relu")), self.shape_in, ch[t]) for t in self.projections}
+        project = (ops.Prim("conv2d", (("k", 1), ("stride", 1), ("padding", 0), ("bias", False))), ops.Prim("batchnorm"),
+                   ops.Prim("relu"))
+        self.projection = {t: ops.seq_bind(project, self.shape_in, ch[t]) for t in self.projections}
 
     def cost(self) -> tuple[int, int]:
         """(parameters, FLOPs) of the cell."""
@@ -349,7 +350,7 @@ class NodeCellPlan:
         for t, prims in self.ops.items():
             _, p, f = ops.seq_cost(prims, (self.channels[t], *hw))
             params, flops = params + p, flops + f
-        for t, prims in self.projection.items():
+        for prims in self.projection.values():
             _, p, f = ops.seq_cost(prims, self.shape_in)
             params, flops = params + p, flops + f
         return params, flops

@@ -52,9 +52,29 @@ def _decode(index: int, radices: list[int]) -> tuple[int, ...]:
 
 def _encode(digits: tuple[int, ...], radices: list[int]) -> int:
     index = 0
-    for d, r in zip(digits, radices):
+    for d, r in zip(digits, radices, strict=False):
         index = index * r + d
     return index
+
+
+def _instance_cache(maxsize: int | None = None):
+    """``functools.lru_cache`` for a method, one cache per instance: a class-level
+    ``lru_cache`` would keep every Space it ever saw alive (ruff B019). The cache lives in
+    the instance's ``__dict__`` (dropped when pickling, see ``Space.__getstate__``)."""
+
+    def decorate(fn):
+        slot = f"_cache_{fn.__name__}"
+
+        @functools.wraps(fn)
+        def cached(self, *args):
+            cache = self.__dict__.get(slot)
+            if cache is None:
+                cache = self.__dict__[slot] = functools.lru_cache(maxsize=maxsize)(functools.partial(fn, self))
+            return cache(*args)
+
+        return cached
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,9 @@ class Rejection:
 
 class Space:
     """A lowered space: the set of architectures a .nfl `space` block describes."""
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache_")}
 
     def __init__(self, ir: SpaceIR, source: SpaceSource | None = None, warnings: list | None = None,
                  options: dict | None = None):
@@ -171,7 +194,7 @@ class Space:
     def cell_count(self, cell: str) -> int:
         return _radix_product(self.ir.cells[cell].radices())
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _valid_cells(self, cell: str) -> tuple[int, ...]:
         """Cell choice indices (within one instance) passing `require` and `unique`."""
         fast = self._node_cell_enumeration(cell)
@@ -184,7 +207,7 @@ class Space:
             return tuple(i for i, ok in enumerate(passing) if ok and reps[i] == i)
         return tuple(i for i, ok in enumerate(passing) if ok)
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _node_cell_enumeration(self, cell: str) -> tuple[int, ...] | None:
         """`unique` on a NAS-Bench-101-style node cell, without walking its choices: every
         forward pair `zero | skip`, every intermediate node the same op choices, and cell
@@ -208,10 +231,10 @@ class Space:
         if len(pairs) > 24:
             return None
         reps, keys = graphs.unique_labelled_dags(c.nodes, len(first), max_edges, with_keys=True)
-        self._node_keys[cell] = dict(zip(keys, reps.tolist()))
+        self._node_keys[cell] = dict(zip(keys, reps.tolist(), strict=True))
         return tuple(reps.tolist())
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _node_cell_keys(self, cell: str) -> dict[tuple[int, int], int]:
         """canonical form -> representative, for the node cells of `_node_cell_enumeration`."""
         self._node_cell_enumeration(cell)
@@ -231,7 +254,7 @@ class Space:
             raise SpaceError(f"cell '{cell}' has {n:.3e} choices; per-cell filters need to walk them",
                              hint="split the cell or drop 'unique'/'require'")
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _passing(self, cell: str) -> tuple[bool, ...]:
         """For each cell choice, whether it passes the cell `require` filters."""
         self._check_walkable(cell)
@@ -248,16 +271,16 @@ class Space:
                 return self.cell_shape[k]
         raise KeyError(cell)
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _edge_table(self, cell: str) -> list[list[dict]]:
         return graphs.edge_table(self.ir.cells[cell], self._shape_of_cell(cell))
 
-    @functools.lru_cache(maxsize=65536)
+    @_instance_cache(maxsize=65536)
     def cell_graph(self, cell: str, i: int) -> nx.DiGraph:
         return graphs.cell_graph(self.ir.cells[cell], self._cell_choice(cell, i), self._shape_of_cell(cell),
                                  self._edge_table(cell))
 
-    @functools.lru_cache(maxsize=65536)
+    @_instance_cache(maxsize=65536)
     def cell_topology(self, cell: str, i: int):
         from nflc.analysis.topology import topology
 
@@ -267,7 +290,7 @@ class Space:
     def _cell_requires(self) -> list:
         return [r for r in self.ir.requires if r.metric not in ("params", "flops")]
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _path_table(self, cell: str) -> list[list[bool | None]]:
         """``table[k][c]``: None when choice c of edge k is zero, else whether it is parameterized."""
         return [[None if a["kind"] == "zero" else a["parameterized"] for a in row] for row in self._edge_table(cell)]
@@ -278,7 +301,7 @@ class Space:
         c = self.ir.cells[cell]
         h = c.nodes - 1
         table = self._path_table(cell)
-        edges = [(e.src, e.dst, par) for e, row, d in zip(c.edges, table, self._cell_choice(cell, i))
+        edges = [(e.src, e.dst, par) for e, row, d in zip(c.edges, table, self._cell_choice(cell, i), strict=False)
                  if (par := row[d]) is not None]
         counts = graphs.depth_counts(edges, h)
         paths = sum(counts)
@@ -302,7 +325,7 @@ class Space:
                 return f"require {r.metric} {r.cmp} {r.value:g}: cell '{cell}' has {r.metric} = {v:g}"
         return None
 
-    @functools.lru_cache(maxsize=None)
+    @_instance_cache()
     def _iso_representative(self, cell: str) -> tuple[int, ...]:
         """For each cell choice, the first choice (in order) of its isomorphism class that
         passes the cell `require` filters (itself when none before it does).
@@ -325,7 +348,8 @@ class Space:
         table = self._edge_table(cell)
         labels = [[None if a["kind"] == "zero" else
                    " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), src_shape, c.channels))
-                   for a, ch in zip(row, e.choices)] for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape))]
+                   for a, ch in zip(row, e.choices, strict=False)]
+                  for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape), strict=False)]
         if c.is_node_cell:
             return self._node_iso_representative(cell)
         radices = [len(e.choices) for e in c.edges]
@@ -339,7 +363,7 @@ class Space:
         buckets: dict[tuple, list[tuple[int, nx.DiGraph]]] = {}
         for i in range(_radix_product(radices)):
             digits = _decode(i, radices)
-            live = graphs.on_path_edges([(e.src, e.dst, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits))
+            live = graphs.on_path_edges([(e.src, e.dst, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits, strict=False))
                                 if labels[k][d] is not None], h)
             if maps is not None:
                 key = canon_of.get(live)
@@ -366,7 +390,7 @@ class Space:
         ne = len(c.edges)
         for i in range(self.cell_count(cell)):
             digits = self._cell_choice(cell, i)
-            edges = [(e.src, e.dst) for e, d in zip(c.edges, digits) if e.choices[d].prim_tuple()[0].name != "zero"]
+            edges = [(e.src, e.dst) for e, d in zip(c.edges, digits, strict=False) if e.choices[d].prim_tuple()[0].name != "zero"]
             live = graphs.on_path_edges(edges, h)
             alive = {v for e in live for v in e}
             lab = {v: oplabels[v - 1][digits[ne + v - 1]] for v in range(1, h) if v in alive}
@@ -426,7 +450,7 @@ class Space:
             n_valid = _radix_product(sizes)
             if k > n_valid:
                 raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {n_valid}")
-            return [Architecture(self, _encode(tuple(p[d] for p, d in zip(per_inst, _decode(j, sizes))), inst_radix))
+            return [Architecture(self, _encode(tuple(p[d] for p, d in zip(per_inst, _decode(j, sizes), strict=True)), inst_radix))
                     for j in rng.sample(range(n_valid), k)]
         total = self.raw_count()
         seen: set[int] = set()
@@ -475,7 +499,7 @@ class Space:
                 raise SpaceError(f"id {text!r} gives {len(values)} numeric value(s) but space '{self.name}' has "
                                  f"{len(self.numeric)} numeric choice(s) ({', '.join(self.numeric)})",
                                  hint=f"ids look like {self.example_id()!r}")
-            for (name, allowed), v in zip(self.numeric.items(), values):
+            for (name, allowed), v in zip(self.numeric.items(), values, strict=True):
                 v = v.strip()
                 if not _ASCII_INT.fullmatch(v) or int(v) not in allowed:
                     raise SpaceError(f"{v!r} is not a value of numeric choice '{name}' in id {text!r}",
@@ -485,7 +509,7 @@ class Space:
         if len(parts) != len(named):
             raise SpaceError(f"id has {len(parts)} cell part(s) but space '{self.name}' has {len(named)} cell "
                              f"instance(s)", hint=f"ids look like {self.example_id()!r}")
-        given = dict(zip(named, parts))
+        given = dict(zip(named, parts, strict=True))
         for k in self.instances:
             if k in given:
                 digits.extend(_parse_cell_id(self.cell_of[k], given[k], self.example_id()))
@@ -546,7 +570,7 @@ def _node_cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
     """A node cell's id: per node 1..H its op and its inputs, `conv3x3(0)+maxpool3x3(0,1)+(1,2)`."""
     ne = len(cell.edges)
     srcs: dict[int, list[int]] = {t: [] for t in range(1, cell.nodes)}
-    for e, c in zip(cell.edges, choice):
+    for e, c in zip(cell.edges, choice, strict=False):
         if e.choices[c].prim_tuple()[0].name != "zero":
             srcs[e.dst].append(e.src)
     ops_ = {nd.node: nd.choices[choice[ne + k]].label for k, nd in enumerate(cell.node_ops)}
@@ -602,7 +626,7 @@ def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
     if cell.is_node_cell:
         return _node_cell_id(cell, choice)
     groups: dict[int, list[str]] = {t: [] for t in range(1, cell.nodes)}
-    for e, c in zip(cell.edges, choice):
+    for e, c in zip(cell.edges, choice, strict=False):
         groups[e.dst].append(f"{e.choices[c].label}~{e.src}")
     return "+".join("|" + "|".join(groups[t]) + "|" for t in range(1, cell.nodes))
 
@@ -658,7 +682,8 @@ class Architecture:
         self.choices: dict[str, tuple[int, ...]] = {}
         pos = len(space.numeric_radices)
         # the value of every numeric choice (`c in {8, 16}`)
-        self.numeric: dict[str, int] = {k: vs[d] for (k, vs), d in zip(space.numeric.items(), digits)}
+        # the numeric choices' digits come first, then the cells'
+        self.numeric: dict[str, int] = {k: vs[d] for (k, vs), d in zip(space.numeric.items(), digits, strict=False)}
         for k in space.instances:
             n = len(space.edge_radices[k])
             self.choices[k] = tuple(digits[pos : pos + n])

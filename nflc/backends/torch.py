@@ -336,7 +336,7 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
         skip = dead.get(st.instance, set()) if dead else set()
         edges = {}
         edge_shapes = cell.edge_shapes(shape)
-        for j, (e, c) in enumerate(zip(cell.edges, choices[st.instance])):
+        for j, (e, c) in enumerate(zip(cell.edges, choices[st.instance], strict=False)):
             prims = e.choices[c].prim_tuple()
             if j in skip or any(p.name == "zero" for p in prims):
                 continue

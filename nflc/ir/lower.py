@@ -184,7 +184,7 @@ def _check_numeric(src: SpaceSource, ir: SpaceIR, bag: DiagnosticBag) -> SpaceIR
     ok = True
     for name, values in ir.numeric.items():
         options = src.scope.consts[name].options
-        for value, expr in list(zip(values, options))[1:]:
+        for value, expr in list(zip(values, options, strict=True))[1:]:
             sub = DiagnosticBag(sources=bag.sources)
             Lowerer(src, sub, {name: value}, warn=False).lower()
             errors = sub.errors
@@ -867,7 +867,7 @@ class Lowerer:
             self._fail(f"'{name}' takes {len(params)} argument{'s' * (len(params) != 1)} ({sig}) but {len(call.args)} were given",
                        call.span)
         values: dict[str, object] = {}
-        for (pname, _), arg in zip(params, call.args):
+        for (pname, _), arg in zip(params, call.args, strict=False):  # the rest default
             values[pname] = (arg, local)
         for kw in call.kwargs:
             if kw.name not in names:
@@ -944,7 +944,7 @@ class Lowerer:
                 elif term.mode == "shared" and mode is not None:
                     mode = ("shared", n_scopes[0])
                     n_scopes[0] += 1
-                for k in range(term.count):
+                for _ in range(term.count):
                     shape = visit(term.body, shape, mode)
                     if len(stages) > MAX_STAGES:
                         self._fail(f"the network has more than {MAX_STAGES:,} stages", term.span,

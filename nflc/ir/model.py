@@ -7,6 +7,7 @@ prints one stable line per node; ``SpaceIR.lint()`` checks the invariants.
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -207,7 +208,7 @@ class SpaceIR(BaseModel):
         for k, vs in self.numeric.items():
             if not vs or len(set(vs)) != len(vs):
                 bad.append(f"numeric choice {k} has no values or repeated values")
-        for a, b in zip(self.network, self.network[1:]):
+        for a, b in itertools.pairwise(self.network):
             if a.shape_out != b.shape_in:
                 bad.append(f"shape chain broken between {a} and {b}")
         if self.network and self.network[-1].shape_out != self.output_shape:
