@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import networkx as nx
 
@@ -108,6 +109,7 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
             g.add_edge(prev, node, op=str(st.prim))
             prev = node
             continue
+        assert st.instance is not None  # a cell stage names its instance
         cg = cell_graphs[st.instance]
         h = cg.number_of_nodes() - 1
         for k in cg.nodes:
@@ -200,13 +202,13 @@ def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, w
     m = np.arange(1 << npairs, dtype=np.int64)
     bit = [((m >> (npairs - 1 - p)) & 1).astype(bool) for p in range(npairs)]
     index = {pr: p for p, pr in enumerate(pairs)}
-    reach = [np.ones_like(bit[0])] + [None] * out
+    reach: list[Any] = [np.ones_like(bit[0])] + [None] * out  # filled in topological order
     for d in range(1, nodes):
         r = np.zeros_like(bit[0])
         for s in range(d):
             r |= reach[s] & bit[index[(s, d)]]
         reach[d] = r
-    coreach = [None] * out + [np.ones_like(bit[0])]
+    coreach: list[Any] = [None] * out + [np.ones_like(bit[0])]
     for s in range(out - 1, -1, -1):
         r = np.zeros_like(bit[0])
         for d in range(s + 1, nodes):
@@ -262,6 +264,7 @@ def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, w
             for v in range(1, out):
                 c += full[:, v - 1] * base ** (mids - pi[v])
             best = c if best is None else np.minimum(best, c)
+        assert best is not None  # the identity is among the automorphisms
         uniq, firsts = np.unique(best, return_index=True)
         reps.append(int(first_raw[j]) * n_ops ** mids + rawops[firsts])
         keys.append(uniq)

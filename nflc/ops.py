@@ -75,6 +75,11 @@ def _need_rank(p: Prim, shape: Shape, rank: int, fix: str) -> None:
         raise ShapeError(f"{p.name} expects an input of shape {want} but gets {list(shape)}; {fix}")
 
 
+def _global_pool_shape(p: Prim, s: Shape) -> Shape:
+    _need_rank(p, s, 3, "it pools images")
+    return (s[0],)
+
+
 def _linear_shape(p: Prim, s: Shape) -> Shape:
     _need_rank(p, s, 1, "put flatten or global_avg_pool before it")
     return (int(p.arg("out")),)
@@ -257,7 +262,7 @@ PRIMS: dict[str, PrimSpec] = {
                  kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE),
         PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),), rule="[c, h, w] -> [c*h*w]"),
         PrimSpec("global_avg_pool", (), "[C, H, W] -> [C], mean over positions",
-                 lambda p, s: (_need_rank(p, s, 3, "it pools images"), (s[0],))[1], rule="[c, h, w] -> [c]"),
+                 _global_pool_shape, rule="[c, h, w] -> [c]"),
         PrimSpec("factorized_reduce", (ParamSpec("out", "int", "in_channels"), _STRIDE),
                  "NAS-Bench-201's and DARTS's skip between shapes: identity at stride 1 with equal channels, "
                  "else conv1x1 >> batchnorm (stride 1) or relu >> two 1x1 stride-2 convolutions (the second "
@@ -293,7 +298,7 @@ def describe() -> list[dict[str, str]]:
     rows = []
     for spec in PRIMS.values():
         params = ", ".join(p.name if p.default == "required" else
-                           f"{p.name} = {_DEFAULT_TEXT.get(p.default, str(p.default).lower())}" for p in spec.params
+                           f"{p.name} = {_DEFAULT_TEXT.get(str(p.default), str(p.default).lower())}" for p in spec.params
                            if isinstance(p.default, (bool, int)) or p.default in _DEFAULT_TEXT)
         rows.append({"op": spec.name, "from": "builtin", "parameters": params, "shape": spec.rule, "what": spec.doc})
     from nflc.ir.lower import prelude_shape_rule  # the compiler itself says what each prelude op does

@@ -100,7 +100,7 @@ class Space:
         self.warnings = list(warnings or [])
         self.instances = list(ir.instances)
         self.cell_of = {k: ir.cells[ir.instance_cell[k]] for k in self.instances}
-        self.cell_shape = {}
+        self.cell_shape: dict[str | None, tuple[int, ...]] = {}
         for st in ir.network:
             if st.kind == "cell":
                 self.cell_shape.setdefault(st.instance, tuple(st.shape_in))
@@ -587,6 +587,7 @@ def _parse_node_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
     found: set[tuple[int, int]] = set()
     node_digits = []
     for t, m in enumerate(matches, start=1):
+        assert m is not None  # all(matches) was checked
         op, body = m.group(1), m.group(2)
         for src in (x.strip() for x in body.split(",") if x.strip()):
             if not _ASCII_INT.fullmatch(src) or not 0 <= int(src) < t:
@@ -712,7 +713,7 @@ class Architecture:
         """The cell DAG of every cell instance (docs/CONTRACTS.md)."""
         if self.space.numeric and self.constants_override:  # shapes and costs at this architecture's values
             ir = self.space.lowered(self.constants_override)
-            shapes = {}
+            shapes: dict[str | None, tuple[int, ...]] = {}
             for st in ir.network:
                 if st.kind == "cell":
                     shapes.setdefault(st.instance, tuple(st.shape_in))

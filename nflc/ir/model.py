@@ -195,13 +195,14 @@ class SpaceIR(BaseModel):
                     if any(p.name not in ("zero", "skip") for c in e.choices for p in c.prims):
                         bad.append(f"node cell {cell.name}: edge {e.src}->{e.dst} has an op other than zero or skip")
         for st in self.network:
-            if st.kind == "cell" and (st.instance not in self.instance_cell or st.cell not in self.cells):
+            cell_name, instance = st.cell or "", st.instance or ""  # a cell stage names both ("" is no name)
+            if st.kind == "cell" and (instance not in self.instance_cell or cell_name not in self.cells):
                 bad.append(f"stage {st} refers to an unknown cell instance")
-            elif st.kind == "cell" and list(self.cells[st.cell].node_shapes(st.shape_in)[-1]) != st.shape_out:
+            elif st.kind == "cell" and list(self.cells[cell_name].node_shapes(st.shape_in)[-1]) != st.shape_out:
                 bad.append(f"stage {st}: its output shape is not its cell's output node's")
             elif st.kind == "cell":
-                first = self.cells[self.instance_cell[st.instance]]
-                here = self.cells[st.cell]
+                first = self.cells[self.instance_cell[instance]]
+                here = self.cells[cell_name]
                 if [(e.src, e.dst, [c.label for c in e.choices]) for e in first.edges] != \
                         [(e.src, e.dst, [c.label for c in e.choices]) for e in here.edges]:
                     bad.append(f"stage {st}: placements sharing instance {st.instance} differ in their edges")

@@ -35,7 +35,7 @@ def apply_options(ir: SpaceIR, bias: bool | None = None, prune: bool | None = No
             for c in e.choices:
                 c.prims = [_rebias(p, bias) for p in c.prims]
     for st in out.network:
-        if st.kind == "prim" and st.prim.name in _HAS_BIAS:
+        if st.kind == "prim" and st.prim is not None and st.prim.name in _HAS_BIAS:
             st.prim = _rebias(st.prim, bias)
             _, st.params, st.flops = ops.seq_cost((st.prim.to_prim(),), tuple(st.shape_in))
     return out
