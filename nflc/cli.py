@@ -67,13 +67,19 @@ def user_errors(fn):
         except NflcError as exc:
             _fail(exc)
         except KeyboardInterrupt:
-            import signal
-
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
-            err.print("interrupted")
+            _say_interrupted("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def _say_interrupted(message: str) -> None:
+    """After Ctrl-C: ignore further ones (they must not cut the message or the clean-up
+    short), and say what happened."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    err.print(message, markup=False)
 
 
 def id_column(table: Table, header: str = "id") -> None:
@@ -668,11 +674,8 @@ def verify(file: FileArg, space: SpaceOpt = None,
                          checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file),
                          executor=runner)
     except KeyboardInterrupt:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        err.print(f"interrupted: finished architectures and the last checkpoints are in {db}; "
-                  "rerun the same command to resume", markup=False)
+        _say_interrupted(f"interrupted: finished architectures and the last checkpoints are in {db}; "
+                         "rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         close()
@@ -795,9 +798,8 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         # Ctrl-C outside a command's own handler (while printing, exiting): a message and
-        # exit 130, never a traceback; a second Ctrl-C must not interrupt the message
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        err.print("interrupted")
+        # exit 130, never a traceback
+        _say_interrupted("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         # the command has finished: a late Ctrl-C (atexit handlers, interpreter shutdown)

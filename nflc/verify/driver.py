@@ -325,34 +325,6 @@ def _check_config_in_store(store: ResultStore, config: TrainConfig) -> None:
         )
 
 
-def _rich_reporter() -> tuple[Callable[[SweepEvent], None], Callable[[], None]]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[detail]}"), console=Console(stderr=True))  # stdout stays clean
-    task = None
-
-    def report(event: SweepEvent) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("architectures", total=event.total, detail="")
-        if event.kind in ("skip", "finish"):
-            bar.advance(task)
-        if event.kind == "epoch" and event.record is not None:
-            r = event.record
-            bar.update(task, detail=f"{event.arch_id} epoch {r.epoch}: loss {r.train_loss:.4f} acc {r.train_acc:.3f}")
-        elif event.kind in ("start", "resume"):
-            bar.update(task, detail=f"{event.arch_id} {'resumed after epoch ' + str(event.epoch) if event.epoch else 'starting'}")
-
-    def close() -> None:
-        if task is not None:
-            bar.stop()
-
-    return report, close
-
-
 def _describe(error: BaseException) -> str:
     """One line for an executor's error: the remote exception itself, not the executor's
     wrapping of it (Ray's carries the remote traceback)."""
@@ -392,14 +364,16 @@ def run_training(
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     ids = [_arch_id(item) for item in items]
-    duplicates = sorted({a for a in ids if ids.count(a) > 1} if len(set(ids)) != len(ids) else set())
+    duplicates = sorted(a for a, n in collections.Counter(ids).items() if n > 1)
     if duplicates:
         raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
     _check_config_in_store(store, config)
     store.register(ids)
     close: Callable[[], None] = lambda: None  # noqa: E731
     if progress is True:
-        report, close = _rich_reporter()
+        from nflc.verify.run import rich_progress  # the display `nflc verify` shows
+
+        report, close = rich_progress(config.epochs)
     elif callable(progress):
         report = progress
     else:

@@ -249,6 +249,9 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
         train_config = config.get("train", config)
         stored_plateau = train_config.get("plateau") if isinstance(train_config, dict) else None
         plateau = Plateau(**stored_plateau) if stored_plateau else DEFAULT_PLATEAU
+        chance = _chance_loss(config, run_info)
+        if chance is not None and not math.isfinite(chance):
+            chance = None
         archs = []
         for arch_id, status in statuses.items():
             info = infos.get(f"arch:{arch_id}", {})
@@ -268,15 +271,9 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                 converged=levelled_off(losses, plateau) if finite else None,
                 converged_at=converged_at(losses, plateau) if finite else None,
                 train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None,
-                late_loss_drop=drop))
+                late_loss_drop=drop, left_chance=left_chance(losses, chance) if finite and chance is not None else None))
         spec_hash = store.spec_hash
     notes: list[str] = []
-    chance = _chance_loss(config, run_info)
-    if chance is not None and math.isfinite(chance):
-        with ResultStore.open_readonly(db) as store:
-            for a in archs:
-                if a.status == "done":
-                    a.left_chance = left_chance([r.train_loss for r in store.epochs(a.id)], chance)
     max_epochs = int(train_config.get("epochs", 0)) or max((a.epochs_run or 0 for a in archs), default=0)
     never = max_epochs + 1
     finished = [a for a in archs if a.status in ("done", "diverged")]

@@ -66,6 +66,23 @@ def locate(text: str, needle: str, occurrence: int = 1, offset: int = 0) -> tupl
     return line, col
 
 
+def edit(text: str, *pairs: str) -> str:
+    """``text`` with each ``old, new`` pair replaced once (each ``old`` must be there)."""
+    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
+def check_mistake(path: Path, text: str, where: tuple, message: str, hint: str | None) -> None:
+    """``nflc check path`` fails with exit 2 and one diagnostic at ``locate(text, *where)``."""
+    res = cli("check", path)
+    no_traceback(res)
+    assert res.exit_code == 2, res.output
+    line, col = locate(text, *where)
+    assert_diagnostic(res.output, str(path), text, line, col, message, hint)
+
+
 @pytest.fixture
 def spec(tmp_path):
     """Write a spec into tmp_path and return its path (as the CLI will print it)."""

@@ -10,7 +10,7 @@ import pytest
 import nflc
 from nflc.errors import NflcError
 
-from .conftest import BASE, SPECS, assert_diagnostic, cli, locate, no_traceback
+from .conftest import BASE, SPECS, assert_diagnostic, check_mistake, cli, locate, no_traceback
 
 
 def edit(*pairs: str, base: str = BASE) -> str:
@@ -134,11 +134,7 @@ CASES = [
 def test_user_mistake(spec, name, text, where, message, hint):
     path = spec(text)
     (path.parent.parent / "outside.nfl").write_text("op myop = relu\n")
-    res = cli("check", path)
-    no_traceback(res)
-    assert res.exit_code == 2, res.output
-    line, col = locate(text, *where)
-    assert_diagnostic(res.output, str(path), text, line, col, message, hint)
+    check_mistake(path, text, where, message, hint)
 
 
 def test_each_mistake_is_reported_once(spec):

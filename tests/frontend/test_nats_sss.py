@@ -10,7 +10,7 @@ import pytest
 import nflc
 from nflc.errors import NflcError
 
-from .conftest import SPECS, assert_diagnostic, cli, locate, no_traceback
+from .conftest import SPECS, check_mistake, cli, edit
 
 SIZES = (8, 16, 24, 32, 40, 48, 56, 64)
 TSS = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -92,13 +92,6 @@ def test_numeric_choices_multiply_the_cells():
         assert sum(p.numel() for p in m.parameters()) == a.params
 
 
-def edit(text: str, *pairs: str) -> str:
-    for old, new in zip(pairs[::2], pairs[1::2]):
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
-
-
 CASES = [
     ("empty numeric choice", edit(NUMERIC, "c in {4, 8}", "c in {}"), ("c in {}", 1, 0),
      "numeric choice 'c' has no values", "e.g. 'c in {8, 16, 32}'"),
@@ -128,12 +121,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, text, where, message, hint", CASES, ids=[c[0] for c in CASES])
 def test_user_mistake(spec, name, text, where, message, hint):
-    path = spec(text)
-    res = cli("check", path)
-    no_traceback(res)
-    assert res.exit_code == 2, res.output
-    line, col = locate(text, *where)
-    assert_diagnostic(res.output, str(path), text, line, col, message, hint)
+    check_mistake(spec(text), text, where, message, hint)
 
 
 def test_channels_is_still_a_name():

@@ -14,7 +14,7 @@ import nflc
 from nflc import graph as graphs
 from nflc.errors import NflcError
 
-from .conftest import SPECS, assert_diagnostic, cli, locate, no_traceback
+from .conftest import SPECS, check_mistake, cli, edit
 
 NB101_UNIQUE_GRAPHS = 423624  # Ying et al. 2019, NAS-Bench-101's number of unique graphs
 
@@ -148,13 +148,6 @@ def test_a_cell_without_a_path_is_not_in_the_space(nb101):
     assert "no input-output path" in a.rejection
 
 
-def edit(text: str, *pairs: str) -> str:
-    for old, new in zip(pairs[::2], pairs[1::2]):
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
-
-
 CASES = [
     ("an op on an edge of a node cell", edit(SMALL, "edge * : zero | skip", "edge * : zero | c3"), ("c3\n", 1, 0),
      "in a node cell an edge only exists or not", "write 'edge * : zero | skip'"),
@@ -178,12 +171,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, text, where, message, hint", CASES, ids=[c[0] for c in CASES])
 def test_user_mistake(spec, name, text, where, message, hint):
-    path = spec(text)
-    res = cli("check", path)
-    no_traceback(res)
-    assert res.exit_code == 2, res.output
-    line, col = locate(text, *where)
-    assert_diagnostic(res.output, str(path), text, line, col, message, hint)
+    check_mistake(spec(text), text, where, message, hint)
 
 
 def test_node_is_still_a_name():

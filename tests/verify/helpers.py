@@ -34,3 +34,39 @@ def run_and_sigkill(code: str, ready: Callable[[], bool], cwd: Path, timeout: fl
             child.wait()
         child.stderr.close()
     return child.returncode
+
+
+def read_rows(db: Path, sql: str) -> list[tuple] | None:
+    """Rows of ``sql`` on ``db`` opened read-only, as a viewer reads a database another
+    process writes; None while the file is absent, not yet initialised or locked."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def read_scalar(db: Path, sql: str, default: int = 0) -> int:
+    """The one value of ``sql`` (see :func:`read_rows`), ``default`` while unreadable."""
+    rows = read_rows(db, sql)
+    return rows[0][0] if rows else default
+
+
+def dump_results(db: Path, info: bool = False) -> dict:
+    """What a run stored: architectures with their aspects, every epoch, the number of
+    checkpoints left (and the per-architecture info with ``info``), for equality checks."""
+    queries = {
+        "archs": "SELECT arch_id, status, expressivity, convergence, generalization, epochs_run FROM archs ORDER BY arch_id",
+        "epochs": "SELECT * FROM epochs ORDER BY arch_id, epoch",
+        "checkpoints": "SELECT COUNT(*) FROM checkpoints",
+    }
+    if info:
+        queries["info"] = "SELECT key, value FROM meta WHERE key LIKE 'info:arch:%' ORDER BY key"
+    out = {key: read_rows(db, sql) for key, sql in queries.items()}
+    assert all(v is not None for v in out.values()), f"{db} cannot be read"
+    return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,11 @@ from nflc.errors import NflcError  # noqa: E402
 from nflc.verify.ray_executor import RayExecutor  # noqa: E402
 from nflc.verify.run import make_config, verify  # noqa: E402
 from nflc.verify.store import ResultStore  # noqa: E402
-from nflc.verify.sweep import run_sweep  # noqa: E402
 from nflc.verify.driver import run_training  # noqa: E402
 from nflc.verify.train import TrainConfig  # noqa: E402
 from nflc.data import load_dataset, train_test_split  # noqa: E402
+
+from .helpers import dump_results, read_scalar  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 H3 = REPO / "specs" / "nfl_h3.nfl"
@@ -50,17 +50,6 @@ def h3():
     return nflc.load(H3)
 
 
-def dump(db: Path) -> dict:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return {"archs": conn.execute("SELECT arch_id, status, expressivity, convergence, generalization, epochs_run "
-                                      "FROM archs ORDER BY arch_id").fetchall(),
-                "epochs": conn.execute("SELECT * FROM epochs ORDER BY arch_id, epoch").fetchall(),
-                "checkpoints": conn.execute("SELECT COUNT(*) FROM checkpoints").fetchall()}
-    finally:
-        conn.close()
-
-
 def run(h3, db, *, executor=None, epochs=6, population=False, group_size=None):
     config = make_config(h3, samples=200, width=8, epochs=epochs, seed=1, device="cpu")
     return verify(h3, [h3.architecture(i) for i in INDICES], config, db, population=population, executor=executor,
@@ -71,7 +60,7 @@ def run(h3, db, *, executor=None, epochs=6, population=False, group_size=None):
 def test_ray_gives_the_local_executors_numbers(tmp_path, cluster, h3, population):
     local = run(h3, tmp_path / "local.sqlite", population=population)
     remote = run(h3, tmp_path / "ray.sqlite", executor=RayExecutor(workers=2), population=population)
-    assert dump(tmp_path / "ray.sqlite") == dump(tmp_path / "local.sqlite")
+    assert dump_results(tmp_path / "ray.sqlite") == dump_results(tmp_path / "local.sqlite")
     assert remote.batched == local.batched == (4 if population else 0)
     assert sorted(remote.trained) == sorted(local.trained) and len(remote.trained) == 4
 
@@ -99,12 +88,7 @@ def test_a_worker_killed_mid_group_is_retried_from_its_last_checkpoint(tmp_path,
     def killer() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-                stored = conn.execute("SELECT COALESCE(MAX(epoch), 0) FROM checkpoints").fetchone()[0]
-                conn.close()
-            except sqlite3.Error:
-                stored = 0
+            stored = read_scalar(db, "SELECT COALESCE(MAX(epoch), 0) FROM checkpoints")
             workers = _group_workers()
             if stored >= 5 and workers:
                 os.kill(workers[0], signal.SIGKILL)
@@ -118,7 +102,7 @@ def test_a_worker_killed_mid_group_is_retried_from_its_last_checkpoint(tmp_path,
     thread.join()
     assert killed, "no worker was running a group long enough to be killed"
     assert executor.submitted >= 3  # two groups, and at least one planned again
-    assert dump(db) == dump(reference)  # nothing missing, nothing twice
+    assert dump_results(db) == dump_results(reference)  # nothing missing, nothing twice
 
 
 class FlakyNet(nn.Module):
@@ -154,7 +138,7 @@ def test_a_task_that_fails_once_is_retried_and_ends_as_an_uninterrupted_run(tmp_
     marker = tmp_path / "once"
     summary = _flaky_sweep(tmp_path, "flaky.sqlite", marker, executor=RayExecutor(workers=1))
     assert marker.exists() and summary.retried == 1
-    assert dump(tmp_path / "flaky.sqlite") == dump(tmp_path / "ref.sqlite")
+    assert dump_results(tmp_path / "flaky.sqlite") == dump_results(tmp_path / "ref.sqlite")
 
 
 def test_a_task_that_always_fails_stops_the_sweep_with_its_error(tmp_path, cluster):
@@ -200,12 +184,7 @@ def test_the_driver_killed_with_sigkill_resumes_under_ray(tmp_path, h3):
         child = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 180
         while True:
-            try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-                n = conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
-                conn.close()
-            except sqlite3.Error:
-                n = 0
+            n = read_scalar(db, "SELECT COUNT(*) FROM epochs")
             if n >= 20:
                 break
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
@@ -219,7 +198,7 @@ def test_the_driver_killed_with_sigkill_resumes_under_ray(tmp_path, h3):
             assert "done" not in set(store.statuses().values()) or "running" in set(store.statuses().values())
         rerun = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
-        assert dump(db) == dump(reference)
+        assert dump_results(db) == dump_results(reference)
     finally:
         # a SIGKILLed driver can leave Ray's node agents behind (renamed, orphaned): end the
         # processes that hold files of this session's directory

@@ -20,6 +20,8 @@ import pytest
 from nflc.verify.store import ResultStore, StoreBusyError, WriterLease
 from nflc.verify.train import Aspects, EpochRecord
 
+from .helpers import dump_results, read_rows
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = {"train": {"epochs": 3}}
 
@@ -179,32 +181,11 @@ def start_verify(db: Path, go: Path | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def dump(db: Path) -> dict:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return {
-            "archs": conn.execute("SELECT arch_id, status, expressivity, convergence, generalization, epochs_run "
-                                  "FROM archs ORDER BY arch_id").fetchall(),
-            "epochs": conn.execute("SELECT * FROM epochs ORDER BY arch_id, epoch").fetchall(),
-            "checkpoints": conn.execute("SELECT COUNT(*) FROM checkpoints").fetchall(),
-            "info": conn.execute("SELECT key, value FROM meta WHERE key LIKE 'info:arch:%' ORDER BY key").fetchall(),
-        }
-    finally:
-        conn.close()
-
-
 def progress(db: Path) -> dict[str, tuple[str, int]]:
     """(status, stored epochs) per architecture, read as a viewer would; {} while unreadable."""
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            rows = conn.execute("SELECT a.arch_id, a.status, (SELECT COUNT(*) FROM epochs e WHERE e.run_id = a.run_id "
-                                "AND e.arch_id = a.arch_id) FROM archs a").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
-    return {a: (s, n) for a, s, n in rows}
+    rows = read_rows(db, "SELECT a.arch_id, a.status, (SELECT COUNT(*) FROM epochs e WHERE e.run_id = a.run_id "
+                         "AND e.arch_id = a.arch_id) FROM archs a")
+    return {a: (s, n) for a, s, n in rows or []}
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +194,7 @@ def reference(tmp_path_factory):
     proc = start_verify(db)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    return dump(db)
+    return dump_results(db, info=True)
 
 
 def wait_for(cond, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -259,7 +240,7 @@ def test_two_processes_on_one_database(tmp_path, reference, moment):
         assert len(refused) == 1 and f"pid {first.pid}" in refused[0]
     if moment == "after":
         assert not refused and "already done 3" in results[1][1]
-    assert dump(db) == reference
+    assert dump_results(db, info=True) == reference
     assert lease_row(db) is None
 
 
@@ -281,4 +262,4 @@ def test_ctrl_c_stops_cleanly_releases_the_database_and_the_rerun_completes_it(t
     rerun = start_verify(db)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
-    assert dump(db) == reference
+    assert dump_results(db, info=True) == reference
