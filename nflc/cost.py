@@ -24,8 +24,9 @@ class Cost:
 class CostModel:
     def __init__(self, ir: SpaceIR):
         self.ir = ir
-        self.fixed_params = sum(st.params for st in ir.network if st.kind == "prim")
-        self.fixed_flops = sum(st.flops for st in ir.network if st.kind == "prim")
+        # primitive stages, and the preprocessing of two-input cells (the same in every architecture)
+        self.fixed_params = sum(st.params for st in ir.network)
+        self.fixed_flops = sum(st.flops for st in ir.network)
         # placements[instance] = list of tables, one per placement: table[edge][choice] = (params, flops)
         self.placements: dict[str, list[list[list[tuple[int, int]]]]] = {k: [] for k in ir.instances}
         # node cells (NAS-Bench-101's) cost what their pruned graph builds: (instance, cell, shape in, channels out)

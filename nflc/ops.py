@@ -27,7 +27,9 @@ class ParamSpec:
     name: str
     type: Literal["int", "bool"]
     # a constant, or "required", "in_channels" (the input's channel/feature count),
-    # "same_padding" ((k - 1) // 2: size-keeping for odd k), "space_bias" (the space's `bias` option)
+    # "same_padding" ((k - 1) // 2: size-keeping for odd k), "space_bias" (the space's `bias` option),
+    # "true_unset" (true, and left out of the arguments unless given false: `batchnorm` stays
+    # `batchnorm`, so specs written before the parameter existed keep their text and hash)
     default: ArgValue | str = "required"
 
 
@@ -39,7 +41,10 @@ class Prim:
     args: tuple[tuple[str, ArgValue], ...] = ()
 
     def arg(self, name: str) -> ArgValue:
-        return dict(self.args)[name]
+        args = dict(self.args)
+        if name not in args and any(ps.name == name and ps.default == "true_unset" for ps in PRIMS[self.name].params):
+            return True
+        return args[name]
 
     def __str__(self) -> str:
         if not self.args:
@@ -169,11 +174,16 @@ def _fr_shape(p: Prim, s: Shape) -> Shape:
     return (int(p.arg("out")), s[1] // st, s[2] // st)
 
 
+def _bn(p: Prim, c: int) -> int:
+    """Parameters of a batch norm over ``c`` channels inside op ``p`` (none when not affine)."""
+    return 2 * c if p.arg("affine") else 0
+
+
 def _fr_params(p: Prim, s: Shape) -> int:
     if _fr_identity(p, s):
         return 0
     out = int(p.arg("out"))
-    return s[0] * out + 2 * out  # 1x1 convolution(s) without bias, then batch norm
+    return s[0] * out + _bn(p, out)  # 1x1 convolution(s) without bias, then batch norm
 
 
 def _fr_flops(p: Prim, s: Shape, so: Shape) -> int:
@@ -195,7 +205,7 @@ def _dw_shape(p: Prim, s: Shape) -> Shape:
 def _sep_params(p: Prim, s: Shape) -> int:
     k, c, out = int(p.arg("k")), s[0], int(p.arg("out"))
     # relu, dw k x k (stride), 1x1 c -> c, bn(c), relu, dw k x k, 1x1 c -> out, bn(out); no biases
-    return 2 * k * k * c + c * c + c * out + 2 * c + 2 * out
+    return 2 * k * k * c + c * c + c * out + _bn(p, c) + _bn(p, out)
 
 
 def _sep_flops(p: Prim, s: Shape, so: Shape) -> int:
@@ -206,7 +216,7 @@ def _sep_flops(p: Prim, s: Shape, so: Shape) -> int:
 
 def _dil_params(p: Prim, s: Shape) -> int:
     k, c, out = int(p.arg("k")), s[0], int(p.arg("out"))
-    return k * k * c + c * out + 2 * out  # relu, dw k x k dilated (stride), 1x1 c -> out, bn(out)
+    return k * k * c + c * out + _bn(p, out)  # relu, dw k x k dilated (stride), 1x1 c -> out, bn(out)
 
 
 def _dil_flops(p: Prim, s: Shape, so: Shape) -> int:
@@ -239,6 +249,8 @@ _K = ParamSpec("k", "int")
 _STRIDE = ParamSpec("stride", "int", 1)
 _PAD = ParamSpec("padding", "int", "same_padding")
 _BIAS = ParamSpec("bias", "bool", "space_bias")
+# batch norms with a learned scale and shift (DARTS's cell ops, as NAS-Bench-301 builds them, have none)
+_AFFINE = ParamSpec("affine", "bool", "true_unset")
 
 PRIMS: dict[str, PrimSpec] = {
     spec.name: spec
@@ -254,8 +266,8 @@ PRIMS: dict[str, PrimSpec] = {
                  _conv_shape, _conv_params, _conv_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("k")),
                  rule="[c, h, w] -> [out, (h + 2 padding - k) // stride + 1, same for w]"),
-        PrimSpec("batchnorm", (), "batch normalisation with affine scale and shift",
-                 lambda p, s: s, lambda p, s: 2 * s[0], parameterized=True, kind="other"),
+        PrimSpec("batchnorm", (_AFFINE,), "batch normalisation (affine: a learned scale and shift per channel)",
+                 lambda p, s: s, lambda p, s: _bn(p, s[0]), parameterized=True, kind="other"),
         PrimSpec("avg_pool", (_K, _STRIDE, _PAD), "average pooling (padding not counted)",
                  _pool_shape, kind="pool", kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE),
         PrimSpec("max_pool", (_K, _STRIDE, _PAD), "max pooling", _pool_shape, kind="pool",
@@ -263,19 +275,19 @@ PRIMS: dict[str, PrimSpec] = {
         PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),), rule="[c, h, w] -> [c*h*w]"),
         PrimSpec("global_avg_pool", (), "[C, H, W] -> [C], mean over positions",
                  _global_pool_shape, rule="[c, h, w] -> [c]"),
-        PrimSpec("factorized_reduce", (ParamSpec("out", "int", "in_channels"), _STRIDE),
+        PrimSpec("factorized_reduce", (ParamSpec("out", "int", "in_channels"), _STRIDE, _AFFINE),
                  "NAS-Bench-201's and DARTS's skip between shapes: identity at stride 1 with equal channels, "
                  "else conv1x1 >> batchnorm (stride 1) or relu >> two 1x1 stride-2 convolutions (the second "
                  "shifted by one pixel) concatenated >> batchnorm (stride 2)",
                  _fr_shape, _fr_params, _fr_flops, parameterized=True, kind="conv", kernel=lambda p: 1,
                  rule="[c, h, w] -> [out, h / stride, w / stride] (stride 2: h and w even)"),
-        PrimSpec("sep_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE),
+        PrimSpec("sep_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, _AFFINE),
                  "DARTS's separable convolution: (relu, depthwise k x k, conv1x1, batchnorm) twice, "
                  "the stride on the first depthwise convolution, the channel change on the last 1x1",
                  _dw_shape, _sep_params, _sep_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("k")),
                  rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)"),
-        PrimSpec("dil_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, ParamSpec("dilation", "int", 2)),
+        PrimSpec("dil_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, ParamSpec("dilation", "int", 2), _AFFINE),
                  "DARTS's dilated convolution: relu, depthwise k x k with dilation (and stride), conv1x1, batchnorm",
                  _dw_shape, _dil_params, _dil_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("dilation")) * (int(p.arg("k")) - 1) + 1,
@@ -289,7 +301,7 @@ PRIMS: dict[str, PrimSpec] = {
 
 
 _DEFAULT_TEXT = {"required": "required", "in_channels": "input channels", "same_padding": "(k - 1) // 2",
-                 "space_bias": "the space's bias"}
+                 "space_bias": "the space's bias", "true_unset": "true"}
 
 
 def describe() -> list[dict[str, str]]:

@@ -263,7 +263,9 @@ class Space:
         return tuple(self._cell_reason(cell, i) is None for i in range(self.cell_count(cell)))
 
     def _cell_choice(self, cell: str, i: int) -> tuple[int, ...]:
-        return _decode(i, self.ir.cells[cell].radices())
+        """The choice of every edge (then node op) of cell choice ``i``."""
+        c = self.ir.cells[cell]
+        return c.expand(_decode(i, c.radices()))
 
     def _shape_of_cell(self, cell: str) -> tuple[int, ...]:
         for k in self.instances:
@@ -512,13 +514,19 @@ class Space:
         given = dict(zip(named, parts, strict=True))
         for k in self.instances:
             if k in given:
-                digits.extend(_parse_cell_id(self.cell_of[k], given[k], self.example_id()))
+                cell = self.cell_of[k]
+                choice = tuple(_parse_cell_id(cell, given[k], self.example_id()))
+                try:
+                    digits.extend(cell.compress(choice))
+                except ValueError as exc:
+                    raise SpaceError(f"{given[k]!r} is not a choice of cell '{cell.name}': {exc}",
+                                     hint=f"ids look like {self.example_id()!r}") from None
             else:
                 digits.extend(0 for _ in self.edge_radices[k])
         return _encode(tuple(digits), self.radices)
 
     def example_id(self) -> str:
-        return self.format_id({k: tuple(0 for _ in self.edge_radices[k]) for k in self.instances},
+        return self.format_id({k: self.cell_of[k].expand(tuple(0 for _ in self.edge_radices[k])) for k in self.instances},
                               tuple(v[0] for v in self.numeric.values()))
 
     # ---------------------------------------------------------------- costs
@@ -626,21 +634,24 @@ def _parse_node_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
 def _cell_id(cell: CellIR, choice: tuple[int, ...]) -> str:
     if cell.is_node_cell:
         return _node_cell_id(cell, choice)
-    groups: dict[int, list[str]] = {t: [] for t in range(1, cell.nodes)}
+    groups: dict[int, list[str]] = {t: [] for t in range(cell.inputs, cell.nodes)}
     for e, c in zip(cell.edges, choice, strict=False):
-        groups[e.dst].append(f"{e.choices[c].label}~{e.src}")
-    return "+".join("|" + "|".join(groups[t]) + "|" for t in range(1, cell.nodes))
+        if cell.pick is None or c:  # a `pick` cell names only the edges its nodes pick
+            groups[e.dst].append(f"{e.choices[c].label}~{e.src}")
+    return "+".join("|" + "|".join(groups[t]) + "|" for t in range(cell.inputs, cell.nodes))
 
 
 def _parse_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
     if cell.is_node_cell:
         return _parse_node_cell_id(cell, text, example)
     groups = text.split("+")
-    if len(groups) != cell.nodes - 1 or not all(g.startswith("|") and g.endswith("|") for g in groups):
-        raise SpaceError(f"{text!r} is not an id of cell '{cell.name}': expected {cell.nodes - 1} groups "
-                         "'|op~src|...|' (the inputs of nodes 1..H) joined by '+'", hint=f"e.g. {example!r}, or an integer index")
+    first = cell.inputs
+    if len(groups) != cell.nodes - first or not all(g.startswith("|") and g.endswith("|") for g in groups):
+        raise SpaceError(f"{text!r} is not an id of cell '{cell.name}': expected {cell.nodes - first} groups "
+                         f"'|op~src|...|' (the inputs of nodes {first}..{cell.nodes - 1}) joined by '+'",
+                         hint=f"e.g. {example!r}, or an integer index")
     found: dict[tuple[int, int], str] = {}
-    for t, g in enumerate(groups, start=1):
+    for t, g in enumerate(groups, start=first):
         body = g[1:-1]
         for item in body.split("|") if body else []:
             op, sep, src = item.rpartition("~")
@@ -658,17 +669,21 @@ def _parse_cell_id(cell: CellIR, text: str, example: str) -> list[int]:
     digits = []
     for e in cell.edges:
         key = (e.src, e.dst)
+        if key not in found and cell.pick is not None:
+            digits.append(0)  # not picked
+            continue
         if key not in found:
             raise SpaceError(f"id {text!r} has no op for edge {e.src} -> {e.dst}", hint=f"e.g. {example!r}")
         op = found.pop(key)
-        labels = [c.label for c in e.choices]
-        for i, c in sorted(enumerate(e.choices), key=lambda ic: ic[1].label != op):  # labels before aliases
+        offer = list(enumerate(e.choices))[1:] if cell.pick is not None else list(enumerate(e.choices))
+        labels = [c.label for _, c in offer]
+        for i, c in sorted(offer, key=lambda ic: ic[1].label != op):  # labels before aliases
             if op == c.label or op in c.aliases:
                 digits.append(i)
                 break
         else:
             raise SpaceError(f"'{op}' is not a choice of edge {e.src} -> {e.dst} in cell '{cell.name}'",
-                             hint=did_you_mean(op, labels + [a for c in e.choices for a in c.aliases]) or
+                             hint=did_you_mean(op, labels + [a for _, c in offer for a in c.aliases]) or
                              f"the choices are {', '.join(labels)}")
     return digits
 
@@ -685,9 +700,9 @@ class Architecture:
         # the value of every numeric choice (`c in {8, 16}`)
         # the numeric choices' digits come first, then the cells'
         self.numeric: dict[str, int] = {k: vs[d] for (k, vs), d in zip(space.numeric.items(), digits, strict=False)}
-        for k in space.instances:
+        for k in space.instances:  # per edge (then node op): `pick` cells expand their per-node digits
             n = len(space.edge_radices[k])
-            self.choices[k] = tuple(digits[pos : pos + n])
+            self.choices[k] = space.cell_of[k].expand(tuple(digits[pos : pos + n]))
             pos += n
 
     # identity
@@ -705,7 +720,7 @@ class Architecture:
         return hash((id(self.space), self.index))
 
     def cell_index(self, instance: str) -> int:
-        return _encode(self.choices[instance], self.space.edge_radices[instance])
+        return _encode(self.space.cell_of[instance].compress(self.choices[instance]), self.space.edge_radices[instance])
 
     # graphs
     @property

@@ -63,7 +63,7 @@ class FactorizedReduce(nn.Module):
     """NAS-Bench-201's (stride 1: conv1x1 >> bn) and DARTS's (stride 2: relu, two 1x1
     stride-2 convolutions, the second on the map shifted by one pixel, concatenated, bn)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, skip_init: bool = False):
+    def __init__(self, c_in: int, c_out: int, stride: int, skip_init: bool = False, affine: bool = True):
         super().__init__()
         self.stride = stride
         conv = lambda o: _weighted(nn.Conv2d, skip_init, c_in, o, 1, stride, 0, bias=False)  # noqa: E731
@@ -73,7 +73,7 @@ class FactorizedReduce(nn.Module):
             self.relu = nn.ReLU()
             self.conv_1 = conv(c_out // 2)
             self.conv_2 = conv(c_out - c_out // 2)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
@@ -83,7 +83,7 @@ class FactorizedReduce(nn.Module):
 
 
 def darts_conv(name: str, c_in: int, c_out: int, k: int, stride: int, dilation: int = 1,
-               skip_init: bool = False) -> nn.Sequential:
+               skip_init: bool = False, affine: bool = True) -> nn.Sequential:
     """DARTS's SepConv and DilConv (its ``op`` Sequential, submodules in DARTS's order, so a
     DARTS state dict's ``op.N`` entries map one to one). No convolution has a bias."""
     conv = lambda i, o, kk, st, pad, dil, groups: _weighted(  # noqa: E731
@@ -91,10 +91,10 @@ def darts_conv(name: str, c_in: int, c_out: int, k: int, stride: int, dilation: 
     pad = dilation * (k - 1) // 2
     if name == "dil_conv":
         return nn.Sequential(nn.ReLU(), conv(c_in, c_in, k, stride, pad, dilation, c_in), conv(c_in, c_out, 1, 1, 0, 1, 1),
-                             nn.BatchNorm2d(c_out))
+                             nn.BatchNorm2d(c_out, affine=affine))
     return nn.Sequential(nn.ReLU(), conv(c_in, c_in, k, stride, pad, 1, c_in), conv(c_in, c_in, 1, 1, 0, 1, 1),
-                         nn.BatchNorm2d(c_in), nn.ReLU(), conv(c_in, c_in, k, 1, pad, 1, c_in),
-                         conv(c_in, c_out, 1, 1, 0, 1, 1), nn.BatchNorm2d(c_out))
+                         nn.BatchNorm2d(c_in, affine=affine), nn.ReLU(), conv(c_in, c_in, k, 1, pad, 1, c_in),
+                         conv(c_in, c_out, 1, 1, 0, 1, 1), nn.BatchNorm2d(c_out, affine=affine))
 
 
 _SKIP_DRAW_NUMEL = 8192  # below this, building on "meta" costs more than torch's own draw
@@ -127,7 +127,8 @@ def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False) -> 
     if p.name == "conv2d":
         return _weighted(nn.Conv2d, skip_init, shape[0], a["out"], a["k"], a["stride"], a["padding"], bias=a["bias"])
     if p.name == "batchnorm":
-        return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+        affine = bool(p.arg("affine"))
+        return nn.BatchNorm2d(shape[0], affine=affine) if len(shape) == 3 else nn.BatchNorm1d(shape[0], affine=affine)
     if p.name == "avg_pool":
         return nn.AvgPool2d(a["k"], a["stride"], a["padding"], count_include_pad=False)
     if p.name == "max_pool":
@@ -139,11 +140,12 @@ def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False) -> 
     if p.name == "resblock":
         return ResBlock(shape[0], a["out"], a["stride"], skip_init)
     if p.name in ("sep_conv", "dil_conv"):
-        return darts_conv(p.name, shape[0], a["out"], a["k"], a["stride"], a.get("dilation", 1), skip_init)
+        return darts_conv(p.name, shape[0], a["out"], a["k"], a["stride"], a.get("dilation", 1), skip_init,
+                          bool(p.arg("affine")))
     if p.name == "factorized_reduce":
         if a["stride"] == 1 and a["out"] == shape[0]:
             return nn.Identity()
-        return FactorizedReduce(shape[0], a["out"], a["stride"], skip_init)
+        return FactorizedReduce(shape[0], a["out"], a["stride"], skip_init, bool(p.arg("affine")))
     raise NotImplementedError(f"no torch builder for primitive '{p.name}'")  # every PRIMS entry has one (tested)
 
 

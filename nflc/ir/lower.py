@@ -643,26 +643,24 @@ class Lowerer:
         n = len(names)
         if n < 2:
             self._fail("a cell needs at least 2 nodes (input and output)", ns.span)
-        channels = None
-        for st in cd.channels:
-            if st.keyword != "channels":
-                self._fail(f"unknown cell statement '{st.keyword}'", st.keyword_span,
-                           did_you_mean(st.keyword, ["channels", "nodes", "edge", "node"]) or
-                           "a cell has 'nodes', 'edge' and 'channels' statements")
-        for extra in cd.channels[1:]:
-            self._fail(f"cell '{name}' declares its channels twice", extra.span, "keep one 'channels'")
-        if cd.channels:
-            channels = self.eval_int(cd.channels[0].value, "a cell's channels", local, minimum=1)
+        form = self._cell_settings(cd, name, local, n)
+        channels = form["channels"]
+        inputs = form["inputs"]
+        concat = form["output"] == "concat"
         edges: dict[tuple[int, int], EdgeIR] = {}
         explicit: dict[tuple[int, int], Span] = {}
         for es in cd.edges:
             choices = self._try(self._lower_choices, es, local)
             if es.src is None:
-                pairs = [(s, t) for t in range(1, n) for s in range(t)]
+                pairs = [(s, t) for t in range(inputs, n) for s in range(t)]
             else:
                 s = self._try(self._node_index, es.src, names)
                 t = self._try(self._node_index, es.dst, names)
                 if s is None or t is None:
+                    continue
+                if t < inputs:
+                    self.bag.error(f"edge {es.src.value} -> {es.dst.value} ends at an input of cell '{name}'", es.span,
+                                   f"X0..X{inputs - 1} are the cell's inputs; edges end at X{inputs}..X{n - 1}")
                     continue
                 if s >= t:
                     self.bag.error(f"edge {es.src.value} -> {es.dst.value} does not go forward", es.span,
@@ -679,9 +677,104 @@ class Lowerer:
         if not cd.edges:
             self.bag.warning(f"cell '{name}' has no edges: its output is always zero", cd.span)
         node_ops = self._lower_node_ops(cd, name, names, local, edges) if cd.node_ops else []
+        if node_ops and (inputs > 1 or concat or form["pick"] is not None or form["stride"] > 1):
+            self._fail(f"node cell '{name}' cannot also have {'inputs' if inputs > 1 else 'output concat' if concat else 'pick' if form['pick'] is not None else 'stride'}",
+                       cd.node_ops[0].span, "node cells (NAS-Bench-101's) and DARTS's cells are separate forms")
+        if form["pick"] is not None:
+            self._pick_edges(cd, name, names, form, edges)
+        if form["stride"] > 1:
+            edges = {k: self._strided(e, inputs, name) for k, e in edges.items()}
         return CellIR(name=variant or name, nodes=n, node_names=names,
                       edges=[edges[k] for k in sorted(edges, key=lambda st: (st[1], st[0]))], span=_sspan(cd.span),
-                      channels=channels, definition=name if variant else None, node_ops=node_ops)
+                      channels=channels, definition=name if variant else None, node_ops=node_ops,
+                      inputs=inputs, output=form["output"], pick=form["pick"], stride=form["stride"])
+
+    def _cell_settings(self, cd: ast.CellDef, name: str, local: dict, n: int) -> dict:
+        """The `NAME EXPR` statements of a cell: channels, inputs, output, pick, stride."""
+        known = {"channels": None, "inputs": 1, "output": "sum", "pick": None, "stride": 1}
+        seen: dict[str, ast.ChannelsStmt] = {}
+        form = dict(known)
+        for st in cd.channels:
+            if st.keyword not in known:
+                self._fail(f"unknown cell statement '{st.keyword}'", st.keyword_span,
+                           did_you_mean(st.keyword, [*known, "nodes", "edge", "node"]) or
+                           "a cell has 'nodes', 'edge', 'node', 'channels', 'inputs', 'output', 'pick' and 'stride' statements")
+            if st.keyword in seen:
+                self._fail(f"cell '{name}' declares its {st.keyword} twice", st.span, f"keep one '{st.keyword}'")
+            seen[st.keyword] = st
+            if st.keyword == "output":
+                how = st.value.name if isinstance(st.value, ast.Ref) else None
+                if how not in ("sum", "concat"):
+                    self._fail("a cell's output is 'sum' (its last node) or 'concat' (all intermediate nodes)",
+                               st.value.span, "write 'output concat'")
+                form["output"] = how
+            elif st.keyword == "channels":
+                form["channels"] = self.eval_int(st.value, "a cell's channels", local, minimum=1)
+            else:
+                form[st.keyword] = self.eval_int(st.value, f"a cell's {st.keyword}", local, minimum=1)
+        if form["inputs"] > 2:
+            self._fail(f"cell '{name}' has {form['inputs']} inputs; a cell takes one input or two (DARTS's: the outputs "
+                       "of the two cells before it)", seen["inputs"].value.span, "write 'inputs 2'")
+        if form["inputs"] == 2:
+            if form["output"] != "concat":
+                self._fail(f"two-input cell '{name}' needs 'output concat'", seen["inputs"].span,
+                           "add 'output concat': the output concatenates its intermediate nodes, as DARTS's cells do")
+            if form["channels"] is None:
+                self._fail(f"two-input cell '{name}' needs 'channels'", seen["inputs"].span,
+                           "add 'channels c': both inputs are preprocessed to c channels")
+        if form["stride"] not in (1, 2):
+            self._fail(f"stride {form['stride']}: a cell's stride is 1 or 2 (a reduction cell)", seen["stride"].value.span)
+        if form["pick"] is not None and form["output"] != "concat":
+            self._fail("'pick' chooses the inputs of intermediate nodes of a cell with 'output concat'",
+                       seen["pick"].span, "add 'output concat'")
+        if form["stride"] > 1 and form["output"] != "concat":
+            self._fail("'stride 2' halves a cell whose output concatenates its nodes", seen["stride"].span,
+                       "add 'output concat'")
+        first = form["inputs"]
+        if n - first < 1:
+            self._fail(f"cell '{name}' has {n} nodes and {first} inputs: no intermediate node", cd.nodes[0].span,
+                       f"raise 'nodes' to at least {first + 1}")
+        self._pick_stmt = seen.get("pick")
+        return form
+
+    def _pick_edges(self, cd: ast.CellDef, name: str, names: list[str], form: dict,
+                    edges: dict[tuple[int, int], EdgeIR]) -> None:
+        """A `pick K` cell: check every intermediate node has K candidate edges, and put an
+        implicit `zero` (not picked) first on each edge, so edge choices index as elsewhere."""
+        k, stmt = form["pick"], self._pick_stmt
+        for t in range(form["inputs"], len(names)):
+            have = sum(1 for (_, d) in edges if d == t)
+            if have < k:
+                self._fail(f"node {names[t]} of cell '{name}' has {have} incoming edge{'s' * (have != 1)} but picks {k}",
+                           stmt.span, f"lower 'pick' to {have} or give node {names[t]} more edges")
+        for key, e in edges.items():
+            zero = [c for c in e.choices if any(p.name == "zero" for p in c.prim_tuple())]
+            if zero:
+                self._fail(f"edge {key[0]} -> {key[1]} of cell '{name}' offers '{zero[0].label}', which is no edge; "
+                           f"with 'pick' an edge is absent when its node does not pick it", _span(zero[0].span) or stmt.span,
+                           "leave zero out of the choices")
+            none = ChoiceIR(label="none", prims=[PrimIR(name="zero")], span=e.span)
+            edges[key] = e.model_copy(update={"choices": [none, *e.choices]})
+
+    def _strided(self, e: EdgeIR, inputs: int, name: str) -> EdgeIR:
+        """A reduction cell's edge: from an input, the op's first primitive with a stride gets 2."""
+        if e.src >= inputs:
+            return e
+        out = []
+        for c in e.choices:
+            prims = list(c.prims)
+            if any(p.name == "zero" for p in prims):
+                out.append(c)
+                continue
+            at = next((i for i, p in enumerate(prims) if any(ps.name == "stride" for ps in ops.PRIMS[p.name].params)), None)
+            if at is None or prims[at].args.get("stride", 1) != 1:
+                why = "has no primitive that takes a stride" if at is None else "already has a stride"
+                self._fail(f"op '{c.label}' on edge {e.src} -> {e.dst} of reduction cell '{name}' {why}, so it cannot "
+                           "halve the cell's input", _span(c.span) or _span(e.span),
+                           "DARTS halves a skip with factorized_reduce: 'factorized_reduce as skip_connect'")
+            prims[at] = PrimIR(name=prims[at].name, args={**prims[at].args, "stride": 2})
+            out.append(c.model_copy(update={"prims": prims}))
+        return e.model_copy(update={"choices": out})
 
     def _lower_node_ops(self, cd: ast.CellDef, name: str, names: list[str], local: dict,
                         edges: dict[tuple[int, int], EdgeIR]) -> list[NodeIR]:
@@ -888,6 +981,8 @@ class Lowerer:
                     self._fail(f"'{pname}' of '{name}' must be a whole number, got {_show(v)}", expr.span)
                 if types.get(pname) == "int" and v < (0 if pname == "padding" else 1):
                     self._fail(f"'{pname}' of '{name}' must be positive, got {v}", expr.span)
+                if spec is not None and v is True and any(p.name == pname and p.default == "true_unset" for p in spec.params):
+                    continue  # `affine=true` is `batchnorm` itself: one text, one label, one hash
                 out[pname] = v
             elif spec is None:
                 if default is None:
@@ -902,7 +997,7 @@ class Lowerer:
                 out[pname] = (int(out.get("k", 1)) - 1) // 2
             elif default == "space_bias":
                 out[pname] = self.bias
-            elif default != "in_channels":
+            elif default not in ("in_channels", "true_unset"):
                 out[pname] = default
         return out
 
@@ -914,6 +1009,7 @@ class Lowerer:
 
         scopes: dict[tuple[int, str], str] = {}  # (shared scope, cell) -> its instance
         n_scopes = [0]
+        prev_cell_input: list[tuple | None] = [None]  # a two-input cell's X0: the previous cell's input
 
         # mode: None, every placement of a cell shares one choice (the default);
         # ("independent",), every placement chooses on its own;
@@ -980,9 +1076,11 @@ class Lowerer:
                                    "place them in an 'independent' repeat")
                 instances.setdefault(inst, cell.name)
                 self._check_cell_shape(cell, shape, term.span)
-                out_shape = cell.node_shapes(shape)[-1]
+                out_shape = cell.output_shape(shape)
+                extra = self._preprocess(cell, prev_cell_input[0] or shape, shape, term.span) if cell.inputs > 1 else {}
                 stages.append(StageIR(kind="cell", cell=cell.name, instance=inst, shape_in=list(shape),
-                                      shape_out=list(out_shape), span=_sspan(term.span)))
+                                      shape_out=list(out_shape), span=_sspan(term.span), **extra))
+                prev_cell_input[0] = shape
                 return out_shape
             if name == "cell" and not self.cell_defs:
                 self._fail("the network uses 'cell' but the space defines no cell", term.span,
@@ -1006,6 +1104,38 @@ class Lowerer:
 
         visit(net.body, shape, None)
         return stages, instances
+
+    def _preprocess(self, cell: CellIR, prev, shape, span: Span) -> dict:
+        """DARTS's preprocessing of a two-input cell's inputs to its channels: X1 (its input)
+        relu >> conv1x1 >> batchnorm; X0 (the previous cell's input) the same when its map
+        has X1's size, a stride-2 factorized_reduce when it is twice as large."""
+        c = cell.channels
+        prev, shape = tuple(prev), tuple(shape)
+        if len(shape) != 3 or len(prev) != 3:
+            self._fail(f"two-input cell '{cell.name}' needs image-shaped inputs [channels, height, width], got "
+                       f"{list(shape)}", span)
+        conv = (ops.Prim("relu"), ops.Prim("conv2d", (("k", 1), ("out", c), ("stride", 1), ("padding", 0), ("bias", False))),
+                ops.Prim("batchnorm"))
+        if prev[1:] == shape[1:]:
+            pre0: tuple[ops.Prim, ...] = conv
+        elif prev[1:] == tuple(2 * n for n in shape[1:]):
+            pre0 = (ops.Prim("factorized_reduce", (("out", c), ("stride", 2))),)
+        else:
+            self._fail(f"cell '{cell.name}' takes X0 from the input of the cell before it, {list(prev)}, whose map is "
+                       f"neither its input's {list(shape)} nor twice as large", span,
+                       "between two-input cells only a reduction (halving) may change the map size")
+        params = flops = 0
+        pre = []
+        for prims, at in ((pre0, prev), (conv, shape)):
+            try:
+                out, p, f = ops.seq_cost(prims, at)
+            except ops.ShapeError as exc:
+                msg, hint = _shape_message(exc, at)
+                self._fail(f"preprocessing an input of cell '{cell.name}': {msg}", span, hint)
+            assert out == (c, *shape[1:])
+            params, flops = params + p, flops + f
+            pre.append([PrimIR(name=q.name, args=dict(q.args)) for q in prims])
+        return {"shape_prev": list(prev), "preprocess": pre, "params": params, "flops": flops}
 
     def _check_cell_shape(self, cell: CellIR, shape, span: Span) -> None:
         key = (cell.name, tuple(shape))

@@ -8,6 +8,7 @@ prints one stable line per node; ``SpaceIR.lint()`` checks the invariants.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -67,29 +68,104 @@ class NodeIR(BaseModel):
 
 class CellIR(BaseModel):
     name: str
-    nodes: int  # H + 1: X0 (input) .. XH (output)
+    nodes: int  # X0 .. X(nodes-1); a `sum` cell's last node is its output
     node_names: list[str]
     edges: list[EdgeIR]  # sorted by (dst, src): NAS-Bench-201's order
     span: SourceSpan | None = None
-    channels: int | None = None  # channels (features) of nodes 1..H; None: the cell's input's
+    channels: int | None = None  # channels (features) of the non-input nodes; None: the cell's input's
     definition: str | None = None  # the cell definition a parameterized cell was lowered from
     # a node cell (NAS-Bench-101's): edges are `zero | skip` (absent or present), each
     # intermediate node applies its chosen op; see docs/LANGUAGE.md, "Node cells"
     node_ops: list[NodeIR] = []
+    # DARTS's cells (docs/LANGUAGE.md, "Cells with two inputs"): X0 .. X(inputs-1) are inputs;
+    # `concat`: every other node is intermediate and the output concatenates them all
+    inputs: int = 1
+    output: Literal["sum", "concat"] = "sum"
+    # every intermediate node keeps exactly `pick` of its incoming edges, each with one of the
+    # edge's ops; the lowering puts an implicit `zero` first on every such edge (edge not picked)
+    pick: int | None = None
+    stride: int = 1  # 2: a reduction cell (already bound into the ops of edges from the inputs)
 
     @property
     def is_node_cell(self) -> bool:
         return bool(self.node_ops)
 
+    @property
+    def intermediates(self) -> list[int]:
+        """The nodes that are neither inputs nor the output."""
+        last = self.nodes if self.output == "concat" else self.nodes - 1
+        return list(range(self.inputs, last))
+
+    def _pick_groups(self) -> list[tuple[int, list[int]]]:
+        """For a `pick` cell: (node, indices of its incoming edges) for every intermediate node."""
+        return [(t, [k for k, e in enumerate(self.edges) if e.dst == t]) for t in self.intermediates]
+
+    def _node_options(self, ks: list[int]) -> list[tuple[tuple[int, ...], int]]:
+        """(picked edge indices, op combinations) of one node, in digit order."""
+        assert self.pick is not None
+        return [(sub, math.prod(len(self.edges[k].choices) - 1 for k in sub))
+                for sub in itertools.combinations(ks, self.pick)]
+
     def radices(self) -> list[int]:
-        """The number of choices of every digit of a cell choice: edges, then node ops."""
+        """The number of values of every digit of a cell choice: edges, then node ops; for a
+        `pick` cell one digit per intermediate node (which edges it picks, and their ops)."""
+        if self.pick is not None:
+            return [sum(n for _, n in self._node_options(ks)) for _, ks in self._pick_groups()]
         return [len(e.choices) for e in self.edges] + [len(n.choices) for n in self.node_ops]
 
+    def expand(self, digits: tuple[int, ...]) -> tuple[int, ...]:
+        """The choice of every edge (then node) from the digits of :meth:`radices`: the
+        identity except for `pick` cells, whose unpicked edges take choice 0 (`zero`)."""
+        if self.pick is None:
+            return tuple(digits)
+        out = [0] * len(self.edges)
+        for (_, ks), d in zip(self._pick_groups(), digits, strict=True):
+            for sub, n in self._node_options(ks):
+                if d < n:
+                    for k in reversed(sub):  # the first picked edge's op is the most significant
+                        d, c = divmod(d, len(self.edges[k].choices) - 1)
+                        out[k] = c + 1
+                    break
+                d -= n
+        return tuple(out)
+
+    def compress(self, choice: tuple[int, ...]) -> tuple[int, ...]:
+        """Inverse of :meth:`expand` (ValueError when a node does not pick exactly `pick` edges)."""
+        if self.pick is None:
+            return tuple(choice)
+        digits = []
+        for t, ks in self._pick_groups():
+            picked = tuple(k for k in ks if choice[k])
+            if len(picked) != self.pick:
+                raise ValueError(f"node {t} of cell '{self.name}' picks {len(picked)} edges, not {self.pick}")
+            d = 0
+            for sub, n in self._node_options(ks):
+                if sub == picked:
+                    v = 0
+                    for k in sub:
+                        v = v * (len(self.edges[k].choices) - 1) + choice[k] - 1
+                    digits.append(d + v)
+                    break
+                d += n
+        return tuple(digits)
+
     def node_shapes(self, shape_in) -> list[tuple[int, ...]]:
-        """The shape of every node X0..XH when the cell is placed on ``shape_in``."""
+        """The shape of every node X0..X(nodes-1) when the cell is placed on ``shape_in`` (a
+        two-input cell's inputs are preprocessed to ``channels`` at ``shape_in``'s size)."""
         shape_in = tuple(shape_in)
         inner = shape_in if self.channels is None else (self.channels, *shape_in[1:])
+        if self.inputs > 1 or self.stride > 1:
+            first = inner if self.inputs > 1 else shape_in
+            inner = (inner[0], *(-(-n // self.stride) for n in inner[1:]))
+            return [first] * self.inputs + [inner] * (self.nodes - self.inputs)
         return [shape_in] + [inner] * (self.nodes - 1)
+
+    def output_shape(self, shape_in) -> tuple[int, ...]:
+        """The shape of the cell's output: its last node, or the concatenation of its intermediates."""
+        last = self.node_shapes(shape_in)[-1]
+        if self.output == "concat":
+            return (last[0] * len(self.intermediates), *last[1:])
+        return last
 
     def edge_shapes(self, shape_in) -> list[tuple[int, ...]]:
         """The input shape of every edge (its source node's shape), in edge order."""
@@ -106,8 +182,12 @@ class StageIR(BaseModel):
     instance: str | None = None  # placements with the same instance share their choices
     shape_in: list[int]
     shape_out: list[int]
-    params: int = 0  # of a primitive stage; cell costs depend on the architecture
+    params: int = 0  # of a primitive stage (or a cell's preprocessing); cell costs depend on the architecture
     flops: int = 0
+    # a two-input cell: the shape of X0's source (the input of the cell placed before it, or
+    # its own input for the first) and each input's preprocessing, bound (X0's, then X1's)
+    shape_prev: list[int] | None = None
+    preprocess: list[list[PrimIR]] = []
     span: SourceSpan | None = None
 
 
@@ -156,7 +236,11 @@ class SpaceIR(BaseModel):
         for k, vs in self.numeric.items():
             lines.append(f"  choice {k} in {{{', '.join(map(str, vs))}}}")
         for cell in self.cells.values():
-            lines.append(f"  cell {cell.name} nodes={cell.nodes}" + (f" channels={cell.channels}" if cell.channels else ""))
+            lines.append(f"  cell {cell.name} nodes={cell.nodes}" + (f" channels={cell.channels}" if cell.channels else "")
+                         + (f" inputs={cell.inputs}" if cell.inputs != 1 else "")
+                         + (f" output={cell.output}" if cell.output != "sum" else "")
+                         + (f" pick={cell.pick}" if cell.pick is not None else "")
+                         + (f" stride={cell.stride}" if cell.stride != 1 else ""))
             for e in cell.edges:
                 ch = " | ".join(f"{c.label}=" + " >> ".join(str(p) for p in c.prims) for c in e.choices)
                 lines.append(f"    edge {e.src}->{e.dst}: {ch}")
@@ -166,7 +250,9 @@ class SpaceIR(BaseModel):
         for i, st in enumerate(self.network):
             what = str(st.prim) if st.kind == "prim" else f"cell {st.cell} [{st.instance}]"
             lines.append(f"  %{i} = {what}  {st.shape_in} -> {st.shape_out}"
-                         + (f"  params={st.params} flops={st.flops}" if st.kind == "prim" else ""))
+                         + (f"  params={st.params} flops={st.flops}" if st.kind == "prim" or st.preprocess else ""))
+            for k, pre in enumerate(st.preprocess):
+                lines.append(f"    X{k} <- " + " >> ".join(str(p) for p in pre))
         for b in self.budgets:
             lines.append(f"  budget {b.metric} {b.cmp} {b.value} +- {b.tolerance}" + (f" scale {b.scale}" if b.scale else ""))
         for r in self.requires:
@@ -188,6 +274,16 @@ class SpaceIR(BaseModel):
                 labels = [c.label for c in e.choices]
                 if len(set(labels)) != len(labels) or not labels:
                     bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} has empty or repeated labels")
+            if cell.pick is not None:
+                for e in cell.edges:
+                    if e.dst < cell.inputs or not e.choices or e.choices[0].prim_tuple() != (ops.Prim("zero"),) or \
+                            any(p.name == "zero" for c in e.choices[1:] for p in c.prims):
+                        bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} of a pick cell lacks its implicit zero")
+                for t, ks in cell._pick_groups():
+                    if len(ks) < cell.pick:
+                        bad.append(f"cell {cell.name}: node {t} has {len(ks)} incoming edges, fewer than pick {cell.pick}")
+            if cell.inputs > 1 and (cell.output != "concat" or cell.channels is None):
+                bad.append(f"cell {cell.name}: a two-input cell needs `output concat` and `channels`")
             if cell.node_ops:
                 if [nd.node for nd in cell.node_ops] != list(range(1, cell.nodes - 1)):
                     bad.append(f"node cell {cell.name}: node ops not given for nodes 1..{cell.nodes - 2} in order")
@@ -198,7 +294,7 @@ class SpaceIR(BaseModel):
             cell_name, instance = st.cell or "", st.instance or ""  # a cell stage names both ("" is no name)
             if st.kind == "cell" and (instance not in self.instance_cell or cell_name not in self.cells):
                 bad.append(f"stage {st} refers to an unknown cell instance")
-            elif st.kind == "cell" and list(self.cells[cell_name].node_shapes(st.shape_in)[-1]) != st.shape_out:
+            elif st.kind == "cell" and list(self.cells[cell_name].output_shape(st.shape_in)) != st.shape_out:
                 bad.append(f"stage {st}: its output shape is not its cell's output node's")
             elif st.kind == "cell":
                 first = self.cells[self.instance_cell[instance]]
