@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from typing import Any
 
 import networkx as nx
@@ -76,17 +77,52 @@ def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
     return table
 
 
+def graph_offset(cell: CellIR) -> int:
+    """Where node X0 sits in the cell's graph: 1 for a two-input cell (node 0 is then the
+    cells' common source, ``in``), else 0."""
+    return 1 if cell.inputs > 1 else 0
+
+
+def frame_edges(cell: CellIR, shape: tuple[int, ...]) -> list[tuple[int, int, dict]]:
+    """The edges a concat cell's graph adds around its own (docs/CONTRACTS.md): ``in`` to each
+    input (its preprocessing, as X1's at ``shape``: relu >> conv1x1 >> batchnorm) and every
+    intermediate node to ``out`` (a concatenation: an identity onto its own channels)."""
+    if cell.output != "concat":
+        return []
+    off = graph_offset(cell)
+    out = cell.nodes + off
+    extra = []
+    if cell.inputs > 1:
+        c = cell.channels or shape[0]
+        attrs = dict(op="preprocess", kind="conv", parameterized=True, params=shape[0] * c + 2 * c,
+                     flops=shape[0] * c * math.prod(shape[1:]), kernel=1, prims=("relu", "conv2d", "batchnorm"))
+        extra += [(0, k + 1, dict(attrs)) for k in range(cell.inputs)]
+    for t in cell.intermediates:
+        extra.append((t + off, out, dict(op="concat", kind="skip", parameterized=False, params=0, flops=0, kernel=None,
+                                          prims=(), concat=True)))
+    return extra
+
+
 def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
                table: list[list[dict]] | None = None) -> nx.DiGraph:
     """The cell DAG of one choice (docs/CONTRACTS.md): int nodes 0..H, every declared edge.
 
+    A concat cell (DARTS's) adds its output ``out`` after the last node, fed by every
+    intermediate node, and a two-input cell a source ``in`` before X0 feeding both inputs
+    (:func:`frame_edges`), so paths run from node 0 to node H as in every cell.
     ``table`` is :func:`edge_table` of the cell at ``shape``, when the caller has it.
     """
     if table is None:
         table = edge_table(cell, shape)
+    off = graph_offset(cell)
     g = nx.DiGraph(cell=cell.name)
-    g.add_nodes_from((i, {"label": f"X{i}", "name": name}) for i, name in enumerate(cell.node_names))
-    g.add_edges_from((e.src, e.dst, table[k][c]) for k, (e, c) in enumerate(zip(cell.edges, choice, strict=False)))
+    if off:
+        g.add_node(0, label="in", name="in")
+    g.add_nodes_from((i + off, {"label": f"X{i}", "name": name}) for i, name in enumerate(cell.node_names))
+    if cell.output == "concat":
+        g.add_node(cell.nodes + off, label="out", name="out")
+    g.add_edges_from((e.src + off, e.dst + off, table[k][c]) for k, (e, c) in enumerate(zip(cell.edges, choice, strict=False)))
+    g.add_edges_from(frame_edges(cell, shape))
     ne = len(cell.edges)
     for k, nd in enumerate(cell.node_ops):  # a node cell: every intermediate node's chosen op
         g.nodes[nd.node]["op"] = nd.choices[choice[ne + k]].label
@@ -102,6 +138,7 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
     g = nx.DiGraph(space=ir.name)
     g.add_node("input", op="input", shape=list(ir.input_shape))
     prev = "input"
+    prev_cell_input: str | None = None
     for i, st in enumerate(ir.network):
         if st.kind == "prim":
             node = f"%{i}"
@@ -112,14 +149,22 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
         assert st.instance is not None  # a cell stage names its instance
         cg = cell_graphs[st.instance]
         h = cg.number_of_nodes() - 1
+        name = {k: f"%{i}.{cg.nodes[k].get('label', f'X{k}')}" for k in cg.nodes}
+        two = cg.nodes[0].get("label") == "in"  # a two-input cell: X0 from the last cell's input
         for k in cg.nodes:
-            g.add_node(f"%{i}.X{k}", op="sum" if k else "cell_input", shape=st.shape_out if k else st.shape_in,
-                       cell=st.cell)
-        g.add_edge(prev, f"%{i}.X0", op="skip")
+            if two and k == 0:
+                continue
+            g.add_node(name[k], op="sum" if k else "cell_input", shape=st.shape_out if k else st.shape_in, cell=st.cell)
+        if two:
+            g.add_edge(prev_cell_input or prev, name[1], op="preprocess")
+            g.add_edge(prev, name[2], op="preprocess")
+        else:
+            g.add_edge(prev, name[0], op="skip")
         for s, t, a in cg.edges(data=True):
-            if a["kind"] != "zero":
-                g.add_edge(f"%{i}.X{s}", f"%{i}.X{t}", op=a["op"], kind=a["kind"])
-        prev = f"%{i}.X{h}"
+            if a["kind"] != "zero" and not (two and s == 0):
+                g.add_edge(name[s], name[t], op=a["op"], kind=a["kind"])
+        prev_cell_input = prev
+        prev = name[h]
     g.add_node("output", op="output", shape=list(ir.output_shape))
     g.add_edge(prev, "output", op="skip")
     return g

@@ -390,7 +390,9 @@ def seq_kernel(prims: tuple[Prim, ...]) -> int | None:
 
 
 def seq_parameterized(prims: tuple[Prim, ...]) -> bool:
-    return any(PRIMS[p.name].parameterized for p in prims) and "zero" not in [p.name for p in prims]
+    """Whether the op has trainable weights (a batch norm without affine parameters has none)."""
+    return any(PRIMS[p.name].parameterized and not (p.name == "batchnorm" and not p.arg("affine")) for p in prims) \
+        and "zero" not in [p.name for p in prims]
 
 
 # Ops every space may use, written in the language itself (NAS-Bench-201's names among them).

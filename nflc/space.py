@@ -301,17 +301,27 @@ class Space:
         """The `require` metrics of one cell choice (docs/LANGUAGE.md), from edge tuples: no
         graph is built, so filtering walks NAS-Bench-201's 15625 cells in a fraction of a second."""
         c = self.ir.cells[cell]
-        h = c.nodes - 1
         table = self._path_table(cell)
-        edges = [(e.src, e.dst, par) for e, row, d in zip(c.edges, table, self._cell_choice(cell, i), strict=False)
-                 if (par := row[d]) is not None]
+        off, h, frame = self._frame(cell)
+        own = [(e.src + off, e.dst + off, par) for e, row, d in zip(c.edges, table, self._cell_choice(cell, i), strict=False)
+               if (par := row[d]) is not None]
+        edges = sorted(own + [(s_, t_, a["parameterized"]) for s_, t_, a in frame], key=lambda e: (e[1], e[0]))
         counts = graphs.depth_counts(edges, h)
         paths = sum(counts)
         nonzero = [k for k, n in enumerate(counts) if n]
+        live = graphs.on_path_edges(edges, h)
+        framed = {(s_, t_) for s_, t_, _ in frame}
         return {"paths": paths, "depth": nonzero[-1] if nonzero else 0, "min_depth": nonzero[0] if nonzero else 0,
                 "mean_depth": sum(k * n for k, n in enumerate(counts)) / paths if paths else 0.0,
                 "skip_paths": counts[0] if counts else 0,
-                "dead_edges": len(edges) - len(live := graphs.on_path_edges(edges, h)), "edges": len(live)}
+                "dead_edges": len(edges) - len(live), "edges": sum(1 for e in live if e[:2] not in framed)}
+
+    @_instance_cache()
+    def _frame(self, cell: str) -> tuple[int, int, list]:
+        """(offset of X0, index of the output, frame edges) of the cell's graph (graph.cell_graph)."""
+        c = self.ir.cells[cell]
+        off = graphs.graph_offset(c)
+        return off, c.nodes - 1 + off + (c.output == "concat"), graphs.frame_edges(c, self._shape_of_cell(cell))
 
     def _cell_reason(self, cell: str, i: int) -> str | None:
         reqs = self._cell_requires
@@ -345,7 +355,6 @@ class Space:
         with networkx's VF2.
         """
         c = self.ir.cells[cell]
-        h = c.nodes - 1
         shape = self._shape_of_cell(cell)
         table = self._edge_table(cell)
         labels = [[None if a["kind"] == "zero" else
@@ -354,19 +363,27 @@ class Space:
                   for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape), strict=False)]
         if c.is_node_cell:
             return self._node_iso_representative(cell)
-        radices = [len(e.choices) for e in c.edges]
+        off, h, frame = self._frame(cell)
+        fixed = [(s_, t_, a["op"]) for s_, t_, a in frame]
+        mids = [t + off for t in c.intermediates]  # X0 (and X1), the output and the frame stay in place
         maps = None
-        if h - 1 <= CANONICAL_MAX_MIDS:
-            maps = [(0, *perm, h) for perm in itertools.permutations(range(1, h))]
+        if len(mids) <= CANONICAL_MAX_MIDS:
+            maps = []
+            for perm in itertools.permutations(mids):
+                m = list(range(h + 1))
+                for a, b in zip(mids, perm, strict=True):
+                    m[a] = b
+                maps.append(m)
         passing = self._passing(cell)
         reps: list[int] = []
         canon_of: dict[tuple, tuple] = {}  # live edge list -> canonical form
         first: dict[tuple, int] = {}
         buckets: dict[tuple, list[tuple[int, nx.DiGraph]]] = {}
-        for i in range(_radix_product(radices)):
-            digits = _decode(i, radices)
-            live = graphs.on_path_edges([(e.src, e.dst, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits, strict=False))
-                                if labels[k][d] is not None], h)
+        for i in range(self.cell_count(cell)):
+            digits = self._cell_choice(cell, i)
+            edges = [(e.src + off, e.dst + off, labels[k][d]) for k, (e, d) in enumerate(zip(c.edges, digits, strict=False))
+                     if labels[k][d] is not None]
+            live = graphs.on_path_edges(sorted(edges + fixed, key=lambda e: (e[1], e[0])), h)
             if maps is not None:
                 key = canon_of.get(live)
                 if key is None:
@@ -764,7 +781,8 @@ class Architecture:
         for k in self.space.instances:
             cell = self.space.cell_of[k]
             dead = set(self.space.cell_topology(cell.name, self.cell_index(k)).dead_edges)
-            out[k] = {i for i, e in enumerate(cell.edges) if (e.src, e.dst) in dead}
+            off = graphs.graph_offset(cell)
+            out[k] = {i for i, e in enumerate(cell.edges) if (e.src + off, e.dst + off) in dead}
         return out
 
     # costs

@@ -191,6 +191,39 @@ class CellModule(nn.Module):
         return nodes[-1]
 
 
+class ConcatCellModule(nn.Module):
+    """A cell whose output concatenates its intermediate nodes (DARTS's ``Cell``).
+
+    With two inputs, ``forward(s0, s1)``: ``s0`` (the previous cell's input) and ``s1`` (this
+    cell's input) are preprocessed to the cell's channels (``preprocess0``/``preprocess1``,
+    DARTS's names); with one, ``forward(x)``. Node t sums its picked edges applied to their
+    sources; the output concatenates the intermediate nodes in order.
+    """
+
+    def __init__(self, n_nodes: int, inputs: int, edges: dict[tuple[int, int], nn.Module],
+                 preprocess: list[nn.Module] | None = None, node_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        if preprocess:
+            self.preprocess0, self.preprocess1 = preprocess
+        self.n_inputs = inputs
+        self.node_shape = node_shape  # a node no edge reaches is zero of this shape
+        self.edges = nn.ModuleDict({f"{s}_{t}": m for (s, t), m in sorted(edges.items(), key=lambda e: (e[0][1], e[0][0]))})
+        self._plan = tuple(tuple((s, f"{s}_{t}") for (s, tt) in sorted(edges) if tt == t) for t in range(inputs, n_nodes))
+
+    def forward(self, *states: torch.Tensor) -> torch.Tensor:
+        nodes = [self.preprocess0(states[0]), self.preprocess1(states[1])] if self.n_inputs == 2 else [states[0]]
+        edges = self.edges._modules
+        for incoming in self._plan:
+            total = None
+            for s, key in incoming:
+                total = edges[key](nodes[s]) if total is None else total + edges[key](nodes[s])
+            if total is None:
+                assert self.node_shape is not None
+                total = nodes[0].new_zeros((nodes[0].shape[0], *self.node_shape))
+            nodes.append(total)
+        return torch.cat(nodes[self.n_inputs:], dim=1)
+
+
 class NodeCellModule(nn.Module):
     """A node cell (NAS-Bench-101's ``Cell``) of one choice, built from its pruned graph.
 
@@ -250,9 +283,12 @@ def _check_input_shape(net: "Network", args: tuple) -> None:
 class Network(nn.Module):
     """The compiled network: ``layers`` run in sequence (docs/CONTRACTS.md)."""
 
-    def __init__(self, layers: list[nn.Module], input_shape: list[int], arch_id: str, space: str):
+    def __init__(self, layers: list[nn.Module], input_shape: list[int], arch_id: str, space: str,
+                 kinds: tuple[int, ...] | None = None):
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        # per layer: 0 an op, 1 a cell, 2 a two-input cell (it also takes the previous cell's input)
+        self._kinds = kinds or (0,) * len(layers)
         self.input_shape = tuple(input_shape)
         self.arch_id = arch_id
         self.space = space
@@ -260,8 +296,12 @@ class Network(nn.Module):
         self.register_forward_pre_hook(_check_input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
+        prev = None  # the input of the last cell: a two-input cell's s0
+        for layer, kind in zip(self.layers, self._kinds, strict=True):
+            y = layer(x if prev is None else prev, x) if kind == 2 else layer(x)
+            if kind:
+                prev = x
+            x = y
         return x
 
 
@@ -316,6 +356,7 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
                   arch_id: str) -> tuple[Network, set[int]]:
     layers: list[nn.Module] = []
     relu_after: set[int] = set()
+    kinds: list[int] = []
     for i, st in enumerate(ir.network):
         shape = tuple(st.shape_in)
         next_relu = i + 1 < len(ir.network) and ir.network[i + 1].kind == "prim" and ir.network[i + 1].prim.name == "relu"
@@ -324,6 +365,7 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
             m = build_prim(p, shape, skip_init=True) if p.name != "skip" else nn.Identity()
             _mark_relu_followers(m, relu_after, next_relu)
             layers.append(m)
+            kinds.append(0)
             continue
         cell = ir.cells[st.cell]
         if cell.is_node_cell:
@@ -334,10 +376,12 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
             for m in [*node_mods.values(), *proj_mods.values()]:
                 _mark_relu_followers(m, relu_after)
             layers.append(NodeCellModule(plan, node_mods, proj_mods))
+            kinds.append(1)
             continue
         skip = dead.get(st.instance, set()) if dead else set()
         edges = {}
         edge_shapes = cell.edge_shapes(shape)
+        kinds.append(2 if cell.inputs == 2 else 1)
         for j, (e, c) in enumerate(zip(cell.edges, choices[st.instance], strict=False)):
             prims = e.choices[c].prim_tuple()
             if j in skip or any(p.name == "zero" for p in prims):
@@ -347,6 +391,17 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
                 if isinstance(sub, nn.Sequential):
                     _mark_relu_followers(sub, relu_after)
             edges[(e.src, e.dst)] = m
+        if cell.output == "concat":
+            pre = None
+            if cell.inputs == 2:
+                assert st.shape_prev is not None
+                pre = [build_seq(tuple(q.to_prim() for q in prims), tuple(at), skip_init=True)
+                       for prims, at in zip(st.preprocess, (st.shape_prev, shape), strict=True)]
+                for m in pre:
+                    if isinstance(m, nn.Sequential):
+                        _mark_relu_followers(m, relu_after)
+            layers.append(ConcatCellModule(cell.nodes, cell.inputs, edges, pre, tuple(cell.node_shapes(shape)[-1])))
+            continue
         out_c = st.shape_out[0]
         layers.append(CellModule(cell.nodes, edges, out_c if out_c != st.shape_in[0] else None))
     for m in layers:
@@ -354,7 +409,7 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
             for seq in (m.conv_a, m.conv_b, m.downsample):
                 if seq is not None:
                     _mark_relu_followers(seq, relu_after)
-    return Network(layers, ir.input_shape, arch_id, ir.name), relu_after
+    return Network(layers, ir.input_shape, arch_id, ir.name, tuple(kinds)), relu_after
 
 
 def compile_architecture(arch: "Architecture", seed: int = 0, prune: bool | None = None, bias: bool | None = None,
