@@ -579,10 +579,13 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 @app.command()
 @user_errors
 def rank(file: FileArg,
-         benchmark: Annotated[Path, typer.Option(help="Results file: {'architectures': [{'arch_str', 'val_accuracy', proxies...}]}.")],
+         benchmark: Annotated[Path, typer.Option(help=(
+             "Results file: {'architectures': [{<encoding>, 'val_accuracy', proxies...}]}; the encoding is 'arch_str', "
+             "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))],
          space: SpaceOpt = None,
          score: Annotated[str, typer.Option(help="nflc (default: data-free, theory-grounded), paths, mean_depth, params, flops.")] = "nflc",
-         json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the summary and per-architecture scores.")] = None,
+         json_path: Annotated[Optional[Path], typer.Option(
+             "--json", help="Write the summary and per architecture its entry, nflc id, params and score.")] = None,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
     from nflc.rank import rank as run_rank
@@ -602,6 +605,52 @@ def rank(file: FileArg,
     if json_path is not None:
         json_path.write_text(json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
+
+
+@app.command()
+@user_errors
+def convert(file: FileArg,
+            value: Annotated[str, typer.Argument(help=(
+                "The architecture: an id or index, or JSON (or a Python literal, or DARTS's 'Genotype(...)'); - reads stdin."),
+                show_default=False)],
+            from_: Annotated[Optional[str], typer.Option("--from", help=(
+                "id, op_indices, nb101, naslib_tuple, genotype or compact (default: told from the value's shape)."))] = None,
+            to: Annotated[str, typer.Option(help="id, index, op_indices, nb101, naslib_tuple, genotype or compact.")] = "id",
+            representative: Annotated[bool, typer.Option(
+                "--representative", help="Convert the member of its isomorphism class the space keeps ('unique').")] = False,
+            space: SpaceOpt = None, allow_outside_imports: OutsideOpt = False) -> None:
+    """Convert an architecture between nflc ids and NAS-Bench-201/-101/DARTS encodings (checked in the space)."""
+    from nflc import encodings as enc
+
+    text = sys.stdin.read() if value == "-" else value
+    for name, fmt in (("--from", from_), ("--to", to)):
+        allowed = [*enc.FORMATS, "index"] if name == "--to" else list(enc.FORMATS)
+        if fmt is not None and fmt not in allowed:
+            raise NflcError(f"{name} {fmt!r} is not a format", hint=f"one of {', '.join(allowed)}")
+    if from_ in (None, "id"):
+        try:
+            data = enc.parse_value(text)
+        except NflcError:
+            data = text.strip()  # an id is not JSON
+        fmt = from_ or enc.detect_format(data)
+        if fmt == "id" and (isinstance(data, bool) or not isinstance(data, (str, int))):
+            raise NflcError(f"--from id takes an id or an index, not {text.strip()!r}", hint="name its format with --from")
+    else:
+        fmt, data = from_, enc.parse_value(text)
+    sp = load_space(file, space, allow_outside_imports)
+    arch = sp.architecture(data if fmt == "id" else enc.to_id(data, fmt))
+    why = enc.not_in_space(arch)
+    if why is not None:
+        err.print(f"note: {arch.id} is not in space '{sp.name}': {why}", markup=False)
+    elif arch.rejection is not None:
+        rep = enc.class_representative(arch)
+        if representative:
+            arch = rep
+        else:
+            err.print(f"note: {arch.id} is in space '{sp.name}' as a member of the isomorphism class of {rep.id} "
+                      "(--representative converts that one)", markup=False)
+    result = arch.index if to == "index" else enc.from_id(arch.id, to)
+    out.print(result if isinstance(result, (str, int)) else json.dumps(result), markup=False)
 
 
 @app.command()
