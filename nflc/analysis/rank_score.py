@@ -3,7 +3,11 @@
 ``rank_score(cell)`` ranks architectures by predicted accuracy (higher = better) from the
 cell graph alone (``docs/CONTRACTS.md``): no data, no weights, no forward pass. It reads
 only the structural edge attributes ``kind`` (to drop ``zero`` edges), ``parameterized``
-and ``params``; never op names, so it applies to any conv or MLP space.
+and ``params`` (and, for node cells, the same on nodes, the ``share`` of the nodes a
+concatenating output reads and the graph's ``output``); never op names, so it applies to
+any conv or MLP space. ``architecture_score(arch)`` scores a whole architecture (node
+cells through :func:`node_cell_graph`, which adds the projections and node ops that
+``arch.cell_graphs`` does not carry).
 
 Derivation (notation of ``THEORY.md`` sections 2-3)
 ----------------------------------------------------
@@ -47,6 +51,41 @@ Derivation (notation of ``THEORY.md`` sections 2-3)
    shortcut path to a cell lowers ``S`` (it dilutes the mean: the wide, shallow side of the
    paper's trade-off); dead edges (on no end-to-end path) never change ``S``.
 
+5. *Node cells* (NAS-Bench-101, ``docs/LANGUAGE.md`` "Node cells"). Ops sit on nodes:
+   a node sums its inputs and applies its op; edges between nodes are skips (a cut to the
+   first channels: no weights, ``t = 0``); an edge from X0 is a projection, a 1x1
+   conv-bn-relu, i.e. a parameterized op like any other; the output concatenates the
+   nodes feeding it and adds the projected input when X0 feeds it. On the computing
+   graph (nodes and edges off every input-output path removed), a path
+   ``0 -> v1 -> ... -> vm -> H`` passes the projection into ``v1`` (into ``H`` for the
+   path ``0 -> H``) and the op of every ``vi`` once (the op acts on the node's sum, so on
+   every path through the node): ``d_p = t(proj_v1) + sum_i t(op_vi)`` with the same
+   ``t = ln(1 + params)``. Widths: the ``k`` nodes feeding the output share its ``C``
+   channels and every other live node takes the largest of its successors', so every
+   live node has ``C / k``; the score takes this exact share (the integer split gives the
+   remainder to the first nodes in numbering order, which isomorphic cells do not share,
+   so theirs would differ by a channel).
+
+   *A concatenation is not a sum.* Channel block ``b`` of the output (node ``b``'s
+   ``n_b = C / k`` channels) depends only on the paths through ``b``, plus the added
+   projection ``0 -> H`` (its own path, in every block). Whatever reads the cell (the next
+   cell's projections and convs, the final global pooling and linear map) sums over
+   channels, so the normalized Jacobian of step 1 is the channel average
+   ``Jbar = sum_b w_b Jbar_b`` with ``w_b = n_b / C`` and ``Jbar_b`` the per-path average
+   over block ``b``'s paths. To first order ``log kappa = a * sum_b w_b dbar_b``:
+
+       S = sum_b w_b * (1/P_b) sum_{p in b} d_p
+
+   Pooling every path of every block into one mean (a sum of ``k`` paths) would let a
+   block with many paths outweigh the others, though it owns only ``1/k`` of the
+   channels. An output that sums (one block, ``w = 1``) gives step 3's formula: edge cells
+   are the case ``k = 1`` and score as before. Stacking (step 2) still adds cell scores:
+   the next cell reads all channels, so the weights of a network path multiply across
+   cells and its expected depth is the sum of the cells'. Each cell is scored at its
+   first placement's shape, as edge cells are. Exact rational weights per parameter
+   count (parameter counts at a fractional width are exact rationals, see
+   :func:`node_cell_graph`) make isomorphic cells score the same float.
+
 Why only the expressivity term. ``rank_score_components`` also reports the paper's
 convergence indicator (path-sum NNGP bound ``lambda <= sum_p (1 - f^{d_p}(rho))`` at
 orthogonal inputs ``rho = 0``, the data-free choice) and generalization bound
@@ -61,19 +100,47 @@ the theory depth (0/1 per parameterized edge) 0.616; mean with ``t = kernel`` fo
 parameterized edges 0.617; max depth 0.56-0.60; mean depth + ln(#paths with d>0)
 0.53-0.61; log-sum-exp of depths 0.43-0.52; the paper's finite-width per-path curvature
 with m = 16 0.589; receptive-field growth ``k - 1`` (pooling included) about 0.
+
+NAS-Bench-101 (``../shared/data/nb101``, 250 architectures, CIFAR-10 validation accuracy;
+step 5 chosen on the derivation above before measuring): ``S`` tau = 0.358 (rho 0.510),
+**below** the file's best proxy columns, flops 0.518 and params 0.517, by 0.16, and below
+synflow (0.437) by 0.08. Variants (all measured on this one file, none adopted): blocks
+pooled into one path mean (a concatenation as a sum) 0.381; the theory depth (1 per
+conv-bn-relu, projections included) 0.342 with channel weights, 0.363 pooled; the
+paper's width factor kept per layer (``a_l = 5 / (8 n_l)``, Hanin-Nica's
+``sum_l 1/n_l``: relative to ``C``, a ``C/k``-wide layer weighs ``k`` times, so the channel
+weights cancel and a concatenation sums its blocks' depths) 0.335; the nine placements
+summed, each at its own width, 0.358; the module's integer channel split 0.359. Where the
+gap is (diagnostics read off the file, not candidates): the count of 3x3-conv nodes alone
+gives 0.667, that of 1x1-conv nodes 0.04; the score with ``t`` kept only for 3x3 convs
+0.641 (and the channel-weighted mean number of 3x3 convs per path 0.642, pooled 0.634,
+summed over blocks 0.588). So the path and concatenation structure carries the ranking;
+what fails is the transform weight: ``ln(1 + params)`` gives a 1x1 conv-bn-relu 82% of a
+3x3's (``ln 16641 / ln 147713`` at 128 channels), and the theory's MLP-derived depth
+counts them alike, while NAS-Bench-101's accuracy follows the spatially mixing 3x3
+convs. A weight that separates them from the ops' structure alone, keeps NAS-Bench-201's
+values and is not read off this file was not found (NAS-Bench-201's receptive-field
+variant above ranked about 0). ``python benchmarks/bench_rank_nb101.py`` prints all of these.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from nflc import ops
 from nflc.analysis.indicators import relu_correlation
 from nflc.analysis.topology import depth_counts, edge_incidences
 
-__all__ = ["transform_weight", "rank_score", "rank_score_components", "NNGP_RHO"]
+if TYPE_CHECKING:
+    from nflc.ir.model import CellIR
+    from nflc.space import Architecture
+
+__all__ = ["transform_weight", "rank_score", "rank_score_components", "node_cell_graph", "architecture_score",
+           "NNGP_RHO"]
 
 #: Input correlation at which the path-sum NNGP bound is evaluated in the components:
 #: orthogonal inputs, the data-free choice (random high-dimensional inputs are nearly so).
@@ -96,8 +163,11 @@ def rank_score(cell: nx.DiGraph) -> float:
     """Mean over end-to-end paths of the summed transform weights ``ln(1 + params)``.
 
     Higher = better predicted accuracy. ``-inf`` when the cell has no end-to-end path;
-    ``0.0`` when no path contains a parameterized op. See the module docstring.
+    ``0.0`` when no path contains a parameterized op. See the module docstring; a node
+    cell must come as :func:`node_cell_graph` builds it (``architecture_score`` does).
     """
+    if _is_scoring_node_cell(cell):
+        return _node_cell_score(cell)
     # exact integer incidences per parameter count: mathematically tied cells stay exactly
     # tied (a float running sum would break ties by rounding order)
     paths, counts = edge_incidences(cell, _transform_key)
@@ -107,6 +177,164 @@ def rank_score(cell: nx.DiGraph) -> float:
         math.log1p(v) * (c / paths)  # c / paths is correctly rounded: equal ratios, equal floats
         for v, c in sorted(counts.items())
     ) + 0.0
+
+
+# ---------------------------------------------------------------- node cells (NAS-Bench-101)
+def _is_scoring_node_cell(cell: nx.DiGraph) -> bool:
+    """True for a graph :func:`node_cell_graph` built; ValueError for a node cell without
+    its transforms (``arch.cell_graphs`` of a node cell: ops on nodes, projections absent)."""
+    if cell.graph.get("output") == "concat" or any("parameterized" in a for _, a in cell.nodes(data=True)):
+        return True
+    if any("op" in a for _, a in cell.nodes(data=True)):
+        raise ValueError(f"cell '{cell.graph.get('cell', '?')}' is a node cell: score it with "
+                         "rank_score.architecture_score(arch) or rank_score(node_cell_graph(...))")
+    return False
+
+
+def _key(attrs: dict[str, Any]) -> Fraction | None:
+    """An op's parameter count when it is parameterized (its transform is ``ln(1 + key)``)."""
+    if attrs.get("kind") == "zero" or not attrs.get("parameterized", False):
+        return None
+    return Fraction(attrs.get("params", 0) or 0)
+
+
+def _add(acc: dict[Fraction, int], other: dict[Fraction, int]) -> None:
+    for k, c in other.items():
+        acc[k] = acc.get(k, 0) + c
+
+
+def _node_cell_score(cell: nx.DiGraph) -> float:
+    """:func:`rank_score` of a graph with node transforms and a concatenating output.
+
+    Exact rational weights per parameter count (as for edge cells), so isomorphic cells,
+    whose path incidences are equal multisets, get equal floats."""
+    h = max(cell.nodes)
+    n = dict.fromkeys(cell.nodes, 0)
+    n[0] = 1
+    inc: dict[int, dict[Fraction, int]] = {v: {} for v in cell.nodes}  # transform incidences, paths 0 -> v
+    live = [(s, t, a) for s, t, a in sorted(cell.edges(data=True), key=lambda e: (e[1], e[0])) if a.get("kind") != "zero"]
+    for v in range(1, h):
+        for s, _, a in (e for e in live if e[1] == v):
+            n[v] += n[s]
+            _add(inc[v], inc[s])
+            if (k := _key(a)) is not None and n[s]:
+                inc[v][k] = inc[v].get(k, 0) + n[s]
+        if (k := _key(cell.nodes[v])) is not None and n[v]:
+            inc[v][k] = inc[v].get(k, 0) + n[v]  # the node's op: once on every path through it
+
+    def into_output(sources: list[tuple[int, dict]]) -> tuple[int, dict[Fraction, int]]:
+        paths, out = 0, dict[Fraction, int]()
+        for s, a in sources:
+            paths += n[s]
+            _add(out, inc[s])
+            if (k := _key(a)) is not None and n[s]:
+                out[k] = out.get(k, 0) + n[s]
+        return paths, out
+
+    ins = [(s, a) for s, t, a in live if t == h and n[s]]
+    concat = cell.graph.get("output") == "concat"
+    blocks = [(s, a) for s, a in ins if concat and "share" in cell.nodes[s]]
+    added = [(s, a) for s, a in ins if not (concat and "share" in cell.nodes[s])]
+    # a concatenation: each block of channels averages its own paths, the added ones with it
+    groups = [(Fraction(cell.nodes[s]["share"]), [(s, a), *added]) for s, a in blocks] or [(Fraction(1), added)]
+    total = sum(w for w, _ in groups)
+    coef: dict[Fraction, Fraction] = {}
+    for w, sources in groups:
+        paths, counts = into_output(sources)
+        if paths == 0:
+            return float("-inf")
+        for k, c in counts.items():
+            coef[k] = coef.get(k, Fraction(0)) + w / total * Fraction(c, paths)
+    return sum(math.log1p(k) * float(c) for k, c in sorted(coef.items())) + 0.0
+
+
+def _interpolate(xs: list[int], ys: list[int], x: Fraction) -> Fraction:
+    """The polynomial of degree < len(xs) through ``(xs, ys)`` at ``x`` (Lagrange, exact)."""
+    out = Fraction(0)
+    for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
+        term = Fraction(yi)
+        for j, xj in enumerate(xs):
+            if j != i:
+                term *= (x - xj) / Fraction(xi - xj)
+        out += term
+    return out
+
+
+def node_cell_graph(cell: CellIR, choice: tuple[int, ...], shape_in: tuple[int, ...], c_out: int) -> nx.DiGraph:
+    """The scoring graph of a node cell placed on ``shape_in`` with ``c_out`` output channels.
+
+    Nodes ``0 .. H``; only the computing graph (``graph.NodeCellPlan``'s pruned nodes and
+    edges) has edges. Every live intermediate node carries its op's ``parameterized`` and
+    ``params`` and its ``channels``; the nodes feeding the output a ``share`` (their
+    channels); edges from X0 are the 1x1 projections (``kind`` ``"conv"``, their
+    ``params``); the graph has ``output = "concat"``. Channels are the exact shares
+    ``c_out / k`` of the ``k`` nodes feeding the output (every live node then has them):
+    the integer split gives the remainder to the first nodes in numbering order, which
+    isomorphic cells do not share. Parameter counts at a fractional width come from the
+    plan at the widths ``n, n + 1, n + 2`` (output ``k * n``, every share exact),
+    interpolated by the quadratic through them: exact for convolutions, linear maps and
+    batch norm at the node's width (``a n**2 + b n``) and projections (``b n``).
+    """
+    from nflc.graph import NodeCellPlan, prune_dag
+
+    h = cell.nodes - 1
+    g = nx.DiGraph(cell=cell.name, output="concat")
+    g.add_nodes_from((v, {"label": f"X{v}"}) for v in range(h + 1))
+    ne = len(cell.edges)
+    if not prune_dag(cell.nodes, [(e.src, e.dst) for e, c in zip(cell.edges, choice[:ne], strict=True)
+                                  if e.choices[c].prim_tuple()[0].name != "zero"])[1]:
+        return g  # no input-output path: no edges, the score is -inf
+    plan = NodeCellPlan(cell, choice, shape_in, c_out)
+    k = sum(1 for t in plan.inputs[h] if t != 0)
+    hw = tuple(shape_in[1:])
+    x = Fraction(c_out, k) if k else Fraction(c_out)
+    if k:
+        n0 = max(1, c_out // k)
+        plans = [NodeCellPlan(cell, choice, shape_in, k * m) for m in (n0, n0 + 1, n0 + 2)]
+        xs = [n0, n0 + 1, n0 + 2]
+    else:  # only the projection feeds the output: its width is c_out exactly
+        plans, xs = [plan], [c_out]
+
+    def at_x(cost) -> Fraction:
+        ys = [cost(p) for p in plans]
+        return _interpolate(xs, ys, x) if len(xs) > 1 else Fraction(ys[0])
+
+    labels = {nd.node: nd.choices[choice[ne + i]].label for i, nd in enumerate(cell.node_ops)}
+    for t in plan.nodes:
+        prims = plan.ops[t]
+        g.nodes[t].update(op=labels[t],
+                          parameterized=ops.seq_parameterized(prims), channels=x,
+                          params=at_x(lambda p, t=t: ops.seq_cost(p.ops[t], (p.channels[t], *hw))[1]))
+        if t in plan.inputs[h]:
+            g.nodes[t]["share"] = x
+    for t, srcs in plan.inputs.items():
+        for s in srcs:
+            if s == 0:
+                params = at_x(lambda p, t=t: ops.seq_cost(p.projection[t], tuple(shape_in))[1])
+                g.add_edge(0, t, op="projection", kind="conv", parameterized=True, params=params)
+            else:
+                g.add_edge(s, t, op="skip", kind="skip", parameterized=False, params=0)
+    return g
+
+
+def architecture_score(arch: Architecture) -> float:
+    """The score of an architecture: :func:`rank_score` summed over its cell instances,
+    each at the shape of its first placement (``arch.cell_graphs``); node cells through
+    :func:`node_cell_graph`. ``-inf`` when a cell has no input-output path."""
+    sp = arch.space
+    ir = sp.lowered(arch.constants_override) if sp.numeric and arch.constants_override else sp.ir
+    graphs = None
+    total = 0.0
+    for k in sp.instances:
+        cell = ir.cells[ir.instance_cell[k]]
+        if cell.is_node_cell:
+            st = next(s for s in ir.network if s.kind == "cell" and s.instance == k)
+            g = node_cell_graph(cell, arch.choices[k], tuple(st.shape_in), st.shape_out[0])
+        else:
+            graphs = arch.cell_graphs if graphs is None else graphs
+            g = graphs[k]
+        total += rank_score(g)
+    return total
 
 
 def _convolve(a: list[float], b: list[float]) -> list[float]:
@@ -132,6 +360,8 @@ def rank_score_components(cell: nx.DiGraph, n_cells: int = 1) -> dict[str, float
     """
     if n_cells < 1:
         raise ValueError("n_cells must be >= 1")
+    if _is_scoring_node_cell(cell):
+        raise ValueError("the components are defined for edge cells; a node cell has only rank_score")
     score = rank_score(cell)
     hist = [float(c) for c in depth_counts(cell)]
     P = sum(hist)
