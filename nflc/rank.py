@@ -1,9 +1,12 @@
-"""Training-free ranking against a benchmark file (NAS-Bench-201 results format).
+"""Training-free ranking against a benchmark file of NAS-Bench-201, -101 or -301 results.
 
-The file is JSON with an ``architectures`` list; each entry has ``arch_str`` (an id of the
-space), ``val_accuracy``, and any number of numeric proxy columns (plus optional
-``proxy_seconds``). nflc scores every listed architecture without data or training and
-compares its ranking with every proxy's on the same architectures.
+The file is JSON with an ``architectures`` list. Each entry names its architecture in any
+encoding :func:`nflc.encodings.entry_id` reads (``arch_str`` or ``naslib_op_indices``;
+``matrix``/``ops`` or ``naslib_tuple``; ``genotype`` or ``naslib_compact``; or an nflc
+``id``), so NASLib's zero-cost files are read as they are; it has ``val_accuracy`` and any
+number of numeric proxy columns, with each proxy's seconds either in a ``proxy_seconds``
+object or as ``<proxy>_seconds`` keys. nflc scores every listed architecture without data or
+training and compares its ranking with every proxy's on the same architectures.
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ import numpy as np
 from pydantic import BaseModel
 from scipy.stats import kendalltau, spearmanr
 
+from nflc.encodings import ENCODING_KEYS, EncodingError, entry_id, not_in_space
 from nflc.errors import NflcError, SpaceError, did_you_mean
 
-_NOT_PROXIES = {"arch_str", "val_accuracy", "naslib_op_indices", "proxy_seconds", "test_accuracy"}
+_NOT_PROXIES = ENCODING_KEYS | {"val_accuracy", "proxy_seconds", "test_accuracy"}
+_SECONDS = "_seconds"  # NAS-Bench-301's file: `<proxy>_seconds` is that proxy's time, not a proxy
 
 
 def _cell_score(name: str) -> Callable:
-    from nflc.analysis.rank_score import rank_score
+    from nflc.analysis.rank_score import architecture_score
 
     def topo(attr):
         return lambda a: float(getattr(a.topology(), attr))
 
     scores: dict[str, Callable] = {
-        "nflc": lambda a: sum(rank_score(g) for g in a.cell_graphs.values()),
+        "nflc": architecture_score,  # node cells too (their graphs alone lack projections and node ops)
         "paths": topo("paths"),
         "mean_depth": topo("mean_depth"),
         "params": lambda a: float(a.params),
@@ -45,7 +50,7 @@ SCORES = ("nflc", "paths", "mean_depth", "params", "flops")
 
 
 class Entry(BaseModel):
-    arch_str: str
+    id: str  # nflc's id of the entry's own graph (not necessarily its class representative)
     accuracy: float
     proxies: dict[str, float]
     proxy_seconds: dict[str, float]
@@ -89,23 +94,31 @@ def read_benchmark(path: str | Path) -> list[Entry]:
         if not isinstance(a, dict):
             problems.append(f"entry {i}: not an object")
             continue
-        missing = [k for k in ("arch_str", "val_accuracy") if k not in a]
-        if missing:
-            problems.append(f"entry {i}: missing {', '.join(repr(m) for m in missing)}")
+        if "val_accuracy" not in a:
+            problems.append(f"entry {i}: missing 'val_accuracy'")
+            continue
+        try:
+            ident = entry_id(a)
+        except EncodingError as exc:
+            problems.append(f"entry {i}: {exc}")
             continue
         acc = a["val_accuracy"]
-        if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not math.isfinite(acc):
-            problems.append(f"entry {i} ({a['arch_str']}): val_accuracy is not a finite number: {acc!r}")
+        if not _number(acc) or not math.isfinite(acc):
+            problems.append(f"entry {i} ({ident}): val_accuracy is not a finite number: {acc!r}")
             continue
-        proxies = {k: float(v) for k, v in a.items() if k not in _NOT_PROXIES and isinstance(v, (int, float))
-                   and not isinstance(v, bool)}
         secs = a.get("proxy_seconds") or {}
-        entries.append(Entry(arch_str=str(a["arch_str"]), accuracy=float(acc), proxies=proxies,
-                             proxy_seconds={k: float(v) for k, v in secs.items() if isinstance(v, (int, float))}))
+        secs = {k: float(v) for k, v in secs.items() if _number(v)} if isinstance(secs, dict) else {}
+        secs.update({k[: -len(_SECONDS)]: float(v) for k, v in a.items() if k.endswith(_SECONDS) and _number(v)})
+        proxies = {k: float(v) for k, v in a.items() if k not in _NOT_PROXIES and not k.endswith(_SECONDS) and _number(v)}
+        entries.append(Entry(id=ident, accuracy=float(acc), proxies=proxies, proxy_seconds=secs))
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise NflcError(f"{path}: {len(problems)} malformed entr{'y' if len(problems) == 1 else 'ies'}: {shown}")
     return entries
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def top_precision(score: np.ndarray, acc: np.ndarray, fraction: float = 0.05) -> float:
@@ -146,13 +159,21 @@ def correlate(name: str, score: np.ndarray, acc: np.ndarray, seconds: float | No
 def rank(space, benchmark: str | Path, score: str = "nflc") -> RankResult:
     entries = read_benchmark(benchmark)
     fn = _cell_score(score)
-    archs = []
+    archs, problems = [], []
     for i, e in enumerate(entries):
         try:
-            archs.append(space.architecture(e.arch_str))
+            a = space.architecture(e.id)
+            why = not_in_space(a)  # a graph isomorphic to a kept one is in the space (NB101's file)
         except SpaceError as exc:
-            raise NflcError(f"{benchmark}: entry {i} ({e.arch_str!r}) is not an architecture of space "
-                            f"'{space.name}': {exc}", hint=exc.diagnostics[0].hint) from None
+            problems.append((f"entry {i} ({e.id}) is not an architecture of space '{space.name}': {exc}",
+                             exc.diagnostics[0].hint))
+            continue
+        if why is not None:
+            problems.append((f"entry {i} ({e.id}) is not in space '{space.name}': {why}", None))
+        archs.append(a)
+    if problems:
+        shown = "; ".join(m for m, _ in problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise NflcError(f"{benchmark}: {shown}", hint=problems[0][1])
     t0 = time.perf_counter()
     values = np.array([fn(a) for a in archs], dtype=float)
     elapsed = time.perf_counter() - t0
@@ -163,7 +184,8 @@ def rank(space, benchmark: str | Path, score: str = "nflc") -> RankResult:
         col = np.array([e.proxies.get(name, np.nan) for e in entries])
         secs = [e.proxy_seconds[name] for e in entries if name in e.proxy_seconds]
         rows.append(correlate(name, col, acc, float(np.mean(secs)) if secs else None))
-    per_arch = [{"arch_str": e.arch_str, "score": (v if math.isfinite(v) else ("-inf" if v < 0 else "inf"))}
-                for e, v in zip(entries, values, strict=True)]
+    per_arch = [{"entry": i, "id": e.id, "params": a.params,
+                 "score": (v if math.isfinite(v) else ("-inf" if v < 0 else "inf"))}
+                for i, (e, a, v) in enumerate(zip(entries, archs, values, strict=True))]
     return RankResult(benchmark=str(benchmark), space=space.name, score=score, n=len(entries),
                       nflc_seconds_total=elapsed, table=rows, per_arch=per_arch)

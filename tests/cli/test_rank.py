@@ -44,12 +44,13 @@ def test_tau_matches_scipy(tmp_path):
     proxy = next(r for r in res.table if r.name == "proxy_a")
     assert proxy.kendall_tau == pytest.approx(kendalltau([e["proxy_a"] for e in entries], acc).statistic)
     assert proxy.seconds_per_arch == 0.5
-    # --json output: summary and per-architecture arch_str + score
+    # --json output: summary and per architecture its entry, nflc id, params and score
     out = tmp_path / "r.json"
     cli = CliRunner().invoke(app, ["rank", str(NB201), "-s", "nb201", "--benchmark", str(path), "--json", str(out)])
     assert cli.exit_code == 0, cli.output
     doc = json.loads(out.read_text())
-    assert [a["arch_str"] for a in doc["per_arch"]] == ARCHS and "score" in doc["per_arch"][0]
+    assert [a["id"] for a in doc["per_arch"]] == ARCHS and [a["entry"] for a in doc["per_arch"]] == list(range(len(ARCHS)))
+    assert [a["params"] for a in doc["per_arch"]] == params and "score" in doc["per_arch"][0]
     assert doc["per_arch"][4]["score"] == "-inf"  # the all-none cell has no input-output path
 
 
@@ -71,7 +72,7 @@ def test_top_precision_counts_ties_by_expectation():
     ('{"architectures": [{"arch_str": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"}]}', "missing 'val_accuracy'"),
     ('{"architectures": [{"arch_str": "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "val_accuracy": 1}]}',
      "entry 0"),
-    ('{"architectures": [{"arch_str": "|none~0|", "val_accuracy": 1}, {"val_accuracy": "x"}]}', "entry 1: missing 'arch_str'"),
+    ('{"architectures": [{"arch_str": "|none~0|", "val_accuracy": 1}, {"val_accuracy": "x"}]}', "entry 1: missing an architecture"),
 ])
 def test_malformed_files_are_errors_not_tracebacks(tmp_path, content, message):
     p = tmp_path / "bad.json"
