@@ -1,0 +1,214 @@
+"""DARTS's cells (`inputs 2`, `pick`, `output concat`, `stride 2`) and specs/darts.nfl
+(issue #14): the count against the issue's (180 * 7^8)^2, counting as a product against
+brute force on small cells, the choice encoding, ids, and every new kind of mistake."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import networkx as nx
+import pytest
+
+import nflc
+
+from .conftest import SPECS, check_mistake, cli, edit
+
+DARTS_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
+             "dil_conv_5x5"]
+
+
+@pytest.fixture(scope="module")
+def darts() -> nflc.Space:
+    return nflc.load(SPECS / "darts.nfl")
+
+
+def test_count_is_the_issues_number_at_once():
+    # nodes 2..5 pick 2 distinct of their 2, 3, 4, 5 possible inputs, one of 7 ops on each
+    per_cell = math.prod(math.comb(j, 2) * 7 ** 2 for j in range(2, 6))
+    assert per_cell == 180 * 7 ** 8
+    t0 = time.perf_counter()
+    res = cli("count", SPECS / "darts.nfl")
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().splitlines()[-1] == str(per_cell ** 2) == "1076746950455072400"
+    assert time.perf_counter() - t0 < 10
+
+
+SMALL = """
+space s {
+    input [3, 8, 8]
+    classes 2
+    bias false
+    cell c(w) {
+        inputs 2
+        nodes NODES
+        channels w
+        edge * : sep_conv(3) as sep | max_pool(3) as pool | skip
+        EXTRA
+        pick PICK
+        output concat
+    }
+    network = conv2d(3, 4) >> batchnorm >> c(4) x2 >> global_avg_pool >> linear(classes)
+}
+"""
+
+
+def _small(nodes: int, pick: int, extra: str = "") -> nflc.Space:
+    return nflc.loads(edit(SMALL, "NODES", str(nodes), "PICK", str(pick), "EXTRA", extra))
+
+
+def _brute(nodes: int, pick: int, n_ops: int, ops_of=lambda s, t: None) -> list[tuple]:
+    """Every choice by enumeration: per node, which `pick` earlier nodes feed it and each one's op."""
+    per_node = []
+    for t in range(2, nodes):
+        options = []
+        for sub in itertools.combinations(range(t), pick):
+            counts = [ops_of(s, t) or n_ops for s in sub]
+            options += [tuple(zip(sub, o, strict=True)) for o in itertools.product(*(range(c) for c in counts))]
+        per_node.append(options)
+    return list(itertools.product(*per_node))
+
+
+@pytest.mark.parametrize("nodes, pick", [(3, 1), (3, 2), (4, 2), (5, 2), (5, 1), (4, 1)])
+def test_pick_counts_as_a_product_equal_to_enumeration(nodes, pick):
+    sp = _small(nodes, pick)
+    brute = _brute(nodes, pick, 3)
+    assert sp.count() == len(brute)
+    # the encoding is a bijection onto exactly these choices
+    cell = sp.cell_of["c"]
+    seen = set()
+    for i in range(sp.count()):
+        choice = sp._cell_choice(cell.name, i)
+        picked = tuple(tuple((e.src, d - 1) for e, d in zip(cell.edges, choice, strict=True) if d and e.dst == t)
+                       for t in range(2, nodes))
+        seen.add(picked)
+        assert cell.compress(choice) == nflc.space._decode(i, cell.radices())
+    assert seen == set(brute)
+
+
+def test_edges_with_different_choice_counts_count_per_subset():
+    sp = _small(4, 2, "edge 0 -> 3 : skip")  # one candidate edge with a single op
+    brute = _brute(4, 2, 3, ops_of=lambda s, t: 1 if (s, t) == (0, 3) else None)
+    assert sp.count() == len(brute) == 9 * (3 * 3 + 3 + 3)  # node 2: C(2,2)*9; node 3: pairs with 0->3 have 3
+
+
+def test_ids_round_trip_and_name_only_picked_edges(darts):
+    for index in [0, 1, 7, 123456789, darts.raw_count() // 3, darts.raw_count() - 1]:
+        a = darts.architecture(index)
+        normal, reduce = a.id.split(";")
+        for part in (normal, reduce):
+            groups = part.split("+")
+            assert len(groups) == 4
+            for t, g in enumerate(groups, start=2):
+                items = g.strip("|").split("|")
+                assert len(items) == 2  # exactly the two picked inputs
+                srcs = [int(x.rpartition("~")[2]) for x in items]
+                assert srcs == sorted(set(srcs)) and all(0 <= s < t for s in srcs)
+                assert all(x.rpartition("~")[0] in DARTS_OPS for x in items)
+        assert darts.architecture(a.id).index == index
+
+
+def test_genotype_order_does_not_matter_but_duplicates_do(darts):
+    a = darts.architecture(987654321)
+    normal, reduce = a.id.split(";")
+    groups = normal.split("+")
+    x, y = groups[0].strip("|").split("|")
+    swapped = "+".join([f"|{y}|{x}|", *groups[1:]]) + ";" + reduce
+    assert darts.architecture(swapped).index == a.index
+    with pytest.raises(nflc.errors.SpaceError, match="appears twice"):
+        darts.architecture("+".join([f"|{x}|{x}|", *groups[1:]]) + ";" + reduce)
+    one = "+".join([f"|{x}|", *groups[1:]]) + ";" + reduce
+    with pytest.raises(nflc.errors.SpaceError, match="picks 1 edges, not 2"):
+        darts.architecture(one)
+    with pytest.raises(nflc.errors.SpaceError, match="not a choice"):
+        darts.architecture(a.id.replace("max_pool_3x3", "none", 1) if "max_pool_3x3" in a.id else
+                           a.id.replace("sep_conv_3x3", "none", 1).replace("skip_connect", "none", 1))
+
+
+@pytest.mark.filterwarnings("ignore:The hashes produced")
+def test_unique_on_a_small_two_input_cell_matches_networkx_isomorphism():
+    text = edit(SMALL, "NODES", "5", "PICK", "2", "EXTRA", "", "network =", "unique\n    network =",
+                "sep_conv(3) as sep | max_pool(3) as pool | skip", "sep_conv(3) as sep | skip")
+    sp = nflc.loads(text)
+    cell = sp.cell_of["c"]
+    buckets: dict[str, list[nx.DiGraph]] = {}
+    n_classes = 0
+    for i in range(sp.raw_count()):  # 1152 cells: X0, X1 fixed, intermediates renumbered freely
+        choice = sp._cell_choice(cell.name, i)
+        g = nx.DiGraph()
+        g.add_nodes_from((v, {"role": str(v) if v < 2 else "mid"}) for v in range(5))
+        g.add_edges_from((e.src, e.dst, {"op": str(d)}) for e, d in zip(cell.edges, choice, strict=True) if d)
+        key = nx.weisfeiler_lehman_graph_hash(g, node_attr="role", edge_attr="op")
+        same = buckets.setdefault(key, [])
+        if not any(nx.is_isomorphic(g, h, node_match=lambda a, b: a["role"] == b["role"],
+                                    edge_match=lambda a, b: a["op"] == b["op"]) for h in same):
+            same.append(g)
+            n_classes += 1
+    assert sp.raw_count() == 1152
+    assert sp.count() == n_classes < 1152
+
+
+def test_reduction_cells_halve_and_two_input_cells_read_the_previous_input(darts):
+    ir = darts.ir
+    cells = [st for st in ir.network if st.kind == "cell"]
+    assert [st.cell.split("(")[0] for st in cells] == ["normal", "normal", "reduce", "normal", "normal", "reduce",
+                                                       "normal", "normal"]
+    assert [st.shape_out for st in cells] == [[128, 32, 32]] * 2 + [[256, 16, 16]] * 3 + [[512, 8, 8]] * 3
+    # X0 comes from the input of the cell before (the stem's output for the first cell)
+    assert [st.shape_prev for st in cells] == [[96, 32, 32], [96, 32, 32], [128, 32, 32], [128, 32, 32],
+                                               [256, 16, 16], [256, 16, 16], [256, 16, 16], [512, 8, 8]]
+    pre0 = [[p.name for p in st.preprocess[0]] for st in cells]
+    assert pre0[3] == ["factorized_reduce"] and pre0[6] == ["factorized_reduce"]  # after each reduction
+    assert all(p == ["relu", "conv2d", "batchnorm"] for i, p in enumerate(pre0) if i not in (3, 6))
+    reduce = ir.cells["reduce(c=64)"]
+    for e in reduce.edges:
+        strides = {c.label: [p.args.get("stride") for p in c.prims if "stride" in p.args] for c in e.choices[1:]}
+        assert all(v == ([2] if e.src < 2 else [1]) for v in strides.values()), (e.src, strides)
+
+
+BASE = (SPECS / "darts.nfl").read_text()
+
+CASES = [
+    ("pick too large", edit(BASE, "pick    2                # each", "pick    3                # each"),
+     ("pick    3",), "node X2 of cell 'normal' has 2 incoming edges but picks 3", "lower 'pick' to 2"),
+    ("three inputs", edit(BASE, "inputs  2                # X0", "inputs  3                # X0"),
+     ("3                # X0",), "has 3 inputs; a cell takes one input or two", "write 'inputs 2'"),
+    ("two inputs without concat", edit(BASE, "        output  concat           # X2..X5 concatenated\n", ""),
+     ("inputs  2                # X0",), "two-input cell 'normal' needs 'output concat'", "add 'output concat'"),
+    ("unknown output", edit(BASE, "output  concat           # X2", "output  stack           # X2"),
+     ("stack",), "a cell's output is 'sum' (its last node) or 'concat'", "write 'output concat'"),
+    ("zero among picked ops", edit(BASE, "| dil_conv_3x3 | dil_conv_5x5\n        pick", "| none\n        pick"),
+     ("none\n        pick",), "offers 'none', which is no edge", "leave zero out"),
+    ("reduction of a stride-less op", edit(BASE, "skip_reduce as skip_connect | sep_conv_3x3 | sep_conv_5x5\n"
+                                                 "               | dil_conv_3x3 | dil_conv_5x5\n        pick    2\n"
+                                                 "        output  concat\n        stride",
+                                           "skip_connect | sep_conv_3x3 | sep_conv_5x5\n"
+                                           "               | dil_conv_3x3 | dil_conv_5x5\n        pick    2\n"
+                                           "        output  concat\n        stride"),
+     ("skip_connect | sep_conv_3x3", 2), "op 'skip_connect' on edge 0 -> 2 of reduction cell 'reduce' has no primitive",
+     "factorized_reduce"),
+    ("edge into an input", edit(BASE, "        pick    2                # each", "        edge 0 -> 1 : sep_conv_3x3\n"
+                                "        pick    2                # each"),
+     ("edge 0 -> 1",), "edge 0 -> 1 ends at an input of cell 'normal'", "X0..X1 are the cell's inputs"),
+    ("map of X0 neither equal nor double", edit(BASE, ">> normal(c) x2 >> reduce(2 * c)",
+                                                ">> normal(c) >> max_pool(4, stride=4) >> normal(c) >> reduce(2 * c)"),
+     ("normal(c) >> reduce",), "takes X0 from the input of the cell before it, [96, 32, 32]", "only a reduction"),
+    ("bad stride", edit(BASE, "stride  2                # edges", "stride  3                # edges"),
+     ("3                # edges",), "stride 3: a cell's stride is 1 or 2", None),
+    ("stride without concat", edit(BASE, "        output  concat\n        stride", "        stride"),
+     ("inputs  2", 2), "two-input cell 'reduce' needs 'output concat'", None),
+]
+
+
+@pytest.mark.parametrize("name, text, where, message, hint", CASES, ids=[c[0] for c in CASES])
+def test_user_mistake(spec, name, text, where, message, hint):
+    check_mistake(spec(text), text, where, message, hint)
+
+
+def test_existing_specs_keep_their_text():
+    # `affine` is a new parameter of batchnorm whose default stays out of the IR's text, so
+    # the spec hash (stored in verify's databases) of every older spec is unchanged
+    sp = nflc.load(SPECS / "nb201.nfl", space="nb201")
+    assert "affine" not in sp.ir.to_text()
+    assert "batchnorm(affine=false)" in nflc.load(SPECS / "darts.nfl").ir.to_text()
