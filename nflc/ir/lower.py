@@ -677,9 +677,11 @@ class Lowerer:
         if not cd.edges:
             self.bag.warning(f"cell '{name}' has no edges: its output is always zero", cd.span)
         node_ops = self._lower_node_ops(cd, name, names, local, edges) if cd.node_ops else []
-        if node_ops and (inputs > 1 or concat or form["pick"] is not None or form["stride"] > 1):
-            self._fail(f"node cell '{name}' cannot also have {'inputs' if inputs > 1 else 'output concat' if concat else 'pick' if form['pick'] is not None else 'stride'}",
-                       cd.node_ops[0].span, "node cells (NAS-Bench-101's) and DARTS's cells are separate forms")
+        clash = "inputs 2" if inputs > 1 else "output concat" if concat else "pick" if form["pick"] is not None else \
+            "stride 2" if form["stride"] > 1 else None
+        if node_ops and clash:
+            self._fail(f"node cell '{name}' cannot also have '{clash}'", cd.node_ops[0].span,
+                       "node cells (NAS-Bench-101's) and DARTS's cells are separate forms")
         if form["pick"] is not None:
             self._pick_edges(cd, name, names, form, edges)
         if form["stride"] > 1:

@@ -251,8 +251,8 @@ class SpaceIR(BaseModel):
             what = str(st.prim) if st.kind == "prim" else f"cell {st.cell} [{st.instance}]"
             lines.append(f"  %{i} = {what}  {st.shape_in} -> {st.shape_out}"
                          + (f"  params={st.params} flops={st.flops}" if st.kind == "prim" or st.preprocess else ""))
-            for k, pre in enumerate(st.preprocess):
-                lines.append(f"    X{k} <- " + " >> ".join(str(p) for p in pre))
+            for x, pre in enumerate(st.preprocess):
+                lines.append(f"    X{x} <- " + " >> ".join(str(p) for p in pre))
         for b in self.budgets:
             lines.append(f"  budget {b.metric} {b.cmp} {b.value} +- {b.tolerance}" + (f" scale {b.scale}" if b.scale else ""))
         for r in self.requires:
