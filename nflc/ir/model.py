@@ -7,8 +7,8 @@ prints one stable line per node; ``SpaceIR.lint()`` checks the invariants.
 
 from __future__ import annotations
 
+import functools
 import itertools
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -100,17 +100,15 @@ class CellIR(BaseModel):
         """For a `pick` cell: (node, indices of its incoming edges) for every intermediate node."""
         return [(t, [k for k, e in enumerate(self.edges) if e.dst == t]) for t in self.intermediates]
 
-    def _node_options(self, ks: list[int]) -> list[tuple[tuple[int, ...], int]]:
-        """(picked edge indices, op combinations) of one node, in digit order."""
-        assert self.pick is not None
-        return [(sub, math.prod(len(self.edges[k].choices) - 1 for k in sub))
-                for sub in itertools.combinations(ks, self.pick)]
+    def _sizes(self, ks: list[int]) -> list[int]:
+        """The number of ops of each of a node's incoming edges (without the implicit zero)."""
+        return [len(self.edges[k].choices) - 1 for k in ks]
 
     def radices(self) -> list[int]:
         """The number of values of every digit of a cell choice: edges, then node ops; for a
         `pick` cell one digit per intermediate node (which edges it picks, and their ops)."""
         if self.pick is not None:
-            return [sum(n for _, n in self._node_options(ks)) for _, ks in self._pick_groups()]
+            return [_pick_table(tuple(self._sizes(ks)), self.pick)[0][self.pick] for _, ks in self._pick_groups()]
         return [len(e.choices) for e in self.edges] + [len(n.choices) for n in self.node_ops]
 
     def expand(self, digits: tuple[int, ...]) -> tuple[int, ...]:
@@ -120,13 +118,8 @@ class CellIR(BaseModel):
             return tuple(digits)
         out = [0] * len(self.edges)
         for (_, ks), d in zip(self._pick_groups(), digits, strict=True):
-            for sub, n in self._node_options(ks):
-                if d < n:
-                    for k in reversed(sub):  # the first picked edge's op is the most significant
-                        d, c = divmod(d, len(self.edges[k].choices) - 1)
-                        out[k] = c + 1
-                    break
-                d -= n
+            for pos, op in _unrank_pick(tuple(self._sizes(ks)), self.pick, d):
+                out[ks[pos]] = op + 1
         return tuple(out)
 
     def compress(self, choice: tuple[int, ...]) -> tuple[int, ...]:
@@ -135,18 +128,10 @@ class CellIR(BaseModel):
             return tuple(choice)
         digits = []
         for t, ks in self._pick_groups():
-            picked = tuple(k for k in ks if choice[k])
+            picked = [(pos, choice[k] - 1) for pos, k in enumerate(ks) if choice[k]]
             if len(picked) != self.pick:
                 raise ValueError(f"node {t} of cell '{self.name}' picks {len(picked)} edges, not {self.pick}")
-            d = 0
-            for sub, n in self._node_options(ks):
-                if sub == picked:
-                    v = 0
-                    for k in sub:
-                        v = v * (len(self.edges[k].choices) - 1) + choice[k] - 1
-                    digits.append(d + v)
-                    break
-                d += n
+            digits.append(_rank_pick(tuple(self._sizes(ks)), self.pick, picked))
         return tuple(digits)
 
     def node_shapes(self, shape_in) -> list[tuple[int, ...]]:
@@ -171,6 +156,67 @@ class CellIR(BaseModel):
         """The input shape of every edge (its source node's shape), in edge order."""
         nodes = self.node_shapes(shape_in)
         return [nodes[e.src] for e in self.edges]
+
+
+# A `pick` node's digit enumerates its K-subsets of incoming edges in lexicographic order, each
+# subset's block holding the picked edges' ops (the first edge's most significant). Block
+# sizes are products, so the counts are elementary symmetric polynomials of the edges' op
+# counts, computed by a recurrence rather than by listing the subsets.
+
+@functools.lru_cache(maxsize=4096)
+def _pick_table(sizes: tuple[int, ...], k: int) -> list[list[int]]:
+    """``e[i][j]``: the total over j-subsets S of edges i.. of the product of their op counts."""
+    m = len(sizes)
+    e = [[0] * (k + 1) for _ in range(m + 1)]
+    for i in range(m, -1, -1):
+        e[i][0] = 1
+        if i < m:
+            for j in range(1, k + 1):
+                e[i][j] = sizes[i] * e[i + 1][j - 1] + e[i + 1][j]
+    return e
+
+
+def _subset_at(sizes: tuple[int, ...], k: int, d: int, i: int = 0) -> tuple[list[int], int]:
+    """(the subset of edges i.. whose block holds index ``d``, the block's first index)."""
+    if k == 0:
+        return [], 0
+    e = _pick_table(sizes, k)  # the table of the full problem serves every suffix
+    take = sizes[i] * e[i + 1][k - 1]  # subsets that pick edge i come first
+    if d < take:
+        # inside them the rest's blocks are scaled by edge i's op count
+        rest, start = _subset_at(sizes, k - 1, d // sizes[i], i + 1)
+        return [i, *rest], sizes[i] * start
+    rest, start = _subset_at(sizes, k, d - take, i + 1)
+    return rest, take + start
+
+
+def _unrank_pick(sizes: tuple[int, ...], k: int, d: int) -> list[tuple[int, int]]:
+    """(edge position, op) of every edge a node picks, from its digit ``d``."""
+    subset, start = _subset_at(sizes, k, d)
+    v, ops = d - start, []
+    for p in reversed(subset):  # the first picked edge's op is the most significant
+        v, op = divmod(v, sizes[p])
+        ops.append((p, op))
+    return ops[::-1]
+
+
+def _rank_pick(sizes: tuple[int, ...], k: int, picked: list[tuple[int, int]]) -> int:
+    """The digit of a node that picks ``picked`` = [(edge position, op)], sorted by position."""
+    e = _pick_table(sizes, k)
+    positions = {p for p, _ in picked}
+    start, scale, j = 0, 1, k
+    for i in range(len(sizes)):
+        if not j:
+            break
+        if i in positions:
+            scale *= sizes[i]
+            j -= 1
+        else:
+            start += scale * sizes[i] * e[i + 1][j - 1]
+    v = 0
+    for p, op in picked:
+        v = v * sizes[p] + op
+    return start + v
 
 
 class StageIR(BaseModel):

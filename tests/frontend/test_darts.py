@@ -212,3 +212,32 @@ def test_existing_specs_keep_their_text():
     sp = nflc.load(SPECS / "nb201.nfl", space="nb201")
     assert "affine" not in sp.ir.to_text()
     assert "batchnorm(affine=false)" in nflc.load(SPECS / "darts.nfl").ir.to_text()
+
+
+def test_pick_encoding_against_listing_subsets():
+    """A node's digit is its K-subsets in lexicographic order, each a block of the picked
+    edges' ops (the first edge's most significant); computed by a recurrence, it equals
+    listing them."""
+    import random
+
+    from nflc.ir.model import _pick_table, _rank_pick, _unrank_pick
+
+    rng = random.Random(0)
+    for _ in range(200):
+        m = rng.randint(1, 6)
+        k = rng.randint(1, m)
+        sizes = tuple(rng.randint(1, 4) for _ in range(m))
+        listed = [list(zip(sub, ops, strict=True)) for sub in itertools.combinations(range(m), k)
+                  for ops in itertools.product(*(range(sizes[p]) for p in sub))]
+        assert _pick_table(sizes, k)[0][k] == len(listed)
+        for d, want in enumerate(listed):
+            assert _unrank_pick(sizes, k, d) == want
+            assert _rank_pick(sizes, k, want) == d
+
+
+def test_a_large_two_input_cell_counts_at_once():
+    sp = _small(62, 2)  # 60 intermediate nodes: about 10^235 choices per cell
+    expected = math.prod(math.comb(t, 2) * 3 ** 2 for t in range(2, 62))
+    assert sp.count() == expected
+    a = sp.architecture(expected // 7)
+    assert sp.architecture(a.id).index == a.index
