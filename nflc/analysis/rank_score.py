@@ -136,11 +136,15 @@ from nflc.analysis.indicators import relu_correlation
 from nflc.analysis.topology import depth_counts, edge_incidences
 
 if TYPE_CHECKING:
-    from nflc.ir.model import CellIR
+    from nflc.ir.model import CellIR, SpaceIR, StageIR
     from nflc.space import Architecture
 
-__all__ = ["transform_weight", "rank_score", "rank_score_components", "node_cell_graph", "architecture_score",
-           "NNGP_RHO"]
+#: A depth as an exact linear form ``sum_k coef_k * ln(1 + k)`` over parameter counts ``k``:
+#: mathematically equal depths are equal forms, so they give equal floats.
+Lin = dict[Any, Fraction]
+
+__all__ = ["transform_weight", "layer_params", "rank_score", "rank_score_components", "node_cell_graph",
+           "edge_cell_graph", "architecture_score", "NNGP_RHO"]
 
 #: Input correlation at which the path-sum NNGP bound is evaluated in the components:
 #: orthogonal inputs, the data-free choice (random high-dimensional inputs are nearly so).
@@ -164,8 +168,13 @@ def rank_score(cell: nx.DiGraph) -> float:
 
     Higher = better predicted accuracy. ``-inf`` when the cell has no end-to-end path;
     ``0.0`` when no path contains a parameterized op. See the module docstring; a node
-    cell must come as :func:`node_cell_graph` builds it (``architecture_score`` does).
+    cell must come as :func:`node_cell_graph` builds it, a concatenating cell as
+    :func:`edge_cell_graph` does (``architecture_score`` does both); a two-input cell is
+    scored with both inputs at depth 0 (its place in the network: ``architecture_score``).
     """
+    if _is_layered_cell(cell):
+        terms = _edge_terms(cell)
+        return float("-inf") if terms is None else _value(terms[0])
     if _is_scoring_node_cell(cell):
         return _node_cell_score(cell)
     # exact integer incidences per parameter count: mathematically tied cells stay exactly
@@ -204,7 +213,18 @@ def _add(acc: dict[Fraction, int], other: dict[Fraction, int]) -> None:
 
 
 def _node_cell_score(cell: nx.DiGraph) -> float:
-    """:func:`rank_score` of a graph with node transforms and a concatenating output.
+    """:func:`rank_score` of a graph with node transforms and a concatenating output."""
+    coef = _node_cell_terms(cell)
+    return float("-inf") if coef is None else _value(coef)
+
+
+def _value(coef: Lin) -> float:
+    """The float of an exact depth form, summed in a fixed order (equal forms, equal floats)."""
+    return sum(math.log1p(k) * float(c) for k, c in sorted(coef.items())) + 0.0
+
+
+def _node_cell_terms(cell: nx.DiGraph) -> Lin | None:
+    """The score of a :func:`node_cell_graph` as an exact form (None: no input-output path).
 
     Exact rational weights per parameter count (as for edge cells), so isomorphic cells,
     whose path incidences are equal multisets, get equal floats."""
@@ -242,10 +262,10 @@ def _node_cell_score(cell: nx.DiGraph) -> float:
     for w, sources in groups:
         paths, counts = into_output(sources)
         if paths == 0:
-            return float("-inf")
+            return None
         for k, c in counts.items():
             coef[k] = coef.get(k, Fraction(0)) + w / total * Fraction(c, paths)
-    return sum(math.log1p(k) * float(c) for k, c in sorted(coef.items())) + 0.0
+    return coef
 
 
 def _interpolate(xs: list[int], ys: list[int], x: Fraction) -> Fraction:
@@ -317,19 +337,239 @@ def node_cell_graph(cell: CellIR, choice: tuple[int, ...], shape_in: tuple[int, 
     return g
 
 
+# ---------------------------------------------------------------- concatenating and two-input cells (DARTS)
+def layer_params(prims: tuple[ops.Prim, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The parameter counts of an op's layers (step 6 of the derivation) at input ``shape``.
+
+    A layer is a maximal run of primitives between nonlinearities (``relu``); DARTS's
+    ``sep_conv`` is two (relu, depthwise, pointwise, batch norm, twice); layers without
+    parameters are left out, so a parameter-free op has none and ``zero`` none. An op of one
+    layer (every op of NAS-Bench-201 and -101) gives ``(params,)``: its ``t`` is unchanged."""
+    layers: list[int] = []
+    run = 0
+    for p in prims:
+        p = ops.bind(p, shape)  # a no-op for bound primitives
+        spec = ops.PRIMS[p.name]
+        if p.name == "zero":
+            return ()
+        if p.name == "relu":
+            layers.append(run)
+            run = 0
+        elif p.name == "sep_conv":
+            k, c = int(p.arg("k")), shape[0]
+            first = k * k * c + c * c + (2 * c if p.arg("affine") else 0)
+            layers.append(run)
+            layers.append(first)
+            run = spec.n_params(p, shape) - first
+        else:
+            run += spec.n_params(p, shape)
+        shape = spec.shape(p, shape)
+    layers.append(run)
+    return tuple(n for n in layers if n > 0)
+
+
+_TABLES: dict[tuple[int, tuple[int, ...]], tuple[CellIR, list[list[dict]], list[list[tuple[int, ...]]]]] = {}
+
+
+def _tables(cell: CellIR, shape: tuple[int, ...]) -> tuple[list[list[dict]], list[list[tuple[int, ...]]]]:
+    """``graph.edge_table`` of the cell at ``shape`` and the layers of every edge choice
+    (``()`` for a zero edge), computed once per cell and shape."""
+    from nflc.graph import edge_table
+
+    key = (id(cell), tuple(shape))
+    hit = _TABLES.get(key)
+    if hit is not None and hit[0] is cell:
+        return hit[1], hit[2]
+    layers = []
+    for e, src in zip(cell.edges, cell.edge_shapes(tuple(shape)), strict=True):
+        row: list[tuple[int, ...]] = []
+        for ch in e.choices:
+            prims = ops.seq_bind(ch.prim_tuple(), src, cell.channels)
+            row.append(() if ops.seq_kind(prims) == "zero" else layer_params(prims, src))
+        layers.append(row)
+    if len(_TABLES) > 256:
+        _TABLES.clear()
+    _TABLES[key] = (cell, edge_table(cell, shape), layers)
+    return _TABLES[key][1], layers
+
+
+def edge_cell_graph(cell: CellIR, choice: tuple[int, ...], stage: StageIR) -> nx.DiGraph:
+    """The scoring graph of an edge cell placed at ``stage`` (a concatenating one: DARTS's).
+
+    ``arch.cell_graphs``'s graph of the cell (``graph.cell_graph``: a two-input cell's source
+    ``in`` feeding X0 and X1 through their preprocessing, every intermediate node feeding
+    ``out`` through an edge with ``concat=True``) at the stage's input shape, with every
+    edge's ``layers`` (:func:`layer_params`) and, for a two-input cell, the preprocessing the
+    stage applies: X0's (from the input of the cell before: a 1x1 convolution or, after a
+    reduction, a factorized reduction) and X1's, at their own shapes; the graph has
+    ``inputs`` (1 or 2) and ``output`` (``"concat"`` or ``"sum"``).
+    """
+    from nflc.graph import cell_graph, graph_offset
+
+    shape = tuple(stage.shape_in)
+    table, layers = _tables(cell, shape)
+    g = cell_graph(cell, choice, shape, table=table)
+    g.graph.update(inputs=cell.inputs, output=cell.output)
+    off = graph_offset(cell)
+    for k, (e, c) in enumerate(zip(cell.edges, choice, strict=False)):
+        g.edges[e.src + off, e.dst + off]["layers"] = layers[k][c]
+    for _, _, a in g.edges(data=True):
+        if a.get("concat"):
+            a["layers"] = ()
+    if cell.inputs > 1:
+        for x, (prims, at) in enumerate(zip(stage.preprocess, (stage.shape_prev, stage.shape_in), strict=True)):
+            bound = tuple(q.to_prim() for q in prims)
+            a = g.edges[0, x + 1]
+            a.update(params=ops.seq_cost(bound, tuple(at or shape))[1], layers=layer_params(bound, tuple(at or shape)),
+                     prims=tuple(q.name for q in bound))
+    return g
+
+
+def _is_layered_cell(cell: nx.DiGraph) -> bool:
+    """True for a graph of :func:`edge_cell_graph` (edges with ``layers``); ValueError for a
+    concatenating cell without them (``arch.cell_graphs``'s graph)."""
+    edges = [a for _, _, a in cell.edges(data=True)]
+    if not any(a.get("concat") for a in edges):
+        return any("layers" in a for a in edges)
+    if any("layers" not in a for _, _, a in cell.edges(data=True) if a.get("kind") != "zero"):
+        raise ValueError(f"cell '{cell.graph.get('cell', '?')}' concatenates its nodes: score it with "
+                         "rank_score.architecture_score(arch) or rank_score(edge_cell_graph(...)), whose edges "
+                         "carry their layers and a two-input cell its own preprocessing")
+    return True
+
+
+def _add_lin(acc: Lin, other: Lin, times: Fraction | int = 1) -> None:
+    for k, c in other.items():
+        acc[k] = acc.get(k, Fraction(0)) + times * c
+
+
+def _edge_terms(cell: nx.DiGraph) -> tuple[Lin, tuple[Fraction, ...]] | None:
+    """``(c, alpha)``: the cell's output depth is ``c + sum_i alpha_i * D_i`` when its input
+    ``i`` has depth ``D_i`` (``sum_i alpha_i = 1``); None when no input reaches the output.
+
+    A graph of :func:`edge_cell_graph`. Each input is one path (a normalized tensor);
+    ``n[v][i]`` counts the paths from input ``i`` to node ``v``, ``S[v]`` sums their depths in
+    the cell (each edge's layers, a two-input cell's preprocessing included). A block ``b``
+    of the concatenation has depth ``(S[b] + sum_i n[b][i] D_i) / N_b``, the output the
+    mean over the blocks reached from an input (equal channel shares)."""
+    m = int(cell.graph.get("inputs", 1))
+    h = max(cell.nodes)
+    n: dict[int, list[int]] = {v: [0] * m for v in cell.nodes}
+    depth: dict[int, Lin] = {v: {} for v in cell.nodes}
+    if m == 1:
+        n[0][0] = 1
+    else:  # node 0 is the source 'in'; X0 .. X(m-1) are nodes 1 .. m, each one path through its preprocessing
+        for i in range(m):
+            n[i + 1][i] = 1
+            depth[i + 1] = _layers_form(cell.edges[0, i + 1]["layers"])
+    blocks = []
+    for s, t in sorted(cell.edges, key=lambda e: (e[1], e[0])):
+        a = cell.edges[s, t]
+        if a.get("kind") == "zero" or (m > 1 and s == 0):
+            continue
+        if a.get("concat"):
+            blocks.append(s)
+            continue
+        paths = sum(n[s])
+        if not paths:
+            continue
+        n[t] = [x + y for x, y in zip(n[t], n[s], strict=True)]
+        _add_lin(depth[t], depth[s])
+        for k in a["layers"]:
+            depth[t][k] = depth[t].get(k, Fraction(0)) + paths
+    ends = [b for b in blocks if sum(n[b])] if blocks else ([h] if sum(n[h]) else [])
+    if not ends:
+        return None
+    c: Lin = {}
+    alpha = [Fraction(0)] * m
+    for b in ends:
+        w = Fraction(1, len(ends) * sum(n[b]))
+        _add_lin(c, depth[b], w)
+        for i in range(m):
+            alpha[i] += w * n[b][i]
+    return c, tuple(alpha)
+
+
+def _layers_form(layers: tuple[int, ...]) -> Lin:
+    out: Lin = {}
+    for k in layers:
+        out[k] = out.get(k, Fraction(0)) + 1
+    return out
+
+
+def _network_terms(arch: Architecture, ir: SpaceIR) -> Lin | None:
+    """The network's mean path depth (step 7) as an exact form: one pass over its stages.
+
+    ``cur`` is the depth of the tensor flowing between stages, ``before`` the depth of the
+    previous cell's input (a two-input cell's X0). A primitive stage adds its layers (runs
+    of consecutive primitives between nonlinearities are one layer, as inside an op); a cell
+    maps its inputs' depths through :func:`_edge_terms` (a node cell adds its score). None
+    when a cell has no input-output path."""
+    cur: Lin = {}
+    before: Lin | None = None
+    run: list[ops.Prim] = []
+    run_shape: tuple[int, ...] = ()
+
+    def flush() -> None:
+        if run:
+            _add_lin(cur, _layers_form(layer_params(tuple(run), run_shape)))
+            run.clear()
+
+    for st in ir.network:
+        if st.kind == "prim":
+            assert st.prim is not None  # a primitive stage names its primitive
+            p = st.prim.to_prim()
+            if p.name == "relu":
+                flush()
+            if not run:
+                run_shape = tuple(st.shape_in)
+            run.append(p)
+            continue
+        flush()
+        assert st.cell is not None and st.instance is not None  # a cell stage names its cell
+        cell = ir.cells[st.cell]
+        choice = arch.choices[st.instance]
+        out: Lin = dict(cur)
+        if cell.is_node_cell:
+            terms = _node_cell_terms(node_cell_graph(cell, choice, tuple(st.shape_in), st.shape_out[0]))
+            if terms is None:
+                return None
+            _add_lin(out, terms)
+        else:
+            found = _edge_terms(edge_cell_graph(cell, choice, st))
+            if found is None:
+                return None
+            c, alpha = found
+            inputs = [before if before is not None else cur, cur] if cell.inputs > 1 else [cur]
+            out = dict(c)
+            for a, d in zip(alpha, inputs, strict=True):
+                _add_lin(out, d, a)
+        before, cur = cur, out
+    flush()
+    return cur
+
+
 def architecture_score(arch: Architecture) -> float:
-    """The score of an architecture: :func:`rank_score` summed over its cell instances,
-    each at the shape of its first placement (``arch.cell_graphs``); node cells through
-    :func:`node_cell_graph`. ``-inf`` when a cell has no input-output path."""
+    """The score of an architecture; ``-inf`` when a cell has no input-output path.
+
+    A network of two-input cells (DARTS): the mean path depth of the whole network
+    (:func:`_network_terms`, step 7). Otherwise :func:`rank_score` summed over the cell
+    instances, each at the shape of its first placement (``arch.cell_graphs``); node cells
+    through :func:`node_cell_graph`, concatenating cells through :func:`edge_cell_graph`."""
     sp = arch.space
     ir = sp.lowered(arch.constants_override) if sp.numeric and arch.constants_override else sp.ir
+    if any(st.kind == "cell" and ir.cells[st.cell].inputs > 1 for st in ir.network if st.cell is not None):
+        terms = _network_terms(arch, ir)
+        return float("-inf") if terms is None else _value(terms)
     graphs = None
     total = 0.0
     for k in sp.instances:
         cell = ir.cells[ir.instance_cell[k]]
+        st = next(s for s in ir.network if s.kind == "cell" and s.instance == k)
         if cell.is_node_cell:
-            st = next(s for s in ir.network if s.kind == "cell" and s.instance == k)
             g = node_cell_graph(cell, arch.choices[k], tuple(st.shape_in), st.shape_out[0])
+        elif cell.output == "concat":
+            g = edge_cell_graph(cell, arch.choices[k], st)
         else:
             graphs = arch.cell_graphs if graphs is None else graphs
             g = graphs[k]
