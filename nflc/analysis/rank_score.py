@@ -4,10 +4,12 @@
 cell graph alone (``docs/CONTRACTS.md``): no data, no weights, no forward pass. It reads
 only the structural edge attributes ``kind`` (to drop ``zero`` edges), ``parameterized``
 and ``params`` (and, for node cells, the same on nodes, the ``share`` of the nodes a
-concatenating output reads and the graph's ``output``); never op names, so it applies to
-any conv or MLP space. ``architecture_score(arch)`` scores a whole architecture (node
-cells through :func:`node_cell_graph`, which adds the projections and node ops that
-``arch.cell_graphs`` does not carry).
+concatenating output reads and the graph's ``output``; for concatenating cells the edges'
+``layers`` and ``concat``); never op names, so it applies to any conv or MLP space.
+``architecture_score(arch)`` scores a whole architecture (node cells through
+:func:`node_cell_graph`, which adds the projections and node ops that ``arch.cell_graphs``
+does not carry; concatenating cells through :func:`edge_cell_graph`, which adds each op's
+layers and the real preprocessing; a network of two-input cells as a whole, step 7).
 
 Derivation (notation of ``THEORY.md`` sections 2-3)
 ----------------------------------------------------
@@ -86,6 +88,61 @@ Derivation (notation of ``THEORY.md`` sections 2-3)
    count (parameter counts at a fractional width are exact rationals, see
    :func:`node_cell_graph`) make isomorphic cells score the same float.
 
+6. *An op's layers.* The theory's ``d_p`` counts Linear+ReLU layers. An op that stacks
+   several is several layers on every path through it: DARTS's ``sep_conv`` is (relu,
+   depthwise k x k, pointwise 1x1, batch norm) twice, ``dil_conv`` that once. So an op
+   contributes ``t(e) = sum over its layers l of ln(1 + params_l)``, a layer being a
+   maximal run of its primitives between nonlinearities (``relu``) and ``params_l`` the
+   run's parameters (:func:`layer_params`); a parameter-free op has no layer. Every op of
+   NAS-Bench-201 (relu-conv-bn, pooling, skip) and -101 (conv-bn-relu, the projections) is
+   one layer, so ``t = ln(1 + params)`` as in step 3 and their values are unchanged (bit
+   for bit). The graphs of ``arch.cell_graphs`` carry an op's total parameters only:
+   :func:`edge_cell_graph` adds each edge's ``layers``.
+
+7. *Concatenating and two-input cells, stacked* (DARTS / NAS-Bench-301, ``docs/LANGUAGE.md``
+   on cells). A cell has inputs X0 (the output of the cell two back) and X1 (of the cell
+   before), each preprocessed to the cell's ``C`` channels (relu, 1x1 conv, batch norm, or
+   after a reduction a factorized reduction: one layer each, at their own input widths);
+   every intermediate node sums its two picked edges' ops; the output concatenates the
+   ``k`` intermediate nodes, ``C`` channels each. In the graph (:func:`edge_cell_graph`)
+   a source ``in`` feeds X0 and X1 through the preprocessing edges and every intermediate
+   node feeds ``out`` through a ``concat`` edge.
+
+   (a) *Blocks.* As in step 5, channel block ``b`` (node ``b``, share ``w_b = 1/k``: every
+   node has ``C`` channels) depends only on the paths through ``b``; a node sums its
+   inputs, so within the block the per-path mean of step 1 over the block's paths from the
+   cell's inputs, and the cell's output is ``sum_b w_b * dbar_b``. A block that no input
+   reaches is constant channels (no Jacobian) and left out; with none the cell is ``-inf``.
+
+   (b) *Inputs.* A path enters at X0 or X1 through its preprocessing (one layer on it).
+   Each input counts as **one** path: it is a normalized tensor (an earlier cell's output,
+   itself a channel average of per-path means, then the preprocessing's batch norm), so
+   neither input outweighs the other by the number of network paths behind it. Within a
+   cell this is the graph's source ``in`` with one edge to each input.
+
+   (c) *Stacking.* A path of cell ``k`` that enters at input ``i`` continues through the
+   network paths of the tensor that input came from, so block ``b``'s mean depth is
+   ``(1/N_b) sum_{p in b} (d_p + D(src_p))`` and, summing over blocks,
+
+       D_k = c_k + alpha_k * D_{k-2} + (1 - alpha_k) * D_{k-1}
+
+   where ``c_k`` is the cell's own score (inputs at depth 0, preprocessing included),
+   ``alpha_k = sum_b w_b * n_b(X0) / N_b`` the channel-weighted share of its paths that
+   enter at X0 and ``D_{k-1}``, ``D_{k-2}`` the depths of the two previous cells' outputs
+   (the stem's for the first cell's inputs). Equivalently ``D`` is the expected depth of a
+   network path drawn backwards from the logits: at each concatenation a block uniformly
+   (its channel share), in the block one of its paths uniformly (the per-path mean), then
+   on into the cell its input came from. Paths through X0 skip a cell, so ``alpha_k``
+   measures how much cell ``k`` shortens the network. Every placement contributes its own
+   graph: normal and reduction cells their own choices, at their own channels (``t`` at
+   the placement's width; a reduction's skip from an input is a factorized reduction, a
+   layer). Primitive stages add their layers (the stem's conv and batch norm one layer, the
+   classifier one), so the score is the network's mean path depth from input to logits,
+   ``S = D_L + t(classifier)``; these add the same constant to every architecture of a
+   space. One pass over the network (:func:`_network_terms`); depths are exact forms
+   ``sum_k q_k ln(1 + k)`` with rational ``q_k``, so mathematically tied networks tie.
+   A network without two-input cells is scored as before (cell scores summed, steps 2-5).
+
 Why only the expressivity term. ``rank_score_components`` also reports the paper's
 convergence indicator (path-sum NNGP bound ``lambda <= sum_p (1 - f^{d_p}(rho))`` at
 orthogonal inputs ``rho = 0``, the data-free choice) and generalization bound
@@ -121,6 +178,29 @@ counts them alike, while NAS-Bench-101's accuracy follows the spatially mixing 3
 convs. A weight that separates them from the ops' structure alone, keeps NAS-Bench-201's
 values and is not read off this file was not found (NAS-Bench-201's receptive-field
 variant above ranked about 0). ``python benchmarks/bench_rank_nb101.py`` prints all of these.
+
+NAS-Bench-301 (``../shared/data/nb301``, 362 DARTS architectures, CIFAR-10 validation
+accuracy; steps 6 and 7 chosen on the derivation above before measuring): ``S`` tau =
+0.187 (rho 0.275), **below** the file's best proxy columns, nwot 0.415 by 0.23 and params
+0.384 by 0.20; above the other eight proxies (synflow 0.160 the best of them). Before steps 6-7 (one mean
+over all paths from ``in`` to ``out``, the two cells' first placements summed) it was
+0.099. Variants (all measured on this file, none adopted): ``t`` of the whole op
+(``sep_conv`` one layer) 0.084; the theory depth, 1 per parameterized layer 0.187, 1 per
+parameterized op 0.070; the concatenation pooled as a sum of paths 0.173; inputs weighted
+by the number of network paths behind them (raw path counts instead of step 7b) 0.189,
+and with the concatenation pooled 0.204; every incoming edge of a node weighing alike (each
+op's output normalized by its batch norm) 0.201; X0 read from the previous cell (no
+skipping) 0.198; the cells alone, inputs at depth 0, first placements summed 0.185. Where
+the gap is (diagnostics read off the file, not candidates): the ops' transforms rank the
+right way (``t`` summed over the cells' edges, no paths, 0.379, as params; counting
+``sep_conv`` as its two layers more than doubled the score's tau), but NAS-Bench-301's accuracy
+*falls* with the cells' topological depth (normal cell: number of paths from its inputs
+-0.28, longest node chain -0.25, edges read from X0 or X1 +0.28), while every mean-depth
+variant rises with it: the wide, shallow side of the paper's trade-off (convergence)
+wins on this benchmark, which the expressivity term does not see. Likewise skip
+(``t = 0``) ranks well (+0.20 by its count in the normal cell) and pooling (also
+``t = 0``) badly (-0.26 max, -0.28 average). ``python benchmarks/bench_rank_nb301.py``
+prints all of these, computed from the genotypes by enumerating each cell's paths.
 """
 
 from __future__ import annotations
@@ -555,7 +635,8 @@ def architecture_score(arch: Architecture) -> float:
     A network of two-input cells (DARTS): the mean path depth of the whole network
     (:func:`_network_terms`, step 7). Otherwise :func:`rank_score` summed over the cell
     instances, each at the shape of its first placement (``arch.cell_graphs``); node cells
-    through :func:`node_cell_graph`, concatenating cells through :func:`edge_cell_graph`."""
+    through :func:`node_cell_graph`, concatenating cells and cells with an op of several
+    layers through :func:`edge_cell_graph`."""
     sp = arch.space
     ir = sp.lowered(arch.constants_override) if sp.numeric and arch.constants_override else sp.ir
     if any(st.kind == "cell" and ir.cells[st.cell].inputs > 1 for st in ir.network if st.cell is not None):
@@ -568,8 +649,8 @@ def architecture_score(arch: Architecture) -> float:
         st = next(s for s in ir.network if s.kind == "cell" and s.instance == k)
         if cell.is_node_cell:
             g = node_cell_graph(cell, arch.choices[k], tuple(st.shape_in), st.shape_out[0])
-        elif cell.output == "concat":
-            g = edge_cell_graph(cell, arch.choices[k], st)
+        elif cell.output == "concat" or any(len(ls) > 1 for row in _tables(cell, tuple(st.shape_in))[1] for ls in row):
+            g = edge_cell_graph(cell, arch.choices[k], st)  # its ops' layers (one-layer ops: the same value)
         else:
             graphs = arch.cell_graphs if graphs is None else graphs
             g = graphs[k]
@@ -600,8 +681,8 @@ def rank_score_components(cell: nx.DiGraph, n_cells: int = 1) -> dict[str, float
     """
     if n_cells < 1:
         raise ValueError("n_cells must be >= 1")
-    if _is_scoring_node_cell(cell):
-        raise ValueError("the components are defined for edge cells; a node cell has only rank_score")
+    if _is_layered_cell(cell) or _is_scoring_node_cell(cell):
+        raise ValueError("the components are defined for edge cells whose output sums; this cell has only rank_score")
     score = rank_score(cell)
     hist = [float(c) for c in depth_counts(cell)]
     P = sum(hist)
