@@ -31,6 +31,7 @@ Conventions:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -117,24 +118,42 @@ def empirical_nngp(module: nn.Module, x: torch.Tensor, *, layer: nn.Linear | Non
     return (f @ f.T / f.shape[1]).numpy()
 
 
-# --- NTK: capture ---------------------------------------------------------------------------
+# --- NTK: which parameters, and how each one's per-sample gradient is held ---------------------
 
 
 @dataclass
-class _Record:
-    """Every call of one parameterized module: its inputs and the outputs' gradients."""
+class _Param:
+    """One trainable parameter of a covered module and where its gradient goes."""
+
+    name: str  # as in ``named_parameters``
+    attr: str  # "weight" or "bias"
+    numel: int
+    scale: float  # its weight in the kernel (``param_scale``)
+    pairwise: bool = False  # a dense weight held as its layer's activations and contracted pairwise
+    buf: int = 0  # per-sample route: 0 the buffer of positive scales, 1 of negative ones
+    offset: int = 0  # its first column in that buffer
+
+
+@dataclass
+class _Layer:
+    """A module owning trainable parameters; ``calls``: ``(positions, k, o)`` of every call
+    of a dense module on one input (from a probe forward)."""
 
     name: str
     module: nn.Module
-    inputs: list[torch.Tensor] = field(default_factory=list)
-    outputs: list[torch.Tensor] = field(default_factory=list)
-    grads: list[torch.Tensor] = field(default_factory=list)
+    params: list[_Param] = field(default_factory=list)
+    calls: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def dense(self) -> bool:
+        return isinstance(self.module, (nn.Linear, nn.Conv1d, nn.Conv2d))
 
 
-def _owners(module: nn.Module) -> list[_Record]:
+def _owners(module: nn.Module, scale: Mapping[str, float] | None = None) -> list[_Layer]:
     """Modules owning trainable parameters; ``ValueError`` for any not covered."""
-    records: list[_Record] = []
+    layers: list[_Layer] = []
     owner_of: dict[int, str] = {}
+    scale = scale or {}
     for name, mod in module.named_modules():
         own = [(n, p) for n, p in mod.named_parameters(recurse=False) if p.requires_grad]
         if not own:
@@ -156,39 +175,12 @@ def _owners(module: nn.Module) -> list[_Record]:
                     "are not covered by the per-module factorisation"
                 )
             owner_of[id(p)] = name
-        records.append(_Record(name, mod))
-    return records
-
-
-def _capture(module: nn.Module, x: torch.Tensor, output: Output) -> list[_Record]:
-    records = _owners(module)
-
-    def hook_for(rec: _Record) -> Callable:
-        def hook(_m, inputs, out):
-            rec.inputs.append(inputs[0].detach().clone())
-            rec.outputs.append(out)
-            # Hand the network a copy so later in-place ops (``out += identity``, inplace
-            # ReLU) cannot rewrite the tensor whose gradient we ask for.
-            return out.clone()
-
-        return hook
-
-    hooks = [rec.module.register_forward_hook(hook_for(rec)) for rec in records]
-    try:
-        with torch.enable_grad():
-            y = _scalar_output(module(x), output)
-            flat = [o for rec in records for o in rec.outputs]
-            # Samples do not interact in eval mode, so d(sum_n y_n)/d out_n = d y_n / d out_n.
-            grads = torch.autograd.grad(y.sum(), flat, allow_unused=True) if flat else ()
-    finally:
-        for h in hooks:
-            h.remove()
-    it = iter(grads)
-    for rec in records:
-        # one iterator over every record's gradients: each record takes as many as it has outputs
-        rec.grads = [torch.zeros_like(o) if g is None else g.detach() for o, g in zip(rec.outputs, it)]  # noqa: B905
-        rec.outputs = []
-    return records
+        params = []
+        for attr, p in own:
+            full = f"{name}.{attr}" if name else attr
+            params.append(_Param(full, attr, p.numel(), float(scale.get(full, 1.0))))
+        layers.append(_Layer(name, mod, params))
+    return layers
 
 
 # --- NTK: per-layer terms -------------------------------------------------------------------
@@ -205,9 +197,13 @@ def weight_ntk(u: torch.Tensor, g: torch.Tensor, *, block_elems: int = 2**24) ->
     """
     n, positions, k = u.shape
     o = g.shape[2]
-    if n * n * positions * positions * (o + k) <= n * o * k * (positions + n):
+    if _pairwise_cheaper(n, positions, k, o):
         return _pairwise_ntk(u, g, block_elems)
     return _per_sample_ntk(u, g, block_elems)
+
+
+def _pairwise_cheaper(n: int, positions: int, k: int, o: int) -> bool:
+    return n * n * positions * positions * (o + k) <= n * o * k * (positions + n)
 
 
 def _blocks(n: int, size: int) -> list[slice]:
@@ -216,15 +212,22 @@ def _blocks(n: int, size: int) -> list[slice]:
 
 
 def _pairwise_ntk(u: torch.Tensor, g: torch.Tensor, block_elems: int) -> torch.Tensor:
-    n, positions, _ = u.shape
+    return _pairwise_cross(u, g, u, g, block_elems)
+
+
+def _pairwise_cross(u1: torch.Tensor, g1: torch.Tensor, u2: torch.Tensor, g2: torch.Tensor,
+                    block_elems: int) -> torch.Tensor:
+    """``sum_{p,q} <g1[i,p], g2[j,q]> <u1[i,p], u2[j,q]>``, (N1, N2), in blocks of at most
+    ``block_elems`` position pairs."""
+    n1, positions, _ = u1.shape
     if positions == 1:
-        return (u[:, 0] @ u[:, 0].T) * (g[:, 0] @ g[:, 0].T)
-    theta = u.new_zeros((n, n))
+        return (u1[:, 0] @ u2[:, 0].T) * (g1[:, 0] @ g2[:, 0].T)
+    theta = u1.new_zeros((n1, u2.shape[0]))
     side = int(math.sqrt(block_elems / (positions * positions)))
-    for bi in _blocks(n, side):
-        for bj in _blocks(n, side):
-            gg = torch.einsum("ilo,jmo->ijlm", g[bi], g[bj])
-            uu = torch.einsum("ilk,jmk->ijlm", u[bi], u[bj])
+    for bi in _blocks(n1, side):
+        for bj in _blocks(u2.shape[0], side):
+            gg = torch.einsum("ilo,jmo->ijlm", g1[bi], g2[bj])
+            uu = torch.einsum("ilk,jmk->ijlm", u1[bi], u2[bj])
             theta[bi, bj] = (gg * uu).sum(dim=(2, 3))
     return theta
 
@@ -265,56 +268,463 @@ def _conv_patches(conv: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, k, dilation=d, padding=0, stride=s).transpose(1, 2)
 
 
-def _dense_terms(rec: _Record, block_elems: int, dtype: torch.dtype = _F64) -> dict[str, torch.Tensor]:
-    mod: Any = rec.module  # a Linear, Conv1d or Conv2d (_owners checked it)
-    if isinstance(mod, nn.Linear):  # features last: (N, ..., c)
-        us = [_positions(a.to(dtype)) for a in rec.inputs]
-        gs = [_positions(g.to(dtype)) for g in rec.grads]
-        groups = 1
-    else:  # channels first: (N, C, *spatial)
-        us = [_conv_patches(mod, a.to(dtype)) for a in rec.inputs]
-        gs = [g.to(dtype).flatten(2).transpose(1, 2) for g in rec.grads]
-        groups = mod.groups
-    # Several calls of one module add their positions: J = sum over calls and positions.
-    u, g = (us[0], gs[0]) if len(us) == 1 else (torch.cat(us, dim=1), torch.cat(gs, dim=1))
-    terms: dict[str, torch.Tensor] = {}
-    if mod.weight.requires_grad:
-        ku, ko = u.shape[2] // groups, g.shape[2] // groups
-        terms["weight"] = sum(  # type: ignore[assignment]  # a tensor: groups >= 1
-            weight_ntk(u[:, :, c * ku : (c + 1) * ku], g[:, :, c * ko : (c + 1) * ko], block_elems=block_elems)
-            for c in range(groups)
-        )
-    if mod.bias is not None and mod.bias.requires_grad:
-        jb = g.sum(dim=1)
-        terms["bias"] = jb @ jb.T
-    return terms
+def _dense_factors(mod: Any, u: torch.Tensor, g: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(U, G)``: a dense module's inputs per position (``(b, L, k)``, unfolded patches for a
+    conv) and its output gradients per position (``(b, L, o)``)."""
+    if isinstance(mod, nn.Linear):  # features last: (b, ..., c)
+        return _positions(u.to(dtype)), _positions(g.to(dtype))
+    return _conv_patches(mod, u.to(dtype)), g.to(dtype).flatten(2).transpose(1, 2)  # channels first
 
 
-def _norm_terms(rec: _Record, dtype: torch.dtype = _F64) -> dict[str, torch.Tensor]:
-    mod: Any = rec.module  # a BatchNorm or LayerNorm (_owners checked it)
-    jw: Any = 0.0  # becomes an (N, C) tensor: the sum over calls starts from a scalar zero
-    jb: Any = 0.0
-    for x, g in zip(rec.inputs, rec.grads, strict=True):
-        x, g = x.to(dtype), g.to(dtype)
-        if isinstance(mod, _BatchNorm):  # eval mode: running statistics, channel axis 1
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            assert mod.running_mean is not None and mod.running_var is not None  # _owners refused batch statistics
-            xhat = (x - mod.running_mean.to(dtype).view(shape)) / torch.sqrt(
-                mod.running_var.to(dtype).view(shape) + mod.eps
-            )
-            jw = jw + (g * xhat).reshape(x.shape[0], x.shape[1], -1).sum(2)
-            jb = jb + g.reshape(x.shape[0], x.shape[1], -1).sum(2)
-        else:  # LayerNorm: per-sample statistics over the trailing normalized_shape
-            xhat = F.layer_norm(x, mod.normalized_shape, eps=mod.eps)
-            n_norm = math.prod(mod.normalized_shape)
-            jw = jw + (g * xhat).reshape(x.shape[0], -1, n_norm).sum(1)
-            jb = jb + g.reshape(x.shape[0], -1, n_norm).sum(1)
-    terms = {}
-    if mod.weight is not None and mod.weight.requires_grad:
-        terms["weight"] = jw @ jw.T
-    if mod.bias is not None and mod.bias.requires_grad:
-        terms["bias"] = jb @ jb.T
-    return terms
+def _conv_sample_grads(conv: nn.Conv1d | nn.Conv2d, x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per-sample weight gradients ``(b, weight.numel())`` of a conv with input ``x`` and output
+    gradient ``g``: the conv's own weight-gradient kernel, run once on the batch folded into
+    the channels (``b * groups`` groups), so sample n's gradient is group block n."""
+    b = x.shape[0]
+    x, g = x.to(dtype), g.to(dtype)
+    dims = x.dim() - 2
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+        x = F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
+        padding = [0] * dims
+    else:
+        padding = [int(v) for v in conv.padding]
+    w = conv.weight
+    weight = g.new_empty(1).expand(b * w.shape[0], *w.shape[1:])
+    grad = torch.ops.aten.convolution_backward(
+        g.reshape(1, b * g.shape[1], *g.shape[2:]), x.reshape(1, b * x.shape[1], *x.shape[2:]), weight, None,
+        [int(v) for v in conv.stride], padding, [int(v) for v in conv.dilation], False, [0] * dims, b * conv.groups,
+        [False, True, False])[1]
+    return grad.reshape(b, -1)
+
+
+def _norm_factors(mod: Any, x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample gradients ``(b, C)`` of a BatchNorm's / LayerNorm's weight and bias."""
+    x, g = x.to(dtype), g.to(dtype)
+    if isinstance(mod, _BatchNorm):  # eval mode: running statistics, channel axis 1
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        assert mod.running_mean is not None and mod.running_var is not None  # _owners refused batch statistics
+        xhat = (x - mod.running_mean.to(dtype).view(shape)) / torch.sqrt(mod.running_var.to(dtype).view(shape) + mod.eps)
+        return (g * xhat).reshape(x.shape[0], x.shape[1], -1).sum(2), g.reshape(x.shape[0], x.shape[1], -1).sum(2)
+    xhat = F.layer_norm(x, mod.normalized_shape, eps=mod.eps)  # LayerNorm: statistics over the trailing shape
+    n_norm = math.prod(mod.normalized_shape)
+    return (g * xhat).reshape(x.shape[0], -1, n_norm).sum(1), g.reshape(x.shape[0], -1, n_norm).sum(1)
+
+
+# --- streamed kernels: plan -----------------------------------------------------------------
+
+DEFAULT_MEMORY = 512 * 2**20  # bytes for one kernel computation's working set
+_GRAM_SLAB = 2**23  # bytes of float64 columns upcast at a time for a Gram product
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How :func:`empirical_kernels` streams ``samples`` inputs through a module.
+
+    Inputs go through the module ``chunk`` at a time (one forward and one backward each);
+    the per-sample gradients (``columns`` entries per sample, plus ``pair_floats``
+    activation entries for layers contracted pairwise) of ``block`` samples are held at once,
+    and every later chunk is recomputed against each held block, so the module runs
+    ``passes`` times over the inputs. ``peak_bytes`` is the working set this needs (the
+    module's parameters and the Python process not included).
+    """
+
+    samples: int
+    chunk: int
+    block: int
+    columns: int
+    pair_floats: int
+    act_bytes: int  # per sample: what one forward keeps for the backward, and the largest transient
+    itemsize: int  # bytes per held entry (the contraction dtype)
+    memory: int  # the budget the plan was made for
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.samples // self.block)
+
+    @property
+    def passes(self) -> float:
+        """Forward + backward passes over the inputs, in units of all ``samples``."""
+        n, b = self.samples, self.block
+        return sum(n - i for i in range(0, n, b)) / n
+
+    @property
+    def rep_bytes(self) -> int:
+        """Held per sample: its per-sample gradient and the pairwise layers' activations."""
+        return (self.columns + self.pair_floats) * self.itemsize
+
+    @property
+    def peak_bytes(self) -> int:
+        n = self.samples
+        held = self.block * self.rep_bytes
+        later = self.chunk * self.rep_bytes if self.blocks > 1 else 0
+        return held + later + self.chunk * self.act_bytes + 3 * 8 * n * n + 2 * _GRAM_SLAB
+
+
+def _probe_shapes(module: nn.Module, layers: list[_Layer], x1: torch.Tensor, readout: nn.Linear | None) -> nn.Linear | None:
+    """One forward of one input: every dense layer's ``(positions, k, o)`` per call, and the
+    readout (``readout`` or the last Linear to run)."""
+    order: list[nn.Module] = []
+    by_mod = {id(ly.module): ly for ly in layers}
+    for ly in layers:
+        ly.calls = []
+
+    def hook(mod, inputs, out):
+        order.append(mod)
+        ly = by_mod.get(id(mod))
+        if ly is None or not ly.dense:
+            return
+        if isinstance(mod, nn.Linear):
+            k, o = mod.in_features, mod.out_features
+            ly.calls.append((inputs[0].numel() // k, k, o))
+        else:
+            k = mod.in_channels * math.prod(mod.kernel_size)
+            ly.calls.append((math.prod(out.shape[2:]), k, mod.out_channels))
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Linear) or id(m) in by_mod]
+    try:
+        with torch.no_grad():
+            module(x1)
+    finally:
+        for h in hooks:
+            h.remove()
+    linears = [m for m in order if isinstance(m, nn.Linear)]
+    return readout if readout is not None else (linears[-1] if linears else None)
+
+
+def _assign_columns(layers: list[_Layer], n: int) -> tuple[int, int, int]:
+    """Route every dense weight (per-sample gradient or pairwise, as :func:`weight_ntk` would
+    for ``n`` inputs) and give every per-sample parameter its columns. Returns the widths of
+    the positive- and negative-scale buffers and the pairwise entries held per sample."""
+    width = [0, 0]
+    pair = 0
+    for ly in layers:
+        for p in ly.params:
+            if ly.dense and p.attr == "weight" and ly.calls:
+                positions = sum(c[0] for c in ly.calls)
+                _, k, o = ly.calls[0]
+                groups = getattr(ly.module, "groups", 1)
+                p.pairwise = _pairwise_cheaper(n, positions, k // groups, o // groups)
+                if p.pairwise:
+                    pair += positions * (k + o)
+                    continue
+            p.buf = 1 if p.scale < 0 else 0
+            p.offset = width[p.buf]
+            width[p.buf] += p.numel
+    return width[0], width[1], pair
+
+
+# --- streamed kernels: one chunk ------------------------------------------------------------
+
+
+class _Stream:
+    """Forward and backward passes of chunks of inputs, reduced layer by layer as the
+    backward reaches each layer: a chunk's per-sample gradients land in the rows of a
+    buffer, the pairwise layers' activations in ``pairs``, the readout input in ``feats``."""
+
+    def __init__(self, module: nn.Module, layers: list[_Layer], output: Output, dtype: torch.dtype,
+                 readout: nn.Linear | None, widths: tuple[int, int]):
+        self.module, self.layers, self.output, self.dtype = module, layers, output, dtype
+        self.readout, self.widths = readout, widths
+        self.saved_bytes = 0  # a probe's count of what the forward keeps for the backward
+        self.transient = 0  # the largest per-layer reduction temporaries (bytes, per sample)
+
+    def run(self, x: torch.Tensor, bufs: tuple[torch.Tensor, torch.Tensor], want_feats: bool,
+            probe: bool = False) -> tuple[dict[int, list[tuple[torch.Tensor, torch.Tensor]]], torch.Tensor | None]:
+        b = x.shape[0]
+        pairs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        feats: list[torch.Tensor] = []
+        leaves: list[tuple[torch.Tensor, Callable]] = []
+        handles = []
+        stored: dict[int, int] = {}
+
+        def reducer(idx: int, box: list, version: int) -> Callable:
+            ly = self.layers[idx]
+
+            def reduce(g: torch.Tensor) -> None:
+                u = box.pop()
+                if u._version != version:
+                    raise ValueError(f"the input of module {ly.name!r} was modified in place after the module read "
+                                     "it: its gradient cannot be formed")
+                with torch.no_grad():
+                    self._reduce(idx, ly, u.detach(), g.detach(), bufs, pairs, b)
+
+            return reduce
+
+        def forward_hook(idx: int) -> Callable:
+            def hook(_m, inputs, out):
+                if not isinstance(out, torch.Tensor):
+                    raise ValueError(f"module {self.layers[idx].name!r} returned {type(out).__name__}, not a tensor")
+                u = inputs[0]
+                if probe:
+                    stored[u.untyped_storage().data_ptr()] = u.untyped_storage().nbytes()
+                cb = reducer(idx, [u], u._version)
+                if out.requires_grad:
+                    out.register_hook(cb)
+                else:  # nothing before it depends on the input: its output starts a graph
+                    out = out.detach().requires_grad_()
+                    leaves.append((out, cb))
+                # The network gets a copy, so later in-place ops (``out += identity``, an
+                # in-place ReLU) do not rewrite the tensor whose gradient the hook receives.
+                return out.clone()
+
+            return hook
+
+        def feature_hook(_m, inputs, _o):
+            feats.append(inputs[0].detach().reshape(b, -1).to(_F64))
+
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        try:
+            for i, ly in enumerate(self.layers):
+                handles.append(ly.module.register_forward_hook(forward_hook(i)))
+            if want_feats and self.readout is not None:
+                handles.append(self.readout.register_forward_hook(feature_hook))
+            xg = x.detach().requires_grad_() if x.is_floating_point() else x
+            ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if probe else contextlib.nullcontext()
+            with torch.enable_grad(), ctx:
+                y = _scalar_output(self.module(xg), self.output)
+            for h in handles:
+                h.remove()
+            handles = []
+            if probe:
+                self.saved_bytes = sum(saved.values()) + sum(v for k, v in stored.items() if k not in saved)
+            inputs = ([xg] if xg.requires_grad else []) + [t for t, _ in leaves]
+            if y.requires_grad and inputs:
+                # Samples do not interact in eval mode, so d(sum_n y_n)/d out_n = d y_n / d out_n.
+                grads = torch.autograd.grad(y.sum(), inputs, allow_unused=True)
+                for (_, cb), g in zip(leaves, grads[len(inputs) - len(leaves):], strict=True):
+                    if g is not None:
+                        cb(g)
+        finally:
+            for h in handles:
+                h.remove()
+        return pairs, (feats[-1] if feats else None)
+
+    def _reduce(self, idx: int, ly: _Layer, u: torch.Tensor, g: torch.Tensor, bufs: tuple[torch.Tensor, torch.Tensor],
+                pairs: dict, b: int) -> None:
+        mod: Any = ly.module
+        dt = self.dtype
+        if ly.dense and not isinstance(mod, nn.Linear) and not any(p.pairwise for p in ly.params):
+            for p in ly.params:  # a conv's per-sample gradients straight from the conv's own backward
+                jac = _conv_sample_grads(mod, u, g, dt) if p.attr == "weight" else g.to(dt).flatten(2).sum(2)
+                self._put(bufs, p, jac)
+            self.transient = max(self.transient, (u.numel() + g.numel()) * torch.finfo(dt).bits // 8 // b)
+        elif ly.dense:
+            uu, gg = _dense_factors(mod, u, g, dt)
+            self.transient = max(self.transient, (uu.numel() + gg.numel()) * uu.element_size() // b)
+            groups = getattr(mod, "groups", 1)
+            for p in ly.params:
+                if p.attr == "bias":
+                    self._put(bufs, p, gg.sum(dim=1))
+                elif p.pairwise:
+                    pairs.setdefault(idx, []).append((uu, gg))
+                else:
+                    ku, ko = uu.shape[2] // groups, gg.shape[2] // groups
+                    for c in range(groups):
+                        jac = torch.einsum("nlo,nlk->nok", gg[:, :, c * ko:(c + 1) * ko], uu[:, :, c * ku:(c + 1) * ku])
+                        self._put(bufs, p, jac.reshape(b, -1), c * ko * ku)
+        else:
+            jw, jb = _norm_factors(mod, u, g, dt)
+            for p in ly.params:
+                self._put(bufs, p, jw if p.attr == "weight" else jb)
+
+    @staticmethod
+    def _put(bufs: tuple[torch.Tensor, torch.Tensor], p: _Param, jac: torch.Tensor, at: int = 0) -> None:
+        """Add ``sqrt(|scale|) * jac`` to the parameter's columns (several calls of one module add)."""
+        start = p.offset + at
+        view = bufs[p.buf][:, start:start + jac.shape[1]]
+        if p.scale == 1.0:
+            view += jac
+        else:
+            view.add_(jac, alpha=math.sqrt(abs(p.scale)))
+
+
+# --- streamed kernels -----------------------------------------------------------------------
+
+
+@dataclass
+class EmpiricalKernels:
+    """Finite-width NNGP (None unless asked) and NTK, float64 ``(N, N)``, and the plan they ran by."""
+
+    ntk: np.ndarray
+    nngp: np.ndarray | None
+    plan: StreamPlan
+
+
+def _gram(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``a @ c.T`` accumulated in float64 (columns upcast a slab at a time)."""
+    if a.shape[1] == 0:
+        return torch.zeros((a.shape[0], c.shape[0]), dtype=_F64)
+    if a.dtype == _F64 and c.dtype == _F64:
+        return a @ c.T
+    out = torch.zeros((a.shape[0], c.shape[0]), dtype=_F64)
+    step = max(1, _GRAM_SLAB // (8 * max(a.shape[0], c.shape[0])))
+    for s in range(0, a.shape[1], step):
+        ca = a[:, s:s + step].to(_F64)
+        out += ca @ (ca.T if c is a else c[:, s:s + step].to(_F64).T)
+    return out
+
+
+def _held_gram(layers: list[_Layer], ja: tuple[torch.Tensor, torch.Tensor], pa: dict, jc: tuple[torch.Tensor, torch.Tensor],
+               pc: dict, block_elems: int) -> torch.Tensor:
+    """The kernel between two sets of samples from their held per-sample gradients and pairwise activations."""
+    theta = _gram(ja[0], jc[0])
+    if ja[1].shape[1]:
+        theta -= _gram(ja[1], jc[1])
+    for idx, ly in enumerate(layers):
+        if idx not in pa or idx not in pc:
+            continue
+        p = next(p for p in ly.params if p.pairwise)
+        groups = getattr(ly.module, "groups", 1)
+        ua, ga = _cat_positions(pa[idx])
+        uc, gc = (ua, ga) if pc is pa else _cat_positions(pc[idx])
+        ku, ko = ua.shape[2] // groups, ga.shape[2] // groups
+        for c in range(groups):
+            su, so = slice(c * ku, (c + 1) * ku), slice(c * ko, (c + 1) * ko)
+            term = _pairwise_cross(ua[:, :, su].to(_F64), ga[:, :, so].to(_F64), uc[:, :, su].to(_F64),
+                                   gc[:, :, so].to(_F64), block_elems)
+            theta += p.scale * term
+    return theta
+
+
+def _cat_positions(calls: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Several calls of one module add their positions: J = sum over calls and positions."""
+    if len(calls) == 1:
+        return calls[0]
+    return torch.cat([u for u, _ in calls], dim=1), torch.cat([g for _, g in calls], dim=1)
+
+
+def _cat_samples(parts: list[dict]) -> dict:
+    """Pairwise activations of consecutive chunks, joined along the samples."""
+    out = {}
+    for idx in parts[0] if parts else {}:
+        cat = [_cat_positions(p[idx]) for p in parts]
+        out[idx] = [(torch.cat([u for u, _ in cat]), torch.cat([g for _, g in cat]))]
+    return out
+
+
+def plan_kernels(module: nn.Module, x: torch.Tensor, *, output: Output = None, param_scale: Mapping[str, float] | None = None,
+                 dtype: torch.dtype = _F64, memory: int = DEFAULT_MEMORY, chunk: int | None = None,
+                 block: int | None = None, layer: nn.Linear | None = None) -> StreamPlan:
+    """The plan :func:`empirical_kernels` follows on ``x`` (one probe forward and backward of one input)."""
+    return _prepare(module, x, output, param_scale, dtype, memory, chunk, block, layer)[0]
+
+
+def _prepare(module, x, output, param_scale, dtype, memory, chunk, block, layer):
+    scale = dict(param_scale or {})
+    names = {n for n, p in module.named_parameters() if p.requires_grad}
+    unknown = sorted(set(scale) - names)
+    if unknown:
+        raise ValueError(f"param_scale names no trainable parameter of the module: {unknown}")
+    n = x.shape[0]
+    layers = _owners(module, scale)
+    with _eval_mode(module), _frozen(module):
+        readout = _probe_shapes(module, layers, x[:1], layer)
+        wpos, wneg, pair = _assign_columns(layers, n)
+        stream = _Stream(module, layers, output, dtype, readout, (wpos, wneg))
+        one = (torch.zeros((1, wpos), dtype=dtype), torch.zeros((1, wneg), dtype=dtype))
+        stream.run(x[:1], one, want_feats=True, probe=True)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    feat = 8 * (readout.in_features if readout is not None else 0)
+    act = stream.saved_bytes + 2 * stream.transient + feat + (wpos + wneg) * itemsize
+    rep = (wpos + wneg + pair) * itemsize
+    if chunk is None:
+        chunk = max(1, min(n, (memory // 4) // max(1, act + rep)))
+    chunk = max(1, min(n, chunk))
+    if block is None:
+        block = n if n * rep <= memory // 2 else max(1, (memory // 2) // max(1, rep))
+    block = max(1, min(n, block))
+    if block < n:
+        block = max(chunk, block // chunk * chunk)
+    plan = StreamPlan(samples=n, chunk=chunk, block=block, columns=wpos + wneg, pair_floats=pair, act_bytes=act,
+                      itemsize=itemsize, memory=memory)
+    return plan, layers, stream
+
+
+@contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """Parameters without ``requires_grad`` while streaming: the backward then forms only
+    the layer-output gradients, and autograd keeps no layer input for weight gradients."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def empirical_kernels(
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    output: Output = None,
+    param_scale: Mapping[str, float] | None = None,
+    nngp: bool = True,
+    layer: nn.Linear | None = None,
+    dtype: torch.dtype = _F64,
+    memory: int = DEFAULT_MEMORY,
+    chunk: int | None = None,
+    block: int | None = None,
+    block_elems: int = 2**24,
+) -> EmpiricalKernels:
+    """Finite-width NTK (and NNGP) of the module on ``x`` in bounded memory.
+
+    Streams the inputs: ``chunk`` at a time through one forward and one backward, each
+    layer's per-sample gradient formed from its input and output gradient as soon as the
+    backward reaches it (no full Jacobian, no batch of every activation). The per-sample
+    gradients of ``block`` inputs are held (a block's Gram is one product); every later
+    chunk is recomputed against each held block. ``memory`` (bytes) bounds the working set
+    when ``chunk`` / ``block`` are not given: a quarter for a chunk's forward and backward,
+    half for the held block. Exact: the same numbers as one batched pass, to round-off.
+    ``dtype``: of the per-sample gradients held; their Grams accumulate in float64.
+    """
+    plan, layers, stream = _prepare(module, x, output, param_scale, dtype, memory, chunk, block, layer)
+    n = x.shape[0]
+    theta = torch.zeros((n, n), dtype=_F64)
+    feats: list[torch.Tensor | None] = [None] * n
+    wpos, wneg = stream.widths
+    chunks = _blocks(n, plan.chunk)
+    blocks = _blocks(n, plan.block)
+    with _eval_mode(module), _frozen(module):
+        for bi, blk in enumerate(blocks):
+            rows = blk.stop - blk.start
+            held = (torch.zeros((rows, wpos), dtype=dtype), torch.zeros((rows, wneg), dtype=dtype))
+            held_pairs = []
+            for c in chunks:
+                if blk.start <= c.start < blk.stop:
+                    sub = slice(c.start - blk.start, c.stop - blk.start)
+                    pairs, f = stream.run(x[c], (held[0][sub], held[1][sub]), want_feats=nngp and bi == 0)
+                    held_pairs.append(pairs)
+                    if f is not None:
+                        feats[c.start] = f
+            pa = _cat_samples(held_pairs)
+            theta[blk, blk] = _held_gram(layers, held, pa, held, pa, block_elems)
+            for c in chunks:
+                if c.start < blk.stop:
+                    continue
+                buf = (torch.zeros((c.stop - c.start, wpos), dtype=dtype), torch.zeros((c.stop - c.start, wneg), dtype=dtype))
+                pairs, f = stream.run(x[c], buf, want_feats=nngp and bi == 0)
+                if f is not None:
+                    feats[c.start] = f
+                term = _held_gram(layers, held, pa, buf, pairs, block_elems)
+                theta[blk, c] = term
+                theta[c, blk] = term.T
+            del held, held_pairs, pa
+    k = None
+    if nngp:
+        got = [f for f in feats if f is not None]
+        if not got:
+            raise ValueError("no nn.Linear ran in the forward pass: there is no readout whose input to measure")
+        fm = torch.cat(got)
+        k = (fm @ fm.T / fm.shape[1]).numpy()
+    return EmpiricalKernels(ntk=theta.numpy(), nngp=k, plan=plan)
 
 
 def empirical_ntk(
@@ -325,34 +735,21 @@ def empirical_ntk(
     param_scale: Mapping[str, float] | None = None,
     block_elems: int = 2**24,
     dtype: torch.dtype = _F64,
+    memory: int = DEFAULT_MEMORY,
+    chunk: int | None = None,
+    block: int | None = None,
 ) -> np.ndarray:
-    """Finite-width NTK of the module's scalar output on batch ``x``, (N, N).
+    """Finite-width NTK of the module's scalar output on batch ``x``, float64 (N, N).
 
     ``param_scale[name]`` multiplies the term of parameter ``name`` (as in
     ``named_parameters``; missing names weigh 1). ``output``: see the module docstring.
-    ``dtype`` of the contractions: float64 by default; float32 halves the cost and
-    matches a float32 module's own per-sample gradients to float32 round-off.
+    ``dtype`` of the per-sample gradients: float64 by default; float32 halves their memory
+    and matches a float32 module's own per-sample gradients to float32 round-off (their
+    Grams still accumulate in float64). ``memory``, ``chunk``, ``block``: see
+    :func:`empirical_kernels`, which this calls without the NNGP.
     """
-    scale = dict(param_scale or {})
-    names = {n for n, p in module.named_parameters() if p.requires_grad}
-    unknown = sorted(set(scale) - names)
-    if unknown:
-        raise ValueError(f"param_scale names no trainable parameter of the module: {unknown}")
-    n = x.shape[0]
-    with _eval_mode(module):
-        records = _capture(module, x, output)
-    theta = torch.zeros((n, n), dtype=dtype)
-    for rec in records:
-        if not rec.inputs:  # never ran: its parameters do not move the output
-            continue
-        if isinstance(rec.module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            terms = _dense_terms(rec, block_elems, dtype)
-        else:
-            terms = _norm_terms(rec, dtype)
-        for pname, term in terms.items():
-            full = f"{rec.name}.{pname}" if rec.name else pname
-            theta += scale.get(full, 1.0) * term
-    return theta.numpy()
+    return empirical_kernels(module, x, output=output, param_scale=param_scale, nngp=False, dtype=dtype, memory=memory,
+                             chunk=chunk, block=block, block_elems=block_elems).ntk
 
 
 def he_init_scales(module: nn.Module, x: torch.Tensor) -> dict[str, float]:
