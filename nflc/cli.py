@@ -402,48 +402,89 @@ def _fmt(v) -> str:
 
 
 class _Progress:
-    """Progress of an analysis on stderr, counted in computing graphs (the units of work): a
-    live bar with the time left on a terminal, else plain lines every few seconds
-    (nflc.analysis.progress), so a log shows it too. Starts at the first update, when the
-    number of computing graphs is known."""
+    """Progress of an analysis on stderr: a live bar with the time left on a terminal, else
+    plain lines every few seconds (nflc.analysis.progress), so a log shows it too.
 
-    def __init__(self, archs: int, interval: float = 5.0):
-        self.archs, self.interval = archs, interval
+    The kernels are counted in computing graphs (the units of work); that display starts at
+    their first update, when their number is known. The passes over the architectures
+    before (grouping) and after (scoring) are counted in architectures, and shown from
+    their start for a space of :data:`EARLY_ARCHS` or more, else only when one lasts longer
+    than ``early`` seconds (a small analysis prints the kernels' lines alone)."""
+
+    EARLY_ARCHS = 50_000
+    LABELS = {"kernels": "analyzing", "grouping": "grouping", "scoring": "scoring"}
+
+    def __init__(self, archs: int, interval: float = 5.0, early: float = 1.0):
+        import time
+
+        self.archs, self.interval, self.early, self.clock = archs, interval, early, time.monotonic
+        self.stage: str | None = None  # the stage of the latest update
+        self.shown: str | None = None  # the stage on display
+        self.stage_start = 0.0
         self.bar: Any = None  # a rich Progress on a terminal
         self.plain: Any = None  # else plain progress lines
 
-    def _start(self, total: int) -> None:
+    def _close_display(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        elif self.plain is not None:
+            self.plain.close()
+        self.bar = self.plain = None
+
+    def _start(self, stage: str, total: int) -> None:
+        self._close_display()
+        self.shown = stage
+        label = self.LABELS.get(stage, stage)
+        unit = "computing graphs" if stage == "kernels" else "architectures"
+        note = f" ({self.archs:,} architectures)" if stage == "kernels" else ""
         if err.is_terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
-            self.bar = Progress(TextColumn(f"analyzing {self.archs:,} architectures: computing graphs"), BarColumn(),
-                                MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                console=err, transient=True)
+            title = (f"analyzing {self.archs:,} architectures: computing graphs" if stage == "kernels"
+                     else f"{label} {self.archs:,} architectures")
+            self.bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("left"), TimeRemainingColumn(), console=err, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("", total=total)
         else:
             from nflc.analysis.progress import PlainProgress
 
-            self.plain = PlainProgress(total, sys.stderr, unit="computing graphs", interval=self.interval,
-                                       note=f" ({self.archs:,} architectures)")
+            self.plain = PlainProgress(total, sys.stderr, label=label, unit=unit, interval=self.interval, note=note)
 
-    def update(self, done: int, total: int) -> None:
-        if self.bar is None and self.plain is None:
-            self._start(total)
+    def update(self, done: int, total: int, stage: str = "kernels") -> None:
+        if stage != self.stage:
+            self.stage, self.stage_start = stage, self.clock()
+            if stage == "kernels" or self.archs >= self.EARLY_ARCHS:
+                self._start(stage, total)
+        elif self.bar is None and self.plain is None and self.clock() - self.stage_start > self.early and done < total:
+            self._start(stage, total)
+        if self.shown != stage:
+            return  # another stage's display: it stays as it ended
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total)
-        else:
-            self.plain.update(done, total)  # set by _start
+        elif self.plain is not None:
+            self.plain.update(done, total)
 
     def warn(self, message: str) -> None:
         (self.bar.console if self.bar is not None else err).print(f"warning: {message}", markup=False)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        elif self.plain is not None:
-            self.plain.close()
+        self._close_display()
+
+
+def _parse_memory(text: str) -> int:
+    """--memory: bytes from ``512M``, ``2G``, ``1.5G`` or a number of MiB."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:], None)
+    num = t[:-1] if mult else t
+    try:
+        value = float(num) * (mult or 2**20)
+    except ValueError:
+        raise NflcError(f"--memory {text!r} is not an amount of memory", hint="e.g. 512M or 2G (a plain number: MiB)") from None
+    if value < 2**20:
+        raise NflcError(f"--memory {text} is below 1 MiB", hint="e.g. 512M or 2G")
+    return int(value)
 
 
 def _plot_target(plot: Path, default_name: str) -> Path:
@@ -471,11 +512,21 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             measure: Annotated[str, typer.Option(
                 help=("auto (exact kernels when they apply, else finite-width), finite, none (no finite-width "
                       "measurements: no convergence or generalization score outside the exact family)."))] = "auto",
+            width: Annotated[Optional[int], typer.Option(
+                help=("Build the finite-width modules at this width (the space's 'width' constant; default: the "
+                      "space's own). Exact kernels and the closed-form curvature do not depend on it."),
+                show_default=False)] = None,
+            precision: Annotated[str, typer.Option(
+                help="float32 or float64: the finite-width modules' arithmetic (Grams always sum in float64).")] = "float32",
+            memory: Annotated[str, typer.Option(
+                help="Working memory of one finite-width measurement (e.g. 512M, 2G): inputs are streamed within it.")] = "512M",
             threads: Annotated[Optional[int], typer.Option(
                 help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
                       "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)] = None,
-            json_path: Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Write the full analysis as JSON.")] = None,
-            csv_path: Annotated[Optional[Path], typer.Option("--csv", metavar="PATH", help="Write one row per architecture.")] = None,
+            json_path: Annotated[Optional[Path], typer.Option(
+                "--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")] = None,
+            csv_path: Annotated[Optional[Path], typer.Option(
+                "--csv", metavar="PATH", help="Write one row per architecture (as it goes).")] = None,
             top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
             plot: Annotated[Optional[Path], typer.Option(
                 metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
@@ -483,8 +534,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
-    from nflc.analysis.analyze import analyze as run_analysis
-    from nflc.analysis.analyze import to_json_dict
+    from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
     from nflc.analysis.report import ASPECTS
     from nflc.analysis.threads import choose_threads, limit_threads
 
@@ -497,35 +547,45 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     dataset = dataset or "mnist5k"
     if measure not in ("auto", "finite", "none"):
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
+    if precision not in ("float32", "float64"):
+        raise NflcError(f"unknown --precision '{precision}'", hint="float32 or float64")
     if threads is not None and threads < 1:
         raise NflcError(f"--threads must be at least 1, got {threads}")
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
+    budget = _parse_memory(memory)
     for path, option in ((json_path, "--json"), (csv_path, "--csv")):
         if path is not None:
             _check_output_file(path, option)
     plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
     n_threads, why = choose_threads(threads, rows=samples)
     sp = load_space(file, space, allow_outside_imports)
+    if width is not None:
+        from nflc.verify.run import resolve_width
+
+        width = resolve_width(sp, width)
+    finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
     chosen = _select(sp, archs, seed)
     total = len(chosen) if chosen is not None else sp.count()
     progress = _Progress(total)
+    writer = StreamWriter(json_path, csv_path)
     try:
         with limit_threads(n_threads):
-            result = run_analysis(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
-                                  progress=progress.update, warn=progress.warn)
+            result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
+                                    progress=progress.update, warn=progress.warn, on_header=writer.header,
+                                    on_rows=writer.rows, top=top, keep_columns=plot_file is not None, finite=finite)
+        writer.finish(result)
     finally:
         progress.close()
-    rep = result.report
-    n_groups = len({a.group for a in result.architectures})
-    out.print(f"[bold]{sp.name}[/]: {len(result.architectures)} architectures ({n_groups} distinct computing graphs), "
-              f"data {result.data.name} (N = {result.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "
+        writer.close()
+    rep, head = result.report, result.header
+    out.print(f"[bold]{sp.name}[/]: {head.architectures} architectures ({head.groups} distinct computing graphs), "
+              f"data {head.data.name} (N = {head.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "
               f"{result.seconds:.1f} s")
-    if result.exact_note:
-        out.print(f"[yellow]note:[/] {result.exact_note}")
+    if head.exact_note:
+        out.print(f"[yellow]note:[/] {head.exact_note}")
     else:
         out.print("kernels: exact infinite-width NNGP and NTK (float64)")
-    reps = [a for a in result.architectures if a.index == a.group and a.topology["paths"] > 0]
     for asp in ASPECTS:
         if asp in rep.missing:
             out.print(f"best {asp}: not computed (--measure none)", markup=False)
@@ -537,10 +597,9 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         id_column(table)
         for col in ("archs", "P", "mean depth", "params", "expressivity", "convergence", "generalization"):
             table.add_column(col, justify="right")
-        ranked = sorted(reps, key=lambda a: -a.scores[asp].value)[:top]
-        for a in ranked:
-            table.add_row(a.id, str(a.group_size), str(a.topology["paths"]), f"{a.topology['mean_depth']:.3g}",
-                          f"{a.params:,}", *(_fmt(a.scores[x].value) for x in ASPECTS))
+        for a in result.top[asp]:
+            table.add_row(a.id, str(a.group_size), str(a.paths), f"{a.mean_depth:.3g}", f"{a.params:,}",
+                          *(_fmt(a.scores[x]) for x in ASPECTS))
         print_table(table)
     kt = Table(title="Kendall tau of each predicted score with topology (paper Fig. 4)", title_justify="left")
     for col in ("aspect", "tau with P", "tau with mean depth"):
@@ -552,27 +611,15 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     print_verdict(rep.winners, rep.pareto_front, rep.verdict, measured=False,
                   note=f"; left out (no input-output path): {len(rep.left_out)}", winner_groups=rep.winner_groups,
                   pareto_groups=rep.pareto_groups, missing=rep.missing)
-    if json_path is not None:
-        json_path.write_text(json.dumps(to_json_dict(result), indent=1))
-        out.print(f"wrote {json_path}")
-    if csv_path is not None:
-        import csv
-
-        with csv_path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["index", "id", "group", "group_size", "params", "flops", "paths", "mean_depth", "sum_depth",
-                        *ASPECTS])
-            for a in result.architectures:
-                w.writerow([a.index, a.id, a.group, a.group_size, a.params, a.flops, a.topology["paths"],
-                            a.topology["mean_depth"], a.topology["sum_depth"], *(a.scores[x].value for x in ASPECTS)])
-        out.print(f"wrote {csv_path}")
-    if plot_file is not None:
+    for path in (json_path, csv_path):
+        if path is not None:
+            out.print(f"wrote {path}")
+    if plot_file is not None and result.columns is not None:
         from nflc.analysis.plots import topology_panels
 
-        archs_ = result.architectures
-        topology_panels(plot_file, [a.topology["paths"] for a in archs_], [a.topology["mean_depth"] for a in archs_],
-                        {asp: [a.scores[asp].value for a in archs_] for asp in ASPECTS},
-                        f"{sp.name}: predicted scores ({result.data.name}, N = {result.data.samples})")
+        c = result.columns
+        topology_panels(plot_file, c["paths"].tolist(), c["mean_depth"].tolist(), {asp: c[asp].tolist() for asp in ASPECTS},
+                        f"{sp.name}: predicted scores ({head.data.name}, N = {head.data.samples})")
         out.print(f"wrote {plot_file}")
 
 

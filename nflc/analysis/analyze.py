@@ -27,9 +27,11 @@ For every architecture:
 
 from __future__ import annotations
 
+import heapq
+import json
 import math
 import time
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -39,7 +41,7 @@ from nflc.analysis import groups
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
-from nflc.analysis.report import ASPECTS, NflReport, nfl_report
+from nflc.analysis.report import ASPECTS, NflReport, Tau
 from nflc.errors import NflcError
 
 Measure = Literal["auto", "finite", "none"]
@@ -212,19 +214,52 @@ def analyze_architecture(arch, topo: dict, kern: dict, source: str, n: int) -> A
                         kernels=kern, scores=scores)
 
 
-# ------------------------------------------------------------------ the whole space
+# ------------------------------------------------------------------ finite-width measurements
 
 
-def _finite_kernels(arch, x: np.ndarray, y, seed: int) -> dict:
+class FiniteSettings(BaseModel):
+    """How finite-width kernels are measured: the module's floating-point ``precision``
+    (float32: convolutions four times faster on a CPU, the same indicators to about 1e-5
+    relative; their Grams always accumulate in float64), the working-set budget ``memory``
+    (bytes) the streamed computation keeps to (:func:`nflc.analysis.empirical.empirical_kernels`),
+    and ``width``: build the modules at this width instead of the space's (None: the space's)."""
+
+    precision: Literal["float32", "float64"] = "float32"
+    memory: int = 512 * 2**20
+    width: int | None = None
+
+
+def _torch_dtype(settings: FiniteSettings):
+    import torch
+
+    return torch.float32 if settings.precision == "float32" else torch.float64
+
+
+def _finite_module(arch, seed: int, settings: FiniteSettings):
+    if settings.width is None:
+        module = arch.to_module(seed=seed)
+    else:
+        from nflc.verify.run import module_builder
+
+        module = module_builder(arch.space, settings.width)(arch, seed)
+    return module.to(_torch_dtype(settings))
+
+
+def _finite_kernels(arch, x: np.ndarray, y, seed: int, settings: FiniteSettings | None = None) -> dict:
     import torch
 
     from nflc.analysis import empirical as E
 
-    module = arch.to_module(seed=seed).double()
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    nngp = E.empirical_nngp(module, xt)
-    ntk = E.empirical_ntk(module, xt, output="sum")
-    return {"source": "finite-width", "seed": seed, "nngp": _eig_summary(nngp, None), "ntk": _eig_summary(ntk, y)}
+    settings = settings or FiniteSettings()
+    dtype = _torch_dtype(settings)
+    module = _finite_module(arch, seed, settings)
+    xt = torch.as_tensor(x, dtype=dtype)
+    k = E.empirical_kernels(module, xt, output="sum", dtype=dtype, memory=settings.memory)
+    assert k.nngp is not None
+    out = {"source": "finite-width", "seed": seed, "precision": settings.precision}
+    if settings.width is not None:
+        out["width"] = settings.width
+    return {**out, "nngp": _eig_summary(k.nngp, None), "ntk": _eig_summary(k.ntk, y)}
 
 
 class FiniteEstimate(BaseModel):
@@ -232,68 +267,88 @@ class FiniteEstimate(BaseModel):
 
     networks: int
     samples: int
-    bytes_per_network: int  # the largest network's peak, estimated from its activations
+    bytes_per_network: int  # the largest network's peak working set (its streaming plan, its parameters)
     largest: str  # id of that network
     seconds: float | None  # None when not probed (small jobs)
     probe: str  # how the time was estimated
+    passes: float = 1.0  # forward + backward passes over the inputs the largest network needs (streamed blocks)
 
 
-def finite_bytes(arch, x: np.ndarray) -> int:
-    """Peak memory of :func:`_finite_kernels` on ``len(x)`` inputs, from one forward pass of
-    one input: the NTK keeps every activation for the backward pass, a copy of the input
-    and of the output of every parameterized layer and its output gradient (float64), and
-    the largest layer's unfolded conv patches; plus the N x N kernels."""
+def _finite_plan(arch, x: np.ndarray, seed: int, settings: FiniteSettings):
     import torch
-    from torch import nn
 
-    module = arch.to_module(seed=0).double()
-    acts = [0, 0]  # leaf outputs, parameterized inputs + outputs
-    patch = [0]
+    from nflc.analysis import empirical as E
 
-    def hook(mod, inp, out):
-        if not isinstance(out, torch.Tensor):
-            return
-        if next(mod.children(), None) is None:
-            acts[0] += out.numel()
-        if next(mod.parameters(recurse=False), None) is not None:
-            acts[1] += inp[0].numel() + out.numel()
-            if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-                positions = math.prod(out.shape[2:])
-                patch[0] = max(patch[0], positions * mod.in_channels * math.prod(mod.kernel_size))
-
-    hooks = [m.register_forward_hook(hook) for m in module.modules()]
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, *x.shape[1:], dtype=torch.float64))
-    finally:
-        for h in hooks:
-            h.remove()
-    n = len(x)
-    params = sum(p.numel() for p in module.parameters())
-    return 8 * (n * (acts[0] + acts[1] + 2 * patch[0]) + 4 * n * n + 2 * params) + 2 * 8 * 2**24
+    dtype = _torch_dtype(settings)
+    module = _finite_module(arch, seed, settings)
+    plan = E.plan_kernels(module, torch.as_tensor(x[:1], dtype=dtype).expand(len(x), *x.shape[1:]), output="sum",
+                          dtype=dtype, memory=settings.memory)
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    return plan, params
 
 
-def estimate_finite(archs: list, x: np.ndarray, seed: int, probe_samples: int = 4) -> FiniteEstimate:
-    """Memory of the largest network; time from timing the smallest and the largest network
-    (by FLOPs) on ``probe_samples`` inputs, interpolated linearly in FLOPs for the others and
-    scaled linearly to ``len(x)`` inputs. Small jobs (under 16 times a probe) are not timed."""
+def finite_bytes(arch, x: np.ndarray, settings: FiniteSettings | None = None) -> int:
+    """Peak memory of :func:`_finite_kernels` on ``len(x)`` inputs: the streamed computation's
+    planned working set (what one forward keeps for the backward, times the inputs of a
+    chunk; the held per-sample gradients of a block; the N x N kernels; measured by one
+    forward and backward of one input) and the module's parameters."""
+    plan, params = _finite_plan(arch, x, 0, settings or FiniteSettings())
+    return plan.peak_bytes + params
+
+
+def _gemm_seconds_per_mac() -> float:
+    import torch
+
+    a = torch.randn(64, 2**15, dtype=torch.float64)
+    a @ a.T
+    t0 = time.perf_counter()
+    a @ a.T
+    return (time.perf_counter() - t0) / (64 * 64 * 2**15)
+
+
+def estimate_finite(archs: list, x: np.ndarray, seed: int, probe_samples: int = 4,
+                    settings: FiniteSettings | None = None) -> FiniteEstimate:
+    """Memory of the largest network (by FLOPs), from its streaming plan; time from timing
+    the smallest and the largest network on ``probe_samples`` inputs: a fixed part (module
+    and plan) and a part per input and pass, interpolated linearly in FLOPs for the others,
+    scaled to ``len(x)`` inputs and each network's passes, plus the float64 Gram products
+    (``N^2`` times the per-sample gradient entries). Small jobs (under 16 times a probe)
+    are not timed."""
+    settings = settings or FiniteSettings()
     flops = [a.flops for a in archs]
     big = max(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
     small = min(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
     n = len(x)
+    plans = {}
+    fixed = {}
+    for i in {big, small}:
+        t0 = time.perf_counter()
+        plans[i] = _finite_plan(archs[i], x, seed, settings)
+        fixed[i] = time.perf_counter() - t0
+    plan_big, params_big = plans[big]
     seconds, probe = None, "not timed (a small job)"
     if len(archs) * n > 16 * 2 * probe_samples and n > probe_samples:
-        t = {}
+        per = {}
         for i in {big, small}:
             t0 = time.perf_counter()
-            _finite_kernels(archs[i], x[:probe_samples], None, seed)
-            t[i] = time.perf_counter() - t0
+            _finite_kernels(archs[i], x[:probe_samples], None, seed, settings)
+            per[i] = max(0.0, time.perf_counter() - t0 - fixed[i]) / probe_samples
+        gemm = _gemm_seconds_per_mac()
         span = flops[big] - flops[small]
-        per = [t[small] + (t[big] - t[small]) * ((f - flops[small]) / span if span else 0.0) for f in flops]
-        seconds = sum(per) * n / probe_samples
+        total = 0.0
+        p_small = plans[small][0]
+        for f in flops:
+            w = (f - flops[small]) / span if span else 0.0
+            total += (_lerp(fixed[small], fixed[big], w) + _lerp(per[small], per[big], w) * n
+                      * _lerp(p_small.passes, plan_big.passes, w) + gemm * n * n * _lerp(p_small.columns, plan_big.columns, w))
+        seconds = total
         probe = f"timed on {probe_samples} inputs of the smallest and the largest network, scaled to {n}"
-    return FiniteEstimate(networks=len(archs), samples=n, bytes_per_network=finite_bytes(archs[big], x),
-                          largest=archs[big].id, seconds=seconds, probe=probe)
+    return FiniteEstimate(networks=len(archs), samples=n, bytes_per_network=plan_big.peak_bytes + params_big,
+                          largest=archs[big].id, seconds=seconds, probe=probe, passes=plan_big.passes)
+
+
+def _lerp(a: float, b: float, w: float) -> float:
+    return a + (b - a) * w
 
 
 WARN_SECONDS = 60.0
@@ -313,97 +368,488 @@ def finite_warning(est: FiniteEstimate) -> str | None:
     if est.seconds is not None:
         what.append(f"take about {format_seconds(est.seconds)} ({est.probe})")
     mem = f"need about {est.bytes_per_network / 1e9:.1f} GB of memory for the largest network ({est.largest})"
+    if est.passes > 1:
+        mem += f", streamed in {est.passes:.1f} passes over the inputs"
     avail = available_memory()
     if avail is not None and est.bytes_per_network > avail:
         mem += f", more than the {avail / 1e9:.1f} GB available"
     what.append(mem)
     return (f"the finite-width kernels of {est.networks:,} network(s) on N = {est.samples} inputs will "
-            + " and ".join(what) + "; fewer inputs (--samples N) or networks (--archs sample:K) cost proportionally less")
+            + " and ".join(what) + "; fewer inputs (--samples N), a smaller width (--width W) or fewer networks "
+            "(--archs sample:K) cost less, and --memory bounds the memory")
 
 
-def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
-            measure: Measure = "auto", progress: Callable[[int, int], None] | None = None,
-            warn: Callable[[str], None] | None = None) -> Analysis:
-    """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``.
+# ------------------------------------------------------------------ the whole space, streamed
 
-    Architectures that compute the same function (:mod:`nflc.analysis.groups`) share one
-    kernel computation, that of their group's representative; ``progress(done, total)``
-    counts these groups (computing graphs), first with ``done = 0``. ``warn`` receives a
-    message before finite-width measurements that will take minutes or gigabytes.
+CHUNK = 4096  # architectures per step of the streamed passes (a progress update, a flush of the files)
+BYTES_PER_ARCH = 100  # what a streamed analysis keeps per architecture (grouping, scores for the report)
+MAX_ARCHS = 2**25  # the most architectures one analysis takes (about 3.4 GB at BYTES_PER_ARCH)
+_NONE_KERNELS = {"source": "none"}
+
+
+class StreamHeader(BaseModel):
+    """What is known before the first row: written at the top of the streamed JSON."""
+
+    space: str
+    spec_hash: str
+    data: DataInfo
+    exact_kernels: bool
+    exact_note: str | None
+    architectures: int
+    groups: int
+
+
+class TopRow(BaseModel):
+    """A computing graph's row in the best-K tables."""
+
+    id: str
+    group_size: int
+    paths: int
+    mean_depth: float
+    params: int
+    scores: dict[str, float]
+
+
+class StreamSummary(BaseModel):
+    """The end of a streamed analysis: its report, the best ``top`` computing graphs by each
+    aspect, and (``keep_arrays``) the per-architecture columns a plot needs."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    header: StreamHeader
+    report: NflReport
+    seconds: float
+    provenance: dict
+    top: dict[str, list[TopRow]]
+    columns: dict[str, np.ndarray] | None = None
+
+
+class _Groups:
+    """Computing-graph groups of the analysed architectures, from one pass that keeps 16
+    bytes of key, the parameter count and the index per architecture (then sorts)."""
+
+    def __init__(self, group_of: np.ndarray, rep_pos: np.ndarray, size: np.ndarray, index_of):
+        self.group_of, self.rep_pos, self.size, self.index_of = group_of, rep_pos, size, index_of
+
+    @property
+    def count(self) -> int:
+        return len(self.rep_pos)
+
+
+def _group_pass(items: Iterable, total: int, chunk: int, progress) -> tuple[_Groups, list | None]:
+    """One pass: digest, parameters and index of every architecture, then the groups."""
+    from array import array
+
+    digests = array("B")
+    params = array("q")
+    indices = array("q")
+    big_indices: list[int] | None = None
+    pos = 0
+    for pos, a in enumerate(items, start=1):
+        digests.frombytes(groups.function_digest(a))
+        params.append(a.params)
+        if big_indices is None and a.index < 2**63:
+            indices.append(a.index)
+        else:
+            if big_indices is None:
+                big_indices = list(indices)
+            big_indices.append(a.index)
+        if pos % chunk == 0 and progress:
+            progress(pos, total, "grouping")
+    n = pos
+    if progress:
+        progress(n, total, "grouping")
+    if n == 0:
+        return _Groups(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), indices), None
+    dig = np.frombuffer(digests, dtype=np.uint64).reshape(n, 2)
+    order = np.lexsort((dig[:, 1], dig[:, 0]))
+    sd = dig[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = np.any(sd[1:] != sd[:-1], axis=1)
+    del sd, dig, digests
+    group_of = np.empty(n, dtype=np.int64)
+    group_of[order] = np.cumsum(new) - 1
+    del order, new
+    pr = np.frombuffer(params, dtype=np.int64)
+    by = np.lexsort((np.arange(n), pr, group_of))  # group, then fewest parameters, then first in order
+    first = np.ones(n, dtype=bool)
+    first[1:] = group_of[by[1:]] != group_of[by[:-1]]
+    rep_pos = by[first]
+    size = np.bincount(group_of, minlength=len(rep_pos))
+    index_of = np.frombuffer(indices, dtype=np.int64) if big_indices is None else np.array(big_indices, dtype=object)
+    return _Groups(group_of, rep_pos, size, index_of), big_indices
+
+
+def _kendall(a: np.ndarray, b: np.ndarray) -> Tau:
+    """:func:`nflc.analysis.report.kendall` on arrays."""
+    from scipy.stats import kendalltau
+
+    ok = np.isfinite(a) & np.isfinite(b)
+    x, y = a[ok], b[ok]
+    n = int(ok.sum())
+    if n < 2 or np.unique(x).size < 2 or np.unique(y).size < 2:
+        return Tau(tau=None, p_value=None, n=n)
+    res = kendalltau(x, y)
+    return Tau(tau=float(res.statistic), p_value=float(res.pvalue), n=n)
+
+
+def _winner_mask(s: np.ndarray) -> np.ndarray:
+    """:func:`nflc.analysis.report.winners` as a mask: the best score, ties to 1e-9 relative."""
+    valid = ~np.isnan(s)
+    if not valid.any():
+        return np.zeros(len(s), dtype=bool)
+    best = s[valid].max()
+    with np.errstate(invalid="ignore"):
+        close = (s == best) | (np.isfinite(s) & np.isfinite(best)
+                               & (np.abs(s - best) <= 1e-9 * np.maximum(np.maximum(np.abs(s), abs(best)), 1e-300)))
+    return valid & close
+
+
+def pareto_mask(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Rows no other row dominates (at least as high everywhere, higher somewhere): what
+    :func:`nflc.analysis.report.pareto_front` keeps, for millions of rows of three scores.
+
+    Identical rows are merged; the distinct ones sorted in descending lexicographic order,
+    where only an earlier row can dominate a later one, and a row is dominated exactly when
+    an earlier one is at least as high in the other two scores; checked a block at a time
+    against the front so far and within the block."""
+    v = np.asarray(vectors, dtype=np.float64) + 0.0  # -0.0 -> 0.0: equal values, equal rows
+    n = len(v)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort(tuple(-v[:, k] for k in range(v.shape[1] - 1, -1, -1)))
+    sv = v[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = np.any(sv[1:] != sv[:-1], axis=1)
+    uniq = sv[new]
+    uid = np.cumsum(new) - 1  # distinct row of each sorted row
+    rest = uniq[:, 1:]
+    keep = np.zeros(len(uniq), dtype=bool)
+    front = np.zeros((0, rest.shape[1]))
+    for s in range(0, len(uniq), block):
+        blk = rest[s:s + block]
+        dom = np.zeros(len(blk), dtype=bool)
+        for f in range(0, len(front), 4 * block):
+            fr = front[f:f + 4 * block]
+            dom |= np.all(fr[None, :, :] >= blk[:, None, :], axis=2).any(axis=1)
+        within = np.all(blk[None, :, :] >= blk[:, None, :], axis=2)  # [i, j]: row j at least as high as row i
+        dom |= np.tril(within, k=-1).any(axis=1)
+        keep[s:s + block] = ~dom
+        front = np.concatenate([front, blk[~dom]])
+    mask = np.empty(n, dtype=bool)
+    mask[order] = keep[uid]
+    return mask
+
+
+def array_report(id_of: Callable[[int], str], scores: dict[str, np.ndarray], paths: np.ndarray, mean_depth: np.ndarray,
+                 groups: np.ndarray, complete: bool = True) -> NflReport:
+    """:func:`nflc.analysis.report.nfl_report` on columns (positions in analysis order),
+    with ids looked up only for the architectures the report names."""
+    keep = np.flatnonzero(paths > 0)
+    left = [id_of(int(i)) for i in np.flatnonzero(~(paths > 0))]
+    if not len(keep):
+        return NflReport(winners={a: [] for a in ASPECTS}, one_wins_all=False, all_three_winners=[], pareto_front=[],
+                         kendall={}, left_out=left, verdict="no architecture has an input-output path")
+    sc = {a: scores[a][keep] for a in ASPECTS}
+    grp = groups[keep]
+    kt = {a: {"paths": _kendall(sc[a], paths[keep].astype(np.float64)), "mean_depth": _kendall(sc[a], mean_depth[keep])}
+          for a in ASPECTS}
+    missing = [a for a in ASPECTS if (np.isnan(sc[a]).any() if complete else np.isnan(sc[a]).all())]
+    masks = {a: (np.zeros(len(keep), dtype=bool) if a in missing else _winner_mask(sc[a])) for a in ASPECTS}
+    win = {a: [id_of(int(keep[i])) for i in np.flatnonzero(m)] for a, m in masks.items()}
+    win_groups = {a: int(np.unique(grp[m]).size) for a, m in masks.items()}
+    if missing:
+        # the same wording as nfl_report: computed there on the few architectures it needs
+        n_missing = {a: int(np.isnan(sc[a]).sum()) for a in missing}
+        what = "; ".join(f"{a} for {n_missing[a]} of {len(keep)}" for a in missing)
+        return NflReport(winners=win, one_wins_all=False, all_three_winners=[], pareto_front=[], kendall=kt,
+                         left_out=left, missing=missing, winner_groups=win_groups,
+                         verdict=f"no verdict: scores not computed ({what} architectures)"
+                                 + ("; the exact kernels do not apply and --measure none skips the finite-width ones"
+                                    if complete else ""))
+    both = masks[ASPECTS[0]] & masks[ASPECTS[1]] & masks[ASPECTS[2]]
+    common = [id_of(int(keep[i])) for i in np.flatnonzero(both)]
+    front_mask = pareto_mask(np.stack([sc[a] for a in ASPECTS], axis=1))
+    front = [id_of(int(keep[i])) for i in np.flatnonzero(front_mask)]
+    front_groups = int(np.unique(grp[front_mask]).size)
+    if common:
+        verdict = f"free lunch: {common[0]} is best in all three aspects"
+    else:
+        verdict = (f"no free lunch: no architecture is best in all three aspects; "
+                   f"{len(front)} architecture(s) ({front_groups} distinct computing graph(s)) are Pareto-optimal")
+    return NflReport(winners=win, one_wins_all=bool(common), all_three_winners=common, pareto_front=front,
+                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict)
+
+
+def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
+                   measure: Measure = "auto", progress: Callable[..., None] | None = None,
+                   warn: Callable[[str], None] | None = None, on_header: Callable[[StreamHeader], None] | None = None,
+                   on_rows: Callable[[list[ArchAnalysis]], None] | None = None, top: int = 0, chunk: int = CHUNK,
+                   keep_columns: bool = False, finite: FiniteSettings | None = None) -> StreamSummary:
+    """Analyze ``archs`` (default: the whole space) without holding them: rows go to
+    ``on_rows`` a chunk at a time, in order.
+
+    Three steps, each in chunks of ``chunk`` architectures:
+
+    1. grouping: one pass over the architectures keeps a 16-byte digest of each one's
+       computing graph (:func:`nflc.analysis.groups.function_digest`), its parameter count
+       and index, then sorts them into groups (``progress(done, total, "grouping")``);
+    2. kernels, once per group, on its representative (``progress(done, groups)``, then
+       ``on_header``);
+    3. scoring: a second pass builds every architecture's row from its group's kernels
+       (``progress(done, total, "scoring")``), sends it to ``on_rows`` and keeps its three
+       scores, P, mean depth and group for the report (:func:`array_report`).
+
+    What stays in memory is about :data:`BYTES_PER_ARCH` bytes per architecture, the
+    kernel summaries of the groups, and the best ``top`` rows by each aspect.
     """
     t0 = time.perf_counter()
-    archs = list(space if archs is None else archs)
-    if not archs:
+    finite = finite or FiniteSettings()
+    listed = list(archs) if archs is not None else None
+    total = len(listed) if listed is not None else space.count()
+    if total == 0:
         raise NflcError(f"space '{space.name}' has no architecture to analyze", hint="check its budgets and constraints")
+    if total > MAX_ARCHS:
+        raise NflcError(f"space '{space.name}' has {total:,} architectures: analyzing all of them would keep about "
+                        f"{total * BYTES_PER_ARCH / 1e9:,.1f} GB ({BYTES_PER_ARCH} bytes each; the limit is {MAX_ARCHS:,})",
+                        hint="analyze a sample: --archs sample:K")
     x, y, info = analysis_inputs(space, data, samples, seed)
-    rep_of = groups.representatives(archs)
-    reps = sorted(set(rep_of))
-    members: dict[int, list[int]] = {}
-    for i, r in enumerate(rep_of):
-        members.setdefault(r, []).append(i)
+
+    def items() -> Iterable:
+        return iter(listed) if listed is not None else iter(space)
+
+    grouping, _ = _group_pass(items(), total, chunk, progress)
+    n = len(grouping.group_of)
+    n_groups = grouping.count
+
+    def arch_at(pos: int):
+        if listed is not None:
+            return listed[pos]
+        return space.architecture(int(grouping.index_of[pos]))
+
+    # ---- kernels, one per group, on its representative (representatives in order)
     net_reason = network_support(space.ir)
-    exact_reps = [r for r in reps if measure != "finite" and exact_support(archs[r]) is None] if net_reason is None else []
-    exact_set = set(exact_reps)
-    finite_reps = [r for r in reps if r not in exact_set]
-    kern: dict[int, dict] = {}  # representative position -> kernels
+    exact_reps: list[int] = []  # positions (architectures are made again when needed: their graphs are large)
+    finite_reps: list[int] = []
+    for p in np.sort(grouping.rep_pos).tolist():
+        if net_reason is None and measure != "finite" and exact_support(arch_at(p)) is None:
+            exact_reps.append(p)
+        else:
+            finite_reps.append(p)
+    first_reason = None
+    if finite_reps:
+        first_reason = net_reason or exact_support(arch_at(finite_reps[0]))
+    kern: dict[int, dict] = {}  # group -> kernels
     done = 0
     if progress:
-        progress(0, len(reps))
+        progress(0, n_groups)
 
-    def finished(r: int) -> None:
+    def finished() -> None:
         nonlocal done
         done += 1
         if progress:
-            progress(done, len(reps))
+            progress(done, n_groups)
 
     if exact_reps:
         xs = normalize_inputs(x)
-        for r, ck in zip(exact_reps, K.space_kernels((archs[r].graph for r in exact_reps), xs), strict=True):
-            kern[r] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None), "ntk": _eig_summary(ck.ntk, y)}
-            finished(r)
+        for p, ck in zip(exact_reps, K.space_kernels((arch_at(p).graph for p in exact_reps), xs), strict=True):
+            kern[int(grouping.group_of[p])] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None),
+                                               "ntk": _eig_summary(ck.ntk, y)}
+            finished()
     if finite_reps and measure != "none" and warn is not None:
-        message = finite_warning(estimate_finite([archs[r] for r in finite_reps], x, seed))
+        message = finite_warning(estimate_finite([arch_at(p) for p in finite_reps], x, seed, settings=finite))
         if message:
             warn(message)
-    for r in finite_reps:
-        kern[r] = {"source": "none"} if measure == "none" else _finite_kernels(archs[r], x, y, seed)
-        finished(r)
-    results = []
-    for i, a in enumerate(archs):
-        r = rep_of[i]
-        k = dict(kern[r])
-        if r != i and k["source"] == "finite-width":
-            k["measured_on"] = archs[r].id  # the group shares its representative's module
-        res = analyze_architecture(a, topology_summary(a), k, k["source"], samples)
-        res.group, res.group_size = archs[r].index, len(members[r])
-        results.append(res)
-    ids = [r.id for r in results]
-    scores: dict[str, Sequence[float]] = {asp: [r.scores[asp].value for r in results] for asp in ASPECTS}
-    report = nfl_report(ids, scores, [r.topology["paths"] for r in results], [r.topology["mean_depth"] for r in results],
-                        groups=[r.group for r in results], complete=True)
+    for p in finite_reps:
+        if measure != "none":
+            a = arch_at(p)
+            kern[int(grouping.group_of[p])] = {**_finite_kernels(a, x, y, seed, finite), "measured_on": a.id}
+        finished()
+    n_exact = int(sum(grouping.size[grouping.group_of[p]] for p in exact_reps))
     note = None
-    n_exact = sum(len(members[r]) for r in exact_reps)
-    if n_exact < len(archs):
-        why = net_reason or next((exact_support(archs[r]) for r in finite_reps), None)
-        note = (f"exact infinite-width kernels do not apply to {len(archs) - n_exact} architecture(s) ({why}); "
+    if n_exact < n:
+        note = (f"exact infinite-width kernels do not apply to {n - n_exact} architecture(s) ({first_reason}); "
                 + ("they carry finite-width measurements at initialisation, one per computing graph"
                    if measure != "none" else "no kernels computed (--measure none): no convergence or "
                    "generalization score for them"))
-    return Analysis(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=n_exact == len(archs),
-                    exact_note=note, seconds=time.perf_counter() - t0, architectures=results, report=report)
+    header = StreamHeader(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=n_exact == n,
+                          exact_note=note, architectures=n, groups=n_groups)
+    if on_header:
+        on_header(header)
+
+    # ---- scoring: a second pass, rows in order
+    cols = {asp: np.empty(n) for asp in ASPECTS}
+    paths = np.empty(n, dtype=np.float64)
+    mean_depth = np.empty(n)
+    best: dict[str, list] = {asp: [] for asp in ASPECTS}
+    provenance: dict = {}
+    rows: list[ArchAnalysis] = []
+    for pos, a in enumerate(items()):
+        g = int(grouping.group_of[pos])
+        r = int(grouping.rep_pos[g])
+        kk = dict(kern.get(g, _NONE_KERNELS))
+        if r == pos:
+            kk.pop("measured_on", None)  # a finite-width group's other members say whose module they share
+        res = analyze_architecture(a, topology_summary(a), kk, kk["source"], samples)
+        res.group, res.group_size = int(grouping.index_of[r]), int(grouping.size[g])
+        for asp in ASPECTS:
+            cols[asp][pos] = res.scores[asp].value
+        paths[pos] = res.topology["paths"]
+        mean_depth[pos] = res.topology["mean_depth"]
+        if pos == 0:
+            provenance = {name: v.model_dump(exclude={"value"}) for name, v in res.scores.items()}
+        if top and r == pos and res.topology["paths"] > 0:
+            _keep_best(best, res, pos, top)
+        rows.append(res)
+        if len(rows) >= chunk:
+            if on_rows:
+                on_rows(rows)
+            rows = []
+            if progress:
+                progress(pos + 1, n, "scoring")
+    if rows and on_rows:
+        on_rows(rows)
+    if progress:
+        progress(n, n, "scoring")
+    ids: dict[int, str] = {}
+
+    def id_of(pos: int) -> str:
+        if pos not in ids:
+            ids[pos] = arch_at(pos).id
+        return ids[pos]
+
+    report = array_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True)
+    tops = {asp: [row for _, _, row in sorted(best[asp], key=lambda t: (-t[0], -t[1]))] for asp in ASPECTS}
+    columns = {"paths": paths, "mean_depth": mean_depth, **cols} if keep_columns else None
+    return StreamSummary(header=header, report=report, seconds=time.perf_counter() - t0, provenance=provenance,
+                         top=tops, columns=columns)
+
+
+def _keep_best(best: dict[str, list], res: ArchAnalysis, pos: int, top: int) -> None:
+    """The ``top`` best computing graphs by each aspect (ties: the first in order), in heaps."""
+    row = TopRow(id=res.id, group_size=res.group_size, paths=res.topology["paths"], mean_depth=res.topology["mean_depth"],
+                 params=res.params, scores={asp: res.scores[asp].value for asp in ASPECTS})
+    for asp in ASPECTS:
+        v = res.scores[asp].value
+        if math.isnan(v):
+            continue
+        item = (v, -pos, row)
+        if len(best[asp]) < top:
+            heapq.heappush(best[asp], item)
+        elif item[:2] > best[asp][0][:2]:
+            heapq.heapreplace(best[asp], item)
+
+
+def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
+            measure: Measure = "auto", progress: Callable[..., None] | None = None,
+            warn: Callable[[str], None] | None = None, finite: FiniteSettings | None = None) -> Analysis:
+    """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``, in memory.
+
+    Architectures that compute the same function (:mod:`nflc.analysis.groups`) share one
+    kernel computation, that of their group's representative; ``progress(done, total)``
+    counts these groups (computing graphs), first with ``done = 0``; the passes over the
+    architectures before and after call ``progress(done, total, stage)`` with stage
+    ``"grouping"`` and ``"scoring"``. ``warn`` receives a message before finite-width
+    measurements that will take minutes or gigabytes. :func:`analyze_stream` is the same
+    analysis without holding the rows (what ``nflc analyze`` runs).
+    """
+    rows: list[ArchAnalysis] = []
+    summary = analyze_stream(space, data=data, samples=samples, seed=seed, archs=None if archs is None else list(archs),
+                             measure=measure, progress=progress, warn=warn, on_rows=rows.extend, finite=finite)
+    h = summary.header
+    return Analysis(space=h.space, spec_hash=h.spec_hash, data=h.data, exact_kernels=h.exact_kernels,
+                    exact_note=h.exact_note, seconds=summary.seconds, architectures=rows, report=summary.report)
+
+
+def row_json(a: ArchAnalysis) -> dict:
+    """One architecture as the documented JSON writes it (scores as values, infinities as strings)."""
+    d = a.model_dump()
+    d["scores"] = {k: v["value"] for k, v in d["scores"].items()}
+    return _fix(d)
+
+
+def _fix(o):
+    if isinstance(o, dict):
+        return {k: _fix(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_fix(v) for v in o]
+    return _jsonable(o)
 
 
 def to_json_dict(analysis: Analysis) -> dict:
     """The documented JSON form (infinities as "inf"/"-inf" strings)."""
-    def fix(o):
-        if isinstance(o, dict):
-            return {k: fix(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [fix(v) for v in o]
-        return _jsonable(o)
-
     d = analysis.model_dump()
     for a in d["architectures"]:
         a["scores"] = {k: v["value"] for k, v in a["scores"].items()}
     d["provenance"] = {k: v.model_dump(exclude={"value"}) for k, v in analysis.architectures[0].scores.items()}
-    return fix(d)
+    return _fix(d)
+
+
+CSV_COLUMNS = ("index", "id", "group", "group_size", "params", "flops", "paths", "mean_depth", "sum_depth", *ASPECTS)
+
+
+def csv_row(a: ArchAnalysis) -> list:
+    return [a.index, a.id, a.group, a.group_size, a.params, a.flops, a.topology["paths"], a.topology["mean_depth"],
+            a.topology["sum_depth"], *(a.scores[x].value for x in ASPECTS)]
+
+
+class StreamWriter:
+    """The JSON and CSV of a streamed analysis, written as it goes.
+
+    The JSON is the documented object with its keys in the order they become known:
+    ``space`` .. ``exact_note`` (after the kernels), ``architectures`` one per line, then
+    ``report``, ``provenance`` and ``seconds``. Both files are flushed after every chunk of
+    rows, so a run stopped early leaves the CSV's header and complete rows, and a JSON whose
+    lines between ``"architectures": [`` and the cut are complete architectures (each but
+    the last followed by a comma); only its closing part is missing.
+    """
+
+    def __init__(self, json_path: Any = None, csv_path: Any = None) -> None:
+        self.json_path, self.csv_path = json_path, csv_path
+        self.json: Any = None
+        self.csv_fh: Any = None
+        self.csv: Any = None
+        self.first = True
+
+    def header(self, h: StreamHeader) -> None:
+        """Open the files (nothing is written before the kernels are done) and write the heads."""
+        import csv
+
+        if self.csv_path is not None:
+            self.csv_fh = open(self.csv_path, "w", newline="")  # noqa: SIM115 (closed by finish / close)
+            self.csv = csv.writer(self.csv_fh)
+            self.csv.writerow(CSV_COLUMNS)
+            self.csv_fh.flush()
+        if self.json_path is None:
+            return
+        self.json = open(self.json_path, "w")  # noqa: SIM115
+        head = {"space": h.space, "spec_hash": h.spec_hash, "data": h.data.model_dump(), "exact_kernels": h.exact_kernels,
+                "exact_note": h.exact_note}
+        self.json.write("{\n" + "".join(f"{json.dumps(k)}: {json.dumps(_fix(v))},\n" for k, v in head.items())
+                        + '"architectures": [\n')
+        self.json.flush()
+
+    def rows(self, rows: list[ArchAnalysis]) -> None:
+        if self.json is not None:
+            parts = []
+            for a in rows:
+                parts.append(("" if self.first else ",\n") + json.dumps(row_json(a)))
+                self.first = False
+            self.json.write("".join(parts))
+            self.json.flush()
+        if self.csv is not None:
+            self.csv.writerows(csv_row(a) for a in rows)
+            self.csv_fh.flush()
+
+    def finish(self, summary: StreamSummary) -> None:
+        if self.json is not None:
+            tail = {"report": summary.report.model_dump(), "provenance": summary.provenance, "seconds": summary.seconds}
+            self.json.write("\n],\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(_fix(v))}" for k, v in tail.items())
+                            + "\n}\n")
+        self.close()
+
+    def close(self) -> None:
+        for fh in (self.json, self.csv_fh):
+            if fh is not None:
+                fh.close()
+        self.json = self.csv_fh = None
