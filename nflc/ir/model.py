@@ -1,8 +1,9 @@
 """The IR: a checked, fully resolved space, as JSON-serialisable pydantic models.
 
-Produced by :func:`nflc.ir.lower.lower`; consumed by :mod:`nflc.space` (counting,
+Produced by the passes :mod:`nflc.ir.lower` drives; consumed by :mod:`nflc.space` (counting,
 enumeration), :mod:`nflc.cost`, :mod:`nflc.graph` and the backends. ``SpaceIR.to_text()``
-prints one stable line per node; ``SpaceIR.lint()`` checks the invariants.
+prints one stable line per node; ``SpaceIR.lint()`` checks the invariants (``CellIR.lint``,
+``lint_stages`` and ``lint_shape_chain`` check the parts the passes produce).
 """
 
 from __future__ import annotations
@@ -156,6 +157,37 @@ class CellIR(BaseModel):
         """The input shape of every edge (its source node's shape), in edge order."""
         nodes = self.node_shapes(shape_in)
         return [nodes[e.src] for e in self.edges]
+
+    def lint(self) -> list[str]:
+        """Invariant violations of the cell alone (empty when it is well formed)."""
+        bad: list[str] = []
+        keys = [(e.dst, e.src) for e in self.edges]
+        if keys != sorted(set(keys)):
+            bad.append(f"cell {self.name}: edges not sorted by (dst, src) or duplicated")
+        for e in self.edges:
+            if not 0 <= e.src < e.dst < self.nodes:
+                bad.append(f"cell {self.name}: edge {e.src}->{e.dst} out of range")
+            labels = [c.label for c in e.choices]
+            if len(set(labels)) != len(labels) or not labels:
+                bad.append(f"cell {self.name}: edge {e.src}->{e.dst} has empty or repeated labels")
+        if self.pick is not None:
+            zero = (ops.Prim("zero"),)
+            for e in self.edges:
+                if e.dst < self.inputs or not e.choices or e.choices[0].prim_tuple() != zero or \
+                        "zero" in {p.name for c in e.choices[1:] for p in c.prims}:
+                    bad.append(f"cell {self.name}: edge {e.src}->{e.dst} of a pick cell lacks its implicit zero")
+            for t, ks in self._pick_groups():
+                if len(ks) < self.pick:
+                    bad.append(f"cell {self.name}: node {t} has {len(ks)} incoming edges, fewer than pick {self.pick}")
+        if self.inputs > 1 and (self.output != "concat" or self.channels is None):
+            bad.append(f"cell {self.name}: a two-input cell needs `output concat` and `channels`")
+        if self.node_ops:
+            if [nd.node for nd in self.node_ops] != list(range(1, self.nodes - 1)):
+                bad.append(f"node cell {self.name}: node ops not given for nodes 1..{self.nodes - 2} in order")
+            for e in self.edges:
+                if any(p.name not in ("zero", "skip") for c in e.choices for p in c.prims):
+                    bad.append(f"node cell {self.name}: edge {e.src}->{e.dst} has an op other than zero or skip")
+        return bad
 
 
 # A `pick` node's digit enumerates its K-subsets of incoming edges in lexicographic order, each
@@ -311,49 +343,37 @@ class SpaceIR(BaseModel):
         """Invariant violations (empty when the IR is well formed)."""
         bad: list[str] = []
         for cell in self.cells.values():
-            keys = [(e.dst, e.src) for e in cell.edges]
-            if keys != sorted(set(keys)):
-                bad.append(f"cell {cell.name}: edges not sorted by (dst, src) or duplicated")
-            for e in cell.edges:
-                if not 0 <= e.src < e.dst < cell.nodes:
-                    bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} out of range")
-                labels = [c.label for c in e.choices]
-                if len(set(labels)) != len(labels) or not labels:
-                    bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} has empty or repeated labels")
-            if cell.pick is not None:
-                for e in cell.edges:
-                    if e.dst < cell.inputs or not e.choices or e.choices[0].prim_tuple() != (ops.Prim("zero"),) or \
-                            any(p.name == "zero" for c in e.choices[1:] for p in c.prims):
-                        bad.append(f"cell {cell.name}: edge {e.src}->{e.dst} of a pick cell lacks its implicit zero")
-                for t, ks in cell._pick_groups():
-                    if len(ks) < cell.pick:
-                        bad.append(f"cell {cell.name}: node {t} has {len(ks)} incoming edges, fewer than pick {cell.pick}")
-            if cell.inputs > 1 and (cell.output != "concat" or cell.channels is None):
-                bad.append(f"cell {cell.name}: a two-input cell needs `output concat` and `channels`")
-            if cell.node_ops:
-                if [nd.node for nd in cell.node_ops] != list(range(1, cell.nodes - 1)):
-                    bad.append(f"node cell {cell.name}: node ops not given for nodes 1..{cell.nodes - 2} in order")
-                for e in cell.edges:
-                    if any(p.name not in ("zero", "skip") for c in e.choices for p in c.prims):
-                        bad.append(f"node cell {cell.name}: edge {e.src}->{e.dst} has an op other than zero or skip")
-        for st in self.network:
-            cell_name, instance = st.cell or "", st.instance or ""  # a cell stage names both ("" is no name)
-            if st.kind == "cell" and (instance not in self.instance_cell or cell_name not in self.cells):
-                bad.append(f"stage {st} refers to an unknown cell instance")
-            elif st.kind == "cell" and list(self.cells[cell_name].output_shape(st.shape_in)) != st.shape_out:
-                bad.append(f"stage {st}: its output shape is not its cell's output node's")
-            elif st.kind == "cell":
-                first = self.cells[self.instance_cell[instance]]
-                here = self.cells[cell_name]
-                if [(e.src, e.dst, [c.label for c in e.choices]) for e in first.edges] != \
-                        [(e.src, e.dst, [c.label for c in e.choices]) for e in here.edges]:
-                    bad.append(f"stage {st}: placements sharing instance {st.instance} differ in their edges")
+            bad += cell.lint()
+        bad += lint_stages(self.network, self.cells, self.instance_cell)
         for k, vs in self.numeric.items():
             if not vs or len(set(vs)) != len(vs):
                 bad.append(f"numeric choice {k} has no values or repeated values")
-        for a, b in itertools.pairwise(self.network):
-            if a.shape_out != b.shape_in:
-                bad.append(f"shape chain broken between {a} and {b}")
+        bad += lint_shape_chain(self.network)
         if self.network and self.network[-1].shape_out != self.output_shape:
             bad.append("output shape does not match the last stage")
         return bad
+
+
+def lint_stages(network: list[StageIR], cells: dict[str, CellIR], instance_cell: dict[str, str]) -> list[str]:
+    """Violations of the network's stages: cell stages name a known cell and instance, give
+    their cell's output shape, and placements sharing an instance have the same edges."""
+    bad: list[str] = []
+    edges: dict[str, list[tuple[int, int, list[str]]]] = {}  # cell -> its edges' structure (computed once)
+    for st in network:
+        cell_name, instance = st.cell or "", st.instance or ""  # a cell stage names both ("" is no name)
+        if st.kind == "cell" and (instance not in instance_cell or cell_name not in cells):
+            bad.append(f"stage {st} refers to an unknown cell instance")
+        elif st.kind == "cell" and list(cells[cell_name].output_shape(st.shape_in)) != st.shape_out:
+            bad.append(f"stage {st}: its output shape is not its cell's output node's")
+        elif st.kind == "cell" and instance_cell[instance] != cell_name:  # (a cell agrees with itself)
+            for name in (instance_cell[instance], cell_name):
+                if name not in edges:
+                    edges[name] = [(e.src, e.dst, [c.label for c in e.choices]) for e in cells[name].edges]
+            if edges[instance_cell[instance]] != edges[cell_name]:
+                bad.append(f"stage {st}: placements sharing instance {st.instance} differ in their edges")
+    return bad
+
+
+def lint_shape_chain(network: list[StageIR]) -> list[str]:
+    """Violations of the shape chain: every stage takes the shape the one before it gives."""
+    return [f"shape chain broken between {a} and {b}" for a, b in itertools.pairwise(network) if a.shape_out != b.shape_in]
