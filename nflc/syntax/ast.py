@@ -193,10 +193,13 @@ class NetworkDef:
     span: Span
 
 
+Cmp = Literal["<=", ">=", "==", "!=", "<", ">"]  # the grammar's CMP
+
+
 @dataclass(frozen=True)
 class Budget:
     metric: str
-    cmp: str
+    cmp: Cmp
     value: Expr
     tolerance: Expr | None
     percent: bool
@@ -209,7 +212,7 @@ class Budget:
 @dataclass(frozen=True)
 class Require:
     metric: str
-    cmp: str
+    cmp: Cmp
     value: Expr
     span: Span
     metric_span: Span

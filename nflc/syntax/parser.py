@@ -7,6 +7,7 @@ import re
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
+from typing import Any, Callable, Literal, cast
 
 import lark
 from lark import Token, v_args
@@ -76,6 +77,15 @@ def _span(file: str, obj) -> Span:
     return Span(file, obj.line, obj.column, getattr(obj, "end_line", None), getattr(obj, "end_column", None))
 
 
+def _bin(op: Literal["+", "-", "*", "/", "//", "**"]) -> Callable[..., ast.BinOp]:
+    """The transformer method of a binary operator's rule."""
+    @v_args(meta=True)
+    def f(self: _ToAst, meta: Any, items: list[Any]) -> ast.BinOp:
+        return ast.BinOp(op, items[0], items[1], self._s(meta))
+
+    return f
+
+
 class _ToAst(Transformer_NonRecursive):
     """Parse tree -> AST without recursion: `1 + 1 + ... + 1` and `((((relu))))` nest the
     tree as deep as they are long, far beyond Python's recursion limit."""
@@ -97,13 +107,6 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def ref(self, meta, items):
         return ast.Ref(str(items[0]), _span(self.file, items[0]))
-
-    def _bin(op):  # noqa: N805 - a factory used in the class body
-        @v_args(meta=True)
-        def f(self, meta, items):
-            return ast.BinOp(op, items[0], items[1], self._s(meta))
-
-        return f
 
     add, sub, mul = _bin("+"), _bin("-"), _bin("*")
     div, floordiv, pow = _bin("/"), _bin("//"), _bin("**")
@@ -235,7 +238,7 @@ class _ToAst(Transformer_NonRecursive):
     def pair(self, items):
         return (items[0], items[1])
 
-    def node_ref(self, items):
+    def node_ref(self, items: list[Token]) -> ast.NodeRef:
         tok = items[0]
         value: int | str = str(tok)
         if tok.type == "NUMBER" and re.fullmatch(r"[0-9_]+", str(tok)):
@@ -394,16 +397,19 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, file: str) ->
     column = getattr(exc, "column", 1) or 1
     lines = source_lines(text)
     src_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    hint: str | None
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        at = cast(int, exc.pos_in_stream)  # lark declares it None on the base class; here the offset
+        ch = text[at] if at < len(text) else ""
         msg = f"unexpected character {ch!r}"
-        hint = _syntax_hint(src_line, ch, text[exc.pos_in_stream + 1:]) or \
+        hint = _syntax_hint(src_line, ch, text[at + 1:]) or \
             "names are letters, digits and '_'; comments start with '#'"
     elif isinstance(exc, lark.exceptions.UnexpectedEOF):
         line, column = max(len(lines), 1), len(lines[-1]) + 1 if lines else 1
         msg = "unexpected end of file"
         hint = _unclosed_hint(text)
-    else:  # UnexpectedToken
+    else:
+        assert isinstance(exc, lark.exceptions.UnexpectedToken)  # lark's third kind
         tok: Token = exc.token
         if tok.type == "$END":
             msg = f"unexpected end of file; expected {_describe_expected(set(exc.expected))}"
