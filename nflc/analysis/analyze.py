@@ -309,40 +309,43 @@ def _gemm_seconds_per_mac() -> float:
 def estimate_finite(archs: list, x: np.ndarray, seed: int, probe_samples: int = 4,
                     settings: FiniteSettings | None = None) -> FiniteEstimate:
     """Memory of the largest network (by FLOPs), from its streaming plan; time from timing
-    the smallest and the largest network on ``probe_samples`` inputs: a fixed part (module
-    and plan) and a part per input and pass, interpolated linearly in FLOPs for the others,
-    scaled to ``len(x)`` inputs and each network's passes, plus the float64 Gram products
-    (``N^2`` times the per-sample gradient entries). Small jobs (under 16 times a probe)
-    are not timed."""
+    the smallest and the largest network (after a warm-up on one input) on ``probe_samples``
+    and twice as many inputs: the difference is the cost per input and pass, the rest a fixed
+    part (module, plan); both interpolated linearly in FLOPs for the others, then scaled to
+    ``len(x)`` inputs and each network's passes, plus the float64 Gram products (``N^2``
+    times the per-sample gradient entries, at this machine's measured rate). Small jobs
+    (under 16 times a probe) are not timed."""
     settings = settings or FiniteSettings()
     flops = [a.flops for a in archs]
     big = max(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
     small = min(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
     n = len(x)
-    plans = {}
-    fixed = {}
-    for i in {big, small}:
-        t0 = time.perf_counter()
-        plans[i] = _finite_plan(archs[i], x, seed, settings)
-        fixed[i] = time.perf_counter() - t0
+    plans = {i: _finite_plan(archs[i], x, seed, settings) for i in {big, small}}
     plan_big, params_big = plans[big]
     seconds, probe = None, "not timed (a small job)"
     if len(archs) * n > 16 * 2 * probe_samples and n > probe_samples:
-        per = {}
-        for i in {big, small}:
-            t0 = time.perf_counter()
-            _finite_kernels(archs[i], x[:probe_samples], None, seed, settings)
-            per[i] = max(0.0, time.perf_counter() - t0 - fixed[i]) / probe_samples
+        fixed, per = {}, {}
+        for i in sorted({big, small}):
+            _finite_kernels(archs[i], x[:1], None, seed, settings)  # warm-up: first calls set kernels up
+            t = []
+            for m in (probe_samples, 2 * probe_samples):
+                t0 = time.perf_counter()
+                _finite_kernels(archs[i], x[:m], None, seed, settings)
+                t.append(time.perf_counter() - t0)
+            m1, m2 = probe_samples, min(n, 2 * probe_samples)
+            per[i] = max(t[1] - t[0], 0.0) / max(1, m2 - m1)
+            fixed[i] = max(0.0, t[0] - m1 * per[i])
         gemm = _gemm_seconds_per_mac()
         span = flops[big] - flops[small]
-        total = 0.0
         p_small = plans[small][0]
+        total = 0.0
         for f in flops:
             w = (f - flops[small]) / span if span else 0.0
             total += (_lerp(fixed[small], fixed[big], w) + _lerp(per[small], per[big], w) * n
                       * _lerp(p_small.passes, plan_big.passes, w) + gemm * n * n * _lerp(p_small.columns, plan_big.columns, w))
         seconds = total
-        probe = f"timed on {probe_samples} inputs of the smallest and the largest network, scaled to {n}"
+        probe = (f"timed on {probe_samples} and {2 * probe_samples} inputs of the smallest and the largest network, "
+                 f"scaled to {n}")
     return FiniteEstimate(networks=len(archs), samples=n, bytes_per_network=plan_big.peak_bytes + params_big,
                           largest=archs[big].id, seconds=seconds, probe=probe, passes=plan_big.passes)
 
