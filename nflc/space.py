@@ -10,6 +10,7 @@ factor over instances, so filtered spaces of any size still count exactly.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import math
@@ -314,7 +315,8 @@ class Space:
         return {"paths": paths, "depth": nonzero[-1] if nonzero else 0, "min_depth": nonzero[0] if nonzero else 0,
                 "mean_depth": sum(k * n for k, n in enumerate(counts)) / paths if paths else 0.0,
                 "skip_paths": counts[0] if counts else 0,
-                "dead_edges": len(edges) - len(live), "edges": sum(1 for e in live if e[:2] not in framed)}
+                "dead_edges": len(edges) - len(live), "edges": sum(1 for e in live if e[:2] not in framed),
+                "in_degree": max(collections.Counter(e[1] for e in live if e[:2] not in framed).values(), default=0)}
 
     @_instance_cache()
     def _frame(self, cell: str) -> tuple[int, int, list]:

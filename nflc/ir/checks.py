@@ -28,6 +28,7 @@ REQUIRE_METRICS = {
     "skip_paths": "paths with no parameterized edge, in every cell",
     "dead_edges": "non-zero edges on no input-to-output path, in every cell",
     "edges": "non-zero edges on some input-to-output path (the computing graph's), in every cell",
+    "in_degree": "the most edges of the computing graph into one node (the output of a concat cell aside), in every cell",
     "params": "parameters of the whole network",
     "flops": "multiply-accumulates of the whole network",
 }

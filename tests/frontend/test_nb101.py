@@ -182,3 +182,35 @@ def test_node_is_still_a_name():
 def test_nb101_ir_lints_clean(nb101):
     assert nb101.ir.lint() == []
     assert "node 1: conv3x3_bn_relu=" in nb101.ir.to_text()
+
+
+def test_require_in_degree_against_networkx():
+    """`require in_degree <= 2` keeps exactly the node-cell choices whose computing graph
+    (nodes on an input-output path) has no node with more than two incoming edges."""
+    text = """
+space s {
+    input [3, 8, 8]
+    classes 2
+    op conv = conv2d(3) >> batchnorm >> relu
+    cell c {
+        nodes 5
+        edge * : zero | skip
+        node * : conv | max_pool(3) as pool
+    }
+    network = conv2d(3, 4) >> c >> global_avg_pool >> linear(classes)
+    require in_degree <= 2
+}
+"""
+    sp = nflc.loads(text)
+    full = nflc.loads(text.replace("    require in_degree <= 2\n", ""))
+    pairs = graphs.dag_pairs(5)
+    kept = 0
+    for i in range(full.raw_count()):
+        a = full.architecture(i)
+        if a.rejection is not None:
+            continue
+        g = nx.DiGraph([p for p, d in zip(pairs, a.choices["c"], strict=False) if d])
+        live = [(s_, t) for s_, t in g.edges if nx.has_path(g, 0, s_) and g.has_node(4) and nx.has_path(g, t, 4)]
+        degree = max((sum(1 for e in live if e[1] == v) for v in range(5)), default=0)
+        kept += degree <= 2
+    assert 0 < sp.count() == kept < full.count()
