@@ -314,7 +314,7 @@ def _norm_factors(mod: Any, x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype
 # --- streamed kernels: plan -----------------------------------------------------------------
 
 DEFAULT_MEMORY = 512 * 2**20  # bytes for one kernel computation's working set
-_GRAM_SLAB = 2**23  # bytes of float64 columns upcast at a time for a Gram product
+_GRAM_SLAB = 2**23  # at most this many bytes of float64 columns upcast at a time for a Gram product
 
 
 @dataclass(frozen=True)
@@ -354,11 +354,17 @@ class StreamPlan:
         return (self.columns + self.pair_floats) * self.itemsize
 
     @property
+    def slab(self) -> int:
+        """Bytes of float64 columns upcast at a time for a Gram product (1/16 of the budget, 1 to 8 MiB)."""
+        return max(2**20, min(_GRAM_SLAB, self.memory // 16))
+
+    @property
     def peak_bytes(self) -> int:
         n = self.samples
         held = self.block * self.rep_bytes
         later = self.chunk * self.rep_bytes if self.blocks > 1 else 0
-        return held + later + self.chunk * self.act_bytes + 3 * 8 * n * n + 2 * _GRAM_SLAB
+        upcast = 2 * self.slab if self.itemsize < 8 else 0
+        return held + later + self.chunk * self.act_bytes + 3 * 8 * n * n + upcast
 
 
 def _probe_shapes(module: nn.Module, layers: list[_Layer], x1: torch.Tensor, readout: nn.Linear | None) -> nn.Linear | None:
@@ -556,14 +562,14 @@ class EmpiricalKernels:
     plan: StreamPlan
 
 
-def _gram(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``a @ c.T`` accumulated in float64 (columns upcast a slab at a time)."""
+def _gram(a: torch.Tensor, c: torch.Tensor, slab: int = _GRAM_SLAB) -> torch.Tensor:
+    """``a @ c.T`` accumulated in float64 (columns upcast ``slab`` bytes at a time)."""
     if a.shape[1] == 0:
         return torch.zeros((a.shape[0], c.shape[0]), dtype=_F64)
     if a.dtype == _F64 and c.dtype == _F64:
         return a @ c.T
     out = torch.zeros((a.shape[0], c.shape[0]), dtype=_F64)
-    step = max(1, _GRAM_SLAB // (8 * max(a.shape[0], c.shape[0])))
+    step = max(1, slab // (8 * max(a.shape[0], c.shape[0])))
     for s in range(0, a.shape[1], step):
         ca = a[:, s:s + step].to(_F64)
         out += ca @ (ca.T if c is a else c[:, s:s + step].to(_F64).T)
@@ -571,11 +577,11 @@ def _gram(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def _held_gram(layers: list[_Layer], ja: tuple[torch.Tensor, torch.Tensor], pa: dict, jc: tuple[torch.Tensor, torch.Tensor],
-               pc: dict, block_elems: int) -> torch.Tensor:
+               pc: dict, block_elems: int, slab: int) -> torch.Tensor:
     """The kernel between two sets of samples from their held per-sample gradients and pairwise activations."""
-    theta = _gram(ja[0], jc[0])
+    theta = _gram(ja[0], jc[0], slab)
     if ja[1].shape[1]:
-        theta -= _gram(ja[1], jc[1])
+        theta -= _gram(ja[1], jc[1], slab)
     for idx, ly in enumerate(layers):
         if idx not in pa or idx not in pc:
             continue
@@ -705,7 +711,7 @@ def empirical_kernels(
                     if f is not None:
                         feats[c.start] = f
             pa = _cat_samples(held_pairs)
-            theta[blk, blk] = _held_gram(layers, held, pa, held, pa, block_elems)
+            theta[blk, blk] = _held_gram(layers, held, pa, held, pa, block_elems, plan.slab)
             for c in chunks:
                 if c.start < blk.stop:
                     continue
@@ -713,7 +719,7 @@ def empirical_kernels(
                 pairs, f = stream.run(x[c], buf, want_feats=nngp and bi == 0)
                 if f is not None:
                     feats[c.start] = f
-                term = _held_gram(layers, held, pa, buf, pairs, block_elems)
+                term = _held_gram(layers, held, pa, buf, pairs, block_elems, plan.slab)
                 theta[blk, c] = term
                 theta[c, blk] = term.T
             del held, held_pairs, pa
