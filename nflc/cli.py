@@ -534,8 +534,6 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
-    from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
-    from nflc.analysis.report import ASPECTS
     from nflc.analysis.threads import choose_threads, limit_threads
 
     if data is not None:
@@ -564,10 +562,17 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         from nflc.verify.run import resolve_width
 
         width = resolve_width(sp, width)
-    finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
     chosen = _select(sp, archs, seed)
     total = len(chosen) if chosen is not None else sp.count()
+    from nflc.analysis.groups import check_count
+
+    check_count(sp.name, total)
     progress = _Progress(total)
+    progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
+    from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
+    from nflc.analysis.report import ASPECTS
+
+    finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
     writer = StreamWriter(json_path, csv_path)
     try:
         with limit_threads(n_threads):

@@ -31,6 +31,8 @@ from nflc import ops
 from nflc.errors import NflcError
 from nflc.graph import on_path_edges
 
+BYTES_PER_ARCH = 100  # what a streamed analysis keeps per architecture: grouping (digest, parameters, index, group), report columns
+MAX_ARCHS = 2**25  # the most architectures one analysis takes (about 3.4 GB at BYTES_PER_ARCH)
 TABLE_MAX = 2**16  # cells with at most this many choices: the space's walked table of representatives
 CANONICAL_MAX_MIDS = 6  # canonical forms by permutation up to this many intermediate nodes (as `unique`)
 MEMO_MAX = 2**16  # live edge lists remembered per cell (canonical forms of the larger cells)
@@ -124,6 +126,14 @@ def function_digest(arch) -> bytes:
     (a 128-bit BLAKE2 hash of the key: a collision among 10**9 architectures has
     probability below 10**-20)."""
     return hashlib.blake2b(repr(function_key(arch)).encode(), digest_size=16).digest()
+
+
+def check_count(space_name: str, total: int) -> None:
+    """Refuse, before any work, an analysis of more than :data:`MAX_ARCHS` architectures."""
+    if total > MAX_ARCHS:
+        raise NflcError(f"space '{space_name}' has {total:,} architectures: analyzing all of them would keep about "
+                        f"{total * BYTES_PER_ARCH / 1e9:,.3g} GB ({BYTES_PER_ARCH} bytes each; the limit is {MAX_ARCHS:,})",
+                        hint="analyze a sample: --archs sample:K")
 
 
 def representatives(archs: Sequence) -> list[int]:

@@ -1,0 +1,212 @@
+"""Large spaces stream (issue 15, item 4): ``nflc analyze`` groups, scores and writes in
+chunks, its JSON and CSV written as it goes equal the in-memory analysis, the report from
+columns equals :func:`nflc.analysis.report.nfl_report`, progress comes at once, and a run
+stopped early leaves files whose complete part is valid."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import nflc
+from nflc.analysis import groups
+from nflc.analysis.analyze import (
+    CSV_COLUMNS,
+    StreamWriter,
+    analyze,
+    analyze_stream,
+    array_report,
+    cell_topologies,
+    csv_row,
+    pareto_mask,
+    to_json_dict,
+)
+from nflc.analysis.report import nfl_report, pareto_front
+from nflc.cli import app
+
+# 3^10 = 59,049 MLP cells: 'lin' (a linear edge without ReLU) is outside the exact family, so
+# most architectures get no kernels under --measure none; those with only zero and skip edges
+# get exact ones.
+SPACE_59K = """
+space cells59k {
+    input   [16]
+    classes 4
+    width   16
+    bias    false
+    cell {
+        nodes 5
+        edge * : zero | skip | linear as lin
+    }
+    network = linear(width) >> relu >> cell >> linear(classes)
+}
+"""
+
+# 4^10 = 1,048,576 MLP cells (the benchmark's space)
+SPACE_1M = SPACE_59K.replace("cells59k", "cells1m").replace("zero | skip | linear as lin",
+                                                            "zero | skip | linear >> relu as linear | linear as lin")
+
+
+@pytest.fixture(scope="module")
+def spec59k(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spaces") / "cells59k.nfl"
+    path.write_text(SPACE_59K)
+    return path
+
+
+def read_csv(path) -> list[list[str]]:
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_streamed_files_equal_the_in_memory_analysis(spec59k, tmp_path):
+    sp = nflc.load(spec59k)
+    assert sp.count() == 59049
+    out, table = tmp_path / "a.json", tmp_path / "a.csv"
+    res = CliRunner().invoke(app, ["analyze", str(spec59k), "--dataset", "none", "--samples", "6", "--measure", "none",
+                                   "--threads", "1", "--json", str(out), "--csv", str(table)])
+    assert res.exit_code == 0, res.output
+    streamed = json.loads(out.read_text())
+    mem = analyze(sp, data="none", samples=6, measure="none")
+    whole = to_json_dict(mem)
+    assert streamed.pop("seconds") > 0 and whole.pop("seconds") > 0
+    assert streamed == whole
+    rows = read_csv(table)
+    assert rows[0] == list(CSV_COLUMNS)
+    assert rows[1:] == [[str(v) for v in csv_row(a)] for a in mem.architectures]
+    # the groups are the architectures' computing graphs, by their canonical forms
+    assert len({a["group"] for a in streamed["architectures"]}) == len({groups.function_key(a) for a in sp})
+
+
+def test_report_from_columns_equals_nfl_report():
+    """array_report (numpy, for millions of rows) against the list-based nfl_report, on
+    scores with ties, infinities, signed zeros, a missing score and rows with no path."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    ids = [f"a{i}" for i in range(n)]
+    paths = rng.integers(0, 5, n)
+    depth = rng.integers(0, 4, n).astype(float)
+    grp = rng.integers(0, 700, n)
+    scores = {"expressivity": rng.integers(0, 6, n) / 3.0, "convergence": rng.normal(size=n).round(1),
+              "generalization": -rng.integers(0, 8, n).astype(float)}
+    scores["generalization"][rng.random(n) < 0.05] = -math.inf
+    scores["convergence"][:5] = -0.0
+    scores["expressivity"][7] = scores["expressivity"].max() * (1 + 1e-12)  # a tie within round-off
+    for missing in (False, True):
+        sc = {a: v.copy() for a, v in scores.items()}
+        if missing:
+            sc["convergence"][11] = math.nan
+        ref = nfl_report(ids, {a: v.tolist() for a, v in sc.items()}, paths.tolist(), depth.tolist(),
+                         groups=grp.tolist(), complete=True)
+        got = array_report(lambda i: ids[i], sc, paths, depth, grp, complete=True)
+        assert got == ref
+    assert array_report(lambda i: ids[i], scores, np.zeros(n), depth, grp) == nfl_report(
+        ids, {a: v.tolist() for a, v in scores.items()}, [0] * n, depth.tolist(), groups=grp.tolist(), complete=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pareto_mask_equals_pareto_front(seed):
+    rng = np.random.default_rng(seed)
+    v = rng.integers(0, 4 + seed, (2000, 3)).astype(float)
+    v[rng.random(2000) < 0.1, 2] = -math.inf
+    ids = [str(i) for i in range(len(v))]
+    ref = set(pareto_front(ids, [tuple(r) for r in v]))
+    got = {ids[i] for i in np.flatnonzero(pareto_mask(v, block=64))}
+    assert got == ref
+
+
+def test_fast_topologies_equal_the_graph_ones(spec59k):
+    for sp in (nflc.loads(SPACE_1M), nflc.load(spec59k)):
+        for a in sp.sample(200, seed=1):
+            assert cell_topologies(a) == {k: a.topology(k) for k in sp.instances}
+
+
+def test_canonical_groups_equal_the_walked_table(spec59k, monkeypatch):
+    """Cells with more choices than TABLE_MAX are grouped by per-architecture canonical forms:
+    the same partition as the space's walked table of representatives."""
+    sp = nflc.load(spec59k)
+    archs = list(sp)[::7]
+    table = groups.representatives(archs)
+    monkeypatch.setattr(groups, "TABLE_MAX", 10)
+    sp2 = nflc.load(spec59k)
+    canon = groups.representatives([sp2.architecture(a.index) for a in archs])
+    assert groups._canonical_for(sp2, sp2.cell_of[sp2.instances[0]].name) is not None
+    assert canon == table
+
+
+def test_files_grow_as_it_goes_and_a_stopped_run_leaves_a_valid_prefix(spec59k, tmp_path):
+    sp = nflc.load(spec59k)
+    out, table = tmp_path / "a.json", tmp_path / "a.csv"
+    writer = StreamWriter(out, table)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def rows(chunk):
+        writer.rows(chunk)
+        seen.extend(chunk)
+        # after each chunk both files hold every row so far
+        assert len(read_csv(table)) == 1 + len(seen)
+        if len(seen) >= 3 * 2000:
+            raise Stop
+
+    with pytest.raises(Stop):
+        analyze_stream(sp, data="none", samples=4, measure="none", on_header=writer.header, on_rows=rows, chunk=2000)
+    writer.close()
+    got = read_csv(table)
+    assert got[0] == list(CSV_COLUMNS) and [int(r[0]) for r in got[1:]] == [a.index for a in seen]
+    lines = out.read_text().splitlines()
+    start = lines.index('"architectures": [')
+    head = json.loads("\n".join(lines[:start]).rstrip(",") + "}")
+    assert head["space"] == "cells59k" and head["data"]["samples"] == 4
+    parsed = [json.loads(ln.rstrip(",")) for ln in lines[start + 1:]]
+    assert [p["index"] for p in parsed] == [a.index for a in seen]
+
+
+def test_progress_starts_at_once(spec59k):
+    """Every pass reports from its start: the grouping's first call comes before the inputs
+    are loaded, then one per chunk."""
+    sp = nflc.load(spec59k)
+    archs = [sp.architecture(i) for i in range(0, 59049, 3)]
+    t0 = time.perf_counter()
+    calls = []
+    analyze_stream(sp, data="none", samples=4, measure="none", chunk=2048, archs=archs,
+                   progress=lambda done, total, stage="kernels": calls.append((time.perf_counter() - t0, stage, done)))
+    assert calls[0][1:] == ("grouping", 0) and calls[0][0] < 0.5
+    stages = [c[1] for c in calls]
+    assert stages.index("kernels") > stages.index("grouping") and stages.index("scoring") > stages.index("kernels")
+    assert sum(s == "grouping" for s in stages) >= len(archs) // 2048
+    gaps = [b[0] - a[0] for a, b in zip(calls[:-1], calls[1:], strict=True) if a[1] == b[1] == "scoring"]
+    assert max(gaps) < 0.5 * calls[-1][0]  # steady updates, no long silence
+
+
+def test_million_architectures_print_progress_within_seconds(tmp_path):
+    """The CLI on 1,048,576 architectures: the first plain progress line arrives while the
+    grouping has barely begun (then the run is stopped)."""
+    spec = tmp_path / "cells1m.nfl"
+    spec.write_text(SPACE_1M)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "nflc.cli", "analyze", str(spec), "--dataset", "none", "--samples", "4",
+                             "--measure", "none"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline().strip()
+        waited = time.monotonic() - t0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert first == "grouping: 1,048,576 architectures"
+    assert waited < 5.0  # interpreter start and imports included (about 0.5 s when the machine is idle)
+
+
+def test_huge_spaces_are_refused_with_the_way_out():
+    res = CliRunner().invoke(app, ["analyze", "specs/nb201_independent.nfl"])
+    assert res.exit_code == 2 and "--archs sample:K" in res.output and "bytes each" in res.output
+    assert "grouping" not in res.output
