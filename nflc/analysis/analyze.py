@@ -347,43 +347,50 @@ def _gemm_seconds_per_mac() -> float:
 def estimate_finite(archs: list, x: np.ndarray, seed: int, probe_samples: int = 4,
                     settings: FiniteSettings | None = None) -> FiniteEstimate:
     """Memory of the largest network (by FLOPs), from its streaming plan; time from timing
-    the smallest and the largest network (after a warm-up on one input) on ``probe_samples``
-    and twice as many inputs: the difference is the cost per input and pass, the rest a fixed
-    part (module, plan); both interpolated linearly in FLOPs for the others, then scaled to
-    ``len(x)`` inputs and each network's passes, plus the float64 Gram products (``N^2``
-    times the per-sample gradient entries, at this machine's measured rate). Small jobs
-    (under 16 times a probe) are not timed."""
+    the smallest, the median and the largest network by FLOPs (after a warm-up on one
+    input) on ``probe_samples`` and four times as many inputs: the difference is the cost per
+    input and pass, the rest a fixed part (module, plan). Both are interpolated piecewise
+    linearly in FLOPs for the others (a per-layer cost makes time not proportional to
+    FLOPs), scaled to ``len(x)`` inputs and each network's passes, plus the float64 Gram
+    products (``N^2`` times the per-sample gradient entries, at this machine's measured
+    rate). Small jobs (under 16 times a probe) are not timed."""
     settings = settings or FiniteSettings()
     flops = [a.flops for a in archs]
-    big = max(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
-    small = min(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
+    order = sorted(range(len(archs)), key=lambda i: (flops[i], archs[i].params))
+    small, mid, big = order[0], order[len(order) // 2], order[-1]
     n = len(x)
-    plans = {i: _finite_plan(archs[i], x, seed, settings) for i in {big, small}}
+    plans = {i: _finite_plan(archs[i], x, seed, settings) for i in {big, small, mid}}
     plan_big, params_big = plans[big]
     seconds, probe = None, "not timed (a small job)"
     if len(archs) * n > 16 * 2 * probe_samples and n > probe_samples:
+        knots = sorted({small, mid, big}, key=lambda i: (flops[i], archs[i].params))
         fixed, per = {}, {}
-        for i in sorted({big, small}):
+        for i in knots:
             _finite_kernels(archs[i], x[:1], None, seed, settings)  # warm-up: first calls set kernels up
             t = []
-            for m in (probe_samples, 2 * probe_samples):
+            for m in (probe_samples, 4 * probe_samples):
                 t0 = time.perf_counter()
                 _finite_kernels(archs[i], x[:m], None, seed, settings)
                 t.append(time.perf_counter() - t0)
-            m1, m2 = probe_samples, min(n, 2 * probe_samples)
+            m1, m2 = probe_samples, min(n, 4 * probe_samples)
             per[i] = max(t[1] - t[0], 0.0) / max(1, m2 - m1)
             fixed[i] = max(0.0, t[0] - m1 * per[i])
         gemm = _gemm_seconds_per_mac()
-        span = flops[big] - flops[small]
-        p_small = plans[small][0]
         total = 0.0
         for f in flops:
-            w = (f - flops[small]) / span if span else 0.0
-            total += (_lerp(fixed[small], fixed[big], w) + _lerp(per[small], per[big], w) * n
-                      * _lerp(p_small.passes, plan_big.passes, w) + gemm * n * n * _lerp(p_small.columns, plan_big.columns, w))
+            lo, hi = knots[0], knots[-1]
+            for a_, b_ in zip(knots[:-1], knots[1:], strict=True):
+                if f <= flops[b_]:
+                    lo, hi = a_, b_
+                    break
+            span = flops[hi] - flops[lo]
+            w = min(1.0, max(0.0, (f - flops[lo]) / span)) if span else 0.0
+            p_lo, p_hi = plans[lo][0], plans[hi][0]
+            total += (_lerp(fixed[lo], fixed[hi], w) + _lerp(per[lo], per[hi], w) * n * _lerp(p_lo.passes, p_hi.passes, w)
+                      + gemm * n * n * _lerp(p_lo.columns, p_hi.columns, w))
         seconds = total
-        probe = (f"timed on {probe_samples} and {2 * probe_samples} inputs of the smallest and the largest network, "
-                 f"scaled to {n}")
+        probe = (f"timed on {probe_samples} and {4 * probe_samples} inputs of the smallest, the median and the largest "
+                 f"network, scaled to {n}")
     return FiniteEstimate(networks=len(archs), samples=n, bytes_per_network=plan_big.peak_bytes + params_big,
                           largest=archs[big].id, seconds=seconds, probe=probe, passes=plan_big.passes)
 
