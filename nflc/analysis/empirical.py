@@ -3,15 +3,21 @@
 * :func:`empirical_nngp`: Gram of the last hidden representation (the input of the last
   ``nn.Linear`` executed), divided by its width.
 * :func:`empirical_ntk`: ``Theta(x, x') = sum_params scale * <df/dw (x), df/dw (x')>`` of a
-  scalar output, from ONE batched forward and ONE batched backward. A layer ``y = W a``
+  scalar output, and :func:`empirical_kernels` (the NTK and the NNGP together), streamed
+  in bounded memory: chunks of inputs through one forward and one backward each, every
+  layer's per-sample gradient formed as the backward reaches it, the full Jacobian never
+  built (:class:`StreamPlan`, :func:`plan_kernels`). A layer ``y = W a``
   applied at positions ``p`` (a conv's output pixels; a single position for a plain
   ``Linear``) has per-sample weight gradient ``sum_p g_p(x) u_p(x)^T`` (``u`` its input
   or unfolded patch, ``g`` the output gradient), so its NTK term is
   ``sum_{p,q} <g_p(x), g_q(x')> <u_p(x), u_q(x')>``: for a ``Linear``, ``(A A^T) * (D D^T)``
-  elementwise. Biases contribute ``<sum_p g_p(x), sum_q g_q(x')>``; BatchNorm / LayerNorm
-  affine parameters ``<sum_p g_p xhat_p, ...>``. Every trainable parameter is covered or
-  the call raises ``ValueError`` naming the module.
-* :func:`circle_curvature`: Poole et al. (2016) extrinsic curvature along a great circle.
+  elementwise, kept as activations (``pairwise``); a conv's per-sample gradient comes from
+  its own weight-gradient kernel. Biases contribute ``<sum_p g_p(x), sum_q g_q(x')>``;
+  BatchNorm / LayerNorm affine parameters ``<sum_p g_p xhat_p, ...>``. Every trainable
+  parameter is covered or the call raises ``ValueError`` naming the module; so does a
+  layer input modified in place after the layer read it.
+* :func:`circle_curvature`: Poole et al. (2016) extrinsic curvature along a great circle,
+  a chunk of points at a time.
 
 Conventions:
 
@@ -26,7 +32,8 @@ Conventions:
   ``omega ~ N(0, 1)`` has the NTK-parameterization kernel of THEORY.md section 4 when each
   weight's term is weighted by ``sigma**2``; :func:`he_init_scales` gives these weights
   for He-normal layers.
-* Kernels are accumulated in float64 whatever the module's dtype.
+* Kernels are accumulated in float64 whatever the module's dtype (Grams of float32
+  per-sample gradients are formed from float64 copies of a slab of columns at a time).
 """
 
 from __future__ import annotations
@@ -859,13 +866,16 @@ def circle_curvature(
     *,
     n_points: int = 64,
     target: Literal["features", "output"] = "features",
+    chunk: int = 16,
 ) -> CircleCurvature:
     """Extrinsic curvature of ``z(theta)`` for ``x(theta) = sqrt(N0) (u0 cos t + u1 sin t)``.
 
     ``u0, u1`` (one input's shape, ``N0`` its element count) are orthonormalised
     (Gram-Schmidt), so ``|x|^2 = N0``. ``z`` is the readout input (``target="features"``,
     the hidden manifold Poole et al. study) or the output; a scalar output is a curve in
-    R^1 with curvature 0. Derivatives are exact forward-mode (``torch.func.jvp``, twice).
+    R^1 with curvature 0. Derivatives are exact forward-mode (``torch.func.jvp``, twice),
+    ``chunk`` points of the circle at a time (each point is independent), so memory does
+    not grow with ``n_points``.
     """
     e0, e1 = _orthonormal(u0, u1)
     theta = torch.linspace(0.0, 2 * math.pi, n_points + 1, dtype=e0.dtype)[:-1]
@@ -877,14 +887,17 @@ def circle_curvature(
         z_t = _run_with_readout_input(module, x, None)[1] if target == "features" else module(x)
         return z_t.reshape(t.shape[0], -1)
 
-    ones = torch.ones_like(theta)
-
     def dz(t: torch.Tensor) -> torch.Tensor:
-        return torch.func.jvp(z, (t,), (ones,))[1]
+        return torch.func.jvp(z, (t,), (torch.ones_like(t),))[1]
 
+    vs, accs = [], []
     with _eval_mode(module):
-        v, a = torch.func.jvp(dz, (theta,), (ones,))  # type: ignore[misc]  # (primal, tangent)
-    v64, a64 = v.detach().to(_F64).numpy(), a.detach().to(_F64).numpy()
+        for part in _blocks(n_points, chunk):
+            t = theta[part]
+            v, a = torch.func.jvp(dz, (t,), (torch.ones_like(t),))  # type: ignore[misc]  # (primal, tangent)
+            vs.append(v.detach().to(_F64))
+            accs.append(a.detach().to(_F64))
+    v64, a64 = torch.cat(vs).numpy(), torch.cat(accs).numpy()
     return CircleCurvature(
         theta=theta.to(_F64).numpy(), kappa=curve_curvature(v64, a64), speed=np.sqrt((v64 * v64).sum(1))
     )
