@@ -568,7 +568,8 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
     check_count(sp.name, total)
     progress = _Progress(total)
-    progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
+    if total >= progress.EARLY_ARCHS:
+        progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
     from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
     from nflc.analysis.report import ASPECTS
 

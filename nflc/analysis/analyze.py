@@ -656,9 +656,9 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
     if total == 0:
         raise NflcError(f"space '{space.name}' has no architecture to analyze", hint="check its budgets and constraints")
     groups.check_count(space.name, total)
-    if progress:
-        progress(0, total, "grouping")  # before the inputs are loaded: the first line comes at once
     x, y, info = analysis_inputs(space, data, samples, seed)
+    if progress:
+        progress(0, total, "grouping")
 
     def items() -> Iterable:
         return iter(listed) if listed is not None else iter(space)

@@ -55,12 +55,16 @@ from nflc.analysis.kernels import lambda_min
 
 __all__ = [
     "CircleCurvature",
+    "EmpiricalKernels",
+    "StreamPlan",
     "calibrate_batchnorm",
     "circle_curvature",
+    "empirical_kernels",
     "empirical_nngp",
     "empirical_ntk",
     "he_init_scales",
     "lambda_min",
+    "plan_kernels",
 ]
 
 Output = int | Literal["sum"] | None

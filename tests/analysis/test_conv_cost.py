@@ -147,3 +147,20 @@ def test_peak_memory_stays_bounded_as_inputs_grow():
     for m in (small, large):
         assert m["increase"] < 1.6 * m["planned"] + 32 * 2**20, m  # the plan (and the printed estimate) is truthful
         assert m["planned"] < 1.5 * budget
+
+
+def test_cli_width_precision_and_memory(tmp_path):
+    from typer.testing import CliRunner
+
+    from nflc.cli import app
+
+    out = tmp_path / "a.json"
+    args = ["analyze", str(NB201), "-s", "nb201", "--archs", "sample:2", "--dataset", "none", "--samples", "4"]
+    res = CliRunner().invoke(app, [*args, "--width", "4", "--precision", "float64", "--memory", "32M", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    kernels = [a["kernels"] for a in json.loads(out.read_text())["architectures"]]
+    assert all(k["source"] == "finite-width" and k["width"] == 4 and k["precision"] == "float64" for k in kernels)
+    for bad, message in ((["--memory", "lots"], "not an amount of memory"), (["--precision", "half"], "float32 or float64"),
+                         (["--width", "0"], "at least 1")):
+        res = CliRunner().invoke(app, [*args, *bad])
+        assert res.exit_code == 2 and message in res.output, res.output

@@ -172,8 +172,8 @@ def test_files_grow_as_it_goes_and_a_stopped_run_leaves_a_valid_prefix(spec59k, 
 
 
 def test_progress_starts_at_once(spec59k):
-    """Every pass reports from its start: the grouping's first call comes before the inputs
-    are loaded, then one per chunk."""
+    """Every pass reports from its start (the grouping's first call as soon as the inputs are
+    loaded; the CLI prints a large space's first line before even that), then once per chunk."""
     sp = nflc.load(spec59k)
     archs = [sp.architecture(i) for i in range(0, 59049, 3)]
     t0 = time.perf_counter()
