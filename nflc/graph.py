@@ -146,18 +146,27 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
             g.add_edge(prev, node, op=str(st.prim))
             prev = node
             continue
-        assert st.instance is not None  # a cell stage names its instance
+        assert st.instance is not None and st.cell is not None  # a cell stage names its instance
         cg = cell_graphs[st.instance]
         h = cg.number_of_nodes() - 1
+        cell = ir.cells[st.cell]
+        off = graph_offset(cell)
+        node_shape = cell.node_shapes(st.shape_in)
         name = {k: f"%{i}.{cg.nodes[k].get('label', f'X{k}')}" for k in cg.nodes}
-        two = cg.nodes[0].get("label") == "in"  # a two-input cell: X0 from the last cell's input
+        two = off == 1  # a two-input cell: X0 from the last cell's input
         for k in cg.nodes:
             if two and k == 0:
                 continue
-            g.add_node(name[k], op="sum" if k else "cell_input", shape=st.shape_out if k else st.shape_in, cell=st.cell)
+            x = k - off  # the cell's own node number (X0 ..), or the output past them
+            op = "cell_input" if x < cell.inputs else "concat" if x == cell.nodes else "sum"
+            shape = list(node_shape[x]) if x < cell.nodes else st.shape_out
+            g.add_node(name[k], op=op, shape=shape, cell=st.cell)
         if two:
-            g.add_edge(prev_cell_input or prev, name[1], op="preprocess")
-            g.add_edge(prev, name[2], op="preprocess")
+            assert st.shape_prev is not None
+            for k, (src, prims, at) in enumerate(zip((prev_cell_input or prev, prev), st.preprocess,
+                                                     (st.shape_prev, st.shape_in), strict=True)):
+                params = ops.seq_cost(tuple(p.to_prim() for p in prims), tuple(at))[1]
+                g.add_edge(src, name[k + 1], op="preprocess", params=params)
         else:
             g.add_edge(prev, name[0], op="skip")
         for s, t, a in cg.edges(data=True):

@@ -226,8 +226,11 @@ def _check_cell_shape_once(ctx: LowerContext, cell: CellIR, shape: tuple[int, ..
                               "channels, the cell's 'channels'); leave 'out' to default to it")
                 bad = True
                 continue
-            if cell.channels is None and list(out) != list(shape):
-                ctx.bag.error(f"op '{c.label}' in cell '{cell.name}' changes the shape {list(shape)} -> {list(out)}",
+            if cell.channels is None and list(out) != list(want):
+                # nodes keep the cell's shape (halved past a reduction cell's inputs)
+                what = f"gives {list(out)} from {list(src)}, but node X{e.dst} has shape {list(want)}" \
+                    if cell.stride > 1 else f"changes the shape {list(shape)} -> {list(out)}"
+                ctx.bag.error(f"op '{c.label}' in cell '{cell.name}' {what}",
                               where, "cell nodes are sums of their edges, so every edge op must keep the shape")
                 bad = True
     if bad:

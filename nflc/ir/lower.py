@@ -138,15 +138,39 @@ def _check_numeric(src: SpaceSource, ir: SpaceIR, bag: DiagnosticBag) -> SpaceIR
         options = src.scope.consts[name].options or ()
         for value, expr in list(zip(values, options, strict=True))[1:]:
             sub = DiagnosticBag(sources=bag.sources)
-            lower_space(src, sub, {name: value}, warn=False)
+            other = lower_space(src, sub, {name: value}, warn=False).ir
             errors = sub.errors
+            where = f" ({expr.span.file}:{expr.span.line}:{expr.span.column})"
             if errors:
                 d = errors[0]
-                where = f" ({expr.span.file}:{expr.span.line}:{expr.span.column})"
                 bag.error(f"with {name} = {value}{where}: {d.message}", d.span, d.hint)
                 ok = False
                 break
+            changed = _changed_cell(ir, other)
+            if changed:
+                # an architecture's index decodes its cells' digits before it knows its
+                # numeric values, so every value must give the cells the same choices
+                bag.error(f"with {name} = {value}{where}, cell '{changed}' has other choices than with {name} = "
+                          f"{values[0]} (its nodes, edges, ops or pick)", src.scope.consts[name].span,
+                          "a numeric choice may change widths, not what a cell chooses: declare one space per "
+                          "structure, or place the variants as separate cells")
+                ok = False
+                break
     return ir if ok else None
+
+
+def _changed_cell(ir: SpaceIR, other: SpaceIR | None) -> str | None:
+    """The first cell instance whose choices differ between two lowerings of a space."""
+    if other is None:
+        return None
+    for inst in ir.instances:
+        a = ir.cells[ir.instance_cell[inst]]
+        b = other.cells.get(other.instance_cell.get(inst, ""))
+        if b is None or a.choice_structure() != b.choice_structure():
+            return a.definition or a.name
+    if other.instances != ir.instances:
+        return next(iter(set(other.instances) ^ set(ir.instances)))
+    return None
 
 
 @dataclass

@@ -135,6 +135,14 @@ class CellIR(BaseModel):
             digits.append(_rank_pick(tuple(self._sizes(ks)), self.pick, picked))
         return tuple(digits)
 
+    def choice_structure(self) -> tuple:
+        """What a choice of this cell means (nodes, inputs, output, pick, edges and node ops
+        with their labels): placements sharing a choice, and a space at every value of its
+        numeric choices, must agree on it; widths and strides may differ."""
+        return (self.nodes, self.inputs, self.output, self.pick,
+                tuple((e.src, e.dst, tuple(c.label for c in e.choices)) for e in self.edges),
+                tuple((nd.node, tuple(c.label for c in nd.choices)) for nd in self.node_ops))
+
     def node_shapes(self, shape_in) -> list[tuple[int, ...]]:
         """The shape of every node X0..X(nodes-1) when the cell is placed on ``shape_in`` (a
         two-input cell's inputs are preprocessed to ``channels`` at ``shape_in``'s size)."""

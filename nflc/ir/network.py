@@ -142,10 +142,10 @@ class _Walk:
                 self.scopes[mode[1], name] = inst
         if inst in instances and instances[inst] != cell.name:
             first = self.cells.variants.get(instances[inst]) or self.plain[instances[inst]]
-            if _edge_structure(first) != _edge_structure(cell):
+            if first.choice_structure() != cell.choice_structure():
                 ctx.fail(f"the placements of cell '{name}' share one choice but their edges differ "
-                         f"({instances[inst]} and {cell.name})", term.span,
-                         "keep the node count and the edges independent of the cell's arguments, or "
+                         f"({instances[inst]} and {cell.name}: nodes, edges, ops or pick)", term.span,
+                         "keep the node count, the edges and 'pick' independent of the cell's arguments, or "
                          "place them in an 'independent' repeat")
         instances.setdefault(inst, cell.name)
         check_cell_shape(ctx, self.shapes_checked, cell, shape, term.span)
@@ -189,10 +189,6 @@ def _preprocess(ctx: LowerContext, cell: CellIR, prev: Shape, shape: Shape, span
         params, flops = params + p, flops + f
         pre.append([PrimIR(name=q.name, args=dict(q.args)) for q in prims])
     return {"shape_prev": list(prev), "preprocess": pre, "params": params, "flops": flops}
-
-
-def _edge_structure(cell: CellIR) -> list[tuple[int, int, list[str]]]:
-    return [(e.src, e.dst, [c.label for c in e.choices]) for e in cell.edges]
 
 
 def _mentions_cell(term: ast.OpTerm, cells: dict[str, ast.CellDef]) -> bool:

@@ -241,3 +241,67 @@ def test_a_large_two_input_cell_counts_at_once():
     assert sp.count() == expected
     a = sp.architecture(expected // 7)
     assert sp.architecture(a.id).index == a.index
+
+
+NUMERIC_PICK = """
+space t {
+    input [3, 8, 8]
+    classes 10
+    k in {1, 2}
+    cell normal(c) {
+        inputs 2
+        nodes 4
+        channels c
+        edge * : max_pool(3) | sep_conv(3)
+        pick k
+        output concat
+    }
+    network = conv2d(3, 12) >> batchnorm >> normal(4) >> global_avg_pool >> linear(classes)
+}
+"""
+
+
+def test_a_numeric_choice_may_not_change_what_a_cell_chooses(spec):
+    # an index decodes the cells' digits before the numeric values: `pick k` would be
+    # counted with k = 1 for both values (found by review: 48 instead of 72)
+    check_mistake(spec(NUMERIC_PICK), NUMERIC_PICK, ("k in {1, 2}",),
+                  "with k = 2 (", "a numeric choice may change widths, not what a cell chooses")
+    nodes = edit(NUMERIC_PICK, "k in {1, 2}", "k in {4, 5}", "nodes 4", "nodes k", "pick k", "pick 1")
+    check_mistake(spec(nodes), nodes, ("k in {4, 5}",), "cell 'normal' has other choices than with k = 4", None)
+    widths = edit(NUMERIC_PICK, "k in {1, 2}", "k in {4, 8}", "pick k", "pick 1", "normal(4)", "normal(k)")
+    assert nflc.loads(widths).count() == 2 * 2 * (2 * 3 * 2)
+
+
+def test_placements_sharing_a_choice_must_pick_alike(spec):
+    text = edit(NUMERIC_PICK, "    k in {1, 2}\n", "", "normal(c)", "normal(c, p)", "pick k", "pick p",
+                "normal(4) >>", "normal(4, 1) >> normal(4, 2) >>")
+    check_mistake(spec(text), text, ("normal(4, 2)",), "share one choice but their edges differ",
+                  "independent of the cell's arguments")
+
+
+def test_a_one_input_reduction_cell_without_channels():
+    text = edit(NUMERIC_PICK, "    k in {1, 2}\n", "", "inputs 2\n", "", "channels c\n", "", "pick k\n", "",
+                "output concat\n", "output concat\n        stride 2\n", "normal(c)", "normal",
+                "max_pool(3) | sep_conv(3)", "max_pool(3) as mp | sep_conv(3) as sep", "normal(4)", "normal")
+    sp = nflc.loads(text)
+    assert sp.count() == 2 ** 6
+    a = sp.architecture(37)
+    net = a.to_module()
+    assert a.params == sum(p.numel() for p in net.parameters())
+    assert sp.ir.network[2].shape_out == [36, 4, 4]  # three nodes of the input's 12 channels at half the map
+
+
+def test_network_graph_of_two_input_cells(darts):
+    a = darts.architecture(77)
+    g = a.network_graph
+    cells = [i for i, st in enumerate(darts.ir.network) if st.kind == "cell"]
+    for i in cells:
+        st = darts.ir.network[i]
+        cell = darts.ir.cells[st.cell]
+        c, hw = cell.channels, cell.node_shapes(st.shape_in)[-1][1:]
+        assert g.nodes[f"%{i}.out"] == {"op": "concat", "shape": st.shape_out, "cell": st.cell}
+        assert g.nodes[f"%{i}.X0"]["shape"] == [c, *st.shape_in[1:]]
+        assert all(g.nodes[f"%{i}.X{k}"]["shape"] == [c, *hw] for k in range(2, 6))
+        pre = [d["params"] for _, _, d in g.in_edges([f"%{i}.X0", f"%{i}.X1"], data=True)]
+        assert sum(pre) == st.params
+    assert nx.is_directed_acyclic_graph(g)
