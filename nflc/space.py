@@ -449,6 +449,8 @@ class Space:
             return Architecture(self, index)
         if not isinstance(ident, str):
             raise SpaceError(f"an architecture id is a string or an integer, not {type(ident).__name__}")
+        if re.fullmatch(r"\s*-[0-9]+\s*", ident):
+            raise SpaceError(f"index {ident.strip()} is out of range: space '{self.name}' has indices 0..{self.raw_count() - 1}")
         return Architecture(self, self.parse_id(ident))
 
     def sample(self, k: int, seed: int = 0, max_tries: int = 100_000) -> list["Architecture"]:

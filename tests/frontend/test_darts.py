@@ -305,3 +305,8 @@ def test_network_graph_of_two_input_cells(darts):
         pre = [d["params"] for _, _, d in g.in_edges([f"%{i}.X0", f"%{i}.X1"], data=True)]
         assert sum(pre) == st.params
     assert nx.is_directed_acyclic_graph(g)
+
+
+def test_a_negative_index_is_out_of_range(darts):
+    with pytest.raises(nflc.errors.SpaceError, match=r"index -1 is out of range: space 'darts' has indices 0\.\.1076746950455072399"):
+        darts.architecture(" -1")
