@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from typing import Any
 
 import networkx as nx
@@ -93,9 +92,10 @@ def frame_edges(cell: CellIR, shape: tuple[int, ...]) -> list[tuple[int, int, di
     out = cell.nodes + off
     extra = []
     if cell.inputs > 1:
-        c = cell.channels or shape[0]
-        attrs = dict(op="preprocess", kind="conv", parameterized=True, params=shape[0] * c + 2 * c,
-                     flops=shape[0] * c * math.prod(shape[1:]), kernel=1, prims=("relu", "conv2d", "batchnorm"))
+        prims = ops.preprocess_prims(cell.channels or shape[0])
+        _, params, flops = ops.seq_cost(prims, shape)
+        attrs = dict(op="preprocess", kind="conv", parameterized=True, params=params, flops=flops, kernel=1,
+                     prims=tuple(p.name for p in prims))
         extra += [(0, k + 1, dict(attrs)) for k in range(cell.inputs)]
     for t in cell.intermediates:
         extra.append((t + off, out, dict(op="concat", kind="skip", parameterized=False, params=0, flops=0, kernel=None,

@@ -395,6 +395,15 @@ def seq_parameterized(prims: tuple[Prim, ...]) -> bool:
         and "zero" not in [p.name for p in prims]
 
 
+def preprocess_prims(channels: int, halve: bool = False) -> tuple[Prim, ...]:
+    """DARTS's preprocessing of a two-input cell's input to ``channels``: relu >> conv1x1
+    (no bias) >> batchnorm, or a stride-2 factorized_reduce for an input twice as large."""
+    if halve:
+        return (Prim("factorized_reduce", (("out", channels), ("stride", 2))),)
+    return (Prim("relu"), Prim("conv2d", (("k", 1), ("out", channels), ("stride", 1), ("padding", 0), ("bias", False))),
+            Prim("batchnorm"))
+
+
 # Ops every space may use, written in the language itself (NAS-Bench-201's names among them).
 PRELUDE = """
 op none = zero

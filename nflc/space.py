@@ -357,14 +357,14 @@ class Space:
         with networkx's VF2.
         """
         c = self.ir.cells[cell]
+        if c.is_node_cell:
+            return self._node_iso_representative(cell)
         shape = self._shape_of_cell(cell)
         table = self._edge_table(cell)
         labels = [[None if a["kind"] == "zero" else
                    " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), src_shape, c.channels))
                    for a, ch in zip(row, e.choices, strict=False)]
                   for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape), strict=False)]
-        if c.is_node_cell:
-            return self._node_iso_representative(cell)
         off, h, frame = self._frame(cell)
         fixed = [(s_, t_, a["op"]) for s_, t_, a in frame]
         mids = [t + off for t in c.intermediates]  # X0 (and X1), the output and the frame stay in place

@@ -216,23 +216,23 @@ def _pick_table(sizes: tuple[int, ...], k: int) -> list[list[int]]:
     return e
 
 
-def _subset_at(sizes: tuple[int, ...], k: int, d: int, i: int = 0) -> tuple[list[int], int]:
-    """(the subset of edges i.. whose block holds index ``d``, the block's first index)."""
+def _subset_at(sizes: tuple[int, ...], e: list[list[int]], k: int, d: int, i: int = 0) -> tuple[list[int], int]:
+    """(the subset of k edges from i.. whose block holds index ``d``, the block's first index);
+    ``e``: :func:`_pick_table` of ``sizes`` (for any larger k: its rows hold every smaller one)."""
     if k == 0:
         return [], 0
-    e = _pick_table(sizes, k)  # the table of the full problem serves every suffix
     take = sizes[i] * e[i + 1][k - 1]  # subsets that pick edge i come first
     if d < take:
         # inside them the rest's blocks are scaled by edge i's op count
-        rest, start = _subset_at(sizes, k - 1, d // sizes[i], i + 1)
+        rest, start = _subset_at(sizes, e, k - 1, d // sizes[i], i + 1)
         return [i, *rest], sizes[i] * start
-    rest, start = _subset_at(sizes, k, d - take, i + 1)
+    rest, start = _subset_at(sizes, e, k, d - take, i + 1)
     return rest, take + start
 
 
 def _unrank_pick(sizes: tuple[int, ...], k: int, d: int) -> list[tuple[int, int]]:
     """(edge position, op) of every edge a node picks, from its digit ``d``."""
-    subset, start = _subset_at(sizes, k, d)
+    subset, start = _subset_at(sizes, _pick_table(sizes, k), k, d)
     v, ops = d - start, []
     for p in reversed(subset):  # the first picked edge's op is the most significant
         v, op = divmod(v, sizes[p])

@@ -167,12 +167,11 @@ def _preprocess(ctx: LowerContext, cell: CellIR, prev: Shape, shape: Shape, span
     if len(shape) != 3 or len(prev) != 3:
         ctx.fail(f"two-input cell '{cell.name}' needs image-shaped inputs [channels, height, width], got "
                  f"{list(shape)}", span)
-    conv = (ops.Prim("relu"), ops.Prim("conv2d", (("k", 1), ("out", c), ("stride", 1), ("padding", 0), ("bias", False))),
-            ops.Prim("batchnorm"))
+    conv = ops.preprocess_prims(c)
     if prev[1:] == shape[1:]:
-        pre0: tuple[ops.Prim, ...] = conv
+        pre0 = conv
     elif prev[1:] == tuple(2 * n for n in shape[1:]):
-        pre0 = (ops.Prim("factorized_reduce", (("out", c), ("stride", 2))),)
+        pre0 = ops.preprocess_prims(c, halve=True)
     else:
         ctx.fail(f"cell '{cell.name}' takes X0 from the input of the cell before it, {list(prev)}, whose map is "
                  f"neither its input's {list(shape)} nor twice as large", span,
