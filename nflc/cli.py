@@ -715,14 +715,21 @@ def verify(file: FileArg, space: SpaceOpt = None,
            test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
            epochs: Annotated[Optional[int], typer.Option(help="Epochs per architecture (default 100).")] = None,
            until_converged: Annotated[bool, typer.Option(
-               "--until-converged", help=("Train each network until its training loss levels off (--plateau-window, --plateau-tol), at "
-                     "most --max-epochs."))] = False,
+               "--until-converged", help=("Train each network until its training loss has converged (--stop-rule, "
+                                          "--plateau-window, --plateau-tol), at most --max-epochs."))] = False,
            max_epochs: Annotated[Optional[int], typer.Option(
                help=("With --until-converged: the most epochs a network trains (default 3000, the paper's length)."))] = None,
+           stop_rule: Annotated[Optional[str], typer.Option(
+               help=("With --until-converged: slope (default: the log-loss slope fitted over the last half of the run "
+                     "predicts less than --plateau-tol decrease over the next window, at 2.5 standard errors) or window "
+                     "(two window means within --plateau-tol; nflc's earlier rule)."))] = None,
+           min_epochs: Annotated[Optional[int], typer.Option(
+               help=("With --stop-rule slope: the first epoch at which a run may stop (default twice the window)."))] = None,
            plateau_window: Annotated[Optional[int], typer.Option(
-               help=("With --until-converged: epochs per window of the levelling-off test (default 20)."))] = None,
+               help=("With --until-converged: the rule's window in epochs (default 50 for slope, 20 for window); "
+                     "measured losses are means over it."))] = None,
            plateau_tol: Annotated[Optional[float], typer.Option(
-               help=("With --until-converged: relative drop of the window-mean loss below which it has levelled off "
+               help=("With --until-converged: the relative decrease per window below which the loss has converged "
                      "(default 0.01)."))] = None,
            lr: Annotated[float, typer.Option(help="Constant SGD learning rate (no momentum, no weight decay).")] = 0.1,
            batch: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
@@ -763,7 +770,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
 
         torch.set_num_threads(threads)
     runner = _executor(executor, address, workers, gpus_per_worker)
-    plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol)
+    plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol, stop_rule, min_epochs)
     epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
     sp = load_space(file, space, allow_outside_imports)
     chosen = _select(sp, archs, seed)
@@ -782,8 +789,8 @@ def verify(file: FileArg, space: SpaceOpt = None,
     finally:
         close()
     width_text = "solved per architecture for the budget" if solves_width(sp) else config.width
-    length = (f"until the loss levels off (window {plateau.window}, tol {plateau.tol:g}), at most {epochs} epochs"
-              if plateau is not None else f"{epochs} epochs")
+    length = (f"until converged ({getattr(plateau, 'rule', 'window')} rule, window {plateau.window}, tol {plateau.tol:g}), "
+              f"at most {epochs} epochs" if plateau is not None else f"{epochs} epochs")
     out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
               f"{res.test_size} test), width {width_text}, {length}, lr {lr:g}, batch {batch}")
     if plateau is not None:
@@ -828,38 +835,37 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
         _check_output_file(json_path, "--json")
     rep = build_report(db, analysis, bootstrap=bootstrap, seed=seed)
     c, tc = rep.counts, rep.config.get("train", {})
-    plateau = tc.get("plateau")
-    length = (f"until converged (window {plateau['window']}, tol {plateau['tol']:g}), at most {tc.get('epochs')} epochs"
-              if plateau else f"{tc.get('epochs')} epochs")
+    rule = rep.plateau
+    length = (f"until converged ({rule.get('rule')} rule, window {rule.get('window')}, tol {rule.get('tol'):g}), at most "
+              f"{tc.get('epochs')} epochs" if rule.get("source") == "--until-converged" else f"{tc.get('epochs')} epochs")
     judged = [a for a in rep.architectures if a.converged is not None]
     out.print(f"[bold]{rep.space}[/]: {c['finished']} of {c['registered']} architectures finished "
               f"({c['diverged']} diverged); {rep.config.get('data', {}).get('dataset')}, width "
               f"{'solved per architecture for the budget' if rep.width_solved else rep.config.get('width')}, "
-              f"{length}, lr {tc.get('lr')}; training loss levelled off in {sum(bool(a.converged) for a in judged)} of "
-              f"{len(judged)}")
+              f"{length}, lr {tc.get('lr')}; losses are means of the last {rule.get('measure_window')} epochs; "
+              f"training loss converged ({rule.get('rule')} rule) in {sum(bool(a.converged) for a in judged)} of {len(judged)}")
     for note in rep.notes:
         out.print(f"[yellow]note:[/] {note}")
-    fin = [a for a in rep.architectures if a.status in ("done", "diverged")]
+    # the statistics leave out networks without an input-output path: so does the table of the best
+    fin = [a for a in rep.architectures if a.status in ("done", "diverged") and (a.paths is None or a.paths > 0)]
     if fin and top > 0:
-        table = Table(title="measured (best by each aspect)", title_justify="left")
+        table = Table(title=f"measured: the best {top} by each aspect", title_justify="left")
+        table.add_column("best in")
         id_column(table)
-        for col in ("P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc"):
+        for col in ("P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc",
+                    "log-loss slope / epoch"):
             table.add_column(col, justify="right")
-        rows, seen = [], set()
         keyf = {"expressivity": lambda a: a.expressivity if a.expressivity is not None else float("inf"),
                 "convergence": lambda a: a.convergence if a.convergence is not None else float("inf"),
                 "generalization": lambda a: a.generalization if a.generalization is not None else float("inf")}
         for asp in ASPECTS:
             for a in sorted(fin, key=keyf[asp])[:top]:
-                if a.id not in seen:
-                    seen.add(a.id)
-                    rows.append(a)
-        for a in rows:
-            loss = (_fmt(a.expressivity) + ("" if a.converged else " (not levelled off)")
-                    + (" (never left chance)" if a.left_chance is False else ""))
-            table.add_row(a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,
-                          "never" if a.convergence is None else str(a.convergence),
-                          "diverged" if a.diverged else _fmt(a.generalization), _fmt(a.test_acc))
+                loss = (_fmt(a.expressivity) + ("" if a.converged else " (not converged)")
+                        + (" (never left chance)" if a.left_chance is False else ""))
+                table.add_row(asp, a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,
+                              "never" if a.convergence is None else str(a.convergence),
+                              "diverged" if a.diverged else _fmt(a.generalization), _fmt(a.test_acc),
+                              "-" if a.final_slope is None else f"{a.final_slope:.2e}")
         print_table(table)
     if rep.measured_vs_topology:
         kt = Table(title="Kendall tau of each measured quantity with topology (paper Fig. 3)", title_justify="left")

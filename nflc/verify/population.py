@@ -370,7 +370,8 @@ def train_population(
     sub_pop, sub_modules = pop, list(modules)
 
     def finish(i: int, diverged: bool) -> None:
-        results[i] = TrainResult(history=histories[i], aspects=measure(histories[i], config.threshold, diverged=diverged))
+        results[i] = TrainResult(history=histories[i], aspects=measure(histories[i], config.threshold, window=config.window,
+                                                                          diverged=diverged))
 
     n = len(y_train)
     for epoch in range(done_epochs + 1, config.epochs + 1):

@@ -2,10 +2,19 @@
 
 Per architecture, the three measured aspects (THEORY.md section 5) on their raw scales:
 
-- expressivity: final training loss (lower = more expressive);
+- expressivity: mean training loss over the run's last ``window`` epochs (lower = more
+  expressive; :func:`nflc.verify.plateau.measure_window`: the stopping rule's window, or
+  the last tenth of a fixed-length run, at most 50 epochs);
 - convergence: first epoch whose training accuracy reached the threshold; ``None`` when
   never reached, ranked as ``epochs + 1`` (worse than every architecture that got there);
-- generalization: final test loss minus final training loss (smaller = better).
+- generalization: mean of test loss minus training loss over the same epochs (smaller =
+  better).
+
+They are recomputed from the stored epochs, so every database (also one written before
+the window means) is reported the same way. Each architecture also carries how its run
+ended: whether its loss had converged by the run's stopping rule (or, for a fixed-length
+run, by the default slope rule), and the slope of log(training loss) per epoch over the
+rule's fit at the last epoch.
 
 A diverged architecture has no expressivity or generalization and is left out of those
 statistics (its ``diverged`` flag says so); it never wins an aspect.
@@ -39,7 +48,8 @@ from pydantic import BaseModel
 
 from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
 from nflc.errors import NflcError
-from nflc.verify.plateau import DEFAULT_PLATEAU, Plateau, converged_at, levelled_off
+from nflc.verify.plateau import DEFAULT_RULE, StopRule, converged_at, fit_length, levelled_off, log_slope, measure_window
+from nflc.verify.train import TrainConfig, measure
 
 __all__ = [
     "CHANCE_MARGIN",
@@ -62,9 +72,9 @@ PAPER_FIG3 = {  # Kendall tau of the raw measured quantity with topology, paper 
     "generalization": {"paths": -0.41, "mean_depth": 0.39},
 }
 MEASURED_AS = {
-    "expressivity": "final train loss (converged: when it has levelled off, see 'converged')",
+    "expressivity": "train loss, mean of the last window epochs (converged: see 'converged')",
     "convergence": "epochs to the threshold train accuracy (never: epochs + 1)",
-    "generalization": "final test loss - final train loss",
+    "generalization": "test loss - train loss, mean of the last window epochs",
 }
 
 
@@ -117,16 +127,21 @@ class MeasuredArch(BaseModel):
     mean_depth: Optional[float] = None
     params: Optional[int] = None
     status: str  # pending, running, done, diverged
-    expressivity: Optional[float] = None  # final train loss
+    expressivity: Optional[float] = None  # train loss, mean of the last `window` epochs
     convergence: Optional[int] = None  # epoch reaching the threshold; None: never (or not finished)
-    generalization: Optional[float] = None  # test loss - train loss
+    generalization: Optional[float] = None  # test loss - train loss, mean of the last `window` epochs
     diverged: bool = False
     epochs_run: Optional[int] = None
-    # whether the training loss had levelled off at the last epoch (the run's
-    # --until-converged criterion, else nflc.verify.plateau.DEFAULT_PLATEAU), and the
-    # first epoch at which it had; None while unfinished or diverged
+    # whether the training loss had converged at the last epoch (the run's --until-converged
+    # rule, else nflc.verify.plateau.DEFAULT_RULE), and the first epoch at which it had;
+    # None while unfinished or diverged
     converged: Optional[bool] = None
     converged_at: Optional[int] = None
+    window: Optional[int] = None  # epochs averaged into the measured losses
+    # d log(train loss) / d epoch at the last epoch, fitted over the rule's fit length
+    # (slope_epochs); -0.001 = still falling 0.1% per epoch
+    final_slope: Optional[float] = None
+    slope_epochs: Optional[int] = None
     train_acc: Optional[float] = None  # final
     test_acc: Optional[float] = None
     # relative fall of the training loss over the last tenth of the epochs: ~0 when the
@@ -235,6 +250,66 @@ def _load_analysis(path: Path) -> dict:
     return data
 
 
+def _stored_rule(train_config: Any) -> Optional[StopRule]:
+    """The stopping rule a run was trained with (None: a fixed number of epochs)."""
+    stored = train_config.get("plateau") if isinstance(train_config, dict) else None
+    return TrainConfig.model_validate({"plateau": stored}).plateau if stored else None
+
+
+def _measured(arch_id: str, status: str, info: dict, store, rule: StopRule, threshold: float, window: Optional[int],
+              chance: Optional[float]) -> MeasuredArch:
+    """One architecture of the database, its aspects recomputed from its stored epochs."""
+    aspects = store.aspects(arch_id)
+    epochs = store.epochs(arch_id) if aspects is not None else []
+    if aspects is not None and not aspects.diverged and epochs and window is not None:
+        # the losses as window means (databases written before them stored one epoch's);
+        # the convergence epoch is an event and stays as recorded
+        means = measure(epochs, threshold, window=window)
+        aspects = aspects.model_copy(update={"expressivity": means.expressivity, "generalization": means.generalization})
+    last = epochs[-1] if epochs else None
+    finite = aspects is not None and not aspects.diverged
+    losses = [r.train_loss for r in epochs]
+    fit = log_slope(losses, min(len(losses), fit_length(len(losses), rule.window))) if finite else None
+    return MeasuredArch(
+        id=arch_id, index=info.get("index"), paths=info.get("paths"), mean_depth=info.get("mean_depth"),
+        params=info.get("params"), status=status,
+        expressivity=aspects.expressivity if aspects else None,
+        convergence=aspects.convergence if aspects else None,
+        generalization=aspects.generalization if aspects else None,
+        diverged=bool(aspects and aspects.diverged), epochs_run=aspects.epochs if aspects else None,
+        converged=levelled_off(losses, rule) if finite else None,
+        converged_at=converged_at(losses, rule) if finite else None,
+        window=min(window, len(epochs)) if window is not None and finite else None,
+        final_slope=fit.slope if fit else None, slope_epochs=fit.epochs if fit else None,
+        train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None,
+        late_loss_drop=late_loss_drop(losses) if finite else None,
+        left_chance=left_chance(losses, chance) if finite and chance is not None else None)
+
+
+def _convergence_notes(ranked: Sequence[MeasuredArch], trained_with_rule: bool, rule: StopRule,
+                       max_epochs: int) -> list[str]:
+    """What the report must say about runs whose loss had not converged at their end."""
+    judged = [a for a in ranked if a.converged is not None]
+    unconverged = [a for a in judged if not a.converged]
+    if not unconverged:
+        return []
+    slopes = [a.final_slope for a in unconverged if a.final_slope is not None]
+    fell = ""
+    if slopes and float(np.median(slopes)) < 0:
+        per = -math.expm1(float(np.median(slopes)) * rule.window)
+        fell = (f"; at their last epoch their loss still fell by a median {100 * per:.1f}% per {rule.window} epochs "
+                f"(log-loss slope {float(np.median(slopes)):.2e} per epoch)")
+    if trained_with_rule:
+        how = f"stopped at --max-epochs {max_epochs} before converging"
+    elif max_epochs < rule.first_epoch:
+        how = f"cannot be judged converged: {max_epochs} epochs are fewer than the rule's {rule.first_epoch}"
+    else:
+        how = f"had not converged after {max_epochs} epochs"
+    return [f"{len(unconverged)} of {len(judged)} architecture(s) {how} ({rule.describe()}){fell}: their "
+            "'expressivity' is the fit after that many epochs, not a converged training loss "
+            "(train with --until-converged, or longer)"]
+
+
 def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstrap: int = 1000,
                  seed: int = 0) -> VerifyReport:
     """The report of the results database ``db`` (opened read-only), compared with the
@@ -247,34 +322,19 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
         infos = store.info("arch:")
         run_info = store.info("run").get("run", {})
         train_config = config.get("train", config)
-        stored_plateau = train_config.get("plateau") if isinstance(train_config, dict) else None
-        plateau = Plateau(**stored_plateau) if stored_plateau else DEFAULT_PLATEAU
+        stored_rule = _stored_rule(train_config)
+        rule: StopRule = stored_rule or DEFAULT_RULE
+        threshold = float(train_config.get("threshold", 0.5)) if isinstance(train_config, dict) else 0.5
         chance = _chance_loss(config, run_info)
         if chance is not None and not math.isfinite(chance):
             chance = None
-        archs = []
-        for arch_id, status in statuses.items():
-            info = infos.get(f"arch:{arch_id}", {})
-            aspects = store.aspects(arch_id)
-            epochs = store.epochs(arch_id) if aspects is not None else []
-            last = epochs[-1] if epochs else None
-            finite = aspects is not None and not aspects.diverged
-            losses = [r.train_loss for r in epochs]
-            drop = late_loss_drop(losses) if finite else None
-            archs.append(MeasuredArch(
-                id=arch_id, index=info.get("index"), paths=info.get("paths"), mean_depth=info.get("mean_depth"),
-                params=info.get("params"), status=status,
-                expressivity=aspects.expressivity if aspects else None,
-                convergence=aspects.convergence if aspects else None,
-                generalization=aspects.generalization if aspects else None,
-                diverged=bool(aspects and aspects.diverged), epochs_run=aspects.epochs if aspects else None,
-                converged=levelled_off(losses, plateau) if finite else None,
-                converged_at=converged_at(losses, plateau) if finite else None,
-                train_acc=last.train_acc if last else None, test_acc=last.test_acc if last else None,
-                late_loss_drop=drop, left_chance=left_chance(losses, chance) if finite and chance is not None else None))
+        max_epochs = int(train_config.get("epochs", 0) or 0) if isinstance(train_config, dict) else 0
+        window = measure_window(stored_rule, max_epochs) if max_epochs else None
+        archs = [_measured(arch_id, status, infos.get(f"arch:{arch_id}", {}), store, rule, threshold, window, chance)
+                 for arch_id, status in statuses.items()]
         spec_hash = store.spec_hash
     notes: list[str] = []
-    max_epochs = int(train_config.get("epochs", 0)) or max((a.epochs_run or 0 for a in archs), default=0)
+    max_epochs = max_epochs or max((a.epochs_run or 0 for a in archs), default=0)
     never = max_epochs + 1
     finished = [a for a in archs if a.status in ("done", "diverged")]
     counts = {"registered": len(archs), "finished": len(finished),
@@ -293,26 +353,11 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     if left_out:
         notes.append(f"{len(left_out)} architecture(s) without an input-output path (P = 0) are left out of the statistics")
 
-    criterion = (f"the mean training loss of the last {plateau.window} epochs within {100 * plateau.tol:g}% of the "
-                 f"{plateau.window} before")
-    plateau_meta = {**plateau.model_dump(), "source": "--until-converged" if stored_plateau else "default",
-                    "criterion": criterion}
-    judged = [a for a in ranked if a.converged is not None]
-    unconverged = [a for a in judged if not a.converged]
-    if unconverged:
-        drops = [a.late_loss_drop for a in unconverged if a.late_loss_drop is not None]
-        median = float(np.median(drops)) if drops else 0.0
-        fell = (f"; their loss still fell by a median {100 * median:.1f}% over the last "
-                f"{max(1, max_epochs // 10)} epoch(s)") if median > 0 else ""
-        if stored_plateau:
-            how = f"stopped at --max-epochs {max_epochs} before levelling off"
-        elif max_epochs < 2 * plateau.window:
-            how = f"cannot be judged converged: {max_epochs} epochs are fewer than the criterion's {2 * plateau.window}"
-        else:
-            how = f"had not levelled off after {max_epochs} epochs"
-        notes.append(f"{len(unconverged)} of {len(judged)} architecture(s) {how} ({criterion}){fell}: their "
-                     "'expressivity' is the fit after that many epochs, not a converged training loss "
-                     "(train with --until-converged, or longer)")
+    criterion = rule.describe()
+    plateau_meta = {**rule.model_dump(), "rule": getattr(rule, "rule", "window"),
+                    "source": "--until-converged" if stored_rule else "default", "criterion": criterion,
+                    "measure_window": window}
+    notes.extend(_convergence_notes(ranked, stored_rule is not None, rule, max_epochs))
 
     topo: dict[str, dict[str, Tau]] = {}
     if have_topology and ranked:

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nflc.errors import NflcError
-from nflc.verify.plateau import Plateau, levelled_off
+from nflc.verify.plateau import Plateau, SlopeRule, StopRule, levelled_off
 from nflc.verify.train import TrainConfig
 
 __all__ = [
@@ -95,31 +95,61 @@ MAX_EPOCHS = 3000  # --until-converged's default cap: the paper's training lengt
 
 
 def stopping_rule(until_converged: bool, epochs: Optional[int], max_epochs: Optional[int],
-                  window: Optional[int], tol: Optional[float]) -> Optional[Plateau]:
-    """The levelling-off criterion of the command-line flags (None: a fixed number of
-    epochs); contradictory or out-of-range flags raise :class:`NflcError`."""
+                  window: Optional[int], tol: Optional[float], rule: Optional[str] = None,
+                  min_epochs: Optional[int] = None) -> Optional[StopRule]:
+    """The stopping rule of the command-line flags (None: a fixed number of epochs);
+    contradictory or out-of-range flags raise :class:`NflcError`. ``rule``: ``slope`` (the
+    default) or ``window`` (:mod:`nflc.verify.plateau`)."""
     if not until_converged:
         given = [name for name, v in (("--max-epochs", max_epochs), ("--plateau-window", window),
-                                      ("--plateau-tol", tol)) if v is not None]
+                                      ("--plateau-tol", tol), ("--stop-rule", rule), ("--min-epochs", min_epochs))
+                 if v is not None]
         if given:
             raise NflcError(f"{', '.join(given)} only applies with --until-converged",
                             hint="add --until-converged, or use --epochs E for a fixed length")
         return None
     if epochs is not None:
-        raise NflcError("--until-converged trains until the loss levels off; it cannot be combined with a fixed --epochs",
+        raise NflcError("--until-converged trains until the loss has converged; it cannot be combined with a fixed --epochs",
                         hint="use --max-epochs E to cap its length")
-    if max_epochs is not None and max_epochs < 1:
-        raise NflcError(f"--max-epochs must be at least 1, got {max_epochs}")
-    if window is not None and window < 1:
-        raise NflcError(f"--plateau-window must be at least 1 epoch, got {window}")
+    rule = rule or "slope"
+    if rule not in ("slope", "window"):
+        raise NflcError(f"--stop-rule must be slope or window, got {rule!r}",
+                        hint="slope: a fitted log-loss slope (the default); window: two window means (nflc's earlier rule)")
+    if min_epochs is not None and rule != "slope":
+        raise NflcError("--min-epochs applies to --stop-rule slope", hint="the window rule starts at twice its window")
+    cap = MAX_EPOCHS if max_epochs is None else max_epochs
+    if cap < 1:
+        raise NflcError(f"--max-epochs must be at least 1, got {cap}")
+    least = 3 if rule == "slope" else 1
+    if window is not None and window < least:
+        raise NflcError(f"--plateau-window must be at least {least} epochs, got {window}")
     if tol is not None and not (0 < tol < 1):
         raise NflcError(f"--plateau-tol must be between 0 and 1 (a relative drop), got {tol:g}")
-    return Plateau(**{k: v for k, v in (("window", window), ("tol", tol)) if v is not None})
+    if min_epochs is not None and min_epochs < 1:
+        raise NflcError(f"--min-epochs must be at least 1, got {min_epochs}")
+    given_values = {k: v for k, v in (("window", window), ("tol", tol)) if v is not None}
+    made: StopRule
+    if rule == "slope":
+        if min_epochs is not None and window is not None and min_epochs < window:
+            raise NflcError(f"--min-epochs {min_epochs} is shorter than --plateau-window {window}",
+                            hint="the slope is fitted over at least one window")
+        default_window = SlopeRule.model_fields["window"].default
+        if min_epochs is not None and window is None and min_epochs < default_window:
+            raise NflcError(f"--min-epochs {min_epochs} is shorter than the window ({default_window} epochs)",
+                            hint="the slope is fitted over at least one window; lower --plateau-window too")
+        made = SlopeRule(**given_values, **({"min_epochs": min_epochs} if min_epochs is not None else {}))
+    else:
+        made = Plateau(**given_values)
+    if made.first_epoch > cap:
+        what = "--min-epochs" if rule == "slope" and min_epochs is not None else "the rule"
+        raise NflcError(f"{what} needs {made.first_epoch} epochs before it can stop a run, more than --max-epochs {cap}",
+                        hint=f"lower --plateau-window (now {made.window}) or raise --max-epochs")
+    return made
 
 
 def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = None, test_fraction: float = 0.2,
                 width: Optional[int] = None, epochs: int = 100, lr: float = 0.1, batch: int = 128, seed: int = 0,
-                device: str = "auto", threshold: float = 0.5, plateau: Optional[Plateau] = None) -> VerifyConfig:
+                device: str = "auto", threshold: float = 0.5, plateau: Optional[StopRule] = None) -> VerifyConfig:
     """A :class:`VerifyConfig` from command-line style settings; bad values raise
     :class:`NflcError` naming the setting."""
     from nflc.data import DATASETS, load_dataset

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 from torch import nn
 
 from nflc.data import Dataset
-from nflc.verify.plateau import Plateau, levelled_off
+from nflc.verify.plateau import StopRule, levelled_off, measure_window
 from nflc.verify.protocol import derive_seed, diverged as _diverged, sgd, shuffle_generator, stochastic_seed
 
 __all__ = [
@@ -49,7 +49,7 @@ EVAL_CHUNK = 4096  # rows per forward pass when evaluating; fixed so sums are re
 class TrainConfig(BaseModel):
     """Everything that determines the numbers of a training run.
 
-    ``plateau``: train until the training loss levels off by that criterion
+    ``plateau``: train until the training loss has converged by that stopping rule
     (:mod:`nflc.verify.plateau`), at most ``epochs`` epochs; None: exactly ``epochs``.
     """
 
@@ -61,7 +61,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: str = "auto"
     threshold: float = Field(0.5, gt=0.0, le=1.0)  # training accuracy that counts as converged
-    plateau: Optional[Plateau] = None
+    plateau: Optional[StopRule] = None
 
     @model_serializer(mode="wrap")
     def _drop_unset_plateau(self, handler):
@@ -74,12 +74,17 @@ class TrainConfig(BaseModel):
 
     def stops_after(self, history: Sequence["EpochRecord"]) -> bool:
         """Whether a finite run with this ``history`` is finished: ``epochs`` reached, or
-        (with a plateau) its training loss has levelled off."""
+        (with a stopping rule) its training loss has converged."""
         if len(history) >= self.epochs:
             return True
-        # only the last two windows matter: called every epoch, it must not walk the whole history
-        return self.plateau is not None and levelled_off(
-            [r.train_loss for r in history[-2 * self.plateau.window:]], self.plateau)
+        if self.plateau is None or len(history) < self.plateau.first_epoch:
+            return False
+        return levelled_off([r.train_loss for r in history], self.plateau)
+
+    @property
+    def window(self) -> int:
+        """Epochs whose mean losses are the measured aspects (:func:`~nflc.verify.plateau.measure_window`)."""
+        return measure_window(self.plateau, self.epochs)
 
     @field_validator("device")
     @classmethod
@@ -108,10 +113,13 @@ class EpochRecord(BaseModel):
 class Aspects(BaseModel):
     """The three measured aspects of THEORY.md section 5 for one trained architecture.
 
-    - ``expressivity``: final full-pass training loss (lower = more expressive).
+    - ``expressivity``: mean full-pass training loss over the run's last ``window``
+      epochs (lower = more expressive); a window mean, because one epoch's loss under
+      constant-rate SGD is that mean plus 10-40% noise.
     - ``convergence``: first epoch (1-based) whose training accuracy reached the
       threshold; ``None`` = never reached.
-    - ``generalization``: final test loss minus final train loss (smaller = better).
+    - ``generalization``: mean of test loss minus train loss over the same epochs
+      (smaller = better).
 
     A diverged run (a non-finite loss) has ``diverged=True`` and no expressivity or
     generalization (its final losses are not numbers); its convergence epoch is kept if
@@ -131,8 +139,9 @@ def _finite(value: float) -> bool:
     return math.isfinite(value)
 
 
-def measure(history: Sequence[EpochRecord], threshold: float, *, diverged: bool = False) -> Aspects:
-    """The aspects of a run from its per-epoch history.
+def measure(history: Sequence[EpochRecord], threshold: float, *, window: int, diverged: bool = False) -> Aspects:
+    """The aspects of a run from its per-epoch history; losses are means over its last
+    ``window`` epochs (all of them when it has fewer; :attr:`TrainConfig.window`).
 
     ``diverged`` forces the flag (the training loop sets it when a minibatch loss was not
     finite); the history alone also flags divergence when any recorded loss is NaN/inf.
@@ -147,13 +156,16 @@ def measure(history: Sequence[EpochRecord], threshold: float, *, diverged: bool 
     convergence = next(
         (r.epoch for r in history if _finite(r.train_loss) and r.train_acc >= threshold), None
     )
-    last = history[-1]
+    if window < 1:
+        raise ValueError(f"the measuring window must be at least 1 epoch, got {window}")
     if diverged:
         return Aspects(expressivity=None, convergence=convergence, generalization=None, diverged=True, epochs=len(history))
+    tail = history[-window:]
+    # math.fsum: exact sums, so the value does not depend on summation order
     return Aspects(
-        expressivity=last.train_loss,
+        expressivity=math.fsum(r.train_loss for r in tail) / len(tail),
         convergence=convergence,
-        generalization=last.test_loss - last.train_loss,
+        generalization=math.fsum(r.test_loss - r.train_loss for r in tail) / len(tail),
         diverged=False,
         epochs=len(history),
     )
@@ -348,4 +360,4 @@ def train(
                 on_epoch(record, None if last else snapshot)
             if last:
                 break
-    return TrainResult(history=history, aspects=measure(history, config.threshold, diverged=diverged))
+    return TrainResult(history=history, aspects=measure(history, config.threshold, window=config.window, diverged=diverged))

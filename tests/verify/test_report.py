@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
@@ -196,8 +197,15 @@ def test_a_still_falling_training_loss_is_noted(db, tmp_path):
     rep = build_report(path)
     drops = [(1 - 0.02 * 18 - (1 - 0.02 * 20)) / (1 - 0.02 * 18), (1 - 0.04 * 18 - (1 - 0.04 * 20)) / (1 - 0.04 * 18)]
     assert [a.late_loss_drop for a in rep.architectures] == pytest.approx(drops)
-    median = 100 * sum(drops) / 2
-    assert f"still fell by a median {median:.1f}% over the last 2 epoch(s)" in " ".join(rep.notes)
+    # the note gives the log-loss slope at the end (fitted over all 20 epochs: the slope
+    # rule fits half the run, at least its 50-epoch window) as a decrease per window
+    slopes = [np.polyfit(np.arange(1, 21), np.log([1.0 - rate * e for e in range(1, 21)]), 1)[0] for rate in (0.02, 0.04)]
+    assert [a.final_slope for a in rep.architectures] == pytest.approx(slopes)
+    per_window = 100 * -math.expm1(float(np.median(slopes)) * 50)
+    assert f"still fell by a median {per_window:.1f}% per 50 epochs" in " ".join(rep.notes)
+    assert "20 epochs are fewer than the rule's 100" in " ".join(rep.notes)
+    # and the losses are the means of the last 2 epochs (a tenth of 20)
+    assert [a.expressivity for a in rep.architectures] == pytest.approx([1 - 0.02 * 19.5, 1 - 0.04 * 19.5])
 
 
 def test_reaching_the_threshold_at_the_last_epoch_beats_never_reaching_it(tmp_path):
@@ -216,7 +224,7 @@ def test_reaching_the_threshold_at_the_last_epoch_beats_never_reaching_it(tmp_pa
         for k, acc in accs.items():
             hist = [EpochRecord(epoch=e, train_loss=1.0 / e, train_acc=a, test_loss=1.5 / e, test_acc=a)
                     for e, a in enumerate(acc, start=1)]
-            aspects = measure(hist, threshold=0.5)
+            aspects = measure(hist, threshold=0.5, window=1)
             assert aspects.convergence == (5 if k == "late" else None)
             store.start(k)
             store.finish(k, hist, aspects)

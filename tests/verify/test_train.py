@@ -49,34 +49,57 @@ def rec(epoch, train_loss, train_acc, test_loss=1.0, test_acc=0.0) -> EpochRecor
 
 def test_measure_reads_final_losses_and_first_epoch_at_threshold():
     history = [rec(1, 2.0, 0.2, 2.1), rec(2, 1.0, 0.5, 1.4), rec(3, 0.8, 0.4, 1.3), rec(4, 0.5, 0.7, 0.9)]
-    a = measure(history, threshold=0.5)
+    a = measure(history, threshold=0.5, window=1)
     assert a.expressivity == 0.5
     assert a.convergence == 2  # reaching the threshold exactly counts; 1-based
     assert a.generalization == pytest.approx(0.4)
     assert (a.diverged, a.epochs) == (False, 4)
-    assert measure(history, threshold=0.6).convergence == 4
+    assert measure(history, threshold=0.6, window=1).convergence == 4
+
+
+def test_measured_losses_are_means_over_the_last_window_epochs():
+    history = [rec(1, 2.0, 0.2, 2.1), rec(2, 1.0, 0.5, 1.4), rec(3, 0.8, 0.4, 1.3), rec(4, 0.5, 0.7, 0.9)]
+    a = measure(history, threshold=0.5, window=3)
+    assert a.expressivity == pytest.approx((1.0 + 0.8 + 0.5) / 3)
+    assert a.generalization == pytest.approx((0.4 + 0.5 + 0.4) / 3)
+    assert a.convergence == 2  # an event, not a mean
+    # a window longer than the run averages the whole run
+    assert measure(history, threshold=0.5, window=50).expressivity == pytest.approx((2.0 + 1.0 + 0.8 + 0.5) / 4)
+    with pytest.raises(ValueError, match="at least 1"):
+        measure(history, threshold=0.5, window=0)
+
+
+def test_the_measuring_window_is_the_rules_or_the_last_tenth_at_most_50():
+    from nflc.verify.plateau import Plateau, SlopeRule
+
+    assert TrainConfig(epochs=500, device="cpu").window == 50
+    assert TrainConfig(epochs=3000, device="cpu").window == 50
+    assert TrainConfig(epochs=120, device="cpu").window == 12
+    assert TrainConfig(epochs=5, device="cpu").window == 1
+    assert TrainConfig(epochs=3000, device="cpu", plateau=SlopeRule(window=40)).window == 40
+    assert TrainConfig(epochs=3000, device="cpu", plateau=Plateau(window=20)).window == 20
 
 
 def test_measure_never_reaching_threshold_is_none():
-    a = measure([rec(1, 2.0, 0.1), rec(2, 1.9, 0.3)], threshold=0.5)
+    a = measure([rec(1, 2.0, 0.1), rec(2, 1.9, 0.3)], threshold=0.5, window=1)
     assert a.convergence is None and a.expressivity == 1.9 and not a.diverged
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_measure_flags_divergence_and_drops_undefined_aspects(bad):
-    a = measure([rec(1, 1.0, 0.6), rec(2, bad, 0.9, bad)], threshold=0.5)
+    a = measure([rec(1, 1.0, 0.6), rec(2, bad, 0.9, bad)], threshold=0.5, window=1)
     assert a.diverged and a.expressivity is None and a.generalization is None
     assert a.convergence == 1  # reached while the losses were still finite
     # accuracy from non-finite logits does not count as convergence
-    assert measure([rec(1, bad, 0.9, bad)], threshold=0.5).convergence is None
+    assert measure([rec(1, bad, 0.9, bad)], threshold=0.5, window=1).convergence is None
 
 
 def test_measure_forced_divergence_and_bad_histories():
-    assert measure([rec(1, 1.0, 0.1)], 0.5, diverged=True).diverged
+    assert measure([rec(1, 1.0, 0.1)], 0.5, window=1, diverged=True).diverged
     with pytest.raises(ValueError):
-        measure([], 0.5)
+        measure([], 0.5, window=1)
     with pytest.raises(ValueError, match="epochs 1..2"):
-        measure([rec(1, 1.0, 0.1), rec(3, 1.0, 0.1)], 0.5)
+        measure([rec(1, 1.0, 0.1), rec(3, 1.0, 0.1)], 0.5, window=1)
 
 
 # -- configuration and seeds -----------------------------------------------------------
