@@ -9,10 +9,13 @@ For every architecture:
 - three predicted scores, each oriented so that higher is better and each carrying its
   provenance:
 
-  * expressivity: the paper's curvature ``kappa = 1 / E||J||`` with
-    ``E||J|| = prod over cell placements of sum_p exp(-5 d_p / (8 m))`` (Theorem 4.1 /
-    Corollary 4.2 with C = 1; a chain of placements multiplies path sums). Few, deep
-    paths give high curvature. A cell with no input-output path computes a constant: 0.
+  * expressivity: the total path depth ``sum_p d_p`` over the network's input-output
+    paths, the depth term of the paper's Theorem 4.1 (``E||J|| ~ sum_p exp(-5 d_p / 8m)
+    = P - (5 / 8m) sum_p d_p + ...``). The theorem's own curvature ``1 / E||J||`` is
+    dominated by the number of paths P, the output's scale, and ranks the losses that
+    budget-matched, interpolating networks reach backwards (docs/ANALYZE.md, "The
+    expressivity score"); it is kept as the indicator ``curvature_thm41``. A network with
+    no input-output path computes a constant: 0.
   * convergence: Theorem 4.4's bound ``lambda_min(K) <= min_{i != j} (K_ii + K_jj)/2 - K_ij``
     (the worst-separated pair of inputs; the paper's ``P - sum_p f^{d_p}(K0_ij)`` is this
     bound on its path-sum approximation) on the exact NNGP, or on the measured one. The
@@ -61,6 +64,9 @@ class ArchAnalysis(BaseModel):
     topology: dict
     kernels: dict
     scores: dict[str, Score]
+    # other indicators of the theory, for comparison: curvature_thm41 (the paper's closed
+    # form 1 / prod_placements sum_p exp(-5 d_p / 8m), nflc 0.1's expressivity score)
+    indicators: dict[str, float] = {}
     group: int = -1  # index of the representative of its computing-graph group (nflc.analysis.groups)
     group_size: int = 1  # architectures of the analysis in that group
 
@@ -235,6 +241,10 @@ def _jsonable(v):
     return v
 
 
+EXPRESSIVITY_FORMULA = ("sum_p d_p over input-output paths: the depth term of paper Thm 4.1's "
+                        "sum_p exp(-5 d_p / 8m)  [docs/ANALYZE.md]")
+
+
 def analyze_architecture(arch, topo: dict, kern: dict, source: str, n: int, kappa: float | None = None) -> ArchAnalysis:
     sum_depth = topo["sum_depth"]
     kappa = curvature(arch) if kappa is None else kappa
@@ -242,14 +252,13 @@ def analyze_architecture(arch, topo: dict, kern: dict, source: str, n: int, kapp
     gen, gen_formula = _generalization(sum_depth, kern.get("ntk", {}), n)
     src = {"exact": "exact", "none": "none"}.get(source, "finite-width")
     scores = {
-        "expressivity": Score(value=kappa, formula="1 / prod_placements sum_p exp(-5 d_p / (8 m))  [paper Thm 4.1, C = 1]",
-                              source="closed-form"),
+        "expressivity": Score(value=float(sum_depth), formula=EXPRESSIVITY_FORMULA, source="topology"),
         "convergence": Score(value=conv, formula="min_{i!=j} (K_ii + K_jj)/2 - K_ij of the NNGP K: the upper bound on "
                              "lambda_min(K) of paper Thm 4.4", source=src),
         "generalization": Score(value=gen, formula=gen_formula, source=src),
     }
     return ArchAnalysis(id=arch.id, index=arch.index, params=arch.params, flops=arch.flops, topology=topo,
-                        kernels=kern, scores=scores)
+                        kernels=kern, scores=scores, indicators={"curvature_thm41": kappa})
 
 
 # ------------------------------------------------------------------ finite-width measurements
@@ -857,8 +866,8 @@ def row_json(a: ArchAnalysis) -> dict:
     """One architecture as the documented JSON writes it (scores as values, infinities as
     strings): ``ArchAnalysis.model_dump`` with each score's value, built directly."""
     return {"id": a.id, "index": a.index, "params": a.params, "flops": a.flops, "topology": _fix(a.topology),
-            "kernels": _fix(a.kernels), "scores": {k: _jsonable(v.value) for k, v in a.scores.items()}, "group": a.group,
-            "group_size": a.group_size}
+            "kernels": _fix(a.kernels), "scores": {k: _jsonable(v.value) for k, v in a.scores.items()},
+            "indicators": {k: _jsonable(v) for k, v in a.indicators.items()}, "group": a.group, "group_size": a.group_size}
 
 
 def _fix(o):

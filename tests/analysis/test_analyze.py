@@ -29,19 +29,20 @@ def h3_mnist(h3):
 
 
 def test_paper_signs_on_mnist5k(h3_mnist):
-    """Issue 4: convergence rises with P and falls with mean depth; expressivity the reverse
-    (the paper's Fig. 4: lambda_min NNGP R(P) = 0.79, R(d) = -0.52; curvature R(P) = -0.79, R(d) = 0.47)."""
+    """Convergence rises with P and falls with mean depth (the paper's Fig. 4: lambda_min
+    NNGP R(P) = 0.79, R(d) = -0.52); expressivity, the total path depth, rises with depth
+    (curvature R(d) = 0.47) and, unlike the paper's 1/||J||, with the number of paths."""
     kt = h3_mnist.report.kendall
     assert kt["convergence"]["paths"].tau > 0.5
     assert kt["convergence"]["mean_depth"].tau < 0
-    assert kt["expressivity"]["paths"].tau < -0.5
-    assert kt["expressivity"]["mean_depth"].tau > 0
+    assert kt["expressivity"]["mean_depth"].tau > 0.5
+    assert kt["expressivity"]["paths"].tau > 0
 
 
 def test_winners_and_verdict(h3_mnist):
     rep = h3_mnist.report
-    # the paper's most expressive architecture: the all-linear chain 0 -> 1 -> 2 -> 3
-    assert rep.winners["expressivity"] == ["|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~2|"]
+    # the most total depth: every edge linear, paths of depth 1, 2, 2, 3 (sum 8)
+    assert rep.winners["expressivity"] == ["|linear~0|+|linear~0|linear~1|+|linear~0|linear~1|linear~2|"]
     assert not rep.one_wins_all and "no free lunch" in rep.verdict
     # 67 of the 729 cells have no input-output path; they are left out of the report
     assert len(rep.left_out) == sum(1 for a in h3_mnist.architectures if a.topology["paths"] == 0) == 67
@@ -56,8 +57,22 @@ def test_every_architecture_is_exact_with_provenance(h3_mnist):
     a = h3_mnist.architectures[100]
     assert a.kernels["source"] == "exact"
     assert a.scores["convergence"].source == "exact"
-    assert a.scores["expressivity"].source == "closed-form"
+    assert a.scores["expressivity"].source == "topology"
     assert "Thm 4.5" in a.scores["generalization"].formula
+
+
+def test_expressivity_is_the_total_path_depth_by_hand(h3, h3_mnist):
+    by_id = {a.id: a for a in h3_mnist.architectures}
+    cases = {"|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~2|": 3,  # the chain: one path of depth 3
+             "|linear~0|+|zero~0|zero~1|+|skip~0|linear~1|zero~2|": 2,  # paths 0-1-3 (2) and 0-3 (0)
+             "|linear~0|+|linear~0|linear~1|+|linear~0|linear~1|linear~2|": 8,  # 1 + 2 + 2 + 3
+             "|skip~0|+|skip~0|skip~1|+|skip~0|skip~1|skip~2|": 0,  # four skip-only paths
+             "|zero~0|+|zero~0|zero~1|+|zero~0|zero~1|zero~2|": 0}  # no path
+    for arch_id, total in cases.items():
+        a = by_id[h3.architecture(arch_id).id]
+        assert a.scores["expressivity"].value == total
+        # the paper's closed form stays available as an indicator
+        assert a.indicators["curvature_thm41"] == pytest.approx(curvature(h3.architecture(arch_id)))
 
 
 def test_curvature_closed_form(h3):
