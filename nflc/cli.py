@@ -254,19 +254,47 @@ def list_(file: FileArg, space: SpaceOpt = None,
 @user_errors
 def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", help="Architecture id or index.")],
           space: SpaceOpt = None,
-          fmt: Annotated[str, typer.Option("--format", "-f", help="dot, graphml or json.")] = "dot",
+          fmt: Annotated[str, typer.Option("--format", "-f", help="dot, graphml, json, or a picture: svg, png.")] = "dot",
           network: Annotated[bool, typer.Option("--network", help="The whole network, not just the cell.")] = False,
+          out_path: Annotated[Optional[Path], typer.Option(
+              "--out", metavar="PATH", help="Write to PATH instead of standard output.")] = None,
+          layout: Annotated[str, typer.Option(
+              help="svg/png layout: auto (Graphviz's dot when installed, else networkx), graphviz, networkx.")] = "auto",
           allow_outside_imports: OutsideOpt = False) -> None:
-    """Print an architecture's graph (the cell DAG, or --network for the whole network)."""
+    """Print an architecture's graph (the cell DAG, or --network for the whole network), or draw it (svg, png)."""
     from nflc import graph as graphs
 
+    if out_path is not None:
+        _check_output_file(out_path, "--out")
+    if fmt in ("svg", "png"):
+        from nflc import drawing
+
+        engine = drawing.layout_engine(layout)
+        if fmt == "png" and out_path is None and sys.stdout.isatty():
+            raise NflcError("a PNG is binary: not written to a terminal", hint="pass --out FILE.png or redirect standard output")
+        sp = load_space(file, space, allow_outside_imports)
+        a = sp.architecture(arch_id)
+        _flag_rejected(a)
+        pic = drawing.draw(a, network=network, engine=engine)
+        data = drawing.to_svg(pic).encode() if fmt == "svg" else drawing.to_png(pic)
+        if out_path is not None:
+            out_path.write_bytes(data)
+            err.print(f"wrote {out_path} ({pic.engine} layout)", markup=False)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+        return
     sp = load_space(file, space, allow_outside_imports)
     a = sp.architecture(arch_id)
     _flag_rejected(a)
     g = a.network_graph if network or len(sp.instances) != 1 else a.graph
     writers = {"dot": lambda: graphs.to_dot(g, sp.name), "graphml": lambda: graphs.to_graphml(g), "json": lambda: graphs.to_json(g)}
     if fmt not in writers:
-        raise NflcError(f"unknown graph format '{fmt}'", hint="use dot, graphml or json")
+        raise NflcError(f"unknown graph format '{fmt}'", hint="use dot, graphml, json, svg or png")
+    if out_path is not None:
+        out_path.write_text(writers[fmt]() + "\n")
+        err.print(f"wrote {out_path}", markup=False)
+        return
     sys.stdout.write(writers[fmt]() + "\n")
 
 
