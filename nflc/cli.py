@@ -692,10 +692,17 @@ def rank(file: FileArg,
          score: Annotated[str, typer.Option(help="nflc (default: data-free, theory-grounded), paths, mean_depth, params, flops.")] = "nflc",
          json_path: Annotated[Optional[Path], typer.Option(
              "--json", help="Write the summary and per architecture its entry, nflc id, params and score.")] = None,
+         html: HtmlOpt = None,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
     from nflc.rank import rank as run_rank
 
+    if json_path is not None:
+        _check_output_file(json_path, "--json")
+    if html is not None:
+        from nflc.pages import check_html_target
+
+        check_html_target(html)
     sp = load_space(file, space, allow_outside_imports)
     res = run_rank(sp, benchmark, score)
     table = Table(title=f"{res.n} architectures of {sp.name} ranked against val_accuracy", title_justify="left")
@@ -711,6 +718,13 @@ def rank(file: FileArg,
     if json_path is not None:
         json_path.write_text(json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
+    if html is not None:
+        from nflc.pages import write as write_page
+        from nflc.pages.rank import rank_page
+        from nflc.rank import read_benchmark
+
+        size = write_page(rank_page(sp, res, read_benchmark(benchmark)), html)
+        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
 @app.command()

@@ -117,10 +117,11 @@ def cell(v: Any) -> Any:
     return float(f"{f:.6g}")
 
 
-def table_positions(n: int, named: set[int], seed: int = 0, limit: int = MAX_ROWS) -> list[int]:
-    """Which of ``n`` architectures a table holds: all of them up to ``limit``; above, a
-    seeded uniform sample of ``limit`` plus ``named`` (the ones a page's summary names:
-    winners, the Pareto front), in their order."""
+def table_positions(n: int, named: set[int], seed: int = 0, limit: int | None = None) -> list[int]:
+    """Which of ``n`` architectures a table holds: all of them up to ``limit`` (default
+    :data:`MAX_ROWS`); above, a seeded uniform sample of ``limit`` plus ``named`` (the ones
+    a page's summary names: winners, the Pareto front), in their order."""
+    limit = MAX_ROWS if limit is None else limit
     if n <= limit:
         return list(range(n))
     pick = set(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())

@@ -98,10 +98,10 @@ def topology_panel(name: str, values: Sequence[float | None], paths: Sequence[fl
     architectures): one marker per (mean depth, P) cell."""
     n = len(values)
     aggregate = n > MAX_POINTS if aggregate is None else aggregate
-    vals = [float(v) if _finite(v) else math.nan for v in values]
-    rng = robust_range(vals) or (0.0, 1.0)
+    vals = [float(v) if v is not None and _finite(v) else math.nan for v in values]
     traces: list[dict] = []
     has_path = [i for i in range(n) if paths[i] > 0]
+    rng = robust_range([vals[i] for i in has_path]) or (0.0, 1.0)  # the coloured markers' values
     no_path = [i for i in range(n) if not paths[i] > 0]
     scored = [i for i in has_path if math.isfinite(vals[i])]
     unscored = [i for i in has_path if not math.isfinite(vals[i])]
@@ -169,13 +169,16 @@ def topology_panel(name: str, values: Sequence[float | None], paths: Sequence[fl
 
 
 def scatter(title: str, x: Sequence[float | None], y: Sequence[float | None], rows: Sequence[int], ids: Sequence[str],
-            x_title: str, y_title: str, subtitle: str = "", max_points: int = MAX_POINTS, seed: int = 0) -> dict:
+            x_title: str, y_title: str, subtitle: str = "", max_points: int = MAX_POINTS, seed: int = 0,
+            floor_label: str | None = None) -> dict:
     """A scatter of two per-architecture quantities (predicted vs measured, score vs
-    accuracy). A pair with a missing or infinite value is not a point (the legend counts
-    them); above ``max_points`` pairs a seeded uniform sample of ``max_points`` is drawn
-    (the legend says so)."""
+    accuracy). A pair with a missing or infinite value is not a point (a note counts
+    them), except, with ``floor_label``, an x of -inf: such pairs are grey crosses left of
+    every other point, under that legend. Above ``max_points`` pairs a seeded uniform
+    sample of ``max_points`` is drawn (the legend says so)."""
     pairs = [i for i in range(len(x)) if _finite(x[i]) and _finite(y[i])]
-    left_out = len(x) - len(pairs)
+    floor = [i for i in range(len(x)) if floor_label and x[i] == -math.inf and _finite(y[i])]
+    left_out = len(x) - len(pairs) - len(floor)
     shown = pairs
     if len(pairs) > max_points:
         pick = np.random.default_rng(seed).choice(len(pairs), size=max_points, replace=False)
@@ -186,6 +189,15 @@ def scatter(title: str, x: Sequence[float | None], y: Sequence[float | None], ro
                "customdata": [[rows[i], ids[i]] for i in shown],
                "marker": {"size": 7, "color": "#1f77b4", "opacity": 0.75, "line": {"width": 0.4, "color": "#333"}},
                "hovertemplate": "%{customdata[1]}<br>" + x_title + " %{x:.4g}<br>" + y_title + " %{y:.4g}<extra></extra>"}]
+    if floor:
+        xs = [float(x[i]) for i in pairs]  # type: ignore[arg-type]
+        lo, hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
+        at = _sig(lo - 0.06 * ((hi - lo) or 1.0))
+        traces.append({"type": "scatter", "mode": "markers", "name": f"{floor_label} ({len(floor)})",
+                       "x": [at] * len(floor), "y": [_sig(float(y[i])) for i in floor],  # type: ignore[arg-type]
+                       "customdata": [[rows[i], ids[i]] for i in floor],
+                       "marker": {"size": 8, "color": GREY, "symbol": "x"},
+                       "hovertemplate": "%{customdata[1]}<br>" + f"{floor_label}<br>{y_title}" + " %{y:.4g}<extra></extra>"})
     note = f"{left_out} without a finite value on both axes are not drawn" if left_out else ""
     layout = {
         "title": {"text": f"{title}" + (f"<br><sub>{subtitle}</sub>" if subtitle else ""), "x": 0.02, "font": {"size": 14}},
