@@ -50,6 +50,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 SpaceOpt = Annotated[Optional[str], typer.Option("--space", "-s", help="Which space of the file (when it has several).")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside-imports", help="Let imports leave the spec's directory tree.")]
 FileArg = Annotated[Path, typer.Argument(help="A .nfl spec file.", show_default=False)]
+HtmlOpt = Annotated[Optional[Path], typer.Option(
+    "--html", metavar="PATH", help="Write a self-contained interactive HTML page (opens offline; docs/PAGES.md).")]
 
 
 def _fail(exc: NflcError) -> None:
@@ -254,19 +256,47 @@ def list_(file: FileArg, space: SpaceOpt = None,
 @user_errors
 def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", help="Architecture id or index.")],
           space: SpaceOpt = None,
-          fmt: Annotated[str, typer.Option("--format", "-f", help="dot, graphml or json.")] = "dot",
+          fmt: Annotated[str, typer.Option("--format", "-f", help="dot, graphml, json, or a picture: svg, png.")] = "dot",
           network: Annotated[bool, typer.Option("--network", help="The whole network, not just the cell.")] = False,
+          out_path: Annotated[Optional[Path], typer.Option(
+              "--out", metavar="PATH", help="Write to PATH instead of standard output.")] = None,
+          layout: Annotated[str, typer.Option(
+              help="svg/png layout: auto (Graphviz's dot when installed, else networkx), graphviz, networkx.")] = "auto",
           allow_outside_imports: OutsideOpt = False) -> None:
-    """Print an architecture's graph (the cell DAG, or --network for the whole network)."""
+    """Print an architecture's graph (the cell DAG, or --network for the whole network), or draw it (svg, png)."""
     from nflc import graph as graphs
 
+    if out_path is not None:
+        _check_output_file(out_path, "--out")
+    if fmt in ("svg", "png"):
+        from nflc import drawing
+
+        engine = drawing.layout_engine(layout)
+        if fmt == "png" and out_path is None and sys.stdout.isatty():
+            raise NflcError("a PNG is binary: not written to a terminal", hint="pass --out FILE.png or redirect standard output")
+        sp = load_space(file, space, allow_outside_imports)
+        a = sp.architecture(arch_id)
+        _flag_rejected(a)
+        pic = drawing.draw(a, network=network, engine=engine)
+        data = drawing.to_svg(pic).encode() if fmt == "svg" else drawing.to_png(pic)
+        if out_path is not None:
+            out_path.write_bytes(data)
+            err.print(f"wrote {out_path} ({pic.engine} layout)", markup=False)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+        return
     sp = load_space(file, space, allow_outside_imports)
     a = sp.architecture(arch_id)
     _flag_rejected(a)
     g = a.network_graph if network or len(sp.instances) != 1 else a.graph
     writers = {"dot": lambda: graphs.to_dot(g, sp.name), "graphml": lambda: graphs.to_graphml(g), "json": lambda: graphs.to_json(g)}
     if fmt not in writers:
-        raise NflcError(f"unknown graph format '{fmt}'", hint="use dot, graphml or json")
+        raise NflcError(f"unknown graph format '{fmt}'", hint="use dot, graphml, json, svg or png")
+    if out_path is not None:
+        out_path.write_text(writers[fmt]() + "\n")
+        err.print(f"wrote {out_path}", markup=False)
+        return
     sys.stdout.write(writers[fmt]() + "\n")
 
 
@@ -531,6 +561,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             plot: Annotated[Optional[Path], typer.Option(
                 metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
                       "panels."))] = None,
+            html: HtmlOpt = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
@@ -556,6 +587,10 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         if path is not None:
             _check_output_file(path, option)
     plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
+    if html is not None:
+        from nflc.pages import check_html_target
+
+        check_html_target(html)
     n_threads, why = choose_threads(threads, rows=samples)
     sp = load_space(file, space, allow_outside_imports)
     if width is not None:
@@ -575,11 +610,23 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
     finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
     writer = StreamWriter(json_path, csv_path)
+    collector = None
+    if html is not None:
+        from nflc.pages.analyze import AnalyzeCollector
+
+        collector = AnalyzeCollector(total, seed=seed)
+
+    def on_rows(rows) -> None:
+        writer.rows(rows)
+        if collector is not None:
+            collector.rows(rows)
+
     try:
         with limit_threads(n_threads):
             result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
                                     progress=progress.update, warn=progress.warn, on_header=writer.header,
-                                    on_rows=writer.rows, top=top, keep_columns=plot_file is not None, finite=finite)
+                                    on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
+                                    finite=finite)
         writer.finish(result)
     finally:
         progress.close()
@@ -627,6 +674,12 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         topology_panels(plot_file, c["paths"].tolist(), c["mean_depth"].tolist(), {asp: c[asp].tolist() for asp in ASPECTS},
                         f"{sp.name}: predicted scores ({head.data.name}, N = {head.data.samples})")
         out.print(f"wrote {plot_file}")
+    if html is not None and collector is not None:
+        from nflc.pages import write as write_page
+        from nflc.pages.analyze import analyze_page
+
+        size = write_page(analyze_page(sp, result, collector, seed=seed), html)
+        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
 @app.command()
@@ -639,10 +692,17 @@ def rank(file: FileArg,
          score: Annotated[str, typer.Option(help="nflc (default: data-free, theory-grounded), paths, mean_depth, params, flops.")] = "nflc",
          json_path: Annotated[Optional[Path], typer.Option(
              "--json", help="Write the summary and per architecture its entry, nflc id, params and score.")] = None,
+         html: HtmlOpt = None,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
     from nflc.rank import rank as run_rank
 
+    if json_path is not None:
+        _check_output_file(json_path, "--json")
+    if html is not None:
+        from nflc.pages import check_html_target
+
+        check_html_target(html)
     sp = load_space(file, space, allow_outside_imports)
     res = run_rank(sp, benchmark, score)
     table = Table(title=f"{res.n} architectures of {sp.name} ranked against val_accuracy", title_justify="left")
@@ -658,6 +718,13 @@ def rank(file: FileArg,
     if json_path is not None:
         json_path.write_text(json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
+    if html is not None:
+        from nflc.pages import write as write_page
+        from nflc.pages.rank import rank_page
+        from nflc.rank import read_benchmark
+
+        size = write_page(rank_page(sp, res, read_benchmark(benchmark)), html)
+        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
 @app.command()
@@ -823,7 +890,11 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
            bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 1000,
            seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-           top: Annotated[int, typer.Option(help="Rows of the table (best by each measured aspect).")] = 5) -> None:
+           top: Annotated[int, typer.Option(help="Rows of the table (best by each measured aspect).")] = 5,
+           html: HtmlOpt = None,
+           spec: Annotated[Optional[Path], typer.Option(
+               help="With --html: the spec the run trained, to draw each architecture.")] = None,
+           space: SpaceOpt = None, allow_outside_imports: OutsideOpt = False) -> None:
     """Report a verification run: measured aspects, Kendall tau with topology and with the
     predictions, and the no-free-lunch verdict on measured data."""
     from nflc.analysis.report import ASPECTS
@@ -833,7 +904,17 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
     if json_path is not None:
         _check_output_file(json_path, "--json")
+    if spec is not None and html is None:
+        raise NflcError("--spec only serves --html (to draw the architectures)", hint="add --html PATH")
+    if html is not None:
+        from nflc.pages import check_html_target
+
+        check_html_target(html)
+    drawn = load_space(spec, space, allow_outside_imports) if spec is not None else None
     rep = build_report(db, analysis, bootstrap=bootstrap, seed=seed)
+    if drawn is not None and drawn.spec_hash != rep.spec_hash:
+        raise NflcError(f"--spec {spec}: space '{drawn.name}' is not the one {db} was trained on (its spec hash differs)",
+                        hint="pass the spec file (and --space) given to 'nflc verify'")
     c, tc = rep.counts, rep.config.get("train", {})
     rule = rep.plateau
     length = (f"until converged ({rule.get('rule')} rule, window {rule.get('window')}, tol {rule.get('tol'):g}), at most "
@@ -896,6 +977,12 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
     if plot is not None:
         for path in write_plots(rep, plot):
             out.print(f"wrote {path}")
+    if html is not None:
+        from nflc.pages import write as write_page
+        from nflc.pages.report import report_page
+
+        size = write_page(report_page(rep, drawn, seed=seed), html)
+        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
 def main() -> None:

@@ -345,7 +345,7 @@ def _check_gram_args(n: int, rho: float) -> None:
 def canonical_gram(n: int, rho: float = 0.0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The data-free normalized input Gram ``q_in = <x, x'> / d``: ``(1 - rho) I + rho 11^T``.
 
-    Unit diagonal (every input has ``|x|^2 = d``, the normalization THEORY.md section 3
+    Unit diagonal (every input has ``|x|^2 = d``, the normalization docs/THEORY.md section 3
     assumes) and the same correlation ``rho`` for every pair. Why this choice: every pair
     is alike, so ``min over i != j`` in the paper's bounds is well defined and the
     ranking of architectures cannot hinge on one accidental pair; it does not depend on a

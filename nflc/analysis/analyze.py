@@ -2,9 +2,9 @@
 
 For every architecture:
 
-- topology of its cell(s) (THEORY.md section 2);
+- topology of its cell(s) (docs/THEORY.md section 2);
 - exact infinite-width NNGP and NTK when the architecture is in the exact engine's family
-  (THEORY.md section 4), else finite-width measurements of the compiled module at
+  (docs/THEORY.md section 4), else finite-width measurements of the compiled module at
   initialisation (section 6), and the output says which;
 - three predicted scores, each oriented so that higher is better and each carrying its
   provenance:
@@ -162,7 +162,7 @@ def cell_topologies(arch) -> dict:
 
 
 def topology_summary(arch, topologies: dict | None = None) -> dict:
-    """The cell's topology (THEORY section 2), and network-level P and mean depth: paths
+    """The cell's topology (docs/THEORY.md section 2), and network-level P and mean depth: paths
     multiply along a chain of cell placements and depths add. ``topologies``: the cells'
     (:func:`cell_topologies`) when the caller has them."""
     insts = topologies if topologies is not None else {k: arch.topology(k) for k in arch.space.instances}

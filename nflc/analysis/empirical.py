@@ -1,4 +1,4 @@
-"""Finite-width measurements of a torch module at initialisation (THEORY.md section 6).
+"""Finite-width measurements of a torch module at initialisation (docs/THEORY.md section 6).
 
 * :func:`empirical_nngp`: Gram of the last hidden representation (the input of the last
   ``nn.Linear`` executed), divided by its width.
@@ -29,7 +29,7 @@ Conventions:
   ``output=k`` (the NTK of output ``k``) or ``output="sum"`` (of ``sum_k f_k``).
 * Parameterization: with ``param_scale=None`` this is the NTK of the module's own
   parameters (what SGD on it sees). A module initialised ``W = sigma * omega`` with
-  ``omega ~ N(0, 1)`` has the NTK-parameterization kernel of THEORY.md section 4 when each
+  ``omega ~ N(0, 1)`` has the NTK-parameterization kernel of docs/THEORY.md section 4 when each
   weight's term is weighted by ``sigma**2``; :func:`he_init_scales` gives these weights
   for He-normal layers.
 * Kernels are accumulated in float64 whatever the module's dtype (Grams of float32
@@ -775,7 +775,7 @@ def he_init_scales(module: nn.Module, x: torch.Tensor) -> dict[str, float]:
     Covers the paper's skeleton: every Linear / Conv weight is followed by a ReLU (gain 2)
     except the readout, the last Linear to run on ``x`` (gain 1). Biases and normalization
     parameters are not listed (weight 1). With these weights a He-initialised module's NTK
-    is the NTK-parameterization kernel of THEORY.md section 4.
+    is the NTK-parameterization kernel of docs/THEORY.md section 4.
     """
     order: list[nn.Module] = []
     dense = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]

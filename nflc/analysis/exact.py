@@ -1,7 +1,7 @@
 """Which architectures the exact infinite-width engine covers, and their kernels.
 
 The engine (:mod:`nflc.analysis.kernels`) is exact for the paper's MLP skeleton
-(THEORY.md section 1): ``[flatten] >> linear(m) >> relu >> cell >> linear(classes)`` with
+(docs/THEORY.md section 1): ``[flatten] >> linear(m) >> relu >> cell >> linear(classes)`` with
 no biases, He-normal initialisation and cell edges of kind zero / skip / linear_relu.
 :func:`exact_support` says whether an architecture is such a network and, if not, why.
 """
@@ -43,7 +43,7 @@ def exact_support(arch) -> str | None:
 
 def normalize_inputs(x: np.ndarray) -> np.ndarray:
     """Flatten and rescale every input to |x|^2 = d, so the input Gram has unit diagonal
-    (the normalization of THEORY.md section 3). All-zero inputs stay zero."""
+    (the normalization of docs/THEORY.md section 3). All-zero inputs stay zero."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.where(norms > 0, x * np.sqrt(x.shape[1]) / np.where(norms > 0, norms, 1), 0.0)

@@ -1,4 +1,4 @@
-"""The paper's closed-form indicators (THEORY.md section 3), from topology and kernels.
+"""The paper's closed-form indicators (docs/THEORY.md section 3), from topology and kernels.
 
 All use the path structure of :class:`~nflc.analysis.topology.Topology` (``P``, the
 depths ``d_p``) and, where data enters, a normalized input Gram ``K0`` (unit diagonal)

@@ -1,6 +1,6 @@
-"""Exact infinite-width NNGP and NTK of ``stem -> cell -> readout`` (THEORY.md section 4).
+"""Exact infinite-width NNGP and NTK of ``stem -> cell -> readout`` (docs/THEORY.md section 4).
 
-The network is the paper's MLP skeleton (THEORY.md section 1) in the NTK
+The network is the paper's MLP skeleton (docs/THEORY.md section 1) in the NTK
 parameterization: stem ``X0 = sqrt(2) relu(W0 x / sqrt(d))``, cell edges of kind
 ``zero`` / ``skip`` / ``linear_relu`` (``sqrt(2) relu(W Xs / sqrt(m))``), readout
 ``f = v . XH / sqrt(m)``, all weights ``N(0, 1)``, no biases.
@@ -142,7 +142,7 @@ def _edge_mean(state: _Forward, s: int, kind: str) -> np.ndarray:
 
 
 def _add_node(state: _Forward, edges: InEdges, n: int) -> _Forward:
-    """Append node ``b = len(state.mu)`` whose inputs are ``edges`` (THEORY.md forward rules)."""
+    """Append node ``b = len(state.mu)`` whose inputs are ``edges`` (docs/THEORY.md section 4, forward)."""
     b = len(state.mu)
     zero_vec, zero_mat = np.zeros(n), np.zeros((n, n))
     mu_b = sum((_edge_mean(state, s, k) for s, k in edges), zero_vec)
@@ -213,7 +213,7 @@ def _forward(edges: tuple[InEdges, ...], stem: _Forward, n: int, cache: _PrefixC
 
 
 def _backward(edges: tuple[InEdges, ...], fwd: _Forward) -> dict[tuple[int, int], np.ndarray]:
-    """``P[a, b]`` for ``a <= b`` by THEORY.md's rules, in reverse topological order.
+    """``P[a, b]`` for ``a <= b`` by the backward rules of docs/THEORY.md section 4, in reverse topological order.
 
     Values may be numpy scalars where they are constant (``P_HH = 1``, zeros): they
     broadcast like the ``(N, N)`` matrices they stand for.
@@ -277,7 +277,7 @@ def input_gram(x: np.ndarray) -> np.ndarray:
 
 
 def _ntk(edges: tuple[InEdges, ...], fwd: _Forward, p: Mapping, q_in: np.ndarray) -> np.ndarray:
-    """Readout + stem + every linear edge (THEORY.md's NTK sum; elementwise products)."""
+    """Readout + stem + every linear edge (the NTK sum of docs/THEORY.md section 4; elementwise products)."""
     h = len(edges) - 1
     theta = fwd.q[h, h] + _k0(q_in) * q_in * p[0, 0]  # readout + stem weights
     for t, group in enumerate(edges):

@@ -11,8 +11,8 @@ concatenating output reads and the graph's ``output``; for concatenating cells t
 does not carry; concatenating cells through :func:`edge_cell_graph`, which adds each op's
 layers and the real preprocessing; a network of two-input cells as a whole, step 7).
 
-Derivation (notation of ``THEORY.md`` sections 2-3)
-----------------------------------------------------
+Derivation (notation of ``docs/THEORY.md`` sections 2-3, and section 7)
+-----------------------------------------------------------------------
 1. *Expressivity per path.* The paper's Theorem 4.1 gives the expected input-output
    Jacobian norm of a cell as ``E||J|| ~ C * sum_p exp(-a d_p)`` with ``a = 5/(8m)``
    (``m`` = width) and the curvature ``kappa = 1/||J||``. A cell node *sums* its inputs,

@@ -1,4 +1,4 @@
-"""Graph-only topology of a cell (THEORY.md section 2): paths, path depths, dead edges.
+"""Graph-only topology of a cell (docs/THEORY.md section 2): paths, path depths, dead edges.
 
 A cell is a ``networkx.DiGraph`` per ``docs/CONTRACTS.md``: integer nodes ``0 .. H``,
 edges ``s < t`` with attributes ``kind`` and ``parameterized``. An edge of kind
@@ -115,7 +115,7 @@ def edge_incidences(cell: nx.DiGraph, key: Callable[[dict], Optional[Hashable]])
 
 
 def topology(cell: nx.DiGraph) -> Topology:
-    """Paths, depths, effective width and dead edges of ``cell`` (THEORY.md section 2)."""
+    """Paths, depths, effective width and dead edges of ``cell`` (docs/THEORY.md section 2)."""
     counts = depth_counts(cell)
     paths = sum(counts)
     sum_depth = sum(d * n for d, n in enumerate(counts))

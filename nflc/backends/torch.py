@@ -6,7 +6,7 @@ too (and ``arch.params`` follows the same choice). Initialisation is seeded: the
 gives the same weights. He-normal (the default, the paper's) uses gain sqrt(2) for a
 layer followed by a ReLU and 1 otherwise, so a ``linear >> relu`` edge computes
 ``sqrt(2) relu(W x / sqrt(m))`` with ``W ~ N(0, 1)`` and the readout ``v . x / sqrt(m)``,
-exactly THEORY.md section 1.
+exactly docs/THEORY.md section 1.
 
 Every weight draws from its own generator, seeded by ``(seed, the parameter's module
 path)``: pruning, or turning biases on, leaves the other weights as they were, so a pruned

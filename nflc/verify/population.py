@@ -1,6 +1,6 @@
 """Population training: many MLP-cell architectures trained together as one batched model.
 
-The paper's family (THEORY.md section 1, :func:`nflc.analysis.exact.exact_support`) is
+The paper's family (docs/THEORY.md section 1, :func:`nflc.analysis.exact.exact_support`) is
 ``[flatten] >> linear(m) >> relu >> cell >> linear(classes)`` without biases, each cell
 edge ``zero``, ``skip`` or ``linear >> relu``. :class:`Population` stacks ``A`` such
 networks: the stems as one ``(A, d, m)`` tensor, the readouts as ``(A, m, classes)``,

@@ -1,6 +1,6 @@
 """How well the predictions hold: the report of a verification run's results database.
 
-Per architecture, the three measured aspects (THEORY.md section 5) on their raw scales:
+Per architecture, the three measured aspects (docs/THEORY.md section 5) on their raw scales:
 
 - expressivity: mean training loss over the run's last ``window`` epochs (lower = more
   expressive; :func:`nflc.verify.plateau.measure_window`: the stopping rule's window, or
@@ -145,7 +145,7 @@ class MeasuredArch(BaseModel):
     train_acc: Optional[float] = None  # final
     test_acc: Optional[float] = None
     # relative fall of the training loss over the last tenth of the epochs: ~0 when the
-    # loss has levelled off (the "converged training loss" THEORY.md section 5 measures)
+    # loss has levelled off (the "converged training loss" docs/THEORY.md section 5 measures)
     late_loss_drop: Optional[float] = None
     predicted: Optional[dict[str, Optional[float]]] = None  # scores of the analysis file, higher = better
     # False when the training loss never fell CHANCE_MARGIN below the loss of predicting the

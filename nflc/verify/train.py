@@ -1,6 +1,6 @@
 """The paper's training protocol for one torch module, and the aspects it measures.
 
-Protocol (THEORY.md section 5, the paper's appendix A): plain SGD with a constant
+Protocol (docs/THEORY.md section 5, the paper's appendix A): plain SGD with a constant
 learning rate, no momentum, no weight decay, no augmentation, batch 128, cross-entropy.
 After every epoch the whole train and test splits are evaluated in eval mode (one full
 pass, not a running average of minibatch losses), giving one :class:`EpochRecord`.
@@ -111,7 +111,7 @@ class EpochRecord(BaseModel):
 
 
 class Aspects(BaseModel):
-    """The three measured aspects of THEORY.md section 5 for one trained architecture.
+    """The three measured aspects of docs/THEORY.md section 5 for one trained architecture.
 
     - ``expressivity``: mean full-pass training loss over the run's last ``window``
       epochs (lower = more expressive); a window mean, because one epoch's loss under

@@ -97,7 +97,7 @@ class MLPCell(nn.Module):
 
 
 def build_mlp(cell: nx.DiGraph, width: int, seed: int, d_in: int, dtype=torch.float32) -> nn.Module:
-    """stem -> cell -> readout, He-normal fan-in init, no biases (THEORY.md section 1)."""
+    """stem -> cell -> readout, He-normal fan-in init, no biases (docs/THEORY.md section 1)."""
     gen = torch.Generator().manual_seed(seed)
     net = nn.Sequential(
         skip_init(nn.Linear, d_in, width, bias=False),
@@ -173,7 +173,7 @@ def compiled_builder():
     return compiled_mlp
 
 
-# --- an independent reference for the exact kernels (THEORY.md section 4) ------------------
+# --- an independent reference for the exact kernels (docs/THEORY.md section 4) ------------------
 #
 # Written from the definitions, not from nflc.analysis.kernels: the arc-cosine moments with
 # arccos (the engine uses arctan2), and the network as a sum of *features*. Every node is

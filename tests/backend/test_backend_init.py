@@ -1,4 +1,4 @@
-"""Initialisation: He-normal fan-in by default (THEORY.md section 1), other schemes on
+"""Initialisation: He-normal fan-in by default (docs/THEORY.md section 1), other schemes on
 request, seeded and reproducible, biases from the spec or the API."""
 
 from __future__ import annotations

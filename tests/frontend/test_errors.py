@@ -224,7 +224,7 @@ NB201 = SPECS / "nb201.nfl"
     (("graph", NFL_H3, "|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~9|"), "edge 9 -> 3", None),
     (("graph", NFL_H3, "|linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear-2|"), "is not 'op~source'", None),
     (("graph", NFL_H3, "729"), "index 729 is out of range", None),
-    (("graph", NFL_H3, "5", "--format", "png"), "unknown graph format 'png'", "dot, graphml or json"),
+    (("graph", NFL_H3, "5", "--format", "gif"), "unknown graph format 'gif'", "dot, graphml, json, svg or png"),
     (("count", NB201, "--space", "nb21"), "has no space 'nb21'", "did you mean 'nb201'?"),
     (("count", SPECS / "nope.nfl"), "cannot read", None),
     (("list", NFL_H3, "--sample", "1000"), "asked for 1000 architectures but space 'nfl_h3' has only 729", None),
