@@ -400,7 +400,7 @@ def _select(sp, spec: str | None, seed: int) -> list | None:
 
 def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "",
                   winner_groups: dict | None = None, pareto_groups: int | None = None,
-                  missing: tuple | list = ()) -> None:
+                  missing: tuple | list = (), notes: tuple | list = ()) -> None:
     """The no-free-lunch reading shared by ``analyze`` (predicted) and ``report`` (measured):
     each aspect's winner (ties counted, and with ``winner_groups`` the distinct computing
     graphs among them), the Pareto front's size, the verdict."""
@@ -421,6 +421,8 @@ def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: 
         groups = f" ({pareto_groups} distinct computing graph(s))" if pareto_groups is not None else ""
         out.print(f"Pareto front{' (measured)' if measured else ''}: {len(pareto_front)} architectures{groups}{note}")
     out.print(f"[bold]{verdict}[/]")
+    for line in notes:
+        out.print(f"[yellow]note:[/] {line}", highlight=False)
 
 
 def _fmt(v) -> str:
@@ -663,7 +665,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     out.print(kt)
     print_verdict(rep.winners, rep.pareto_front, rep.verdict, measured=False,
                   note=f"; left out (no input-output path): {len(rep.left_out)}", winner_groups=rep.winner_groups,
-                  pareto_groups=rep.pareto_groups, missing=rep.missing)
+                  pareto_groups=rep.pareto_groups, missing=rep.missing, notes=rep.notes)
     for path in (json_path, csv_path):
         if path is not None:
             out.print(f"wrote {path}")
@@ -970,7 +972,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
                        "-" if t.p_value is None else f"{t.p_value:.2g}")
         out.print(pt)
     if rep.nfl is not None:
-        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True)
+        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True, notes=rep.nfl.notes)
     if json_path is not None:
         json_path.write_text(json.dumps(to_json_dict(rep), indent=1))
         out.print(f"wrote {json_path}")

@@ -44,7 +44,7 @@ from nflc.analysis import groups
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
-from nflc.analysis.report import ASPECTS, NflReport, Tau
+from nflc.analysis.report import ASPECTS, NflReport, Tau, caveats
 from nflc.errors import NflcError
 
 Measure = Literal["auto", "finite", "none"]
@@ -597,11 +597,13 @@ def pareto_mask(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
 
 
 def array_report(id_of: Callable[[int], str], scores: dict[str, np.ndarray], paths: np.ndarray, mean_depth: np.ndarray,
-                 groups: np.ndarray, complete: bool = True) -> NflReport:
+                 groups: np.ndarray, complete: bool = True, sum_depth: np.ndarray | None = None) -> NflReport:
     """:func:`nflc.analysis.report.nfl_report` on columns (positions in analysis order),
-    with ids looked up only for the architectures the report names."""
+    with ids looked up only for the architectures the report names; ``sum_depth`` (the
+    total path depths) lets the caveats count the networks without a parameterized path."""
     keep = np.flatnonzero(paths > 0)
     left = [id_of(int(i)) for i in np.flatnonzero(~(paths > 0))]
+    notes = caveats(len(keep), int(np.sum(sum_depth[keep] == 0)) if sum_depth is not None else 0)
     if not len(keep):
         return NflReport(winners={a: [] for a in ASPECTS}, one_wins_all=False, all_three_winners=[], pareto_front=[],
                          kendall={}, left_out=left, verdict="no architecture has an input-output path")
@@ -618,7 +620,7 @@ def array_report(id_of: Callable[[int], str], scores: dict[str, np.ndarray], pat
         n_missing = {a: int(np.isnan(sc[a]).sum()) for a in missing}
         what = "; ".join(f"{a} for {n_missing[a]} of {len(keep)}" for a in missing)
         return NflReport(winners=win, one_wins_all=False, all_three_winners=[], pareto_front=[], kendall=kt,
-                         left_out=left, missing=missing, winner_groups=win_groups,
+                         left_out=left, missing=missing, winner_groups=win_groups, notes=notes,
                          verdict=f"no verdict: scores not computed ({what} architectures)"
                                  + ("; the exact kernels do not apply and --measure none skips the finite-width ones"
                                     if complete else ""))
@@ -633,7 +635,8 @@ def array_report(id_of: Callable[[int], str], scores: dict[str, np.ndarray], pat
         verdict = (f"no free lunch: no architecture is best in all three aspects; "
                    f"{len(front)} architecture(s) ({front_groups} distinct computing graph(s)) are Pareto-optimal")
     return NflReport(winners=win, one_wins_all=bool(common), all_three_winners=common, pareto_front=front,
-                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict)
+                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict,
+                     notes=notes)
 
 
 def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
@@ -735,6 +738,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
     cols = {asp: np.empty(n) for asp in ASPECTS}
     paths = np.empty(n, dtype=np.float64)
     mean_depth = np.empty(n)
+    sum_depth = np.empty(n)
     best: dict[str, list] = {asp: [] for asp in ASPECTS}
     provenance: dict = {}
     rows: list[ArchAnalysis] = []
@@ -751,6 +755,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
             cols[asp][pos] = res.scores[asp].value
         paths[pos] = res.topology["paths"]
         mean_depth[pos] = res.topology["mean_depth"]
+        sum_depth[pos] = res.topology["sum_depth"]
         if pos == 0:
             provenance = {name: v.model_dump(exclude={"value"}) for name, v in res.scores.items()}
         if top and r == pos and res.topology["paths"] > 0:
@@ -773,7 +778,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
             ids[pos] = arch_at(pos).id
         return ids[pos]
 
-    report = array_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True)
+    report = array_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True, sum_depth=sum_depth)
     tops = {asp: [row for _, _, row in sorted(best[asp], key=lambda t: (-t[0], -t[1]))] for asp in ASPECTS}
     columns = {"paths": paths, "mean_depth": mean_depth, **cols} if keep_columns else None
     return StreamSummary(header=header, report=report, seconds=time.perf_counter() - t0, provenance=provenance,

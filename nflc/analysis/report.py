@@ -29,6 +29,29 @@ class NflReport(BaseModel):
     winner_groups: dict[str, int] = {}  # aspect -> distinct computing graphs among its winners
     pareto_groups: int | None = None  # distinct computing graphs on the Pareto front
     verdict: str
+    notes: list[str] = []  # what the reader must know to weigh the verdict (caveats)
+
+
+# Below this many architectures a verdict and a Kendall tau say little: tau over 10 points
+# has a 95% interval about +-0.5 wide.
+MIN_VERDICT_N = 10
+
+
+def caveats(n: int, trivially_general: int = 0) -> list[str]:
+    """Notes that qualify a report over ``n`` architectures with an input-output path, of
+    which ``trivially_general`` have no parameterized layer on any path (predictions only)."""
+    notes = []
+    if 0 < n < MIN_VERDICT_N:
+        half = 1.96 * math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1)))  # the normal approximation of tau's spread
+        notes.append(f"only {n} architecture(s) with an input-output path: too few for the winners, the front or a "
+                     f"Kendall tau to say much (tau's 95% interval is about +-{min(half, 1.0):.2f} wide); "
+                     f"use at least {MIN_VERDICT_N}")
+    if trivially_general:
+        notes.append(f"{trivially_general} architecture(s) have no parameterized layer on any cell path (the stem and "
+                     "the readout alone carry their input to the output): the generalization bound's leading term "
+                     "(sum_p d_p) is 0 for them, the best possible, so they tie as its winners, and their "
+                     "expressivity (total path depth 0) is the lowest")
+    return notes
 
 
 def kendall(a: Sequence[float], b: Sequence[float]) -> Tau:
@@ -87,6 +110,7 @@ def nfl_report(ids: Sequence[str], scores: dict[str, Sequence[float]], paths: Se
     """
     keep = [i for i, p in enumerate(paths) if p > 0]
     left = [ids[i] for i, p in enumerate(paths) if not p > 0]
+    notes = caveats(len(keep))
     ids = [ids[i] for i in keep]
     scores = {a: [scores[a][i] for i in keep] for a in scores}
     paths = [paths[i] for i in keep]
@@ -105,7 +129,7 @@ def nfl_report(ids: Sequence[str], scores: dict[str, Sequence[float]], paths: Se
         n = {a: sum(math.isnan(v) for v in scores[a]) for a in missing}
         what = "; ".join(f"{a} for {n[a]} of {len(ids)}" for a in missing)
         return NflReport(winners=win, one_wins_all=False, all_three_winners=[], pareto_front=[], kendall=kt,
-                         left_out=left, missing=missing, winner_groups=win_groups,
+                         left_out=left, missing=missing, winner_groups=win_groups, notes=notes,
                          verdict=f"no verdict: scores not computed ({what} architectures)"
                                  + ("; the exact kernels do not apply and --measure none skips the finite-width ones"
                                     if complete else ""))
@@ -120,4 +144,5 @@ def nfl_report(ids: Sequence[str], scores: dict[str, Sequence[float]], paths: Se
         verdict = (f"no free lunch: no architecture is best in all three aspects; "
                    f"{len(front)} architecture(s){distinct} are Pareto-optimal")
     return NflReport(winners=win, one_wins_all=bool(common), all_three_winners=common, pareto_front=front,
-                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict)
+                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict,
+                     notes=notes)

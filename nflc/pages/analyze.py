@@ -141,8 +141,9 @@ def _summary(space, rep, head, result) -> str:
              + doc.arch_links(rep.pareto_front) + "</details>" if rep.pareto_front else "")
     left = (f'<p class="note">{len(rep.left_out):,} architectures have no input-output path: they compute a constant and '
             "are left out of the verdict (grey crosses in the panels).</p>" if rep.left_out else "")
+    notes = "".join(f'<p class="note">note: {doc.esc(n)}</p>' for n in rep.notes)
     return doc.section("No free lunch?", f'<p class="verdict">{doc.esc(rep.verdict)}</p><p>kernels: {kernels}</p>'
-                       + winners + front + left, "summary")
+                       + winners + front + left + notes, "summary")
 
 
 def _taus(rep) -> str:

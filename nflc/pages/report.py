@@ -34,7 +34,8 @@ COLUMNS = [doc.Column(key="index", label="index", kind="int"), doc.Column(key="i
            doc.Column(key="depth", label="mean depth"), doc.Column(key="params", label="params", kind="int"),
            doc.Column(key="loss", label="train loss"), doc.Column(key="epochs", label="epochs to threshold", kind="int"),
            doc.Column(key="gap", label="test - train loss"), doc.Column(key="test_acc", label="test acc"),
-           doc.Column(key="converged", label="levelled off", kind="text"),
+           doc.Column(key="converged", label="converged", kind="text"),
+           doc.Column(key="slope", label="log-loss slope / epoch"),
            *(doc.Column(key=f"pred_{a}", label=f"predicted {a}") for a in ASPECTS),
            doc.Column(key="pareto", label="Pareto", kind="text")]
 
@@ -57,7 +58,7 @@ def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> do
         rows.append([a.index, a.id, a.status, a.paths, doc.cell(a.mean_depth), a.params, doc.cell(a.expressivity),
                      a.convergence if a.convergence is not None else ("never" if a.status == "done" else None),
                      doc.cell(a.generalization), doc.cell(a.test_acc),
-                     "" if a.converged is None else ("yes" if a.converged else "no"),
+                     "" if a.converged is None else ("yes" if a.converged else "no"), doc.cell(a.final_slope),
                      *(doc.cell(pred.get(x)) for x in ASPECTS), "yes" if a.id in pareto else ""])
         if drawings is not None:
             row_drawings.append(drawings.add(space.architecture(a.id)))
@@ -148,7 +149,7 @@ def _summary(rep) -> str:
                          + doc.arch_links(rep.nfl.pareto_front) + "</details>")
     else:
         parts.append('<p class="note">No verdict yet: no architecture has finished.</p>')
-    parts += [f'<p class="note">note: {doc.esc(n)}</p>' for n in rep.notes]
+    parts += [f'<p class="note">note: {doc.esc(n)}</p>' for n in rep.notes + (rep.nfl.notes if rep.nfl else [])]
     measured = "".join(f"<li>{a}: {doc.esc(rep.measured_as.get(a, ''))}</li>" for a in ASPECTS)
     return doc.section("No free lunch? (measured)", "".join(parts) + f"<p>Measured as:</p><ul>{measured}</ul>", "summary")
 

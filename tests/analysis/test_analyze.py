@@ -192,3 +192,24 @@ def test_data_free_mode_is_deterministic(h3):
     b = analyze(h3, data="none", samples=12, seed=1, archs=archs)
     assert [r.scores for r in a.architectures] == [r.scores for r in b.architectures]
     assert to_json_dict(a)["architectures"][0]["scores"] == to_json_dict(b)["architectures"][0]["scores"]
+
+
+def test_the_report_names_networks_whose_paths_carry_no_parameterized_layer(h3, h3_mnist):
+    """Skip-only cells tie as generalization winners (the bound's leading term is 0): the
+    report says why, with their number counted from the cells' own paths."""
+    skip_only = sum(1 for a in h3_mnist.architectures if a.topology["paths"] > 0 and all(d == 0 for d in a.topology["depths"]))
+    assert skip_only > 0
+    note = next(n for n in h3_mnist.report.notes if "no parameterized layer" in n)
+    assert note.startswith(f"{skip_only} architecture(s)")
+    assert set(h3_mnist.report.winners["generalization"]) <= {
+        a.id for a in h3_mnist.architectures if a.topology["paths"] > 0 and a.topology["sum_depth"] == 0}
+
+
+def test_a_verdict_over_few_architectures_carries_a_warning(h3):
+    from nflc.analysis.report import MIN_VERDICT_N, caveats
+
+    few = analyze(h3, data="mnist5k", samples=16, seed=0, archs=[h3.architecture(i) for i in (100, 200, 300, 400)])
+    assert any("only 4 architecture(s)" in n for n in few.report.notes)
+    assert not any("too few" in n for n in caveats(MIN_VERDICT_N))
+    # tau's spread over n = 4 points: 1.96 sqrt(2 (2n + 5) / (9 n (n - 1))) = 1.96 sqrt(26 / 108)
+    assert "+-0.96 wide" in caveats(4)[0]
