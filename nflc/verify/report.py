@@ -305,7 +305,10 @@ def _convergence_notes(ranked: Sequence[MeasuredArch], trained_with_rule: bool, 
         how = f"cannot be judged converged: {max_epochs} epochs are fewer than the rule's {rule.first_epoch}"
     else:
         how = f"had not converged after {max_epochs} epochs"
-    return [f"{len(unconverged)} of {len(judged)} architecture(s) {how} ({rule.describe()}){fell}: their "
+    fitted = sum(a.train_acc == 1.0 for a in unconverged)
+    why = (f"; {fitted} of them fit their training set (100% training accuracy), where the cross-entropy keeps "
+           "falling as the margin grows: compare such losses at one training length" if fitted else "")
+    return [f"{len(unconverged)} of {len(judged)} architecture(s) {how} ({rule.describe()}){fell}{why}: their "
             "'expressivity' is the fit after that many epochs, not a converged training loss "
             "(train with --until-converged, or longer)"]
 
