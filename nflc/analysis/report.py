@@ -42,7 +42,8 @@ def caveats(n: int, trivially_general: int = 0) -> list[str]:
     which ``trivially_general`` have no parameterized layer on any path (predictions only)."""
     notes = []
     if 0 < n < MIN_VERDICT_N:
-        half = 1.96 * math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1)))  # the normal approximation of tau's spread
+        # the normal approximation of tau's spread (one architecture has no tau at all)
+        half = 1.96 * math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1))) if n > 1 else 1.0
         notes.append(f"only {n} architecture(s) with an input-output path: too few for the winners, the front or a "
                      f"Kendall tau to say much (tau's 95% interval is about +-{min(half, 1.0):.2f} wide); "
                      f"use at least {MIN_VERDICT_N}")
