@@ -482,7 +482,9 @@ class _Progress:
         else:
             from nflc.analysis.progress import PlainProgress
 
-            self.plain = PlainProgress(total, sys.stderr, label=label, unit=unit, interval=self.interval, note=note)
+            self.plain = PlainProgress(total, sys.stderr, label=label, unit=unit, interval=self.interval, note=note,
+                                       announce=False)
+            self.plain.announce()
 
     def update(self, done: int, total: int, stage: str = "kernels") -> None:
         if stage != self.stage:
@@ -605,34 +607,37 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
     check_count(sp.name, total)
     progress = _Progress(total)
-    if total >= progress.EARLY_ARCHS:
-        progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
-    from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
-    from nflc.analysis.report import ASPECTS
+    writer = None
+    try:  # a Ctrl-C from the first progress line on closes it as stopped
+        if total >= progress.EARLY_ARCHS:
+            progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
+        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
 
-    finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
-    writer = StreamWriter(json_path, csv_path)
-    collector = None
-    if html is not None:
-        from nflc.pages.analyze import AnalyzeCollector
+        finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
+        writer = stream = StreamWriter(json_path, csv_path)
+        collector = None
+        if html is not None:
+            from nflc.pages.analyze import AnalyzeCollector
 
-        collector = AnalyzeCollector(total, seed=seed)
+            collector = AnalyzeCollector(total, seed=seed)
 
-    def on_rows(rows) -> None:
-        writer.rows(rows)
-        if collector is not None:
-            collector.rows(rows)
+        def on_rows(rows) -> None:
+            stream.rows(rows)
+            if collector is not None:
+                collector.rows(rows)
 
-    try:
         with limit_threads(n_threads):
             result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
-                                    progress=progress.update, warn=progress.warn, on_header=writer.header,
+                                    progress=progress.update, warn=progress.warn, on_header=stream.header,
                                     on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
                                     finite=finite)
-        writer.finish(result)
+        stream.finish(result)
     finally:
         progress.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
+    from nflc.analysis.report import ASPECTS
+
     rep, head = result.report, result.header
     out.print(f"[bold]{sp.name}[/]: {head.architectures} architectures ({head.groups} distinct computing graphs), "
               f"data {head.data.name} (N = {head.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "

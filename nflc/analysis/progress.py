@@ -25,13 +25,21 @@ class PlainProgress:
     """``update(done)`` as items finish; lines go to ``stream`` at most every ``interval`` s."""
 
     def __init__(self, total: int, stream: TextIO, *, label: str = "analyzing", unit: str = "architectures",
-                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic, note: str = ""):
-        self.total, self.stream, self.label, self.unit = total, stream, label, unit
+                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic, note: str = "",
+                 announce: bool = True):
+        self.total, self.stream, self.label, self.unit, self.note = total, stream, label, unit, note
         self.interval, self.clock = interval, clock
         self.start = clock()
         self.last_line = self.start
         self.done = 0
-        self._write(f"{label}: {total:,} {unit}{note}")
+        if announce:
+            self.announce()
+
+    def announce(self) -> None:
+        """The first line. ``announce=False`` and then this: a caller that keeps the object
+        first has it before the line appears, so a Ctrl-C right after the line still finds
+        it to close."""
+        self._write(f"{self.label}: {self.total:,} {self.unit}{self.note}")
 
     def _write(self, line: str) -> None:
         self.stream.write(line + "\n")

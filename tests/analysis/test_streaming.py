@@ -173,37 +173,46 @@ def test_files_grow_as_it_goes_and_a_stopped_run_leaves_a_valid_prefix(spec59k, 
 
 def test_progress_starts_at_once(spec59k):
     """Every pass reports from its start (the grouping's first call as soon as the inputs are
-    loaded; the CLI prints a large space's first line before even that), then once per chunk."""
+    loaded; the CLI prints a large space's first line before even that), then once per chunk
+    (the seconds they take: benchmarks/bench_responsiveness.py)."""
     sp = nflc.load(spec59k)
     archs = [sp.architecture(i) for i in range(0, 59049, 3)]
-    t0 = time.perf_counter()
     calls = []
     analyze_stream(sp, data="none", samples=4, measure="none", chunk=2048, archs=archs,
-                   progress=lambda done, total, stage="kernels": calls.append((time.perf_counter() - t0, stage, done)))
-    assert calls[0][1:] == ("grouping", 0) and calls[0][0] < 0.5
-    stages = [c[1] for c in calls]
+                   progress=lambda done, total, stage="kernels": calls.append((stage, done)))
+    assert calls[0] == ("grouping", 0)
+    stages = [c[0] for c in calls]
     assert stages.index("kernels") > stages.index("grouping") and stages.index("scoring") > stages.index("kernels")
-    assert sum(s == "grouping" for s in stages) >= len(archs) // 2048
-    gaps = [b[0] - a[0] for a, b in zip(calls[:-1], calls[1:], strict=True) if a[1] == b[1] == "scoring"]
-    assert max(gaps) < 0.5 * calls[-1][0]  # steady updates, no long silence
+    # once per chunk (steady updates, no long silence), each pass counting up
+    for stage in ("grouping", "scoring"):
+        done = [d for s, d in calls if s == stage]
+        assert len(done) >= len(archs) // 2048 and done == sorted(done) and done[-1] == len(archs)
 
 
-def test_million_architectures_print_progress_within_seconds(tmp_path):
-    """The CLI on 1,048,576 architectures: the first plain progress line arrives while the
-    grouping has barely begun (then the run is stopped)."""
+def test_million_architectures_print_progress_before_the_grouping_ends(tmp_path):
+    """The CLI on 1,048,576 architectures: its first line is the grouping's progress line, and
+    it comes while the grouping is still running: stopped with Ctrl-C after that line, the
+    run closes the grouping's progress short of the total. (How many seconds the first
+    line takes is measured by benchmarks/bench_responsiveness.py, not asserted here.)"""
+    import signal
+
     spec = tmp_path / "cells1m.nfl"
     spec.write_text(SPACE_1M)
-    t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "nflc.cli", "analyze", str(spec), "--dataset", "none", "--samples", "4",
                              "--measure", "none"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stderr.readline().strip()
-        waited = time.monotonic() - t0
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
     finally:
         proc.kill()
         proc.wait()
     assert first == "grouping: 1,048,576 architectures"
-    assert waited < 5.0  # interpreter start and imports included (about 0.5 s when the machine is idle)
+    assert proc.returncode == 130, rest
+    closing = [line for line in rest.splitlines() if line.startswith("grouping: ") and "after" in line]
+    assert len(closing) == 1 and closing[0].split()[-4] == "stopped", rest
+    done = int(closing[0].split()[1].split("/")[0].replace(",", ""))
+    assert 0 <= done < 1_048_576
 
 
 def test_huge_spaces_are_refused_with_the_way_out():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import networkx as nx
 import pytest
@@ -28,11 +27,10 @@ def test_count_is_the_issues_number_at_once():
     # nodes 2..5 pick 2 distinct of their 2, 3, 4, 5 possible inputs, one of 7 ops on each
     per_cell = math.prod(math.comb(j, 2) * 7 ** 2 for j in range(2, 6))
     assert per_cell == 180 * 7 ** 8
-    t0 = time.perf_counter()
+    # a product of per-cell counts, never an enumeration (its time: benchmarks/bench_responsiveness.py)
     res = cli("count", SPECS / "darts.nfl")
     assert res.exit_code == 0, res.output
     assert res.output.strip().splitlines()[-1] == str(per_cell ** 2) == "1076746950455072400"
-    assert time.perf_counter() - t0 < 10
 
 
 SMALL = """

@@ -304,18 +304,16 @@ def test_a_width_too_large_to_allocate_is_refused_with_the_number(spec, monkeypa
 # ------------------------------------------------------------------ slow paths
 
 
-def test_adding_a_diagnostic_takes_constant_time():
-    import time
-
+def test_forty_thousand_diagnostics_are_kept_and_a_duplicate_is_not():
+    # a list scan per add once took minutes here; its time is in benchmarks/bench_responsiveness.py
     from nflc.errors import Diagnostic, Span
 
     bag = DiagnosticBag()
-    t0 = time.perf_counter()
-    for i in range(40_000):  # quadratic (a list scan per add) took minutes
+    for i in range(40_000):
         bag.warning(f"constant 'c{i}' is defined but never used", Span("f", i + 1, 1))
     bag.add(Diagnostic("warning", "constant 'c0' is defined but never used", Span("f", 1, 1)))  # a duplicate
     assert len(bag.warnings) == 40_000
-    assert time.perf_counter() - t0 < 5
+    assert [d.span.line for d in bag.warnings[:3]] == [1, 2, 3]
 
 
 def test_sixteen_thousand_unused_constants_are_all_reported():

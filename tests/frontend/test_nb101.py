@@ -5,7 +5,6 @@ against brute force (networkx isomorphism on pruned graphs), ids, and bad input.
 from __future__ import annotations
 
 import itertools
-import time
 
 import networkx as nx
 import pytest
@@ -24,12 +23,10 @@ def nb101() -> nflc.Space:
     return nflc.load(SPECS / "nb101.nfl")
 
 
-def test_count_is_nb101s_published_number_in_under_a_minute():
-    t0 = time.perf_counter()
+def test_count_is_nb101s_published_number():
+    # its time (about a second) is measured by benchmarks/bench_responsiveness.py
     res = cli("count", SPECS / "nb101.nfl")
-    took = time.perf_counter() - t0
     assert res.exit_code == 0 and res.output.strip().splitlines()[-1] == str(NB101_UNIQUE_GRAPHS), res.output
-    assert took < 60, took
 
 
 def _brute_force(nodes: int, n_ops: int, max_edges: int | None) -> list[int]:
