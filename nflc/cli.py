@@ -538,7 +538,9 @@ def _plot_target(plot: Path, default_name: str) -> Path:
 @user_errors
 def analyze(file: FileArg, space: SpaceOpt = None,
             dataset: Annotated[Optional[str], typer.Option(
-                help=("mnist5k (default), digits, mnist1d, gaussian, or none (data-free)."), show_default=False)] = None,
+                help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32), a path (an .npz file with "
+                      "arrays x and y, or a CIFAR-10 folder), or none (data-free). Default: the shipped dataset whose "
+                      "inputs fit the space."), show_default=False)] = None,
             data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
             samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
             seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
@@ -577,7 +579,6 @@ def analyze(file: FileArg, space: SpaceOpt = None,
                             hint="--data is the old name of --dataset; give only --dataset")
         err.print("note: --data is deprecated; use --dataset", markup=False)
         dataset = data
-    dataset = dataset or "mnist5k"
     if measure not in ("auto", "finite", "none"):
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
     if precision not in ("float32", "float64"):
@@ -597,6 +598,11 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         check_html_target(html)
     n_threads, why = choose_threads(threads, rows=samples)
     sp = load_space(file, space, allow_outside_imports)
+    dataset = _dataset_for(sp, dataset)
+    if dataset != "none":  # a data file that is wrong or does not fit: said now, before any work
+        from nflc.analysis.analyze import analysis_inputs
+
+        analysis_inputs(sp, dataset, samples, seed)
     if width is not None:
         from nflc.verify.run import resolve_width
 
@@ -784,7 +790,10 @@ def convert(file: FileArg,
 @user_errors
 def verify(file: FileArg, space: SpaceOpt = None,
            archs: Annotated[str, typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = "all",
-           dataset: Annotated[str, typer.Option(help="mnist5k, digits, mnist1d or gaussian (inputs must fit the space).")] = "mnist5k",
+           dataset: Annotated[Optional[str], typer.Option(
+               help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32) or a path: an .npz file with "
+                     "arrays x and y, or a CIFAR-10 folder (default: the shipped dataset whose inputs fit the space)."),
+               show_default=False)] = None,
            samples: Annotated[Optional[int], typer.Option(help="Use a class-stratified subset of N samples (quick runs).")] = None,
            test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
            epochs: Annotated[Optional[int], typer.Option(help="Epochs per architecture (default 100).")] = None,
@@ -820,7 +829,9 @@ def verify(file: FileArg, space: SpaceOpt = None,
                help=("Architectures per population (default 1024 on CUDA, 64 on CPU)."))] = None,
            checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N epochs.")] = 1,
            lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another process's lock on --db.")] = 30.0,
-           threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's own choice).")] = None,
+           threads: Annotated[Optional[int], typer.Option(
+               help=("CPU threads for torch and BLAS (default: the cores other jobs leave free; NFLC_THREADS or "
+                     "OMP_NUM_THREADS override it)."), show_default=False)] = None,
            executor: Annotated[str, typer.Option(
                help=("local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address)."))] = "local",
            address: Annotated[Optional[str], typer.Option(
@@ -834,28 +845,31 @@ def verify(file: FileArg, space: SpaceOpt = None,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
+    from nflc.analysis.threads import choose_threads, limit_threads
     from nflc.verify.run import MAX_EPOCHS, make_config, rich_progress, solves_width, stopping_rule
     from nflc.verify.run import verify as run_verify
 
-    if threads is not None:
-        if threads < 1:
-            raise NflcError(f"--threads must be at least 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise NflcError(f"--threads must be at least 1, got {threads}")
+    # as analyze does: on a machine whose cores other jobs use, torch's one thread per core
+    # waits at barriers for cores it does not get (3x slower on a busy 2-core machine)
+    n_threads, _ = choose_threads(threads)
     runner = _executor(executor, address, workers, gpus_per_worker)
     plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol, stop_rule, min_epochs)
     epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
     sp = load_space(file, space, allow_outside_imports)
     chosen = _select(sp, archs, seed)
+    dataset = _dataset_for(sp, dataset)
     config = make_config(sp, dataset=dataset, samples=samples, test_fraction=test_fraction, width=width,
                          epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
                          plateau=plateau)
+    dataset = config.data.dataset
     progress, close = (None, lambda: None) if quiet else rich_progress(epochs, err)
     try:
-        res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
-                         checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file),
-                         executor=runner)
+        with limit_threads(n_threads):
+            res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
+                             checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file),
+                             executor=runner)
     except KeyboardInterrupt:
         _say_interrupted(f"interrupted: finished architectures and the last checkpoints are in {db}; "
                          "rerun the same command to resume")
@@ -870,8 +884,23 @@ def verify(file: FileArg, space: SpaceOpt = None,
     if plateau is not None:
         out.print(f"converged {res.converged} of {len(res.trained)} trained in this call; the others stopped at {epochs} epochs")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
-              f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s")
+              f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s"
+              + (f", {n_threads} thread{'s' if n_threads > 1 else ''}" if runner is None else ""))
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
+
+
+def _dataset_for(sp, dataset: Optional[str]) -> str:
+    """``--dataset``, or the shipped dataset whose inputs fit the space (said on stderr when
+    it is not mnist5k)."""
+    from nflc.data import DATASETS, DEFAULT_DATASET, default_dataset
+
+    if dataset is not None:
+        return dataset
+    chosen = default_dataset(sp.ir.input_shape)
+    if chosen != DEFAULT_DATASET:
+        err.print(f"note: --dataset not given: using {chosen} ({DATASETS[chosen].description}), the shipped dataset "
+                  f"whose inputs fit {list(sp.ir.input_shape)}", markup=False)
+    return chosen
 
 
 def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]):

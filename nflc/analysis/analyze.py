@@ -105,10 +105,11 @@ def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarr
         x = datasets.canonical_inputs(samples, d, seed=seed).numpy().astype(np.float64)
         note = "data-free: orthonormal inputs, normalized Gram q_in = I (nflc.data.canonical_gram, rho = 0)"
         return x.reshape(samples, *shape), None, DataInfo(name="none", samples=samples, seed=seed, labels=False, note=note)
-    info = datasets.DATASETS.get(data)
-    if info is not None and samples > info.size:
-        raise NflcError(f"--samples {samples} is more than dataset '{data}' has ({info.size})", hint=f"use --samples {info.size} or fewer")
-    ds = datasets.fit_input_shape(datasets.load_dataset(data, seed=seed, n=samples), shape)
+    size = datasets.dataset_size(data)  # a data file is read and checked here
+    if samples > size:
+        raise NflcError(f"--samples {samples} is more than dataset '{data}' has ({size})", hint=f"use --samples {size} or fewer")
+    ds = datasets.fit_space(datasets.load_dataset(data, seed=seed, n=samples), shape, space.ir.output_shape,
+                            f"space '{space.name}'")
     y = np.eye(ds.classes)[ds.y.numpy()]
     y = y - y.mean(axis=0, keepdims=True)
     note = f"{samples} class-stratified samples (seed {seed}); inputs rescaled to |x|^2 = d for the exact kernels"

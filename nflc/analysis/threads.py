@@ -1,4 +1,5 @@
-"""How many compute threads an analysis uses, and limiting numpy/scipy/torch to them.
+"""How many compute threads nflc uses (``analyze``, ``verify``, the examples and the
+benchmarks), and limiting numpy/scipy/torch to them.
 
 On a machine whose cores are shared with other jobs, BLAS and torch's default of one
 thread per core oversubscribes: threads spin at barriers waiting for a core another job
@@ -89,3 +90,26 @@ def limit_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
         if limits is not None:
             limits.restore_original_limits()
+
+
+def set_threads(n: int) -> None:
+    """At most ``n`` threads in numpy/scipy's BLAS and OpenMP and in torch for the rest of
+    the process (a script's whole run; :func:`limit_threads` restores them)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(limits=n)
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def script_threads(requested: int | None = None, *, rows: int | None = None) -> tuple[int, str]:
+    """For examples and benchmarks: :func:`choose_threads` (``--threads``, then
+    ``NFLC_THREADS``/``OMP_NUM_THREADS``, then the cores other jobs leave free), applied to
+    the whole process with :func:`set_threads`; ``(threads, why)``."""
+    n, why = choose_threads(requested, rows=rows)
+    set_threads(n)
+    return n, why

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from nflc.errors import NflcError
 from nflc.verify.plateau import Plateau, SlopeRule, StopRule, levelled_off
@@ -58,10 +58,19 @@ __all__ = [
 class DataConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: str = "mnist5k"
+    dataset: str = "mnist5k"  # a shipped dataset's name, or a data file's absolute path
     samples: Optional[int] = Field(None, ge=2)  # None: the whole dataset
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = Field(0, ge=0)  # subsample and split
+    sha256: Optional[str] = None  # a data file's contents (nflc.datafiles.fingerprint); None: a shipped dataset
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_sha256(self, handler):
+        # a shipped dataset serialises as before the field existed: older databases still resume
+        data = handler(self)
+        if data.get("sha256") is None:
+            data.pop("sha256", None)
+        return data
 
 
 class VerifyConfig(BaseModel):
@@ -147,22 +156,29 @@ def stopping_rule(until_converged: bool, epochs: Optional[int], max_epochs: Opti
     return made
 
 
-def make_config(space, *, dataset: str = "mnist5k", samples: Optional[int] = None, test_fraction: float = 0.2,
+def make_config(space, *, dataset: Optional[str] = None, samples: Optional[int] = None, test_fraction: float = 0.2,
                 width: Optional[int] = None, epochs: int = 100, lr: float = 0.1, batch: int = 128, seed: int = 0,
                 device: str = "auto", threshold: float = 0.5, plateau: Optional[StopRule] = None) -> VerifyConfig:
     """A :class:`VerifyConfig` from command-line style settings; bad values raise
-    :class:`NflcError` naming the setting."""
-    from nflc.data import DATASETS, load_dataset
+    :class:`NflcError` naming the setting. ``dataset``: a shipped dataset's name or a data
+    file's path (default: the shipped dataset whose inputs fit the space,
+    :func:`nflc.data.default_dataset`)."""
+    from nflc.data import DATASETS, dataset_size, default_dataset, load_dataset
 
+    dataset = dataset or default_dataset(space.ir.input_shape)
+    sha256 = None
     if dataset not in DATASETS:
-        load_dataset(dataset)  # raises UnknownDatasetError with the valid names and a suggestion
-    size = DATASETS[dataset].size
+        ds = load_dataset(dataset)  # a file (read and checked), or UnknownDatasetError with the valid names
+        from nflc.datafiles import fingerprint
+
+        dataset, sha256 = ds.name, fingerprint(ds.name)  # its absolute path, and its contents
+    size = dataset_size(dataset)
     if samples is not None and not 2 <= samples <= size:
         raise NflcError(f"--samples {samples}: dataset '{dataset}' has {size} samples", hint=f"use 2 .. {size}")
     try:
         train = TrainConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
                             plateau=plateau)
-        data = DataConfig(dataset=dataset, samples=samples, test_fraction=test_fraction, seed=seed)
+        data = DataConfig(dataset=dataset, samples=samples, test_fraction=test_fraction, seed=seed, sha256=sha256)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise NflcError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
@@ -266,12 +282,19 @@ def module_builder(space, width: Optional[int]) -> Callable[..., "object"]:
     return lambda arch, seed: resized.architecture(arch.index).to_module(seed=seed)
 
 
-def load_split(data: DataConfig, input_shape: Sequence[int]):
-    """(train, test) of ``data``, inputs reshaped to ``input_shape``."""
-    from nflc.data import fit_input_shape, load_dataset, train_test_split
+def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Sequence[int] = (), space: str = "the space"):
+    """(train, test) of ``data``, inputs reshaped to ``input_shape`` (labels checked
+    against ``output_shape``)."""
+    from nflc.data import fit_space, load_dataset, train_test_split
 
     ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
-    ds = fit_input_shape(ds, input_shape)  # InputShapeError: the data do not fit the space
+    if data.sha256 is not None:
+        from nflc.datafiles import fingerprint
+
+        if fingerprint(data.dataset) != data.sha256:
+            raise NflcError(f"dataset {data.dataset} has changed since this run's configuration was made",
+                            hint="a results database keeps the data file's SHA-256; use the same file or a new --db")
+    ds = fit_space(ds, input_shape, output_shape, space)  # InputShapeError: the data do not fit the space
     try:
         train, test = train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
     except ValueError as exc:
@@ -392,7 +415,7 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
         raise NflcError(f"space '{space.name}' has no architecture to verify", hint="check --archs")
     if config.space != space.name:
         raise NflcError(f"configuration is for space '{config.space}', not '{space.name}'")
-    train_set, test_set = load_split(config.data, space.ir.input_shape)
+    train_set, test_set = load_split(config.data, space.ir.input_shape, space.ir.output_shape, f"space '{space.name}'")
     build = module_builder(space, config.width)
     by_id = {a.id: a for a in archs}
     if len(by_id) != len(archs):

@@ -163,8 +163,12 @@ def test_fit_input_shape_reshapes_matching_counts_and_names_both_shapes_otherwis
     assert info.value.diagnostics[0].hint == "use the dataset 'mnist5k' (784 values per input)"
     with pytest.raises(InputShapeError) as info:
         fit_input_shape(ds, (3, 32, 32))
+    assert info.value.diagnostics[0].hint == "use the dataset 'mnist5k_rgb32' (3072 values per input)"
+    with pytest.raises(InputShapeError) as info:
+        fit_input_shape(ds, (3, 16, 16))
     hint = info.value.diagnostics[0].hint
-    assert "no shipped dataset has 3072 values" in hint and "mnist5k 784" in hint and "--dataset none" in hint
+    assert "no shipped dataset has 768 values" in hint and "mnist5k 784" in hint and "--dataset none" in hint
+    assert "--dataset PATH (an .npz file with arrays x and y, or a CIFAR-10 folder)" in hint
 
 
 def test_canonical_gram_is_equicorrelated_with_known_spectrum():
