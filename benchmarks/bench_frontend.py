@@ -33,7 +33,13 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (the best is shown)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS and torch threads (default: as nflc analyze chooses them; NFLC_THREADS overrides)")
     args = ap.parse_args()
+    from nflc.analysis.threads import script_threads
+
+    n, why = script_threads(args.threads)
+    print(f"{n} thread{'s' if n > 1 else ''} ({why})")
 
     print("parse + check (best of", args.repeat, "runs)")
     total = 0.0

@@ -6,12 +6,15 @@
     one network (784 -> 256 stem, fully connected H = 3 cell of Linear+ReLU edges at
     width 256, scalar readout), N = 256: speed ratio and the largest difference.
 
-Run: ``python benchmarks/bench_kernels.py``. The cells and the module come from
-``specs/nfl_h3.nfl`` (compiled by nflc); nothing is trained.
+Run: ``python benchmarks/bench_kernels.py [--threads N]``. The cells and the module come
+from ``specs/nfl_h3.nfl`` (compiled by nflc); nothing is trained. Threads as ``nflc analyze``
+chooses them (``--threads``, ``NFLC_THREADS``, else the cores other jobs leave free, one per
+256 inputs): BLAS's default of one per core took 863 s instead of seconds on a busy machine.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import nflc
 
 from nflc.analysis.empirical import empirical_ntk
 from nflc.analysis.kernels import cell_kernels, lambda_min, space_kernels
+from nflc.analysis.threads import script_threads
 
 N, D, WIDTH, SEED = 256, 784, 256, 0
 
@@ -95,5 +99,10 @@ def bench_empirical() -> None:
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS and torch threads (default: as nflc analyze chooses them; NFLC_THREADS overrides)")
+    n, why = script_threads(ap.parse_args().threads, rows=N)
+    print(f"{n} thread{'s' if n > 1 else ''} ({why})")
     bench_exact()
     bench_empirical()

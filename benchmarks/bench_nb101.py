@@ -23,7 +23,13 @@ PUBLISHED = 423624
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS and torch threads (default: as nflc analyze chooses them; NFLC_THREADS overrides)")
     args = ap.parse_args()
+    from nflc.analysis.threads import script_threads
+
+    n, why = script_threads(args.threads)
+    print(f"{n} thread{'s' if n > 1 else ''} ({why})")
     best = float("inf")
     for _ in range(args.repeat):
         t0 = time.perf_counter()

@@ -81,12 +81,15 @@ def main() -> None:
     ap.add_argument("--widths", default="256,64,16")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: as nflc analyze chooses them; NFLC_THREADS overrides)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dataset", default="mnist5k", help="mnist5k (784 inputs), mnist1d (40) or digits (64)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from nflc.analysis.threads import script_threads
+
+    n_threads, why = script_threads(args.threads)
+    print(f"{n_threads} thread{'s' if n_threads > 1 else ''} ({why})")
 
     space = nflc.load(SPEC)
     archs = space.sample(args.archs, seed=0)

@@ -131,4 +131,7 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
+    from nflc.analysis.threads import script_threads
+
+    script_threads()  # NFLC_THREADS, else the cores other jobs leave free
     main(sys.argv[1] if len(sys.argv) > 1 else str(REPO.parent / "shared" / "data" / "nb101" / "nb101_cifar10.json"))

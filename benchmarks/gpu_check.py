@@ -112,6 +112,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; use --device cpu --scale 0.05 for a dry run")
+    from nflc.analysis.threads import script_threads
+
+    script_threads()  # the CPU side (and a --device cpu dry run): NFLC_THREADS, else the cores other jobs leave free
     space = nflc.load(SPEC)
     n = max(200, int(5000 * min(args.scale, 1.0)))
     split = train_test_split(load_dataset("mnist5k", seed=0, n=n), test_fraction=0.2, seed=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 # Intel MKL's conditional numerical reproducibility: without it a matrix product's last
 # bits depend on its operands' memory alignment, so a network trained in a population of
@@ -23,7 +24,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from nflc.errors import NflcError, SpaceError
 from nflc.space import Architecture, Space
 
-__all__ = ["load", "loads", "load_all", "compile", "kernels", "Space", "Architecture", "NflcError", "SpaceError"]
+__all__ = ["load", "loads", "load_all", "compile", "kernels", "score", "Space", "Architecture", "NflcError", "SpaceError"]
 __version__ = "0.1.0"
 
 
@@ -73,3 +74,20 @@ def kernels(arch: Architecture, x):
     from nflc.analysis.exact import architecture_kernels
 
     return architecture_kernels(arch, x)
+
+
+def score(archs: Architecture | Iterable[Architecture], kind: str = "nflc") -> float | list[float]:
+    """nflc's data-free score of an architecture (a float) or of each of several (a list, in
+    order): higher = predicted better, no data, weights or training (``nflc score`` on the
+    command line). ``kind``: ``nflc`` (the path-depth score of ``nflc rank``), ``paths``,
+    ``mean_depth``, ``params`` or ``flops``. An architecture without an input-output path
+    scores ``-inf``.
+
+        >>> space = nflc.load("specs/nb201.nfl", space="nb201")
+        >>> best = max(space.sample(100, seed=0), key=nflc.score)
+    """
+    from nflc.rank import score_architectures
+
+    if isinstance(archs, Architecture):
+        return score_architectures([archs], kind)[0].score
+    return [r.score for r in score_architectures(archs, kind)]

@@ -703,6 +703,9 @@ def rank(file: FileArg,
              "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))],
          space: SpaceOpt = None,
          score: Annotated[str, typer.Option(help="nflc (default: data-free, theory-grounded), paths, mean_depth, params, flops.")] = "nflc",
+         benchmark_dataset: Annotated[Optional[str], typer.Option(
+             help=("With NAS-Bench-Suite-Zero's JSON (results of several datasets): which one (default cifar10)."),
+             show_default=False)] = None,
          json_path: Annotated[Optional[Path], typer.Option(
              "--json", help="Write the summary and per architecture its entry, nflc id, params and score.")] = None,
          html: HtmlOpt = None,
@@ -717,7 +720,7 @@ def rank(file: FileArg,
 
         check_html_target(html)
     sp = load_space(file, space, allow_outside_imports)
-    res = run_rank(sp, benchmark, score)
+    res = run_rank(sp, benchmark, score, benchmark_dataset)
     table = Table(title=f"{res.n} architectures of {sp.name} ranked against val_accuracy", title_justify="left")
     for col in ("score", "Kendall tau", "Spearman rho", "top-5% precision", "rank of best", "seconds / arch"):
         table.add_column(col, justify="left" if col == "score" else "right")
@@ -736,8 +739,75 @@ def rank(file: FileArg,
         from nflc.pages.rank import rank_page
         from nflc.rank import read_benchmark
 
-        size = write_page(rank_page(sp, res, read_benchmark(benchmark)), html)
+        size = write_page(rank_page(sp, res, read_benchmark(benchmark, benchmark_dataset)), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
+
+
+@app.command()
+@user_errors
+def score(file: FileArg, space: SpaceOpt = None,
+          archs: Annotated[Optional[str], typer.Option(help="all (default), sample:K, or comma-separated ids/indices.")] = None,
+          from_file: Annotated[Optional[Path], typer.Option(
+              "--from-file", metavar="PATH",
+              help=("A JSON list of architectures (ids, indices, encodings such as NB201 op indices, NB101 (matrix, ops), "
+                    "DARTS genotypes, or entry objects), or a benchmark file in nflc's or NAS-Bench-Suite-Zero's form."),
+              show_default=False)] = None,
+          benchmark_dataset: Annotated[Optional[str], typer.Option(
+              help="With NAS-Bench-Suite-Zero's JSON in --from-file: which dataset's table (default cifar10).",
+              show_default=False)] = None,
+          seed: Annotated[int, typer.Option(help="Seed of --archs sample:K.")] = 0,
+          kind: Annotated[str, typer.Option("--score", help="nflc (default), paths, mean_depth, params, flops.")] = "nflc",
+          json_path: Annotated[Optional[Path], typer.Option(
+              "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': standard output) instead of a table.")] = None,
+          allow_outside_imports: OutsideOpt = False) -> None:
+    """Score architectures without data, training or accuracies (higher = predicted better): what a search loop calls."""
+    import time
+
+    from nflc.rank import architectures_from_file, score_architectures
+
+    if archs is not None and from_file is not None:
+        raise NflcError("--archs and --from-file both say which architectures to score; give one of them")
+    if benchmark_dataset is not None and from_file is None:
+        raise NflcError("--benchmark-dataset only applies with --from-file")
+    if json_path is not None and str(json_path) != "-":
+        _check_output_file(json_path, "--json")
+    sp = load_space(file, space, allow_outside_imports)
+    if from_file is not None:
+        chosen = architectures_from_file(sp, from_file, benchmark_dataset)
+    else:
+        selected = _select(sp, archs, seed)
+        if selected is None:  # all of them
+            from nflc.analysis.groups import check_count
+
+            check_count(sp.name, sp.count())
+            selected = list(sp)
+        chosen = selected
+    t0 = time.perf_counter()
+    rows = score_architectures(chosen, kind)
+    seconds = time.perf_counter() - t0
+    if json_path is not None:
+        doc = {"space": sp.name, "score": kind, "higher_is_better": True, "seconds": seconds,
+               "architectures": [{**r.model_dump(), "score": r.score if r.score > float("-inf") else "-inf"} for r in rows]}
+        text = json.dumps(doc, indent=1)
+        if str(json_path) == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            json_path.write_text(text + "\n")
+            err.print(f"wrote {json_path}", markup=False)
+        return
+    table = Table(title=f"{sp.name}: {len(rows)} architectures by the '{kind}' score (higher = predicted better; "
+                        "no data, no training)", title_justify="left")
+    for col in ("rank", "index"):
+        table.add_column(col, justify="right")
+    id_column(table)
+    for col in ("params", "score"):
+        table.add_column(col, justify="right")
+    order = sorted(range(len(rows)), key=lambda i: -rows[i].score)
+    for r, i in enumerate(order, 1):
+        a = rows[i]
+        table.add_row(str(r), str(a.index), a.id, f"{a.params:,}", "-inf (no path)" if a.score == float("-inf") else f"{a.score:.6g}")
+    print_table(table)
+    out.print(f"scored {len(rows)} architectures in {seconds:.3f} s")
 
 
 @app.command()
@@ -846,14 +916,17 @@ def verify(file: FileArg, space: SpaceOpt = None,
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
     from nflc.analysis.threads import choose_threads, limit_threads
-    from nflc.verify.run import MAX_EPOCHS, make_config, rich_progress, solves_width, stopping_rule
+    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, rich_progress, solves_width, stopping_rule
     from nflc.verify.run import verify as run_verify
 
     if threads is not None and threads < 1:
         raise NflcError(f"--threads must be at least 1, got {threads}")
     # as analyze does: on a machine whose cores other jobs use, torch's one thread per core
-    # waits at barriers for cores it does not get (3x slower on a busy 2-core machine)
-    n_threads, _ = choose_threads(threads)
+    # waits at barriers for cores it does not get (3x slower on a busy 2-core machine);
+    # a resumed run keeps the count it was created with (conv sums depend on it in the last bits)
+    n_threads, why = choose_threads(threads)
+    if why != "--threads" and not why.startswith("from the environment"):
+        n_threads = recorded_threads(db) or n_threads
     runner = _executor(executor, address, workers, gpus_per_worker)
     plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol, stop_rule, min_epochs)
     epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
@@ -869,7 +942,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
         with limit_threads(n_threads):
             res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
                              checkpoint_every=checkpoint_every, lock_timeout=lock_timeout, spec_file=str(file),
-                             executor=runner)
+                             executor=runner, threads=n_threads)
     except KeyboardInterrupt:
         _say_interrupted(f"interrupted: finished architectures and the last checkpoints are in {db}; "
                          "rerun the same command to resume")

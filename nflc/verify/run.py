@@ -45,6 +45,7 @@ __all__ = [
     "check_run_options",
     "load_split",
     "make_config",
+    "recorded_threads",
     "module_builder",
     "resolve_width",
     "rich_progress",
@@ -324,6 +325,23 @@ def arch_info(arch, width: Optional[int]) -> dict:
             "sum_depth": topo["sum_depth"], "params": arch.cost(overrides=overrides).params}
 
 
+def recorded_threads(db: str | Path) -> Optional[int]:
+    """The torch threads the run in ``db`` was created with (None: no such database, or one
+    that did not record them). A resumed run trains with them unless told otherwise: on a
+    CPU a conv network's sums depend on the thread count in the last bits, so a run that
+    keeps its count resumes bit for bit."""
+    from nflc.verify.store import ResultStore
+
+    if not Path(db).is_file():
+        return None
+    try:
+        with ResultStore.open_readonly(db) as store:
+            n = store.info("run").get("run", {}).get("threads")
+    except NflcError:  # not a results database: 'verify' itself says so
+        return None
+    return n if isinstance(n, int) and n >= 1 else None
+
+
 def rich_progress(epochs: int, console=None):
     """``(callback, close)``: a rich progress display for sweep events (stderr)."""
     from rich.console import Console
@@ -367,7 +385,8 @@ def rich_progress(epochs: int, console=None):
 
 
 def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_set, progress, executor, population,
-                group_size: int, checkpoint_every: int, lock_timeout: float, spec_file: Optional[str]):
+                group_size: int, checkpoint_every: int, lock_timeout: float, spec_file: Optional[str],
+                threads: Optional[int] = None):
     """Open the results database, record what the report needs, and run the sweep driver."""
     from nflc.verify.driver import run_training
     from nflc.verify.store import ResultStore
@@ -379,7 +398,8 @@ def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_s
         if "run" not in store.info("run"):
             fresh["run"] = {"space": space.name, "spec_file": spec_file, "spec_width": space.ir.constants.get("width"),
                             "width_solved": solves_width(space),
-                            "chance_loss": chance_loss(train_set.y, train_set.classes)}
+                            "chance_loss": chance_loss(train_set.y, train_set.classes),
+                            **({"threads": threads} if threads is not None and executor is None else {})}
         if fresh:
             store.put_info(fresh)
         return run_training([a.id for a in archs], lambda arch_id, seed: build(by_id[arch_id], seed),
@@ -391,7 +411,7 @@ def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_s
 def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Path, *,
            progress: Optional[Callable] = None, population: Optional[bool] = None, group_size: Optional[int] = None,
            checkpoint_every: int = 1, lock_timeout: float = 30.0, spec_file: Optional[str] = None,
-           executor=None) -> VerifySummary:
+           executor=None, threads: Optional[int] = None) -> VerifySummary:
     """Train ``archs`` (default: every architecture of ``space``) under ``config`` into the
     results database ``db``; finished architectures are skipped, interrupted ones resume.
 
@@ -402,7 +422,9 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     ``group_size``: architectures per population (default: 1024 on CUDA, 64 on the CPU).
     ``executor``: what trains the groups (:class:`nflc.verify.driver.Executor`; default
     one after another in this process); it is prepared before the database is opened
-    and closed at the end.
+    and closed at the end. ``threads``: the torch threads this process trains with,
+    recorded when the database is created (:func:`recorded_threads`), because a conv
+    network's numbers depend on them in the last bits.
     """
     from nflc.verify.store import ResultStore
     from nflc.verify.train import resolve_device
@@ -426,7 +448,7 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
         executor.prepare(config.train)  # connect and check resources before anything is written
     try:
         summary = _train_into(db, space, archs, config, build, train_set, test_set, progress, executor, population,
-                              group_size, checkpoint_every, lock_timeout, spec_file)
+                              group_size, checkpoint_every, lock_timeout, spec_file, threads)
     finally:
         if executor is not None:
             executor.close()
