@@ -27,3 +27,10 @@ def test_readme_python_block_runs(index, monkeypatch):
         assert sum(p.numel() for p in scope["module"].parameters()) == scope["arch"].params
         assert scope["k"].nngp.shape == scope["k"].ntk.shape == (64, 64)
         assert str(scope["k"].nngp.dtype) == "float64"
+        # the example's cell has paths, so its kernels are not the zero kernels of a constant network
+        topo = scope["cell"].topology()
+        assert (topo.paths, topo.mean_depth) == (3, 4 / 3)
+        assert abs(scope["k"].nngp).min() > 0 and (scope["k"].ntk.diagonal() > scope["k"].nngp.diagonal()).all()
+        assert scope["k"].nngp[:2, :2].round(3).tolist() == [[0.894, 0.447], [0.447, 0.413]]
+        assert scope["k"].ntk[:2, :2].round(3).tolist() == [[2.168, 0.609], [0.609, 1.003]]
+        assert scope["best"] in scope["space"].sample(100, seed=0)
