@@ -132,17 +132,22 @@ def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
 def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph:
     """The whole network: one node per primitive stage and per cell node, in order.
 
-    Node names are ``"input"``, ``"%i"`` for stage i, and ``"%i.Xk"`` for node k of the cell
-    placed at stage i; edges carry the op that maps their source to their target.
+    Node names (stable keys) are ``"input"``, ``"%i"`` for stage i, and ``"%i.Xk"`` for node
+    k of the cell placed at stage i; each node's ``label`` says the same for a reader:
+    ``"conv2d #0"`` (the primitive and its stage), ``"module[2].X3: conv3x3_bn_relu"`` (the
+    cell instance, which of its placements, the node, and a node cell's chosen op, also in
+    ``node_op``). Edges carry the op that maps their source to their target.
     """
     g = nx.DiGraph(space=ir.name)
-    g.add_node("input", op="input", shape=list(ir.input_shape))
+    g.add_node("input", op="input", shape=list(ir.input_shape), label="input")
     prev = "input"
     prev_cell_input: str | None = None
+    placed: dict[str, int] = {}  # placements of each cell instance so far
     for i, st in enumerate(ir.network):
         if st.kind == "prim":
             node = f"%{i}"
-            g.add_node(node, op=str(st.prim), shape=st.shape_out, params=st.params)
+            g.add_node(node, op=str(st.prim), shape=st.shape_out, params=st.params,
+                       label=f"{getattr(st.prim, 'name', st.prim)} #{i}")
             g.add_edge(prev, node, op=str(st.prim))
             prev = node
             continue
@@ -154,13 +159,17 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
         node_shape = cell.node_shapes(st.shape_in)
         name = {k: f"%{i}.{cg.nodes[k].get('label', f'X{k}')}" for k in cg.nodes}
         two = off == 1  # a two-input cell: X0 from the last cell's input
+        placed[st.instance] = placed.get(st.instance, 0) + 1
         for k in cg.nodes:
             if two and k == 0:
                 continue
             x = k - off  # the cell's own node number (X0 ..), or the output past them
             op = "cell_input" if x < cell.inputs else "concat" if x == cell.nodes else "sum"
             shape = list(node_shape[x]) if x < cell.nodes else st.shape_out
-            g.add_node(name[k], op=op, shape=shape, cell=st.cell)
+            label = f"{st.instance}[{placed[st.instance]}].{cg.nodes[k].get('label', f'X{k}')}"
+            node_op = cg.nodes[k].get("op")  # a node cell's chosen op
+            g.add_node(name[k], op=op, shape=shape, cell=st.cell,
+                       label=label + (f": {node_op}" if node_op else ""), **({"node_op": node_op} if node_op else {}))
         if two:
             assert st.shape_prev is not None
             for k, (src, prims, at) in enumerate(zip((prev_cell_input or prev, prev), st.preprocess,
@@ -174,7 +183,7 @@ def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph
                 g.add_edge(name[s], name[t], op=a["op"], kind=a["kind"])
         prev_cell_input = prev
         prev = name[h]
-    g.add_node("output", op="output", shape=list(ir.output_shape))
+    g.add_node("output", op="output", shape=list(ir.output_shape), label="output")
     g.add_edge(prev, "output", op="skip")
     return g
 
@@ -190,11 +199,17 @@ def _scalar_attrs(g: nx.DiGraph) -> nx.DiGraph:
 
 
 def to_dot(g: nx.DiGraph, name: str = "arch") -> str:
-    """Graphviz DOT text (written here: pydot/pygraphviz are heavy optional dependencies)."""
+    """Graphviz DOT text (written here: pydot/pygraphviz are heavy optional dependencies).
+    A node cell's nodes show their chosen op (``X2: conv3x3_bn_relu``, and ``op=``)."""
     q = lambda s: '"' + str(s).replace('"', '\\"') + '"'  # noqa: E731
     lines = [f"digraph {q(name)} {{", "  rankdir=LR;"]
+    cell = "cell" in g.graph  # a cell graph: a node's "op" is a node cell's op
     for n, d in g.nodes(data=True):
-        lines.append(f"  {q(n)} [label={q(d.get('label', n))}];")
+        label = str(d.get("label", n))
+        op = d.get("op") if cell else d.get("node_op")
+        if cell and op:
+            label = f"{label}: {op}"
+        lines.append(f"  {q(n)} [label={q(label)}" + (f" op={q(op)}" if op else "") + "];")
     for s, t, d in g.edges(data=True):
         style = ' style="dashed"' if d.get("kind") == "zero" else ""
         lines.append(f"  {q(s)} -> {q(t)} [label={q(d.get('op', ''))}{style}];")

@@ -297,7 +297,9 @@ def test_network_graph_of_two_input_cells(darts):
         st = darts.ir.network[i]
         cell = darts.ir.cells[st.cell]
         c, hw = cell.channels, cell.node_shapes(st.shape_in)[-1][1:]
-        assert g.nodes[f"%{i}.out"] == {"op": "concat", "shape": st.shape_out, "cell": st.cell}
+        j = sum(darts.ir.network[k].instance == st.instance for k in cells if k <= i)  # its placement, 1-based
+        assert g.nodes[f"%{i}.out"] == {"op": "concat", "shape": st.shape_out, "cell": st.cell,
+                                        "label": f"{st.instance}[{j}].out"}
         assert g.nodes[f"%{i}.X0"]["shape"] == [c, *st.shape_in[1:]]
         assert all(g.nodes[f"%{i}.X{k}"]["shape"] == [c, *hw] for k in range(2, 6))
         pre = [d["params"] for _, _, d in g.in_edges([f"%{i}.X0", f"%{i}.X1"], data=True)]
