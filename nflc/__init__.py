@@ -24,7 +24,8 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from nflc.errors import NflcError, SpaceError
 from nflc.space import Architecture, Space
 
-__all__ = ["load", "loads", "load_all", "compile", "kernels", "score", "Space", "Architecture", "NflcError", "SpaceError"]
+__all__ = ["load", "loads", "load_all", "compile", "kernels", "score", "load_checkpoint", "Space", "Architecture",
+           "NflcError", "SpaceError"]
 __version__ = "0.1.0"
 
 
@@ -91,3 +92,16 @@ def score(archs: Architecture | Iterable[Architecture], kind: str = "nflc") -> f
     if isinstance(archs, Architecture):
         return score_architectures([archs], kind)[0].score
     return [r.score for r in score_architectures(archs, kind)]
+
+
+def load_checkpoint(path: str | Path, space: Space):
+    """``(architecture, module)`` from a file ``nflc compile SPEC ID --out PATH`` wrote: the
+    module rebuilt from ``space`` (the same spec; the file records its hash and refuses
+    another) with the saved weights, in eval mode.
+
+        >>> arch, module = nflc.load_checkpoint("m.pt", nflc.load("specs/nfl_h3.nfl"))
+    """
+    from nflc.backends.export import load_checkpoint as _load
+
+    arch, module = _load(space, path)
+    return arch, module.eval()

@@ -22,6 +22,32 @@ from nflc.errors import NflcError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
+def _no_flag_metavar(cmd, ctx) -> None:
+    """A flag takes no value: its help shows no ``<bool>`` (``--rejected``, not
+    ``--rejected <bool>``, which suggested that ``--rejected true`` would work)."""
+    for p in cmd.get_params(ctx):
+        if getattr(p, "is_flag", False) and p.metavar is None:  # typer's options are its own click's
+            p.metavar = ""
+
+
+BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})  # not 1 or 0: an index may follow a flag
+
+
+def _refuse_flag_values(group, ctx, args: list[str]) -> None:
+    """``--rejected true``: a flag followed by a word meaning true or false is a usage error
+    that says how flags are written (click would only report an unexpected argument)."""
+    cmd = group.get_command(ctx, args[0]) if args else None
+    if cmd is None:
+        return
+    flags = {o: p for p in cmd.get_params(ctx) if getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
+    for flag, word in zip(args, args[1:], strict=False):  # each token with the one after it
+        p = flags.get(flag)
+        if p is not None and word.lower() in BOOL_WORDS:
+            off = f"; '{p.secondary_opts[0]}' for the opposite" if p.secondary_opts else ""
+            raise typer.BadParameter(f"a flag takes no value: write '{flag}' alone, without '{word}'{off}",
+                                     ctx=ctx, param_hint=f"'{flag}'")
+
+
 class _Commands(TyperGroup):
     """``list --json`` and ``ops --json`` without a value (last, or before another option or
     a ``.nfl`` file) mean ``--json -``, JSON lines on standard output: every ``--json``
@@ -29,7 +55,18 @@ class _Commands(TyperGroup):
 
     BARE_JSON = ("list", "ops")
 
+    def get_command(self, ctx, cmd_name):
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            _no_flag_metavar(cmd, ctx)
+        return cmd
+
+    def format_help(self, ctx, formatter):
+        _no_flag_metavar(self, ctx)
+        return super().format_help(ctx, formatter)
+
     def parse_args(self, ctx, args):
+        _refuse_flag_values(self, ctx, list(args))
         if args and args[0] in self.BARE_JSON:
             args = list(args)
             for i in range(len(args) - 1, 0, -1):
@@ -41,6 +78,20 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Commands,
                   help="nflc: the No-Free-Lunch architecture compiler. Start with 'nflc analyze SPEC'.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from nflc import __version__
+
+        print(f"nflc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print nflc's version and exit.")] = False) -> None:
+    """nflc: the No-Free-Lunch architecture compiler. Start with 'nflc analyze SPEC'."""
 # emoji=False: ids and user input such as "sample:-1:" must never turn into emoji
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 if not out.is_terminal:  # piped output: wide enough for a full architecture id per row
@@ -365,7 +416,8 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
         out.print(str(module), markup=False)
     if out_path is not None:
         save_checkpoint(arch, module, out_path, seed)
-        out.print(f"saved {out_path}")
+        out.print(f"saved {out_path} (in Python: arch, module = nflc.load_checkpoint({str(out_path)!r}, "
+                  f"nflc.load({str(file)!r}{f', space={sp.name!r}' if space else ''})))", markup=False)
     if onnx_path is not None:
         example = torch.randn(2, *sp.ir.input_shape, generator=torch.Generator().manual_seed(seed))
         diff = export_onnx(module, onnx_path, example)
@@ -571,8 +623,11 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
+    import time
+
     from nflc.analysis.threads import choose_threads, limit_threads
 
+    started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
     if data is not None:
         if dataset is not None and dataset != data:
             raise NflcError(f"--dataset {dataset} and --data {data} disagree",
@@ -647,7 +702,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     rep, head = result.report, result.header
     out.print(f"[bold]{sp.name}[/]: {head.architectures} architectures ({head.groups} distinct computing graphs), "
               f"data {head.data.name} (N = {head.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "
-              f"{result.seconds:.1f} s")
+              f"{time.perf_counter() - started:.1f} s")
     if head.exact_note:
         out.print(f"[yellow]note:[/] {head.exact_note}")
     else:

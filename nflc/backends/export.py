@@ -22,7 +22,16 @@ def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
 
     The options the module was compiled with (``--prune``, ``bias=``, ``init=``) travel in
     the checkpoint and are applied to ``space`` first, so the plain spec loads it."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NflcError(f"{path}: no such file", hint="the file 'nflc compile SPEC ID --out PATH' wrote") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
+        raise NflcError(f"{path} is not a checkpoint nflc wrote ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                        hint="load the file 'nflc compile SPEC ID --out PATH' wrote") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch_id" not in ckpt:
+        raise NflcError(f"{path} is not a checkpoint nflc wrote (no state_dict and arch_id)",
+                        hint="load the file 'nflc compile SPEC ID --out PATH' wrote")
     options = ckpt.get("options") or {}
     if options:
         space = space.with_options(**options)
