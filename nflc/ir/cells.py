@@ -33,6 +33,7 @@ class Cells:
     plain: dict[str, CellIR] | None  # the cells without parameters; None when one of them failed
     # parameterized cells, one per argument tuple (`c(w=16)`), added as the network places them
     variants: dict[str, CellIR] = field(default_factory=dict)
+    tried: set[str] = field(default_factory=set)  # parameterized cells lowered at least once (or failed)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def cell_variant(ctx: LowerContext, cells: Cells, cd: ast.CellDef, name: str, ca
         if isinstance(v, bool) or not isinstance(v, int):
             ctx.fail(f"argument '{k}' of cell '{name}' must be a whole number, got {show(v)}", call.span)
     key = f"{name}(" + ", ".join(f"{k}={v}" for k, v in bound.items()) + ")"
+    cells.tried.add(name)
     if key not in cells.variants:
         errors = ctx.bag.error_calls
         cell = ctx.attempt(lower_cell, ctx, cd, name, bound, key)
@@ -153,10 +155,14 @@ def lower_cell(ctx: LowerContext, cd: ast.CellDef, name: str, local: Local | Non
     if node_ops and clash:
         ctx.fail(f"node cell '{name}' cannot also have '{clash}'", cd.node_ops[0].span,
                  "node cells (NAS-Bench-101's) and DARTS's cells are separate forms")
+    errors = ctx.bag.error_calls  # pick's and stride's mistakes are all reported, then the cell stops
     if form.pick is not None:
         _pick_edges(ctx, name, names, form, edges)
     if form.stride > 1:
-        edges = {k: _strided(ctx, e, inputs, name) for k, e in edges.items()}
+        halved: set[tuple] = set()  # ops already reported as unable to halve (one error each)
+        edges = {k: _strided(ctx, e, inputs, name, halved) for k, e in edges.items()}
+    if ctx.bag.error_calls > errors:
+        ctx.stop()
     return CellIR(name=variant or name, nodes=n, node_names=names,
                   edges=[edges[k] for k in sorted(edges, key=lambda st: (st[1], st[0]))], span=to_source_span(cd.span),
                   channels=form.channels, definition=name if variant else None, node_ops=node_ops,
@@ -188,13 +194,15 @@ def _settings(ctx: LowerContext, cd: ast.CellDef, name: str, local: Local, n: in
     if form.inputs > 2:
         ctx.fail(f"cell '{name}' has {form.inputs} inputs; a cell takes one input or two (DARTS's: the outputs "
                  "of the two cells before it)", seen["inputs"].value.span, "write 'inputs 2'")
-    if form.inputs == 2:
+    if form.inputs == 2:  # both missing settings at once
         if form.output != "concat":
-            ctx.fail(f"two-input cell '{name}' needs 'output concat'", seen["inputs"].span,
-                     "add 'output concat': the output concatenates its intermediate nodes, as DARTS's cells do")
+            ctx.bag.error(f"two-input cell '{name}' needs 'output concat'", seen["inputs"].span,
+                          "add 'output concat': the output concatenates its intermediate nodes, as DARTS's cells do")
         if form.channels is None:
-            ctx.fail(f"two-input cell '{name}' needs 'channels'", seen["inputs"].span,
-                     "add 'channels c': both inputs are preprocessed to c channels")
+            ctx.bag.error(f"two-input cell '{name}' needs 'channels'", seen["inputs"].span,
+                          "add 'channels c': both inputs are preprocessed to c channels")
+        if form.output != "concat" or form.channels is None:
+            ctx.stop()
     if form.stride not in (1, 2):
         ctx.fail(f"stride {form.stride}: a cell's stride is 1 or 2 (a reduction cell)", seen["stride"].value.span)
     if form.pick is not None and form.output != "concat":
@@ -220,20 +228,24 @@ def _pick_edges(ctx: LowerContext, name: str, names: list[str], form: _Form,
     for t in range(form.inputs, len(names)):
         have = sum(1 for (_, d) in edges if d == t)
         if have < k:
-            ctx.fail(f"node {names[t]} of cell '{name}' has {have} incoming edge{'s' * (have != 1)} but picks {k}",
-                     stmt.span, f"lower 'pick' to {have} or give node {names[t]} more edges")
+            ctx.bag.error(f"node {names[t]} of cell '{name}' has {have} incoming edge{'s' * (have != 1)} but picks {k}",
+                          stmt.span, f"lower 'pick' to {have} or give node {names[t]} more edges")
+    zeros: dict[object, list[tuple[int, int]]] = {}  # each `zero` choice written in the spec -> the edges offering it
     for key, e in edges.items():
         zero = [c for c in e.choices if any(p.name == "zero" for p in c.prim_tuple())]
         if zero:
-            ctx.fail(f"edge {key[0]} -> {key[1]} of cell '{name}' offers '{zero[0].label}', which is no edge; "
-                     f"with 'pick' an edge is absent when its node does not pick it", to_span(zero[0].span) or stmt.span,
-                     "leave zero out of the choices")
+            zeros.setdefault((zero[0].label, to_span(zero[0].span) or stmt.span), []).append(key)
         none = ChoiceIR(label="none", prims=[PrimIR(name="zero")], span=e.span)
         edges[key] = e.model_copy(update={"choices": [none, *e.choices]})
+    for (label, span), keys in zeros.items():
+        more = f" (and {len(keys) - 1} more edge{'s' * (len(keys) > 2)})" if len(keys) > 1 else ""
+        ctx.bag.error(f"edge {keys[0][0]} -> {keys[0][1]}{more} of cell '{name}' offers '{label}', which is no edge; "
+                      "with 'pick' an edge is absent when its node does not pick it", span, "leave zero out of the choices")
 
 
-def _strided(ctx: LowerContext, e: EdgeIR, inputs: int, name: str) -> EdgeIR:
-    """A reduction cell's edge: from an input, the op's first primitive with a stride gets 2."""
+def _strided(ctx: LowerContext, e: EdgeIR, inputs: int, name: str, reported: set) -> EdgeIR:
+    """A reduction cell's edge: from an input, the op's first primitive with a stride gets 2.
+    An op that cannot halve is an error, once per op written in the spec (``reported``)."""
     if e.src >= inputs:
         return e
     out = []
@@ -245,9 +257,14 @@ def _strided(ctx: LowerContext, e: EdgeIR, inputs: int, name: str) -> EdgeIR:
         at = next((i for i, p in enumerate(prims) if any(ps.name == "stride" for ps in ops.PRIMS[p.name].params)), None)
         if at is None or prims[at].args.get("stride", 1) != 1:
             why = "has no primitive that takes a stride" if at is None else "already has a stride"
-            ctx.fail(f"op '{c.label}' on edge {e.src} -> {e.dst} of reduction cell '{name}' {why}, so it cannot "
-                     "halve the cell's input", to_span(c.span) or to_span(e.span),
-                     "DARTS halves a skip with factorized_reduce: 'factorized_reduce as skip_connect'")
+            span = to_span(c.span) or to_span(e.span)
+            if (c.label, span) not in reported:
+                reported.add((c.label, span))
+                ctx.bag.error(f"op '{c.label}' on edge {e.src} -> {e.dst} of reduction cell '{name}' {why}, so it "
+                              "cannot halve the cell's input", span,
+                              "DARTS halves a skip with factorized_reduce: 'factorized_reduce as skip_connect'")
+            out.append(c)
+            continue
         prims[at] = PrimIR(name=prims[at].name, args={**prims[at].args, "stride": 2})
         out.append(c.model_copy(update={"prims": prims}))
     return e.model_copy(update={"choices": out})

@@ -45,7 +45,28 @@ def lower_network(ctx: LowerContext, input_shape: Shape | None, cells: Cells) ->
         ctx.bag.error("network is defined twice", extra.span, "keep one 'network = ...'")
     if not nets or input_shape is None or cells.plain is None:
         return None
-    return ctx.attempt(_Walk(ctx, cells, cells.plain).run, nets[0], input_shape)
+    net = ctx.attempt(_Walk(ctx, cells, cells.plain).run, nets[0], input_shape)
+    if net is None and not ctx.overrides:  # (a lowering again at other constants reports its first error only)
+        _lower_unplaced(ctx, cells, nets[0].body)
+    return net
+
+
+def _lower_unplaced(ctx: LowerContext, cells: Cells, body: ast.OpTerm) -> None:
+    """After the walk stopped at an error: the parameterized cells it did not reach, lowered
+    with their first placement's arguments, so their own mistakes are reported in the same
+    run (a cell's arguments come from constants, not from the shapes the walk computes)."""
+    todo, first = [body], {}
+    while todo:
+        t = todo.pop(0)
+        if isinstance(t, ast.OpSeq):
+            todo[:0] = t.items
+        elif isinstance(t, ast.Repeat):
+            todo.insert(0, t.body)
+        elif t.name in cells.defs and cells.defs[t.name].params is not None and t.name not in ctx.scope.ops:
+            first.setdefault(t.name, t)
+    for name, call in first.items():
+        if name not in cells.tried:
+            ctx.attempt(cell_variant, ctx, cells, cells.defs[name], name, call)
 
 
 class _Walk:

@@ -310,3 +310,53 @@ def test_network_graph_of_two_input_cells(darts):
 def test_a_negative_index_is_out_of_range(darts):
     with pytest.raises(nflc.errors.SpaceError, match=r"index -1 is out of range: space 'darts' has indices 0\.\.1076746950455072399"):
         darts.architecture(" -1")
+
+
+# ------------------------------------------------------------------ every mistake of a run at once
+
+DARTS_TEXT = (SPECS / "darts.nfl").read_text()
+NORMAL_OPS = """edge * : max_pool_3x3 | avg_pool_bn as avg_pool_3x3 | skip_reduce as skip_connect | sep_conv_3x3 | sep_conv_5x5
+               | dil_conv_3x3 | dil_conv_5x5
+        pick    2                # each"""
+REDUCE_TAIL = """        edge * : max_pool_3x3 | avg_pool_bn as avg_pool_3x3 | skip_reduce as skip_connect | sep_conv_3x3 | sep_conv_5x5
+               | dil_conv_3x3 | dil_conv_5x5
+        pick    2
+        output  concat
+        stride  2"""
+
+
+def _errors(res) -> list[str]:
+    return [line.split(": error: ", 1)[1] for line in res.output.splitlines() if ": error: " in line]
+
+
+def test_a_zero_in_a_pick_cell_and_a_skip_in_a_stride_2_cell_are_both_reported(spec):
+    text = edit(DARTS_TEXT, NORMAL_OPS, "edge * : zero | max_pool_3x3 | sep_conv_3x3\n        pick    2                # each",
+                REDUCE_TAIL, REDUCE_TAIL.replace("skip_reduce as skip_connect", "skip"))
+    res = cli("check", spec(text))
+    assert res.exit_code == 2
+    errors = _errors(res)
+    assert len(errors) == 2, res.output
+    # one error per written choice, naming how many edges offer it (every edge of `edge *`: 14)
+    assert errors[0].startswith("edge 0 -> 2 (and 13 more edges) of cell 'normal' offers 'zero', which is no edge")
+    assert errors[1].startswith("op 'skip' on edge 0 -> 2 of reduction cell 'reduce' has no primitive that takes a stride")
+
+
+def test_a_missing_output_concat_and_a_missing_channels_are_both_reported(spec):
+    text = edit(DARTS_TEXT, "        output  concat           # X2..X5 concatenated\n", "",
+                "        inputs  2\n        nodes   6\n        channels c\n", "        inputs  2\n        nodes   6\n")
+    res = cli("check", spec(text))
+    assert res.exit_code == 2
+    assert _errors(res) == ["two-input cell 'normal' needs 'output concat'", "two-input cell 'reduce' needs 'channels'"]
+    both = DARTS_TEXT.replace("        channels c\n", "", 1).replace("        output  concat           # X2..X5 concatenated\n", "")
+    assert _errors(cli("check", spec(both))) == ["two-input cell 'normal' needs 'output concat'",
+                                                 "two-input cell 'normal' needs 'channels'"]
+
+
+def test_a_network_mistake_and_the_mistake_of_a_cell_placed_after_it_are_both_reported(spec):
+    # the walk over the network stops at the stem's mistake (what follows has no shape);
+    # the cells it did not reach are still lowered with their placements' arguments
+    text = edit(DARTS_TEXT, ">> batchnorm\n", ">> batchnrm\n", REDUCE_TAIL,
+                REDUCE_TAIL.replace("skip_reduce as skip_connect", "skip"))
+    errors = _errors(cli("check", spec(text)))  # in source order: the cell is written above the network
+    assert len(errors) == 2 and errors[1].startswith("unknown op or cell 'batchnrm'"), errors
+    assert "op 'skip' on edge 0 -> 2 of reduction cell 'reduce'" in errors[0]
