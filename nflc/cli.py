@@ -1009,6 +1009,10 @@ def verify(file: FileArg, space: SpaceOpt = None,
               f"at most {epochs} epochs" if plateau is not None else f"{epochs} epochs")
     out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
               f"{res.test_size} test), width {width_text}, {length}, lr {lr:g}, batch {batch}")
+    if res.extended is not None:
+        before, after, n = res.extended
+        out.print(f"extended the run in {db} from {before} to {after} epochs: {n} finished network(s) continued from "
+                  f"their final state", markup=False)
     if plateau is not None:
         out.print(f"converged {res.converged} of {len(res.trained)} trained in this call; the others stopped at {epochs} epochs")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "

@@ -230,7 +230,7 @@ def _pick_edges(ctx: LowerContext, name: str, names: list[str], form: _Form,
         if have < k:
             ctx.bag.error(f"node {names[t]} of cell '{name}' has {have} incoming edge{'s' * (have != 1)} but picks {k}",
                           stmt.span, f"lower 'pick' to {have} or give node {names[t]} more edges")
-    zeros: dict[object, list[tuple[int, int]]] = {}  # each `zero` choice written in the spec -> the edges offering it
+    zeros: dict[tuple[str, Span | None], list[tuple[int, int]]] = {}  # each written `zero` choice -> its edges
     for key, e in edges.items():
         zero = [c for c in e.choices if any(p.name == "zero" for p in c.prim_tuple())]
         if zero:

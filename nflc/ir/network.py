@@ -55,7 +55,8 @@ def _lower_unplaced(ctx: LowerContext, cells: Cells, body: ast.OpTerm) -> None:
     """After the walk stopped at an error: the parameterized cells it did not reach, lowered
     with their first placement's arguments, so their own mistakes are reported in the same
     run (a cell's arguments come from constants, not from the shapes the walk computes)."""
-    todo, first = [body], {}
+    todo: list[ast.OpTerm] = [body]
+    first: dict[str, ast.OpCall] = {}
     while todo:
         t = todo.pop(0)
         if isinstance(t, ast.OpSeq):

@@ -134,8 +134,13 @@ class ArchDone:
 Event = Union[EpochDone, ArchDone]
 
 
-def _due(record: EpochRecord, snapshot: Optional[Callable[[], Checkpoint]], every: int) -> Optional[bytes]:
-    return snapshot().to_bytes() if snapshot is not None and record.epoch % every == 0 else None
+def _due(record: EpochRecord, snapshot: Optional[Callable[[], Checkpoint]], every: int,
+         config: TrainConfig) -> Optional[bytes]:
+    """The state after this epoch when a checkpoint is due: every ``every`` epochs, and at the
+    last epoch of a fixed-epoch run (the final state the store keeps, so the run can be
+    extended)."""
+    final = config.plateau is None and record.epoch == config.epochs
+    return snapshot().to_bytes() if snapshot is not None and (record.epoch % every == 0 or final) else None
 
 
 def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainConfig, checkpoint_every: int,
@@ -151,14 +156,14 @@ def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainCon
         results = train_population(
             [m.module for m in group.members], train_set, test_set, config, seeds=[m.seed for m in group.members],
             resume=[m.resume for m in group.members], histories=[m.history for m in group.members],
-            on_epoch=lambda i, r, snap: emit(EpochDone(ids[i], r, _due(r, snap, checkpoint_every))),
+            on_epoch=lambda i, r, snap: emit(EpochDone(ids[i], r, _due(r, snap, checkpoint_every, config))),
             eval_members=group.eval_members)
         for m, result in zip(group.members, results, strict=True):
             emit(ArchDone(m.arch_id, result.aspects))
         return
     (m,) = group.members
     result = train_fn(m.module, train_set, test_set, config, seed=m.seed, resume=m.resume, history=m.history,
-                      on_epoch=lambda r, snap: emit(EpochDone(m.arch_id, r, _due(r, snap, checkpoint_every))))
+                      on_epoch=lambda r, snap: emit(EpochDone(m.arch_id, r, _due(r, snap, checkpoint_every, config))))
     emit(ArchDone(m.arch_id, result.aspects))
 
 
@@ -399,7 +404,7 @@ def run_training(
                 records.clear()
             event("epoch", ev.arch_id, epoch=ev.record.epoch, record=ev.record)
         else:
-            store.finish(ev.arch_id, pending.pop(ev.arch_id, []), ev.aspects)
+            store.finish(ev.arch_id, pending.pop(ev.arch_id, []), ev.aspects, keep_final=config.plateau is None)
             trained.append(ev.arch_id)
             if group.batched:
                 batched.add(ev.arch_id)

@@ -281,7 +281,7 @@ class Population(nn.Module):
 
 PopulationCallback = Callable[[int, EpochRecord, Optional[Callable[[], Checkpoint]]], None]
 """``(member, record, snapshot)`` after each epoch of each member; ``snapshot`` as in
-:class:`nflc.verify.train.EpochCallback` (None after the member's last epoch)."""
+:class:`nflc.verify.train.EpochCallback` (None after an epoch whose losses diverged)."""
 
 
 @torch.no_grad()
@@ -410,7 +410,7 @@ def train_population(
                                   shuffle_rng=shuffles[i].get_state(), torch_rng=torch_rngs[i], cuda_rng=None)
 
             if on_epoch is not None:
-                on_epoch(i, record, None if last else snapshot)
+                on_epoch(i, record, None if diverged else snapshot)  # the last epoch too: a final state to keep
             if last:
                 sub_pop.write_back(row, modules[i])
                 finish(i, diverged)

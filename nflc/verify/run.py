@@ -99,6 +99,8 @@ class VerifySummary(BaseModel):
     train_size: int
     test_size: int
     seconds: float
+    # (epochs before, epochs now, finished networks continued) when this call extended a fixed-epoch run
+    extended: Optional[tuple[int, int, int]] = None
 
 
 MAX_EPOCHS = 3000  # --until-converged's default cap: the paper's training length
@@ -402,7 +404,8 @@ def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_s
                             **({"threads": threads} if threads is not None and executor is None else {})}
         if fresh:
             store.put_info(fresh)
-        return run_training([a.id for a in archs], lambda arch_id, seed: build(by_id[arch_id], seed),
+        extended = store.extended
+        return extended, run_training([a.id for a in archs], lambda arch_id, seed: build(by_id[arch_id], seed),
                             (train_set, test_set), config.train, store, progress, executor=executor,
                             population=population is not False, group_size=group_size,
                             only_when_faster=population is None, checkpoint_every=checkpoint_every)
@@ -447,8 +450,8 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     if executor is not None:
         executor.prepare(config.train)  # connect and check resources before anything is written
     try:
-        summary = _train_into(db, space, archs, config, build, train_set, test_set, progress, executor, population,
-                              group_size, checkpoint_every, lock_timeout, spec_file, threads)
+        extended, summary = _train_into(db, space, archs, config, build, train_set, test_set, progress, executor,
+                                        population, group_size, checkpoint_every, lock_timeout, spec_file, threads)
     finally:
         if executor is not None:
             executor.close()
@@ -465,4 +468,5 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
                 levelled_off([r.train_loss for r in store.epochs(a)], config.train.plateau) for a in at_cap)
     return VerifySummary(db=str(db), architectures=len(archs), trained=summary.trained, skipped=summary.skipped,
                          diverged=summary.diverged, converged=converged, batched=len(batched), alone=len(summary.trained) - len(batched),
-                         train_size=len(train_set), test_size=len(test_set), seconds=time.perf_counter() - t0)
+                         train_size=len(train_set), test_size=len(test_set), seconds=time.perf_counter() - t0,
+                         extended=extended)

@@ -6,7 +6,9 @@ and ``checkpoints`` (serialized training state to resume an architecture mid-run
 
 Consistency rule, kept by writing each step in one ``BEGIN IMMEDIATE`` transaction:
 
-- ``done``/``diverged``: all its epochs are stored, its aspects are set, no checkpoint;
+- ``done``/``diverged``: all its epochs are stored, its aspects are set; no checkpoint, except
+  that a network that finished a fixed-epoch run keeps its final state (a checkpoint at its
+  last epoch), from which a longer run of the same database continues (:func:`epochs_extension`);
 - ``running``: its epochs are exactly ``1 .. checkpoint.epoch`` (none without a
   checkpoint), because epochs are written together with the checkpoint that covers them;
 - ``pending``: no epochs and no checkpoint.
@@ -55,6 +57,7 @@ __all__ = [
     "StoreLockedError",
     "StoreMismatchError",
     "canonical_json",
+    "epochs_extension",
 ]
 
 # 2: a sweep trains every architecture on one data order (nflc.verify.sweep.arch_seeds);
@@ -264,6 +267,35 @@ def _describe_config_diff(stored: str, wanted: str) -> str:
     return ", ".join(parts)
 
 
+def _epochs_at(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Where a configuration keeps its epoch count: ``("train", "epochs")`` in a verify run's,
+    ``("epochs",)`` in a bare training configuration's."""
+    if isinstance(config.get("train"), dict) and "epochs" in config["train"]:
+        return ("train", "epochs")
+    return ("epochs",) if "epochs" in config else None
+
+
+def epochs_extension(stored: str, wanted: str) -> Optional[tuple[int, int]]:
+    """``(stored epochs, wanted epochs)`` when the two configurations differ in the epoch
+    count of a fixed-epoch run only: such a run is extended (or refused as shortened), not
+    refused as another run. None when anything else differs, or the run trains until
+    converged (``plateau``)."""
+    a, b = json.loads(stored), json.loads(wanted)
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return None
+    where = _epochs_at(a)
+    if where is None or where != _epochs_at(b):
+        return None
+    inner_a, inner_b = (a[where[0]], b[where[0]]) if len(where) == 2 else (a, b)
+    if "plateau" in inner_a or "plateau" in inner_b:
+        return None
+    ea, eb = inner_a["epochs"], inner_b["epochs"]
+    same = {**inner_a, "epochs": None} == {**inner_b, "epochs": None}
+    if len(where) == 2:
+        same = same and {**a, where[0]: None} == {**b, where[0]: None}
+    return (ea, eb) if same and ea != eb and isinstance(ea, int) and isinstance(eb, int) else None
+
+
 def _nan_to_none(value: float) -> Optional[float]:
     # SQLite stores NaN as NULL anyway; make it explicit (inf is stored as is).
     return None if math.isnan(value) else value
@@ -284,6 +316,8 @@ class ResultStore:
         self.spec_hash = spec_hash
         self.config_json = config
         self.lease = lease  # None: opened read-only
+        # (epochs before, epochs now, finished networks that continue) when this open extended the run
+        self.extended: Optional[tuple[int, int, int]] = None
         self._heartbeat = _Heartbeat(path, lease) if lease is not None else None
 
     # -- opening ---------------------------------------------------------------------
@@ -300,7 +334,8 @@ class ResultStore:
         """Create the database, or reopen it when it holds this spec hash and config.
 
         Raises :class:`StoreMismatchError` when it holds a different run (resuming it with
-        other settings would mix incomparable numbers), :class:`StoreBusyError` while
+        other settings would mix incomparable numbers), except that a fixed-epoch run asked
+        for more epochs is extended (:meth:`_extend`; ``extended`` says so), :class:`StoreBusyError` while
         another live process writes it, :class:`StoreLockedError` when another process
         keeps it locked longer than ``timeout`` seconds, :class:`StoreError` for a file
         that is not an nflc results database (left untouched).
@@ -324,6 +359,7 @@ class ResultStore:
 
     @classmethod
     def _initialise(cls, conn: sqlite3.Connection, path: Path, spec_hash: str, wanted: str) -> "ResultStore":
+        extended: Optional[tuple[int, int, int]] = None
         with _translated(path):
             conn.execute("PRAGMA foreign_keys = ON")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -355,8 +391,11 @@ class ResultStore:
                     differences = []
                     if stored_hash != spec_hash:
                         differences.append(f"spec hash {stored_hash} -> {spec_hash} (the .nfl space changed)")
-                    if stored_config != wanted:
+                    extension = epochs_extension(stored_config, wanted) if stored_config != wanted else None
+                    if stored_config != wanted and (extension is None or differences):
                         differences.append(f"configuration {_describe_config_diff(stored_config, wanted)}")
+                    if extension is not None and not differences:
+                        extended = cls._extend(conn, path, int(run_id), wanted, *extension)
                     if differences:
                         raise StoreMismatchError(
                             f"results database {path} belongs to another run: " + "; ".join(differences),
@@ -376,7 +415,41 @@ class ResultStore:
             except BaseException:
                 _rollback(conn)
                 raise
-        return cls(conn, path, run_id, spec_hash, wanted, lease)
+        store = cls(conn, path, run_id, spec_hash, wanted, lease)
+        store.extended = extended
+        return store
+
+    @staticmethod
+    def _extend(conn: sqlite3.Connection, path: Path, run_id: int, wanted: str, before: int,
+                after: int) -> tuple[int, int, int]:
+        """Make the fixed-epoch run of ``before`` epochs one of ``after`` (in the caller's
+        transaction): its configuration says ``after``, and every network that finished
+        ``before`` epochs with its final state kept becomes ``running`` from that state (its
+        epochs 1..before and a checkpoint at ``before``: the consistency rule of a running
+        one), so the next sweep trains it on from there exactly as an uninterrupted run of
+        ``after`` epochs would have. Diverged networks stay finished. Refused (nothing
+        changed) when the run would shrink, or a finished network has no final state (it
+        was written by an nflc that did not keep it)."""
+        if after < before:
+            raise StoreMismatchError(
+                f"results database {path} holds a run of {before} epochs; a run can be extended, not shortened",
+                hint=f"rerun with --epochs {before} (or more, to extend it), or pass a new --db path")
+        done = conn.execute("SELECT a.arch_id, a.epochs_run, c.epoch FROM archs a LEFT JOIN checkpoints c "
+                            "USING (run_id, arch_id) WHERE a.run_id = ? AND a.status = 'done'", (run_id,)).fetchall()
+        stateless = [a for a, ran, ckpt in done if ckpt != ran]
+        if stateless:
+            raise StoreMismatchError(
+                f"results database {path}: {len(stateless)} finished network(s) kept no final state (e.g. "
+                f"{stateless[0]!r}; written by an older nflc), so the run cannot be extended from {before} to {after} "
+                "epochs", hint=f"rerun with --epochs {before}, or pass a new --db path for the longer run")
+        now = _now()
+        conn.execute("UPDATE runs SET config = ? WHERE id = ?", (wanted, run_id))
+        conn.execute("UPDATE archs SET status = 'running', expressivity = NULL, convergence = NULL, generalization = NULL, "
+                     "epochs_run = NULL, updated = ? WHERE run_id = ? AND status = 'done'", (now, run_id))
+        history = conn.execute("SELECT value FROM meta WHERE key = 'extended'").fetchone()
+        entries = (json.loads(history[0]) if history else []) + [{"from": before, "to": after, "at": now}]
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('extended', ?)", (json.dumps(entries),))
+        return before, after, len(done)
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> "ResultStore":
@@ -516,9 +589,10 @@ class ResultStore:
                 "UPDATE archs SET updated = ? WHERE run_id = ? AND arch_id = ?", (_now(), self.run_id, arch_id)
             )
 
-    def finish(self, arch_id: str, records: Sequence[EpochRecord], aspects: Aspects) -> None:
+    def finish(self, arch_id: str, records: Sequence[EpochRecord], aspects: Aspects, keep_final: bool = False) -> None:
         """Append the last ``records``, store the aspects, set ``done``/``diverged`` and drop
-        the checkpoint, atomically."""
+        the checkpoint, atomically; ``keep_final`` keeps a checkpoint of a ``done`` network
+        taken at its last epoch (its final state: a longer run continues from it)."""
         with self._transaction() as c:
             self._require(c, arch_id)
             self._insert_epochs(c, arch_id, records)
@@ -531,7 +605,8 @@ class ResultStore:
                 raise StoreError(
                     f"architecture {arch_id!r}: {stored[0]} epochs stored, the result claims {aspects.epochs}"
                 )
-            c.execute("DELETE FROM checkpoints WHERE run_id = ? AND arch_id = ?", (self.run_id, arch_id))
+            keep = aspects.epochs if keep_final and not aspects.diverged else -1
+            c.execute("DELETE FROM checkpoints WHERE run_id = ? AND arch_id = ? AND epoch != ?", (self.run_id, arch_id, keep))
             c.execute(
                 "UPDATE archs SET status = ?, expressivity = ?, convergence = ?, generalization = ?, "
                 "epochs_run = ?, updated = ? WHERE run_id = ? AND arch_id = ?",

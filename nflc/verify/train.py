@@ -243,8 +243,9 @@ class Checkpoint:
 
 class EpochCallback(Protocol):
     def __call__(self, record: EpochRecord, snapshot: Optional[Callable[[], Checkpoint]]) -> None:
-        """Called after each epoch. ``snapshot`` captures the state to resume from; it is
-        ``None`` after the last epoch of the run (final or diverged): nothing to resume."""
+        """Called after each epoch. ``snapshot`` captures the state to resume from (after the
+        last epoch too: the final state, from which a longer run continues); it is ``None``
+        after an epoch whose losses diverged: nothing to resume."""
 
 
 class TrainResult(BaseModel):
@@ -357,7 +358,7 @@ def train(
                 )
 
             if on_epoch is not None:
-                on_epoch(record, None if last else snapshot)
+                on_epoch(record, None if diverged else snapshot)  # the last epoch too: a final state to keep
             if last:
                 break
     return TrainResult(history=history, aspects=measure(history, config.threshold, window=config.window, diverged=diverged))

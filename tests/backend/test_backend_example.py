@@ -19,6 +19,7 @@ def test_compile_and_train_example_learns():
     res = subprocess.run([sys.executable, str(EXAMPLE), "--epochs", "2"], capture_output=True, text=True,
                          timeout=300, env=env)
     assert res.returncode == 0, res.stderr
+    assert "1 thread (from the environment" in res.stdout  # threads chosen as nflc analyze chooses them
     assert "nfl_h3 #542 |linear~0|+|zero~0|linear~1|+|zero~0|zero~1|linear~2|: 399,872 parameters" in res.stdout
     epochs = re.findall(r"epoch (\d+): loss ([\d.]+)  train accuracy ([\d.]+)", res.stdout)
     assert [int(e) for e, _, _ in epochs] == [1, 2]

@@ -231,7 +231,7 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(digits):
 
     full_model = mlp(8, dropout=0.1)
     full = train(full_model, train_set, test_set, config, seed=3, on_epoch=keep)
-    assert sorted(saved) == [1, 2, 3, 4, 5]  # no snapshot after the last epoch
+    assert sorted(saved) == [1, 2, 3, 4, 5, 6]  # the last too: the final state a longer run continues from
     checkpoint = Checkpoint.from_bytes(saved[3])
     resumed_model = mlp(8, dropout=0.1)
     resumed = train(
@@ -241,3 +241,9 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(digits):
     assert all(torch.equal(p, q) for p, q in zip(full_model.parameters(), resumed_model.parameters()))
     with pytest.raises(ValueError, match="needs 3 epochs of history"):
         train(mlp(8), train_set, test_set, config, seed=3, resume=checkpoint, history=full.history[:2])
+    # extended: from the final state of 6 epochs to 8 equals 8 epochs at once
+    longer = config.model_copy(update={"epochs": 8})
+    straight = train(mlp(8, dropout=0.1), train_set, test_set, longer, seed=3)
+    extended = train(mlp(8, dropout=0.1), train_set, test_set, longer, seed=3, resume=Checkpoint.from_bytes(saved[6]),
+                     history=full.history)
+    assert extended.history == straight.history and extended.aspects == straight.aspects
