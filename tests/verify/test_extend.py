@@ -74,8 +74,9 @@ def test_a_database_without_final_states_is_not_extended(tmp_path):
 
 def test_a_converging_run_is_not_extended_by_its_cap(tmp_path):
     db = tmp_path / "conv.sqlite"
-    verify(db, "--until-converged", "--max-epochs", "3")
-    res = verify(db, "--until-converged", "--max-epochs", "4", ok=False)
+    verify(db, "--until-converged", "--stop-rule", "window", "--max-epochs", "6", "--plateau-window", "3")
+    res = verify(db, "--until-converged", "--stop-rule", "window", "--max-epochs", "7", "--plateau-window", "3",
+                 ok=False)
     assert res.exit_code == 2 and "belongs to another run" in res.output
     with ResultStore.open_readonly(db) as store:  # a converging run keeps no final states
         assert all(store.checkpoint(a) is None for a in store.statuses())
