@@ -19,11 +19,12 @@ from typing import Optional, Sequence
 import numpy as np
 
 Row = tuple[str, dict[str, Sequence[Optional[float]]]]
+Values = Sequence[float] | np.ndarray  # a column of numbers, as a list or an array
 
 CLIP_PERCENTILES = (2.0, 98.0)  # the colour scale's range: outliers do not stretch it
 
 
-def spread(xs: Sequence[float], ys: Sequence[float], values: Sequence[float], dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
+def spread(xs: Values, ys: Values, values: Values, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
     """Positions that keep every point of a shared ``(x, y)`` visible: the ``k`` points of a
     cell are laid on a ``ceil(sqrt(k))``-column grid within ``+-dx``, ``+-dy`` of it, in the
     order of their values (deterministic: no random jitter)."""
@@ -44,7 +45,7 @@ def spread(xs: Sequence[float], ys: Sequence[float], values: Sequence[float], dx
     return px, py
 
 
-def colour_range(values: Sequence[float]) -> tuple[float, float]:
+def colour_range(values: Values) -> tuple[float, float]:
     """The colour scale's ends: the 2nd and 98th percentiles (the whole range when they coincide)."""
     v = np.asarray(values, dtype=float)
     lo, hi = (float(q) for q in np.percentile(v, CLIP_PERCENTILES))
@@ -59,9 +60,9 @@ def _ordinal(q: float) -> str:
     return f"{q:g}{suffix}"
 
 
-def _min_gap(values: Sequence[float]) -> float:
+def _min_gap(values: Values) -> float:
     distinct = sorted(set(values))
-    gaps = [b - a for a, b in zip(distinct, distinct[1:])]
+    gaps = [b - a for a, b in zip(distinct, distinct[1:], strict=False)]
     return min(gaps) if gaps else 1.0
 
 
