@@ -56,6 +56,7 @@ from nflc.analysis.kernels import lambda_min
 __all__ = [
     "CircleCurvature",
     "EmpiricalKernels",
+    "OverMemory",
     "StreamPlan",
     "calibrate_batchnorm",
     "circle_curvature",
@@ -84,7 +85,7 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
         yield
     finally:
         for m, training in flags:
-            m.train(training)
+            m.training = training  # each module's own flag: train() would recurse into every child again
 
 
 def _scalar_output(out: torch.Tensor, output: Output) -> torch.Tensor:
@@ -677,6 +678,15 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+class OverMemory(ValueError):
+    """The streaming plan needs more memory than the caller allows; nothing was computed."""
+
+    def __init__(self, plan: StreamPlan, limit: int):
+        self.plan, self.limit = plan, limit
+        super().__init__(f"the kernels need about {plan.peak_bytes / 2**20:,.0f} MiB, over the limit of "
+                         f"{limit / 2**20:,.0f} MiB")
+
+
 def empirical_kernels(
     module: nn.Module,
     x: torch.Tensor,
@@ -690,6 +700,7 @@ def empirical_kernels(
     chunk: int | None = None,
     block: int | None = None,
     block_elems: int = 2**24,
+    limit: int | None = None,
 ) -> EmpiricalKernels:
     """Finite-width NTK (and NNGP) of the module on ``x`` in bounded memory.
 
@@ -701,8 +712,12 @@ def empirical_kernels(
     when ``chunk`` / ``block`` are not given: a quarter for a chunk's forward and backward,
     half for the held block. Exact: the same numbers as one batched pass, to round-off.
     ``dtype``: of the per-sample gradients held; their Grams accumulate in float64.
+    ``limit`` (bytes): raise :class:`OverMemory` before any streaming when the plan's working
+    set exceeds it (one input's forward and backward alone can exceed any ``memory``).
     """
     plan, layers, stream = _prepare(module, x, output, param_scale, dtype, memory, chunk, block, layer)
+    if limit is not None and plan.peak_bytes > limit:
+        raise OverMemory(plan, limit)
     n = x.shape[0]
     theta = torch.zeros((n, n), dtype=_F64)
     feats: list[torch.Tensor | None] = [None] * n
@@ -817,7 +832,7 @@ def calibrate_batchnorm(module: nn.Module, x: torch.Tensor) -> None:
         for norm, momentum in saved:
             norm.momentum = momentum
         for mod, training in flags:
-            mod.train(training)
+            mod.training = training
 
 
 # --- curvature ---------------------------------------------------------------------------
