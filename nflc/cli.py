@@ -757,17 +757,45 @@ def rank(file: FileArg,
              "Results file: {'architectures': [{<encoding>, 'val_accuracy', proxies...}]}; the encoding is 'arch_str', "
              "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))],
          space: SpaceOpt = None,
-         score: Annotated[str, typer.Option(help="nflc (default: data-free, theory-grounded), paths, mean_depth, params, flops.")] = "nflc",
+         score: Annotated[str, typer.Option(help=(
+             "nflc (the default: expressivity), expressivity, convergence, generalization, flops, params, aggregate, "
+             "convergence_nngp, generalization_bound, paths, mean_depth; several joined by commas, or all "
+             "(docs/ANALYZE.md, \"Ranking components\")."))] = "nflc",
+         jobs: Annotated[int, typer.Option(help="Processes measuring kernels at once (one thread each).")] = 1,
+         samples: Annotated[int, typer.Option(help="Data-free inputs the kernels are measured on.")] = 16,
+         seed: Annotated[int, typer.Option(help="Seed of the inputs and of the networks' initialisation.")] = 0,
+         kernel_width: Annotated[int, typer.Option(help=(
+             "Measure conv networks with their channels scaled down so the first cell reads at most this many "
+             "(0: the space's own width)."))] = 16,
+         memory: Annotated[str, typer.Option(help=(
+             "Memory one network's kernels may take (e.g. 1G); a network over it is named and ranked last."))] = "1G",
+         cache: Annotated[Optional[Path], typer.Option(help=(
+             "SQLite file of measured kernels, reused by later runs (default: $NFLC_CACHE, else "
+             "~/.cache/nflc/kernels.sqlite)."))] = None,
+         no_cache: Annotated[bool, typer.Option("--no-cache", help="Measure everything again; store nothing.")] = False,
+         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals (0: none).")] = 1000,
          benchmark_dataset: Annotated[Optional[str], typer.Option(
              help=("With NAS-Bench-Suite-Zero's JSON (results of several datasets): which one (default cifar10)."),
              show_default=False)] = None,
          json_path: Annotated[Optional[Path], typer.Option(
-             "--json", help="Write the summary and per architecture its entry, nflc id, params and score.")] = None,
+             "--json", help="Write the summary and per architecture its entry, nflc id, params and scores.")] = None,
          html: HtmlOpt = None,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
+    from nflc.analysis.rank_components import KernelSettings
     from nflc.rank import rank as run_rank
+    from nflc.rank import score_names
 
+    names = score_names(score)  # an unknown name fails before any work
+    if jobs < 1:
+        raise NflcError(f"--jobs must be at least 1, got {jobs}", hint="--jobs 1 measures in this process")
+    if samples < 2:
+        raise NflcError(f"--samples must be at least 2, got {samples}")
+    if kernel_width < 0:
+        raise NflcError(f"--kernel-width must be at least 0, got {kernel_width}", hint="0 measures at the space's own width")
+    if bootstrap < 0:
+        raise NflcError(f"--bootstrap must be at least 0, got {bootstrap}")
+    settings = KernelSettings(samples=samples, seed=seed, width=kernel_width or None, memory=_parse_memory(memory))
     if json_path is not None:
         _check_output_file(json_path, "--json")
     if html is not None:
@@ -775,17 +803,21 @@ def rank(file: FileArg,
 
         check_html_target(html)
     sp = load_space(file, space, allow_outside_imports)
-    res = run_rank(sp, benchmark, score, benchmark_dataset)
-    table = Table(title=f"{res.n} architectures of {sp.name} ranked against val_accuracy", title_justify="left")
-    for col in ("score", "Kendall tau", "Spearman rho", "top-5% precision", "rank of best", "seconds / arch"):
-        table.add_column(col, justify="left" if col == "score" else "right")
-    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-    for r in sorted(res.table, key=lambda r: -(r.kendall_tau if r.kendall_tau is not None else -9)):
-        style = "bold" if r.name.startswith("nflc:") else None
-        table.add_row(r.name, fmt(r.kendall_tau, ".3f"), fmt(r.spearman_rho, ".3f"), fmt(r.top5_precision, ".2f"),
-                      fmt(r.best_rank, ".1f"), fmt(r.seconds_per_arch, ".2g"), style=style)
-    out.print(table)
-    out.print(f"nflc scored all {res.n} architectures in {res.nflc_seconds_total:.3f} s (no data, no training)")
+    store = None if no_cache else _open_cache(cache)
+    progress = _Progress(0)
+
+    def on_progress(done: int, total: int) -> None:
+        if total:
+            progress.update(done, total)
+
+    try:
+        res = run_rank(sp, benchmark, ",".join(names), benchmark_dataset, settings=settings, jobs=jobs, cache=store,
+                       progress=on_progress, resamples=bootstrap, seed=seed)
+    finally:
+        progress.close()
+        if store is not None:
+            store.close()
+    _print_rank(res, sp.name)
     if json_path is not None:
         json_path.write_text(json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
@@ -796,6 +828,60 @@ def rank(file: FileArg,
 
         size = write_page(rank_page(sp, res, read_benchmark(benchmark, benchmark_dataset)), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
+
+
+def _open_cache(path: Optional[Path]):
+    """The kernel cache at ``path`` (default: the user's cache folder); None, with a warning,
+    when it cannot be opened (the run then measures without it)."""
+    import sqlite3
+
+    from nflc.analysis.score_cache import KernelCache, default_cache_path
+
+    target = path or default_cache_path()
+    try:
+        return KernelCache(target)
+    except (OSError, sqlite3.Error) as exc:
+        if path is not None:
+            raise NflcError(f"--cache {path}: cannot use it as an SQLite file: {exc}",
+                            hint="pass another path, or --no-cache") from None
+        err.print(f"warning: the kernel cache {target} cannot be used ({exc}); measuring without it", markup=False)
+        return None
+
+
+def _print_rank(res, space_name: str) -> None:
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+
+    def ci(iv) -> str:
+        return "" if iv is None or iv.low != iv.low else f"[{iv.low:.2f}, {iv.high:.2f}]"
+
+    table = Table(title=f"{res.n} architectures of {space_name} ranked against val_accuracy", title_justify="left")
+    cols = ["score", "Kendall tau", "95% CI", "Spearman rho", "95% CI ", "top-5% precision", "rank of best",
+            "seconds / arch"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "score" else "right")
+    for r in sorted(res.table, key=lambda r: -(r.kendall_tau if r.kendall_tau is not None else -9)):
+        style = "bold" if r.name.startswith("nflc:") else None
+        table.add_row(r.name, fmt(r.kendall_tau, ".3f"), ci(r.tau_interval), fmt(r.spearman_rho, ".3f"),
+                      ci(r.rho_interval), fmt(r.top5_precision, ".2f"), fmt(r.best_rank, ".1f"),
+                      fmt(r.seconds_per_arch, ".2g"), style=style)
+    out.print(table)
+    if res.resamples:
+        out.print(f"intervals: {res.resamples} bootstrap resamples of the architectures (percentile, 95%)")
+    for ld in res.leads:
+        verb = "leads" if ld.difference >= 0 else "trails"
+        where = ("the interval excludes 0: a real difference" if ld.beyond
+                 else "the interval includes 0: not a real difference")
+        out.print(f"{ld.score} {verb} the best proxy column, {ld.other}, by {abs(ld.difference):.3f} in Kendall tau "
+                  f"(paired bootstrap 95% CI of the difference [{ld.interval.low:+.3f}, {ld.interval.high:+.3f}]: {where})")
+    k = res.kernels
+    if k is not None:
+        out.print(f"kernels: {k.measured} measured, {k.cached} from the cache, {k.shared} shared with an "
+                  f"architecture of the same computing graph, {k.failed} failed, in {k.seconds:.1f} s "
+                  f"(N = {k.settings['samples']} data-free inputs, seed {k.settings['seed']}, kernel width "
+                  f"{k.settings['width'] or 'of the space'})")
+    for f in res.failures:
+        out.print(f"not measured: entry {f.entry} ({f.id}): {f.reason}; ranked last by the kernel scores", markup=False)
+    out.print(f"nflc scored all {res.n} architectures in {res.nflc_seconds_total:.3f} s (no data, no training)")
 
 
 @app.command()

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel
 from scipy.stats import kendalltau, spearmanr
 
+from nflc.analysis.rank_stats import Interval, Lead
 from nflc.encodings import ENCODING_KEYS, EncodingError, entry_id, not_in_space
 from nflc.errors import NflcError, SpaceError, did_you_mean
 
@@ -39,25 +40,39 @@ _NOT_PROXIES = ENCODING_KEYS | {"val_accuracy", "proxy_seconds", "test_accuracy"
 _SECONDS = "_seconds"  # NAS-Bench-301's file: `<proxy>_seconds` is that proxy's time, not a proxy
 
 
-def _cell_score(name: str) -> Callable:
-    from nflc.analysis.rank_score import architecture_score
+# score names (`nflc rank --score`): the ranking components of nflc.analysis.rank_components,
+# their aggregate, and graph features; "nflc" is the default score
+DEFAULT_SCORE = "expressivity"
+SCORES = ("nflc", "expressivity", "convergence", "generalization", "flops", "params", "aggregate",
+          "convergence_nngp", "generalization_bound", "paths", "mean_depth")
+ALL = ("expressivity", "convergence", "generalization", "flops", "params", "aggregate", "convergence_nngp",
+       "generalization_bound")
 
+
+def score_names(text: str) -> list[str]:
+    """The scores a ``--score`` value names: one name, several joined by commas, or ``all``."""
+    names: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "all":
+            names.extend(n for n in ALL if n not in names)
+            continue
+        if part not in SCORES:
+            raise NflcError(f"unknown score '{part}'", hint=did_you_mean(part, SCORES) or "one of: " + ", ".join(SCORES))
+        if part not in names:
+            names.append(part)
+    if not names:
+        raise NflcError(f"--score {text!r} names no score", hint="one of: " + ", ".join(SCORES) + ", or all")
+    return names
+
+
+def _graph_feature(name: str) -> Callable:
     def topo(attr):
         return lambda a: float(getattr(a.topology(), attr))
 
-    scores: dict[str, Callable] = {
-        "nflc": architecture_score,  # node cells too (their graphs alone lack projections and node ops)
-        "paths": topo("paths"),
-        "mean_depth": topo("mean_depth"),
-        "params": lambda a: float(a.params),
-        "flops": lambda a: float(a.flops),
-    }
-    if name not in scores:
-        raise NflcError(f"unknown score '{name}'", hint=did_you_mean(name, scores) or "one of: " + ", ".join(scores))
-    return scores[name]
-
-
-SCORES = ("nflc", "paths", "mean_depth", "params", "flops")
+    return {"paths": topo("paths"), "mean_depth": topo("mean_depth"),
+            "params": lambda a: float(a.params), "flops": lambda a: float(a.flops)}[name]
 
 
 class Entry(BaseModel):
@@ -74,6 +89,29 @@ class Correlation(BaseModel):
     top5_precision: float | None
     best_rank: float | None  # rank (1 = top) this column gives the most accurate architecture
     seconds_per_arch: float | None
+    tau_interval: Interval | None = None  # 95% bootstrap percentile intervals
+    rho_interval: Interval | None = None
+
+
+class Failure(BaseModel):
+    """An architecture whose kernels could not be computed: ranked last by the kernel scores."""
+
+    entry: int
+    id: str
+    reason: str
+
+
+class KernelRun(BaseModel):
+    """How the kernel components were obtained: the settings, what was measured, read from the
+    cache or shared with an architecture of the same computing graph."""
+
+    settings: dict
+    measured: int
+    cached: int
+    shared: int
+    failed: int
+    seconds: float  # wall-clock of this run's measurements
+    cache: str | None
 
 
 class RankResult(BaseModel):
@@ -82,8 +120,13 @@ class RankResult(BaseModel):
     score: str
     n: int
     nflc_seconds_total: float
-    table: list[Correlation]  # nflc's row first, then every proxy present
+    table: list[Correlation]  # nflc's rows first (one per score), then every proxy present
     per_arch: list[dict]
+    scores: list[str] = []
+    leads: list[Lead] = []  # per nflc score: its lead over the best proxy column, with the bootstrap interval
+    failures: list[Failure] = []
+    kernels: KernelRun | None = None
+    resamples: int = 0
 
 
 def _read_json(path: str | Path) -> object:
@@ -247,9 +290,7 @@ def correlate(name: str, score: np.ndarray, acc: np.ndarray, seconds: float | No
                        seconds_per_arch=seconds)
 
 
-def rank(space, benchmark: str | Path, score: str = "nflc", dataset: str | None = None) -> RankResult:
-    entries = read_benchmark(benchmark, dataset)
-    fn = _cell_score(score)
+def _entries_in_space(space, benchmark, entries: list[Entry]) -> list:
     archs, problems = [], []
     for i, e in enumerate(entries):
         try:
@@ -265,21 +306,126 @@ def rank(space, benchmark: str | Path, score: str = "nflc", dataset: str | None 
     if problems:
         shown = "; ".join(m for m, _ in problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise NflcError(f"{benchmark}: {shown}", hint=problems[0][1])
+    return archs
+
+
+def _timed(fn: Callable, archs: list) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
     values = np.array([fn(a) for a in archs], dtype=float)
+    return values, time.perf_counter() - t0
+
+
+def score_columns(archs: list, names: list[str], *, settings=None, jobs: int = 1, cache=None,
+                  progress=None) -> tuple[dict[str, np.ndarray], dict[str, float], list[tuple[int, str]], KernelRun | None]:
+    """Every score of ``names`` for every architecture: ``(values, seconds per architecture,
+    failures (position, reason), how the kernels were obtained)``. Kernel components of a
+    network whose kernels could not be computed are ``-inf`` (ranked last), and so is its
+    aggregate; the graph features and cost are always computed."""
+    from nflc.analysis import rank_components as R
+    from nflc.analysis.rank_score import architecture_score
+
+    want = [DEFAULT_SCORE if n == "nflc" else n for n in names]
+    need = set(want)
+    if "aggregate" in need:
+        need |= set(R.AGGREGATED)
+    if "generalization_bound" in need:
+        need.add("expressivity")
+    n = len(archs)
+    values: dict[str, np.ndarray] = {}
+    secs: dict[str, float] = {}
+    for name in ("expressivity", "flops", "params", "paths", "mean_depth"):
+        if name in need:
+            fn = architecture_score if name == "expressivity" else _graph_feature(name)
+            values[name], total = _timed(fn, archs)
+            secs[name] = total / n
+    failures: list[tuple[int, str]] = []
+    run = None
+    if need & set(R.KERNEL_COMPONENTS):
+        from nflc.analysis.rank_runner import measure_all
+
+        settings = settings or R.KernelSettings()
+        stats: dict = {}
+        t0 = time.perf_counter()
+        results = measure_all(archs, settings, jobs=jobs, cache=cache, progress=progress, stats=stats)
+        wall = time.perf_counter() - t0
+        kern = [r if isinstance(r, R.Kernels) else None for r in results]
+        failures = [(i, r) for i, r in enumerate(results) if isinstance(r, str)]
+        measured = [r.seconds for r in kern if r is not None]
+        kernel_secs = float(np.mean(measured)) if measured else float("nan")
+        expr = values.get("expressivity", np.zeros(n))
+        for name in R.KERNEL_COMPONENTS:
+            if name in need:
+                values[name] = np.array([R.component(name, k, float(e)) for k, e in zip(kern, expr, strict=True)])
+                secs[name] = kernel_secs + (secs["expressivity"] if name == "generalization_bound" else 0.0)
+        run = KernelRun(settings=settings.model_dump(), measured=stats["measured"], cached=stats["cached"],
+                        shared=n - stats["unique"], failed=len(failures), seconds=wall,
+                        cache=str(cache.path) if cache is not None else None)
+    if "aggregate" in need:
+        last = ~np.isfinite(values["expressivity"])
+        last[[i for i, _ in failures]] = True
+        values["aggregate"] = R.aggregate([values[c] for c in R.AGGREGATED], last=last)
+        # convergence and generalization share one measurement
+        secs["aggregate"] = secs["expressivity"] + secs["flops"] + secs["convergence"]
+    out = {name: values[DEFAULT_SCORE if name == "nflc" else name] for name in names}
+    out_secs = {name: secs[DEFAULT_SCORE if name == "nflc" else name] for name in names}
+    return out, out_secs, failures, run
+
+
+def rank(space, benchmark: str | Path, score: str = "nflc", dataset: str | None = None, *, settings=None,
+         jobs: int = 1, cache=None, progress=None, resamples: int = 1000, seed: int = 0) -> RankResult:
+    """Score every architecture of a benchmark file and compare each score's ranking with its
+    accuracy, next to every proxy column: Kendall tau, Spearman rho and their bootstrap
+    intervals (``resamples``; 0: none), and each score's lead over the best proxy column."""
+    from nflc.analysis.rank_stats import bootstrap, interval, lead
+
+    names = score_names(score)
+    if jobs < 1:
+        raise NflcError(f"--jobs must be at least 1, got {jobs}", hint="--jobs 1 measures in this process")
+    if resamples < 0:
+        raise NflcError(f"--bootstrap must be at least 0, got {resamples}")
+    entries = read_benchmark(benchmark, dataset)
+    archs = _entries_in_space(space, benchmark, entries)
+    t0 = time.perf_counter()
+    values, secs, failures, run = score_columns(archs, names, settings=settings, jobs=jobs, cache=cache,
+                                                progress=progress)
     elapsed = time.perf_counter() - t0
     acc = np.array([e.accuracy for e in entries])
-    rows = [correlate(f"nflc:{score}", values, acc, elapsed / len(entries))]
-    names = sorted({k for e in entries for k in e.proxies})
-    for name in names:
+    rows = [correlate(f"nflc:{name}", values[name], acc, secs[name]) for name in names]
+    columns = {f"nflc:{name}": values[name] for name in names}
+    proxy_names = sorted({k for e in entries for k in e.proxies})
+    for name in proxy_names:
         col = np.array([e.proxies.get(name, np.nan) for e in entries])
-        secs = [e.proxy_seconds[name] for e in entries if name in e.proxy_seconds]
-        rows.append(correlate(name, col, acc, float(np.mean(secs)) if secs else None))
-    per_arch = [{"entry": i, "id": e.id, "params": a.params,
-                 "score": (v if math.isfinite(v) else ("-inf" if v < 0 else "inf"))}
-                for i, (e, a, v) in enumerate(zip(entries, archs, values, strict=True))]
-    return RankResult(benchmark=str(benchmark), space=space.name, score=score, n=len(entries),
-                      nflc_seconds_total=elapsed, table=rows, per_arch=per_arch)
+        proxy_secs = [e.proxy_seconds[name] for e in entries if name in e.proxy_seconds]
+        rows.append(correlate(name, col, acc, float(np.mean(proxy_secs)) if proxy_secs else None))
+        columns[name] = col
+    leads: list[Lead] = []
+    used = 0
+    if resamples and len(entries) >= 3:
+        ok = [r.name for r in rows if r.kendall_tau is not None]
+        taus, rhos, used = bootstrap({k: columns[k] for k in ok}, acc, resamples=resamples, seed=seed)
+        for r in rows:
+            if r.name in taus:
+                r.tau_interval, r.rho_interval = interval(taus[r.name]), interval(rhos[r.name])
+        proxies = [r for r in rows if r.name in proxy_names and r.kendall_tau is not None]
+        if proxies:
+            best = max(proxies, key=lambda r: r.kendall_tau or 0.0)
+            for r in rows[: len(names)]:
+                if r.kendall_tau is not None:
+                    leads.append(lead(r.name, best.name, r.kendall_tau, best.kendall_tau or 0.0, taus))
+    per_arch = []
+    for i, (e, a) in enumerate(zip(entries, archs, strict=True)):
+        row: dict = {"entry": i, "id": e.id, "params": a.params}
+        for name in names:
+            row["score" if name == names[0] else name] = _json_number(float(values[name][i]))
+        per_arch.append(row)
+    return RankResult(benchmark=str(benchmark), space=space.name, score=names[0], n=len(entries),
+                      nflc_seconds_total=elapsed, table=rows, per_arch=per_arch, scores=names, leads=leads,
+                      failures=[Failure(entry=i, id=entries[i].id, reason=why) for i, why in failures],
+                      kernels=run, resamples=used)
+
+
+def _json_number(v: float) -> float | str:
+    return v if math.isfinite(v) else ("-inf" if v < 0 else ("inf" if v > 0 else "nan"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,11 +439,22 @@ class ArchScore(BaseModel):
     score: float  # -inf: no input-output path (ranks last)
 
 
-def score_architectures(archs: Iterable, score: str = "nflc") -> list[ArchScore]:
+def score_architectures(archs: Iterable, score: str = "nflc", *, settings=None, jobs: int = 1, cache=None,
+                        progress=None) -> list[ArchScore]:
     """nflc's data-free score of each architecture, in order (higher = predicted better;
-    ``score`` as in :data:`SCORES`). What a search loop calls instead of training."""
-    fn = _cell_score(score)
-    return [ArchScore(index=a.index, id=a.id, params=a.params, score=float(fn(a))) for a in archs]
+    ``score`` one of :data:`SCORES`). What a search loop calls instead of training. The
+    kernel scores measure each network (``settings``, ``jobs``, ``cache`` as for :func:`rank`;
+    a network that cannot be measured scores ``-inf``), and ``aggregate`` ranks the
+    architectures among themselves."""
+    archs = list(archs)
+    names = score_names(score)
+    if len(names) != 1:
+        raise NflcError(f"score {score!r} names {len(names)} scores; give one", hint="one of: " + ", ".join(SCORES))
+    if not archs:
+        return []
+    values, _, _, _ = score_columns(archs, names, settings=settings, jobs=jobs, cache=cache, progress=progress)
+    return [ArchScore(index=a.index, id=a.id, params=a.params, score=float(v))
+            for a, v in zip(archs, values[names[0]], strict=True)]
 
 
 def _item_architecture(space, item: object):

@@ -1,0 +1,116 @@
+"""A content-addressed cache of measured kernels (SQLite), so a rerun measures nothing twice.
+
+The key is a hash of what the kernels depend on: the space's meaning (``spec_hash``, its
+IR without source positions), the architecture's *computing graph* (per cell placement the
+non-zero edges and node ops on an input-output path, in the space's own numbering: two
+architectures that differ only in dead or zero edges share one entry), its own constants
+(numeric choices, a solved width), the measurement settings that change the numbers
+(inputs, seed, width, precision) and :data:`VERSION`, raised whenever the measurement
+itself changes. Only successes are stored: a network that failed (for example over the
+memory limit) is tried again by the next run.
+
+Writes go through one process (the caller of :meth:`KernelCache.put`), each committed at
+once, so an interrupted run keeps every kernel it finished. Several nflc processes may share
+the file (SQLite's write-ahead log, a busy timeout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from nflc.analysis.rank_components import Kernels, KernelSettings
+
+__all__ = ["VERSION", "KernelCache", "cache_key", "computing_graph", "default_cache_path"]
+
+VERSION = 1  # of the measurement (rank_components.measure_kernels); part of every key
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS kernels (
+    key TEXT PRIMARY KEY, n INTEGER NOT NULL, ntk BLOB NOT NULL, nngp BLOB NOT NULL, source TEXT NOT NULL,
+    seconds REAL NOT NULL, peak INTEGER NOT NULL, constants TEXT NOT NULL, created REAL NOT NULL)"""
+
+
+def default_cache_path() -> Path:
+    """``$NFLC_CACHE`` when set, else ``$XDG_CACHE_HOME/nflc/kernels.sqlite`` (``~/.cache`` by default)."""
+    if os.environ.get("NFLC_CACHE"):
+        return Path(os.environ["NFLC_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "nflc" / "kernels.sqlite"
+
+
+def computing_graph(arch) -> list:
+    """Per cell placement (in the space's order) its live edges ``(s, t, op)`` and live node ops
+    ``(v, op)``: what is on some input-output path, in the space's numbering."""
+    out = []
+    for name, g in arch.cell_graphs.items():
+        live = nx.DiGraph()
+        live.add_nodes_from(g.nodes)
+        live.add_edges_from((s, t) for s, t, a in g.edges(data=True) if a.get("kind") != "zero")
+        if not g.nodes:
+            out.append((name, [], []))
+            continue
+        src, dst = min(g.nodes, key=_order), max(g.nodes, key=_order)
+        on = (nx.descendants(live, src) | {src}) & (nx.ancestors(live, dst) | {dst})
+        edges = sorted((str(s), str(t), str(g.edges[s, t].get("op"))) for s, t in live.edges if s in on and t in on)
+        ops = sorted((str(v), str(g.nodes[v]["op"])) for v in on if "op" in g.nodes[v])
+        out.append((name, edges, ops))
+    return out
+
+
+def _order(v) -> tuple:
+    # integer nodes in order; a named source ('in') first and a named sink ('out') last
+    if isinstance(v, int):
+        return (1, v, "")
+    return (0, 0, str(v)) if str(v) == "in" else (2, 0, str(v))
+
+
+def cache_key(arch, settings: KernelSettings) -> str:
+    doc = {"version": VERSION, "space": arch.space.spec_hash, "graph": computing_graph(arch),
+           "constants": sorted(arch.constants_override.items()), "settings": settings.key_fields()}
+    return hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=20).hexdigest()
+
+
+class KernelCache:
+    """``get(key)`` / ``put(key, kernels)`` over an SQLite file (created with its folders)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(_SCHEMA)
+        except sqlite3.DatabaseError:
+            self._conn.close()
+            raise
+
+    def get(self, key: str) -> Kernels | None:
+        row = self._conn.execute("SELECT n, ntk, nngp, source, seconds, peak, constants FROM kernels WHERE key = ?",
+                                 (key,)).fetchone()
+        if row is None:
+            return None
+        n, ntk, nngp, source, seconds, peak, constants = row
+        shape = (int(n), int(n))
+        return Kernels(ntk=np.frombuffer(ntk, dtype=np.float64).reshape(shape).copy(),
+                       nngp=np.frombuffer(nngp, dtype=np.float64).reshape(shape).copy(),
+                       source=source, seconds=float(seconds), peak_bytes=int(peak), constants=json.loads(constants))
+
+    def put(self, key: str, k: Kernels) -> None:
+        ntk = np.ascontiguousarray(k.ntk, dtype=np.float64)
+        nngp = np.ascontiguousarray(k.nngp, dtype=np.float64)
+        self._conn.execute("INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (key, len(ntk), ntk.tobytes(), nngp.tobytes(), k.source, float(k.seconds),
+                            int(k.peak_bytes), json.dumps(k.constants, sort_keys=True), time.time()))
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM kernels").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
