@@ -1,9 +1,10 @@
 """A content-addressed cache of measured kernels (SQLite), so a rerun measures nothing twice.
 
 The key is a hash of what the kernels depend on: the space's meaning (``spec_hash``, its
-IR without source positions), the architecture's *computing graph* (per cell placement the
-non-zero edges and node ops on an input-output path, in the space's own numbering: two
-architectures that differ only in dead or zero edges share one entry), its own constants
+IR without source positions), the architecture's computing graph as far as the kernels see
+it (per cell placement the non-zero edges and node ops from which the output is reachable,
+in the space's own numbering: two architectures that differ only in edges whose outputs
+never reach the cell's output share one entry), its own constants
 (numeric choices, a solved width), the measurement settings that change the numbers
 (inputs, seed, width, precision) and :data:`VERSION`, raised whenever the measurement
 itself changes. Only successes are stored: a network that failed (for example over the
@@ -46,8 +47,14 @@ def default_cache_path() -> Path:
 
 
 def computing_graph(arch) -> list:
-    """Per cell placement (in the space's order) its live edges ``(s, t, op)`` and live node ops
-    ``(v, op)``: what is on some input-output path, in the space's numbering."""
+    """Per cell placement (in the space's order) the edges ``(s, t, op)`` and node ops ``(v, op)``
+    the cell's output depends on, in the space's numbering.
+
+    That is everything from which the output is reachable, not only what lies on an
+    input-output path: an edge out of a node that no input reaches still adds its trainable
+    shift (a batch norm's bias) to the output, so its parameters are in the NTK. Weights are
+    seeded by their module path (:mod:`nflc.backends.torch`), so two architectures with the
+    same such graph have the same kernels."""
     out = []
     for name, g in arch.cell_graphs.items():
         live = nx.DiGraph()
@@ -56,8 +63,8 @@ def computing_graph(arch) -> list:
         if not g.nodes:
             out.append((name, [], []))
             continue
-        src, dst = min(g.nodes, key=_order), max(g.nodes, key=_order)
-        on = (nx.descendants(live, src) | {src}) & (nx.ancestors(live, dst) | {dst})
+        dst = max(g.nodes, key=_order)
+        on = nx.ancestors(live, dst) | {dst}
         edges = sorted((str(s), str(t), str(g.edges[s, t].get("op"))) for s, t in live.edges if s in on and t in on)
         ops = sorted((str(v), str(g.nodes[v]["op"])) for v in on if "op" in g.nodes[v])
         out.append((name, edges, ops))
