@@ -107,7 +107,12 @@ class Kernels:
 
 
 class KernelFailure(Exception):
-    """The kernels of an architecture could not be computed (the reason is the message)."""
+    """The kernels of an architecture could not be computed (the reason is the message);
+    ``needed``: the bytes the smallest streaming plan needs, when memory was the reason."""
+
+    def __init__(self, reason: str, needed: int | None = None):
+        super().__init__(reason)
+        self.needed = needed
 
 
 # ------------------------------------------------------------------ the reduced width
@@ -226,8 +231,9 @@ def _finite(arch, settings: KernelSettings, t0: float) -> Kernels:
         k = E.empirical_kernels(module, x, output="sum", dtype=dtype, memory=settings.memory // 2,
                                 limit=settings.memory - param_bytes)
     except E.OverMemory as exc:
-        raise KernelFailure(f"needs about {(exc.plan.peak_bytes + param_bytes) / 2**20:,.0f} MiB, over the "
-                            f"memory limit of {settings.memory / 2**20:,.0f} MiB") from None
+        needed = exc.plan.peak_bytes + param_bytes
+        raise KernelFailure(f"needs about {needed / 2**20:,.1f} MiB, over the memory limit of "
+                            f"{settings.memory / 2**20:,.1f} MiB", needed=needed) from None
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise KernelFailure(f"{type(exc).__name__}: {exc}") from None
     if k.nngp is None:  # pragma: no cover - empirical_kernels computes it by default

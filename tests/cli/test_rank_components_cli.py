@@ -85,23 +85,47 @@ def test_a_rerun_measures_nothing(tmp_path):
     assert "kernels: 0 measured, 5 from the cache" in second.output
 
 
+SKIPS = """
+space skips {
+    input   [3, 32, 32]
+    classes 10
+    width   16
+    bias    false
+    cell {
+        nodes 3
+        edge * : none | skip_connect | nor_conv_3x3
+    }
+    network = conv2d(3, width) >> batchnorm >> cell x6 >> batchnorm >> relu >> global_avg_pool >> linear(classes, bias=true)
+}
+"""
+
+
 def test_a_network_that_cannot_be_measured_is_named_and_ranked_last(tmp_path):
-    sp = nflc.load(NB201, space="nb201")
-    settings = R.KernelSettings(samples=4, width=4)
-    peaks = [R.measure_kernels(sp.architecture(a), settings).peak_bytes for a in ARCHS[:3]]
-    # a limit between the smallest and the largest network's working set: the largest fails
-    limit = (min(peaks) + max(peaks)) // 2
-    res = rank(sp, fixture_file(tmp_path, ARCHS[:3]), "convergence,aggregate,expressivity",
-               settings=R.KernelSettings(samples=4, width=4, memory=limit), resamples=0)
-    big = int(np.argmax(peaks))
-    assert [f.entry for f in res.failures] == [big] and "over the memory limit" in res.failures[0].reason
-    row = res.per_arch[big]
+    spec = tmp_path / "skips.nfl"
+    spec.write_text(SKIPS)
+    sp = nflc.load(spec)
+    small, big = "|skip_connect~0|+|skip_connect~0|skip_connect~1|", "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+
+    def needed(arch_id):  # the working set of the smallest streaming plan (one input at a time)
+        with pytest.raises(R.KernelFailure) as exc:
+            R.measure_kernels(sp.architecture(arch_id), R.KernelSettings(samples=4, memory=4096))
+        return exc.value.needed
+
+    need_small, need_big = needed(small), needed(big)
+    assert 2 * need_small < need_big  # the limit below leaves the small networks room to plan
+    limit = need_big - 1  # not even one input of the big network at a time fits
+    path = fixture_file(tmp_path, [small, big, small.replace("skip_connect~1", "nor_conv_3x3~1")])
+    res = rank(sp, path, "convergence,aggregate,expressivity", settings=R.KernelSettings(samples=4, memory=limit),
+               resamples=0)
+    assert [f.entry for f in res.failures] == [1] and "over the memory limit" in res.failures[0].reason
+    row = res.per_arch[1]
     assert row["score"] == "-inf" and row["aggregate"] == "-inf" and row["expressivity"] != "-inf"
-    # in the command's output: named, with the reason
-    out = invoke("--benchmark", fixture_file(tmp_path, ARCHS[:3]), "--score", "convergence", "--no-cache",
-                 "--memory", f"{limit / 2**20:.4f}M", "--samples", "4", "--kernel-width", "4", "--bootstrap", "0")
+    assert all(r["score"] != "-inf" for r in (res.per_arch[0], res.per_arch[2]))
+    # in the command's output: named, with the reason, and the run succeeds
+    out = CliRunner().invoke(app, ["rank", str(spec), "--benchmark", str(path), "--score", "convergence", "--no-cache",
+                                   "--memory", f"{limit / 2**20:.6f}M", "--samples", "4", "--bootstrap", "0"])
     assert out.exit_code == 0, out.output
-    assert f"not measured: entry {big} ({ARCHS[big]})" in out.output and "ranked last" in out.output
+    assert f"not measured: entry 1 ({big})" in out.output and "ranked last" in out.output
 
 
 @pytest.mark.parametrize("args, message", [
