@@ -320,7 +320,7 @@ def component(name: str, kernels: Kernels | None, expressivity: float) -> float:
 # ------------------------------------------------------------------ the aggregate
 
 
-def aggregate(columns: Sequence[Sequence[float]], last: Sequence[bool] | None = None) -> np.ndarray:
+def aggregate(columns: Sequence[np.ndarray | Sequence[float]], last: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
     """AZ-NAS's rank aggregation: ``sum over columns of ln(rank / n)``.
 
     Each column ranks the ``n`` architectures ascending (the highest value gets ``n``, ties

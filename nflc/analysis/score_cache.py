@@ -55,7 +55,7 @@ def computing_graph(arch) -> list:
     shift (a batch norm's bias) to the output, so its parameters are in the NTK. Weights are
     seeded by their module path (:mod:`nflc.backends.torch`), so two architectures with the
     same such graph have the same kernels."""
-    out = []
+    out: list[tuple[str, list, list]] = []
     for name, g in arch.cell_graphs.items():
         live = nx.DiGraph()
         live.add_nodes_from(g.nodes)
