@@ -16,8 +16,11 @@ A benchmark file is JSON in one of two forms:
   is NASLib's own running number (not an nflc id); :func:`naslib_entries` turns one
   dataset's table into nflc's entries.
 
-nflc scores every listed architecture without data or training and compares its ranking
-with every proxy's on the same architectures.
+nflc scores every listed architecture without data or training (:data:`SCORES`: the graph
+score, the kernel components of :mod:`nflc.analysis.rank_components` and their aggregate,
+cost) and compares each ranking with every proxy's on the same architectures: Kendall tau and
+Spearman rho with bootstrap intervals, and each score's lead over the best proxy column
+(:mod:`nflc.analysis.rank_stats`).
 """
 
 from __future__ import annotations
