@@ -782,7 +782,7 @@ def rank(file: FileArg,
          html: HtmlOpt = None,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
-    from nflc.analysis.rank_components import KernelSettings
+    from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings
     from nflc.rank import rank as run_rank
     from nflc.rank import score_names
 
@@ -803,7 +803,8 @@ def rank(file: FileArg,
 
         check_html_target(html)
     sp = load_space(file, space, allow_outside_imports)
-    store = None if no_cache else _open_cache(cache)
+    kernels = any(n in ("aggregate", *KERNEL_COMPONENTS) for n in names)
+    store = None if no_cache or not kernels else _open_cache(cache)  # graph scores never touch the cache
     progress = _Progress(0)
 
     def on_progress(done: int, total: int) -> None:
