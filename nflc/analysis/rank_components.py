@@ -52,9 +52,15 @@ __all__ = [
     "KernelSettings",
     "Kernels",
     "aggregate",
+    "channel_constants",
     "component",
+    "convergence",
+    "convergence_nngp",
+    "generalization",
+    "generalization_bound",
     "kernel_space",
     "measure_kernels",
+    "white_label_quadratic",
 ]
 
 # name -> the aspect it predicts; every name is a `nflc rank --score` choice
