@@ -818,6 +818,9 @@ def rank(file: FileArg,
         progress.close()
         if store is not None:
             store.close()
+    if store is not None and store.error is not None:
+        err.print(f"warning: the kernel cache {store.path} failed ({store.error}); what it could not store will be "
+                  "measured again next time", markup=False)
     _print_rank(res, sp.name)
     if json_path is not None:
         json_path.write_text(json.dumps(res.model_dump(), indent=1))

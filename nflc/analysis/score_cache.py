@@ -85,10 +85,15 @@ def cache_key(arch, settings: KernelSettings) -> str:
 
 
 class KernelCache:
-    """``get(key)`` / ``put(key, kernels)`` over an SQLite file (created with its folders)."""
+    """``get(key)`` / ``put(key, kernels)`` over an SQLite file (created with its folders).
+
+    Opening a file that is not an SQLite database raises ``sqlite3.DatabaseError``. Once open,
+    a read or write that fails (the file locked past the timeout, a full disk) never stops a
+    run: ``get`` returns None, ``put`` stores nothing, and ``error`` keeps the first reason."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.error: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         try:
@@ -98,9 +103,17 @@ class KernelCache:
             self._conn.close()
             raise
 
+    def _failed(self, exc: sqlite3.Error) -> None:
+        if self.error is None:
+            self.error = f"{type(exc).__name__}: {exc}"
+
     def get(self, key: str) -> Kernels | None:
-        row = self._conn.execute("SELECT n, ntk, nngp, source, seconds, peak, constants FROM kernels WHERE key = ?",
-                                 (key,)).fetchone()
+        try:
+            row = self._conn.execute("SELECT n, ntk, nngp, source, seconds, peak, constants FROM kernels WHERE key = ?",
+                                     (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return None
         if row is None:
             return None
         n, ntk, nngp, source, seconds, peak, constants = row
@@ -112,9 +125,12 @@ class KernelCache:
     def put(self, key: str, k: Kernels) -> None:
         ntk = np.ascontiguousarray(k.ntk, dtype=np.float64)
         nngp = np.ascontiguousarray(k.nngp, dtype=np.float64)
-        self._conn.execute("INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (key, len(ntk), ntk.tobytes(), nngp.tobytes(), k.source, float(k.seconds),
-                            int(k.peak_bytes), json.dumps(k.constants, sort_keys=True), time.time()))
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               (key, len(ntk), ntk.tobytes(), nngp.tobytes(), k.source, float(k.seconds),
+                                int(k.peak_bytes), json.dumps(k.constants, sort_keys=True), time.time()))
+        except sqlite3.Error as exc:
+            self._failed(exc)
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM kernels").fetchone()[0])

@@ -74,3 +74,17 @@ def test_failures_are_returned_and_not_cached(tmp_path, nb201):
     assert len(cache) == 0
     with pytest.raises(ValueError):
         rank_runner.measure_all([arch], R.KernelSettings(), jobs=0)
+
+
+def test_a_failing_cache_never_stops_a_run(tmp_path):
+    import sqlite3
+
+    bad = tmp_path / "not.sqlite"
+    bad.write_bytes(b"this is not a database, " * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        KernelCache(bad)
+    cache = KernelCache(tmp_path / "k.sqlite")
+    cache._conn.close()  # every later read and write fails
+    k = R.Kernels(ntk=np.eye(2), nngp=np.eye(2), source="exact", seconds=0.0, peak_bytes=0, constants={})
+    cache.put("x", k)
+    assert cache.get("x") is None and cache.error is not None and "Programming" in cache.error

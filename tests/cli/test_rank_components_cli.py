@@ -156,3 +156,6 @@ def test_an_unusable_cache_path_is_an_error(tmp_path):
     (tmp_path / "dir.sqlite").mkdir()
     res = invoke("--benchmark", fixture_file(tmp_path), "--score", "convergence", "--cache", tmp_path / "dir.sqlite")
     assert res.exit_code == 2 and "--cache" in res.output
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database " * 100)
+    res = invoke("--benchmark", fixture_file(tmp_path), "--score", "convergence", "--cache", tmp_path / "junk.sqlite")
+    assert res.exit_code == 2 and "cannot use it as an SQLite file" in res.output and "Traceback" not in res.output
