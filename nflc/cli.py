@@ -784,7 +784,7 @@ def rank(file: FileArg,
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
     from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings
     from nflc.rank import rank as run_rank
-    from nflc.rank import score_names
+    from nflc.rank import read_benchmark, score_names
 
     names = score_names(score)  # an unknown name fails before any work
     if jobs < 1:
@@ -804,8 +804,9 @@ def rank(file: FileArg,
         check_html_target(html)
     sp = load_space(file, space, allow_outside_imports)
     kernels = any(n in ("aggregate", *KERNEL_COMPONENTS) for n in names)
+    # the file is read (and checked) first: the progress display counts its architectures
+    progress = _Progress(len(read_benchmark(benchmark)) if kernels else 0)
     store = None if no_cache or not kernels else _open_cache(cache)  # graph scores never touch the cache
-    progress = _Progress(0)
 
     def on_progress(done: int, total: int) -> None:
         if total:
@@ -828,7 +829,6 @@ def rank(file: FileArg,
     if html is not None:
         from nflc.pages import write as write_page
         from nflc.pages.rank import rank_page
-        from nflc.rank import read_benchmark
 
         size = write_page(rank_page(sp, res, read_benchmark(benchmark, benchmark_dataset)), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
