@@ -805,7 +805,7 @@ def rank(file: FileArg,
     sp = load_space(file, space, allow_outside_imports)
     kernels = any(n in ("aggregate", *KERNEL_COMPONENTS) for n in names)
     # the file is read (and checked) first: the progress display counts its architectures
-    progress = _Progress(len(read_benchmark(benchmark)) if kernels else 0)
+    progress = _Progress(len(read_benchmark(benchmark, benchmark_dataset)) if kernels else 0)
     store = None if no_cache or not kernels else _open_cache(cache)  # graph scores never touch the cache
 
     def on_progress(done: int, total: int) -> None:
@@ -901,7 +901,9 @@ def score(file: FileArg, space: SpaceOpt = None,
               help="With NAS-Bench-Suite-Zero's JSON in --from-file: which dataset's table (default cifar10).",
               show_default=False)] = None,
           seed: Annotated[int, typer.Option(help="Seed of --archs sample:K.")] = 0,
-          kind: Annotated[str, typer.Option("--score", help="nflc (default), paths, mean_depth, params, flops.")] = "nflc",
+          kind: Annotated[str, typer.Option("--score", help=(
+              "nflc (default), paths, mean_depth, params, flops, or any of nflc rank's scores (convergence, "
+              "generalization, aggregate, ...: these measure each network's kernels)."))] = "nflc",
           json_path: Annotated[Optional[Path], typer.Option(
               "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': standard output) instead of a table.")] = None,
           allow_outside_imports: OutsideOpt = False) -> None:
