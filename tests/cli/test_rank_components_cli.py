@@ -159,3 +159,20 @@ def test_an_unusable_cache_path_is_an_error(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"not a database " * 100)
     res = invoke("--benchmark", fixture_file(tmp_path), "--score", "convergence", "--cache", tmp_path / "junk.sqlite")
     assert res.exit_code == 2 and "cannot use it as an SQLite file" in res.output and "Traceback" not in res.output
+
+
+def test_score_without_accuracies_uses_the_same_components(tmp_path):
+    from nflc.rank import score_architectures
+
+    sp = nflc.load(NB201, space="nb201")
+    archs = [sp.architecture(a) for a in ARCHS]
+    settings = R.KernelSettings(samples=4, width=4)
+    got = score_architectures(archs, "aggregate", settings=settings)
+    res = rank(sp, fixture_file(tmp_path), "aggregate", settings=settings, resamples=0)
+    assert [r.score for r in got] == [float(p["score"]) for p in res.per_arch]
+    with pytest.raises(nflc.NflcError, match="names 2 scores"):
+        score_architectures(archs, "convergence,flops")
+    out = CliRunner().invoke(app, ["score", str(NB201), "-s", "nb201", "--archs", ",".join(ARCHS[:2]),
+                                   "--score", "convergence", "--json", "-"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)["architectures"]) == 2
