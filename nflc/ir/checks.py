@@ -18,21 +18,8 @@ from nflc.ir.context import Abort, LowerContext, to_source_span, to_span
 from nflc.ir.evaluate import const, eval_int, evaluate, shape_message, show
 from nflc.ir.model import BudgetIR, CellIR, RequireIR, StageIR
 from nflc.ir.scopes import check_calls, own_names
+from nflc.metrics import BUDGET_METRICS, REQUIRE_METRICS
 from nflc.syntax import ast
-
-REQUIRE_METRICS = {
-    "paths": "end-to-end paths P of every cell",
-    "depth": "largest path depth (parameterized edges on a path) of every cell",
-    "min_depth": "smallest path depth of every cell",
-    "mean_depth": "mean path depth of every cell",
-    "skip_paths": "paths with no parameterized edge, in every cell",
-    "dead_edges": "non-zero edges on no input-to-output path, in every cell",
-    "edges": "non-zero edges on some input-to-output path (the computing graph's), in every cell",
-    "in_degree": "the most edges of the computing graph into one node (the output of a concat cell aside), in every cell",
-    "params": "parameters of the whole network",
-    "flops": "multiply-accumulates of the whole network",
-}
-BUDGET_METRICS = ("params", "flops")
 
 
 class IRLintError(AssertionError):
