@@ -1,7 +1,7 @@
 """The IR: a checked, fully resolved space, as JSON-serialisable pydantic models.
 
 Produced by the passes :mod:`nflc.ir.lower` drives; consumed by :mod:`nflc.space` (counting,
-enumeration), :mod:`nflc.cost`, :mod:`nflc.graph` and the backends. ``SpaceIR.to_text()``
+enumeration, costs, graphs) and the backends. ``SpaceIR.to_text()``
 prints one stable line per node; ``SpaceIR.lint()`` checks the invariants (``CellIR.lint``,
 ``lint_stages`` and ``lint_shape_chain`` check the parts the passes produce).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from nflc import ops
 
@@ -259,8 +259,9 @@ def _rank_pick(sizes: tuple[int, ...], k: int, picked: list[tuple[int, int]]) ->
     return start + v
 
 
-class StageIR(BaseModel):
-    """One step of the macro network: a primitive op or one placement of a cell."""
+class _Stage(BaseModel):
+    """The fields every stage has, in the order the IR's JSON lists them: a stage of one
+    kind has the other kind's fields too, empty (so the JSON and the spec hash keep one form)."""
 
     kind: Literal["prim", "cell"]
     prim: PrimIR | None = None
@@ -275,6 +276,25 @@ class StageIR(BaseModel):
     shape_prev: list[int] | None = None
     preprocess: list[list[PrimIR]] = []
     span: SourceSpan | None = None
+
+
+class PrimStage(_Stage):
+    """A step of the macro network that applies one primitive op."""
+
+    kind: Literal["prim"] = "prim"
+    prim: PrimIR
+
+
+class CellStage(_Stage):
+    """A step of the macro network that places a cell (``instance``: whose choices it takes)."""
+
+    kind: Literal["cell"] = "cell"
+    cell: str
+    instance: str
+
+
+# One step of the macro network: a primitive op or one placement of a cell (tagged by ``kind``).
+StageIR = Annotated[PrimStage | CellStage, Field(discriminator="kind")]
 
 
 class BudgetIR(BaseModel):

@@ -1,4 +1,4 @@
-"""The network pass: the macro network -> stages (:class:`StageIR`) and cell instances.
+"""The network pass: the macro network -> stages (:data:`~nflc.ir.model.StageIR`) and cell instances.
 
 Walks the network expression with its shape: primitive ops are bound and costed, cells are
 placed (checked at that shape, parameterized ones lowered for their arguments), repeats
@@ -16,7 +16,7 @@ from nflc.ir.cells import Cells, cell_variant
 from nflc.ir.checks import check_cell_shape
 from nflc.ir.context import MAX_NESTING, MAX_STAGES, LowerContext, to_source_span
 from nflc.ir.evaluate import check_repeat, expand_call, shape_message
-from nflc.ir.model import CellIR, PrimIR, StageIR
+from nflc.ir.model import CellIR, CellStage, PrimIR, PrimStage, StageIR
 from nflc.syntax import ast
 
 Shape = tuple[int, ...]
@@ -133,8 +133,8 @@ class _Walk:
             except ops.ShapeError as exc:
                 msg, hint = shape_message(exc, shape)
                 ctx.fail(msg, term.span, hint)
-            stages.append(StageIR(kind="prim", prim=PrimIR(name=p.name, args=dict(p.args)), shape_in=list(shape),
-                                  shape_out=list(out_shape), params=params, flops=flops, span=to_source_span(term.span)))
+            stages.append(PrimStage(prim=PrimIR(name=p.name, args=dict(p.args)), shape_in=list(shape),
+                                    shape_out=list(out_shape), params=params, flops=flops, span=to_source_span(term.span)))
             if len(stages) > MAX_STAGES:
                 ctx.fail(f"the network has more than {MAX_STAGES:,} stages", term.span, "lower its repeat counts")
             shape = out_shape
@@ -173,8 +173,8 @@ class _Walk:
         check_cell_shape(ctx, self.shapes_checked, cell, shape, term.span)
         out_shape = cell.output_shape(shape)
         extra = _preprocess(ctx, cell, self.prev_cell_input or shape, shape, term.span) if cell.inputs > 1 else {}
-        self.stages.append(StageIR(kind="cell", cell=cell.name, instance=inst, shape_in=list(shape),
-                                   shape_out=list(out_shape), span=to_source_span(term.span), **extra))
+        self.stages.append(CellStage(cell=cell.name, instance=inst, shape_in=list(shape),
+                                     shape_out=list(out_shape), span=to_source_span(term.span), **extra))
         self.prev_cell_input = shape
         return out_shape
 
