@@ -365,11 +365,11 @@ def ir(file: FileArg, space: SpaceOpt = None,
 @user_errors
 def ops_(as_json: JsonLinesOpt = None) -> None:
     """List the builtin and prelude ops with their parameters (defaults) and shape rules."""
-    from nflc import ops
+    from nflc.ir.catalog import describe_ops
 
     if as_json is not None and str(as_json) != "-":
         _check_output_file(as_json, "--json")
-    rows = ops.describe()
+    rows = describe_ops()
     if as_json is not None:
         _json_lines(rows, as_json)
         return

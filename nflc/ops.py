@@ -300,28 +300,6 @@ PRIMS: dict[str, PrimSpec] = {
 }
 
 
-_DEFAULT_TEXT = {"required": "required", "in_channels": "input channels", "same_padding": "(k - 1) // 2",
-                 "space_bias": "the space's bias", "true_unset": "true"}
-
-
-def describe() -> list[dict[str, str]]:
-    """One row per op every space can use: the builtins, then the prelude (``nflc ops``):
-    name, where it comes from, its parameters with defaults, its shape rule, what it is."""
-    rows = []
-    for spec in PRIMS.values():
-        params = ", ".join(p.name if p.default == "required" else
-                           f"{p.name} = {_DEFAULT_TEXT.get(str(p.default), str(p.default).lower())}" for p in spec.params
-                           if isinstance(p.default, (bool, int)) or p.default in _DEFAULT_TEXT)
-        rows.append({"op": spec.name, "from": "builtin", "parameters": params, "shape": spec.rule, "what": spec.doc})
-    from nflc.ir.lower import prelude_shape_rule  # the compiler itself says what each prelude op does
-
-    for line in PRELUDE.strip().splitlines():
-        name, body = (part.strip() for part in line.removeprefix("op ").split("=", 1))
-        rows.append({"op": name, "from": "prelude", "parameters": "", "shape": prelude_shape_rule(name),
-                     "what": f"= {body}"})
-    return rows
-
-
 def bind(p: Prim, shape: Shape, out: int | None = None) -> Prim:
     """Fill the arguments that default to the input's channel count (known only in place);
     ``out``: the channels of the cell node the op feeds (a cell's ``channels``), used instead."""

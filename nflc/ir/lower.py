@@ -32,22 +32,8 @@ from nflc.syntax.parser import parse
 __all__ = [
     "BUDGET_METRICS", "INIT_SCHEMES", "MAX_DIGITS", "MAX_NESTING", "MAX_PRIMS", "MAX_REPEAT", "MAX_STAGES",
     "REQUIRE_METRICS", "IRLintError", "LoweredSpace", "Program", "Scope", "SpaceSource", "check_calls",
-    "compile_path", "compile_text", "lower_space", "prelude_shape_rule", "relower",
+    "compile_path", "compile_text", "lower_space", "relower",
 ]
-
-
-def prelude_shape_rule(name: str) -> str:
-    """The shape rule of a prelude op in words, found by compiling it on a [features] and a
-    [channels, height, width] input (``nflc ops``)."""
-    keeps = []
-    for shape, text in (([16], "[d]"), ([4, 9, 9], "[c, h, w]")):
-        try:
-            ir = compile_text(f"space s {{ input {shape} network = {name} }}", "<ops>").spaces["s"]
-        except NflcError:
-            continue
-        if ir.output_shape == shape:
-            keeps.append(text)
-    return "keeps the shape" if len(keeps) == 2 else f"keeps {keeps[0]} (only)" if keeps else "see its definition"
 
 
 @dataclass
