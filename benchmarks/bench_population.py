@@ -38,7 +38,6 @@ from torch.utils.flop_counter import FlopCounterMode
 import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
-from nflc.verify.run import module_builder
 from nflc.verify.sweep import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
@@ -107,9 +106,8 @@ def main() -> None:
     print(f"{'width':>6} {'one-at-a-time s':>16} {'population s':>13} {'speedup':>8} {'ceiling':>8} "
           f"{'GFLOP':>7} {'|loss diff| max':>16} {'median':>9}")
     for width in (int(w) for w in args.widths.split(",")):
-        build = module_builder(space, width)
         seeds = [arch_seeds(config.seed, a.id) for a in archs]
-        modules = [build(a, init) for a, (init, _) in zip(archs, seeds)]
+        modules = [a.to_module(seed=init, width=width) for a, (init, _) in zip(archs, seeds)]
         flops = sum(matmul_flops(copy.deepcopy(m), train_set, test_set, args.epochs, config.batch) for m in modules)
         alone_times, pop_times = [], []
         for _ in range(args.rounds):

@@ -21,7 +21,7 @@ from scipy.stats import kendalltau, spearmanr
 
 import nflc
 from nflc.analysis.rank_score import architecture_score, node_cell_graph, rank_score
-from nflc.graph import NodeCellPlan
+from nflc.space.graph import NodeCellPlan
 
 REPO = Path(__file__).resolve().parents[1]
 H = 6

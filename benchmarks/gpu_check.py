@@ -31,7 +31,7 @@ import torch
 import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
-from nflc.verify.run import make_config, module_builder, verify
+from nflc.verify.run import make_config, verify
 from nflc.verify.sweep import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
@@ -53,8 +53,7 @@ def sync(device: str) -> None:
 
 def equivalence(space, split, device: str) -> dict:
     config = TrainConfig(epochs=3, lr=0.1, batch=64, seed=0, device=device)
-    build = module_builder(space, 64)
-    mods = [build(space.architecture(i), arch_seeds(0, i)[0]) for i in EDGE_KINDS]
+    mods = [space.architecture(i).to_module(seed=arch_seeds(0, i)[0], width=64) for i in EDGE_KINDS]
     seeds = [arch_seeds(0, i)[1] for i in EDGE_KINDS]
     cpu = TrainConfig(**{**config.model_dump(), "device": "cpu"})
     alone = [train(m, *split, cpu, seed=s) for m, s in zip(copy.deepcopy(mods), seeds)]
@@ -67,10 +66,9 @@ def equivalence(space, split, device: str) -> dict:
 
 def speedup(space, split, device: str, archs: int) -> dict:
     config = TrainConfig(epochs=1, lr=0.1, batch=128, seed=0, device=device)
-    build = module_builder(space, 256)
     chosen = space.sample(archs, seed=0)
     seeds = [arch_seeds(0, a.id) for a in chosen]
-    mods = [build(a, i) for a, (i, _) in zip(chosen, seeds)]
+    mods = [a.to_module(seed=i, width=256) for a, (i, _) in zip(chosen, seeds)]
     train_population(copy.deepcopy(mods[:2]), *split, config, seeds=[s for _, s in seeds[:2]])  # warm up
     times = {}
     for name in ("alone", "population"):

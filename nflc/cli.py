@@ -315,7 +315,7 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
               help="svg/png layout: auto (Graphviz's dot when installed, else networkx), graphviz, networkx.")] = "auto",
           allow_outside_imports: OutsideOpt = False) -> None:
     """Print an architecture's graph (the cell DAG, or --network for the whole network), or draw it (svg, png)."""
-    from nflc import graph as graphs
+    from nflc.space import graph as graphs
 
     if out_path is not None:
         _check_output_file(out_path, "--out")

@@ -121,7 +121,7 @@ def cell_spec(g: nx.DiGraph, name: str, title: str) -> _Spec:
 
 
 def network_spec(g: nx.DiGraph, title: str) -> _Spec:
-    """The whole network's graph (:func:`nflc.graph.network_graph`) to draw: a primitive
+    """The whole network's graph (:func:`nflc.space.graph.network_graph`) to draw: a primitive
     stage shows its op in its node, so the edge into it carries no repeated label."""
     nodes = []
     for v, d in g.nodes(data=True):

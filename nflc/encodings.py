@@ -586,8 +586,8 @@ def class_representative(arch: Architecture) -> Architecture:
         return arch
     choices = {}
     for k in sp.instances:
-        cell = sp.cell_of[k].name
-        choices[k] = sp._cell_choice(cell, sp._representative(cell, arch.cell_index(k)))
+        cs = sp.cell(sp.cell_of[k].name)
+        choices[k] = cs.choice(cs.representative(arch.cell_index(k)))
     return sp.architecture(sp.format_id(choices, tuple(arch.numeric.values())))
 
 

@@ -21,7 +21,7 @@ from nflc.analysis.kernels import (
     path_sum_nngp,
     space_kernels,
 )
-from nflc.analysis.topology import Topology, topology
+from nflc.space.topology import Topology, topology
 
 __all__ = [
     "CellKernels",

@@ -46,6 +46,7 @@ from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
 from nflc.analysis.report import ASPECTS, NflReport, Tau, caveats
 from nflc.errors import NflcError
+from nflc.space import available_memory
 
 Measure = Literal["auto", "finite", "none"]
 
@@ -126,40 +127,12 @@ def placements(arch) -> list[tuple[str, int]]:
 
 
 def cell_topologies(arch) -> dict:
-    """Every cell instance's :class:`nflc.analysis.topology.Topology`, equal to
-    ``arch.topology(k)``. A plain edge cell's comes from its edge tuples (the same dynamic
-    programmes, :func:`nflc.graph.depth_counts` and :func:`nflc.graph.on_path_edges`, without
-    building its graph: ten times faster, which is most of a streamed analysis of a million
-    cells); two-input, concatenating and node cells from their graphs."""
-    from nflc.analysis.topology import Topology
-    from nflc.graph import depth_counts, on_path_edges
-
+    """Every cell instance's :class:`nflc.space.topology.Topology`, equal to
+    ``arch.topology(k)``, computed from the cell's edge tuples without the space's memo
+    (:meth:`nflc.space.CellSpace.topology`: a streamed analysis of a million cells would
+    otherwise fill it)."""
     sp = arch.space
-    out = {}
-    for k in sp.instances:
-        cell = sp.cell_of[k].name
-        c = sp.ir.cells[cell]
-        if c.inputs > 1 or c.output == "concat" or c.is_node_cell:
-            out[k] = arch.topology(k)
-            continue
-        table = sp._path_table(cell)
-        edges = sorted(((e.src, e.dst, par) for e, row, d in zip(c.edges, table, sp._cell_choice(cell, arch.cell_index(k)),
-                                                                  strict=False) if (par := row[d]) is not None),
-                       key=lambda e: (e[1], e[0]))
-        h = c.nodes - 1
-        counts = depth_counts(edges, h)
-        paths = sum(counts)
-        sum_depth = sum(d * n for d, n in enumerate(counts))
-        mean_depth = sum_depth / paths if paths else 0.0
-        skip_paths = counts[0] if counts else 0
-        live = on_path_edges(edges, h)
-        alive = {e[:2] for e in live}
-        out[k] = Topology(n_nodes=c.nodes, paths=paths, depth_counts=counts, mean_depth=mean_depth, sum_depth=sum_depth,
-                          skip_paths=skip_paths,
-                          effective_width=(paths - skip_paths) / mean_depth if paths - skip_paths else 0.0,
-                          connected=paths > 0, parameterized_on_paths=sum(1 for e in live if e[2]),
-                          dead_edges=tuple(e[:2] for e in edges if e[:2] not in alive))
-    return out
+    return {k: sp.cell(sp.cell_of[k].name).topology(arch.cell_index(k)) for k in sp.instances}
 
 
 def topology_summary(arch, topologies: dict | None = None) -> dict:
@@ -284,13 +257,7 @@ def _torch_dtype(settings: FiniteSettings):
 
 
 def _finite_module(arch, seed: int, settings: FiniteSettings):
-    if settings.width is None:
-        module = arch.to_module(seed=seed)
-    else:
-        from nflc.verify.run import module_builder
-
-        module = module_builder(arch.space, settings.width)(arch, seed)
-    return module.to(_torch_dtype(settings))
+    return arch.to_module(seed=seed, width=settings.width).to(_torch_dtype(settings))
 
 
 def _finite_kernels(arch, x: np.ndarray, y, seed: int, settings: FiniteSettings | None = None) -> dict:
@@ -416,7 +383,6 @@ WARN_BYTES = 2**30
 def finite_warning(est: FiniteEstimate) -> str | None:
     """A warning when the finite-width measurements will take minutes or gigabytes, else None."""
     from nflc.analysis.progress import format_seconds
-    from nflc.space import available_memory
 
     slow = est.seconds is not None and est.seconds > WARN_SECONDS
     big = est.bytes_per_network > WARN_BYTES
@@ -803,12 +769,7 @@ def _cell_graph(arch):
     k = _plain_cell(arch)
     if k is None:
         return arch.graph
-    from nflc import graph as graphs
-
-    sp = arch.space
-    cell = sp.cell_of[k].name
-    return graphs.cell_graph(sp.ir.cells[cell], sp._cell_choice(cell, arch.cell_index(k)), sp._shape_of_cell(cell),
-                             sp._edge_table(cell))
+    return arch.space.cell(arch.space.cell_of[k].name).graph(arch.cell_index(k))
 
 
 def _exact_reason(arch) -> str | None:
@@ -821,9 +782,8 @@ def _exact_reason(arch) -> str | None:
     reason = network_support(sp.ir)
     if reason:
         return reason
-    cell = sp.cell_of[k].name
-    c = sp.ir.cells[cell]
-    edges = zip(c.edges, sp._edge_table(cell), sp._cell_choice(cell, arch.cell_index(k)), strict=False)
+    cs = sp.cell(sp.cell_of[k].name)
+    edges = zip(cs.ir.edges, cs.edge_table, cs.choice(arch.cell_index(k)), strict=False)
     for e, row, d in sorted(edges, key=lambda t: t[0].src):  # the graph's order: by source, then as declared
         a = row[d]
         if a["kind"] not in K.SUPPORTED_KINDS:

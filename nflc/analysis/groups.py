@@ -4,7 +4,7 @@ Two architectures of a space compute the same function when every cell placement
 same *computing graph*: the cell with its zero edges and dead edges (on no input-output
 path) removed, up to a renumbering of the intermediate nodes, edges matched by the
 primitive ops they apply. That is the relation the space's ``unique`` filter keeps one
-member of (:meth:`nflc.space.Space._iso_representative`), so the groups here are exactly
+member of (:mod:`nflc.space.canonical`), so the groups here are exactly
 the architectures ``unique`` would merge. Architectures whose width the space solves for
 a budget (``scale width``) are grouped only with those solved to the same constants: a
 dead edge can change the width.
@@ -22,20 +22,15 @@ key to 16 bytes, which is what a streamed analysis keeps per architecture.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import weakref
-from collections import OrderedDict
 from typing import Hashable, Sequence
 
-from nflc import ops
 from nflc.errors import NflcError
-from nflc.graph import on_path_edges
+from nflc.space import canonical
+from nflc.space.topology import on_path_edges
 
 BYTES_PER_ARCH = 100  # what a streamed analysis keeps per architecture: grouping (digest, parameters, index, group), report columns
 MAX_ARCHS = 2**25  # the most architectures one analysis takes (about 3.4 GB at BYTES_PER_ARCH)
 TABLE_MAX = 2**16  # cells with at most this many choices: the space's walked table of representatives
-CANONICAL_MAX_MIDS = 6  # canonical forms by permutation up to this many intermediate nodes (as `unique`)
-MEMO_MAX = 2**16  # live edge lists remembered per cell (canonical forms of the larger cells)
 
 
 def _live_key(arch, instance: str) -> tuple:
@@ -47,61 +42,12 @@ def _live_key(arch, instance: str) -> tuple:
     return ("live", on_path_edges(edges, h))
 
 
-class _Canonical:
-    """Per-architecture canonical forms of one edge cell's computing graphs: the least
-    edge list over the renumberings of the intermediate nodes, edges labelled by their
-    bound primitive ops (the form ``Space._iso_representative`` compares), without walking
-    every cell choice."""
-
-    def __init__(self, sp, cell: str):
-        c = sp.ir.cells[cell]
-        shape = sp._shape_of_cell(cell)
-        table = sp._edge_table(cell)
-        self.cell, self.c = cell, c
-        self.labels = [[None if a["kind"] == "zero" else
-                        " >> ".join(str(p) for p in ops.seq_bind(ch.prim_tuple(), src_shape, c.channels))
-                        for a, ch in zip(row, e.choices, strict=False)]
-                       for row, e, src_shape in zip(table, c.edges, c.edge_shapes(shape), strict=False)]
-        self.off, self.h, frame = sp._frame(cell)
-        self.fixed = [(s, t, a["op"]) for s, t, a in frame]
-        mids = [t + self.off for t in c.intermediates]
-        self.maps = []
-        for perm in itertools.permutations(mids):
-            m = list(range(self.h + 1))
-            for a, b in zip(mids, perm, strict=True):
-                m[a] = b
-            self.maps.append(m)
-        self.memo: OrderedDict[tuple, tuple] = OrderedDict()
-
-    def key(self, sp, i: int) -> tuple:
-        digits = sp._cell_choice(self.cell, i)
-        off = self.off
-        edges = [(e.src + off, e.dst + off, self.labels[k][d]) for k, (e, d) in enumerate(zip(self.c.edges, digits, strict=False))
-                 if self.labels[k][d] is not None]
-        live = on_path_edges(sorted(edges + self.fixed, key=lambda e: (e[1], e[0])), self.h)
-        form = self.memo.get(live)
-        if form is None:
-            form = min(tuple(sorted((m[s], m[t], op) for s, t, op in live)) for m in self.maps)
-            self.memo[live] = form
-            if len(self.memo) > MEMO_MAX:
-                self.memo.popitem(last=False)
-        return ("canonical", form)
-
-
-_canonical: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # space -> {cell: _Canonical | None}
-
-
-def _canonical_for(sp, cell: str) -> _Canonical | None:
-    """The per-architecture canonical form of ``cell``, or None where the walked table is
-    used instead (small cells, `unique` spaces whose iteration walks it anyway, node
-    cells, cells with more intermediate nodes than permutations can cover)."""
-    per_space = _canonical.setdefault(sp, {})
-    if cell not in per_space:
-        c = sp.ir.cells[cell]
-        use = (sp.cell_count(cell) > TABLE_MAX and not sp.ir.unique and not c.is_node_cell
-               and len(c.intermediates) <= CANONICAL_MAX_MIDS)
-        per_space[cell] = _Canonical(sp, cell) if use else None
-    return per_space[cell]
+def _per_architecture(sp, cs) -> bool:
+    """Whether ``cell``'s canonical forms are computed per architecture
+    (:attr:`nflc.space.CellSpace.shared_forms`) rather than read from the space's walked
+    table of representatives: large edge cells within reach of the exact form, in spaces
+    without `unique` (whose iteration walks the table anyway)."""
+    return cs.count > TABLE_MAX and not sp.ir.unique and not cs.ir.is_node_cell and canonical.has_exact_form(cs.ir)
 
 
 def function_key(arch) -> Hashable:
@@ -109,13 +55,12 @@ def function_key(arch) -> Hashable:
     sp = arch.space
     parts = []
     for k in sp.instances:
-        cell = sp.cell_of[k].name
-        canon = _canonical_for(sp, cell)
-        if canon is not None:
-            parts.append(canon.key(sp, arch.cell_index(k)))
+        cs = sp.cell(sp.cell_of[k].name)
+        if _per_architecture(sp, cs):
+            parts.append(cs.shared_forms.key(arch.cell_index(k)))
             continue
         try:
-            parts.append(sp._iso_representative(cell)[arch.cell_index(k)])
+            parts.append(cs.representatives[arch.cell_index(k)])
         except NflcError:  # a cell with too many choices to walk: compare live edges as they are
             parts.append(_live_key(arch, k))
     return tuple(parts), tuple(sorted(arch.constants_override.items()))

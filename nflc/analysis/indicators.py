@@ -1,6 +1,6 @@
 """The paper's closed-form indicators (docs/THEORY.md section 3), from topology and kernels.
 
-All use the path structure of :class:`~nflc.analysis.topology.Topology` (``P``, the
+All use the path structure of :class:`~nflc.space.topology.Topology` (``P``, the
 depths ``d_p``) and, where data enters, a normalized input Gram ``K0`` (unit diagonal)
 or an NTK matrix. ``f`` is the ReLU NNGP map on correlations,
 ``f(rho) = (sqrt(1 - rho^2) + (pi - arccos rho) rho) / pi``, with ``f(1) = 1`` and
@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from nflc.analysis.kernels import arccos_k1, inverse_quadratic, lambda_min, path_sum
-from nflc.analysis.topology import Topology
+from nflc.space.topology import Topology
 
 # Theorem 4.1's ``C`` depends on the input norm and width only, the same for every
 # architecture of a space, so it cannot change a ranking: nflc uses C = 1.

@@ -26,7 +26,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from nflc.analysis.topology import cell_size, depth_counts
+from nflc.space.topology import cell_size, depth_counts
 
 SUPPORTED_KINDS = ("zero", "skip", "linear_relu")
 

@@ -213,7 +213,8 @@ import networkx as nx
 
 from nflc import ops
 from nflc.analysis.indicators import relu_correlation
-from nflc.analysis.topology import depth_counts, edge_incidences
+from nflc.space.graph import NodeCellPlan, cell_graph, edge_table, graph_offset, prune_dag
+from nflc.space.topology import depth_counts, edge_incidences
 
 if TYPE_CHECKING:
     from nflc.ir.model import CellIR, SpaceIR, StageIR
@@ -375,8 +376,6 @@ def node_cell_graph(cell: CellIR, choice: tuple[int, ...], shape_in: tuple[int, 
     interpolated by the quadratic through them: exact for convolutions, linear maps and
     batch norm at the node's width (``a n**2 + b n``) and projections (``b n``).
     """
-    from nflc.graph import NodeCellPlan, prune_dag
-
     h = cell.nodes - 1
     g = nx.DiGraph(cell=cell.name, output="concat")
     g.add_nodes_from((v, {"label": f"X{v}"}) for v in range(h + 1))
@@ -454,8 +453,6 @@ _TABLES: dict[tuple[int, tuple[int, ...]], tuple[CellIR, list[list[dict]], list[
 def _tables(cell: CellIR, shape: tuple[int, ...]) -> tuple[list[list[dict]], list[list[tuple[int, ...]]]]:
     """``graph.edge_table`` of the cell at ``shape`` and the layers of every edge choice
     (``()`` for a zero edge), computed once per cell and shape."""
-    from nflc.graph import edge_table
-
     key = (id(cell), tuple(shape))
     hit = _TABLES.get(key)
     if hit is not None and hit[0] is cell:
@@ -484,8 +481,6 @@ def edge_cell_graph(cell: CellIR, choice: tuple[int, ...], stage: StageIR) -> nx
     reduction, a factorized reduction) and X1's, at their own shapes; the graph has
     ``inputs`` (1 or 2) and ``output`` (``"concat"`` or ``"sum"``).
     """
-    from nflc.graph import cell_graph, graph_offset
-
     shape = tuple(stage.shape_in)
     table, layers = _tables(cell, shape)
     g = cell_graph(cell, choice, shape, table=table)

@@ -19,17 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from nflc import ops
-from nflc.graph import NodeCellPlan
 from nflc.ir.model import SpaceIR
-
-if TYPE_CHECKING:
-    from nflc.space import Architecture
+from nflc.space.graph import NodeCellPlan
 
 
 class GlobalAvgPool(nn.Module):
@@ -412,14 +407,12 @@ def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[s
     return Network(layers, ir.input_shape, arch_id, ir.name, tuple(kinds)), relu_after
 
 
-def compile_architecture(arch: "Architecture", seed: int = 0, prune: bool | None = None, bias: bool | None = None,
-                         init: str | None = None) -> Network:
-    """The torch module of ``arch``; options override the spec's (see ``Space.with_options``)."""
-    if any(v is not None for v in (prune, bias, init)):
-        arch = arch.space.with_options(bias=bias, prune=prune, init=init).architecture(arch.index)
-    ir = arch.space.lowered(arch.constants_override)
-    dead = arch.dead_edges() if ir.prune else None
+def compile_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[str, set[int]] | None, arch_id: str,
+                    seed: int = 0) -> Network:
+    """The torch module of the architecture with these cell ``choices`` in ``ir`` (its
+    options applied), ``dead`` edges left out, initialised from ``seed`` by ``ir.init``
+    (what :meth:`nflc.space.Architecture.to_module` builds)."""
     with torch.random.fork_rng(devices=[]):  # small layers still draw torch's default init
-        net, relu_after = build_network(ir, arch.choices, dead, arch.id)
+        net, relu_after = build_network(ir, choices, dead, arch_id)
     _init_weights(net, ir.init, relu_after, seed)
     return net

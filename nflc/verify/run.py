@@ -24,6 +24,7 @@ seeded train/test split and record everything in a results database.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -46,7 +47,6 @@ __all__ = [
     "load_split",
     "make_config",
     "recorded_threads",
-    "module_builder",
     "resolve_width",
     "rich_progress",
     "solves_width",
@@ -270,19 +270,9 @@ def resolve_width(space, width: Optional[int]) -> Optional[int]:
     return width
 
 
-def module_builder(space, width: Optional[int]) -> Callable[..., "object"]:
-    """``build(arch, seed)``: the architecture's torch module at ``width`` (the space's own
-    width when None or equal), initialised exactly as ``arch.to_module(seed=seed)`` is.
-
-    Another width is the same space lowered again with ``width = W`` (``space.lowered``)
-    and wrapped as a :class:`nflc.space.Space`: its architecture of the same index has the
-    same id and compiles through the ordinary backend at that width."""
-    if width_override(space, width) is None:
-        return lambda arch, seed: arch.to_module(seed=seed)
-    from nflc.space import Space
-
-    resized = Space(space.lowered({"width": width}), space.source, space.warnings)
-    return lambda arch, seed: resized.architecture(arch.index).to_module(seed=seed)
+def _build_module(arch, seed: int, width: Optional[int]):
+    """``arch``'s module at ``width`` (None: its own), initialised from ``seed``."""
+    return arch.to_module(seed=seed, width=width)
 
 
 def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Sequence[int] = (), space: str = "the space"):
@@ -316,7 +306,7 @@ def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Seque
 
 def arch_info(arch, width: Optional[int]) -> dict:
     """What the report needs about an architecture, recorded at registration; ``width``
-    as for :func:`module_builder` (None or the space's own: the architecture's own width,
+    as for :meth:`nflc.space.Architecture.to_module` (None or the space's own: the architecture's own width,
     which a budget-scaled space solves per architecture)."""
     from nflc.analysis.analyze import topology_summary
 
@@ -441,7 +431,7 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     if config.space != space.name:
         raise NflcError(f"configuration is for space '{config.space}', not '{space.name}'")
     train_set, test_set = load_split(config.data, space.ir.input_shape, space.ir.output_shape, f"space '{space.name}'")
-    build = module_builder(space, config.width)
+    build = functools.partial(_build_module, width=config.width)
     by_id = {a.id: a for a in archs}
     if len(by_id) != len(archs):
         raise NflcError("--archs names an architecture more than once")

@@ -94,11 +94,9 @@ def test_streamed_ntk_equals_dense_jacobian_product():
 
 
 def test_compiled_nb201_network_equals_dense_jacobian_product():
-    from nflc.verify.run import module_builder
-
     sp = nflc.load(NB201, space="nb201")
     arch = sp.architecture("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|")
-    net = module_builder(sp, 4)(arch, 0).double()  # width 4: a Jacobian small enough to build whole
+    net = arch.to_module(seed=0, width=4).double()  # width 4: a Jacobian small enough to build whole
     x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     ref = dense_ntk(net, x)
     got = empirical_ntk(net, x, output="sum", chunk=2, block=2)

@@ -17,7 +17,7 @@ from nflc.analysis.indicators import (
     relu_correlation,
 )
 from nflc.analysis.kernels import path_sum
-from nflc.analysis.topology import topology
+from nflc.space.topology import topology
 
 
 def test_relu_map_by_hand():

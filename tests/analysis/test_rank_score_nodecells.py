@@ -17,7 +17,7 @@ import pytest
 import nflc
 from nflc import ops
 from nflc.analysis.rank_score import architecture_score, node_cell_graph, rank_score, rank_score_components
-from nflc.graph import NodeCellPlan
+from nflc.space.graph import NodeCellPlan
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 C = 128  # the first placement of specs/nb101.nfl: 128 channels in, 128 out
@@ -200,7 +200,7 @@ def test_isomorphic_nb101_entries_share_their_representatives_score(nb101):
         if reference(node_ops, edges) == float("-inf") or len(edges) > 9:
             continue
         a = nb101.architecture(node_id(node_ops, edges))
-        rep = nb101._representative(cell, a.cell_index("module"))
+        rep = nb101.cell(cell).representative(a.cell_index("module"))
         if rep != a.cell_index("module"):  # one cell instance, no numeric choice: raw index = cell index
             assert architecture_score(nb101.architecture(rep)) == architecture_score(a)
             seen += 1

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nflc.analysis.topology import cell_size, depth_counts, topology
+from nflc.space.topology import cell_size, depth_counts, topology
 
 # Hand-counted: (code, P, sorted depths, parameterized edges on paths, dead edges).
 HAND = [

@@ -71,7 +71,7 @@ def check(space: nflc.Space, entry: dict, seed: int) -> None:
     assert sum(p.numel() for p in ref.parameters()) == arch.params + placeholders
     # the architecture's class is in the space: its representative has the same graph up to isomorphism
     cell = space.cell_of[space.instances[0]].name
-    assert space.architecture(space._representative(cell, arch.cell_index(space.instances[0]))).rejection is None
+    assert space.architecture(space.cell(cell).representative(arch.cell_index(space.instances[0]))).rejection is None
 
 
 def test_the_first_architectures_compute_what_nasbench_pytorch_computes(space, archs):

@@ -11,6 +11,7 @@ import networkx as nx
 import pytest
 
 import nflc
+from nflc.space.radix import decode
 
 from .conftest import SPECS, check_mistake, cli, edit
 
@@ -77,11 +78,11 @@ def test_pick_counts_as_a_product_equal_to_enumeration(nodes, pick):
     cell = sp.cell_of["c"]
     seen = set()
     for i in range(sp.count()):
-        choice = sp._cell_choice(cell.name, i)
+        choice = sp.cell(cell.name).choice(i)
         picked = tuple(tuple((e.src, d - 1) for e, d in zip(cell.edges, choice, strict=True) if d and e.dst == t)
                        for t in range(2, nodes))
         seen.add(picked)
-        assert cell.compress(choice) == nflc.space._decode(i, cell.radices())
+        assert cell.compress(choice) == decode(i, cell.radices())
     assert seen == set(brute)
 
 
@@ -133,7 +134,7 @@ def test_unique_on_a_small_two_input_cell_matches_networkx_isomorphism():
     buckets: dict[str, list[nx.DiGraph]] = {}
     n_classes = 0
     for i in range(sp.raw_count()):  # 1152 cells: X0, X1 fixed, intermediates renumbered freely
-        choice = sp._cell_choice(cell.name, i)
+        choice = sp.cell(cell.name).choice(i)
         g = nx.DiGraph()
         g.add_nodes_from((v, {"role": str(v) if v < 2 else "mid"}) for v in range(5))
         g.add_edges_from((e.src, e.dst, {"op": str(d)}) for e, d in zip(cell.edges, choice, strict=True) if d)

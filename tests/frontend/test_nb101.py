@@ -10,7 +10,8 @@ import networkx as nx
 import pytest
 
 import nflc
-from nflc import graph as graphs
+from nflc.space import graph as graphs
+from nflc.space import labelled_dags
 from nflc.errors import NflcError
 
 from .conftest import SPECS, check_mistake, cli, edit
@@ -51,16 +52,16 @@ def _brute_force(nodes: int, n_ops: int, max_edges: int | None) -> list[int]:
 @pytest.mark.parametrize("nodes, n_ops, max_edges", [(3, 2, None), (4, 2, None), (4, 3, 3), (5, 2, None), (5, 2, 4),
                                                      (5, 1, 5)])
 def test_enumerator_matches_brute_force(nodes, n_ops, max_edges):
-    reps, keys = graphs.unique_labelled_dags(nodes, n_ops, max_edges, with_keys=True)
+    reps, keys = labelled_dags.unique_labelled_dags(nodes, n_ops, max_edges, with_keys=True)
     assert reps.tolist() == _brute_force(nodes, n_ops, max_edges)
     # the canonical form of one cell agrees with the vectorised one
-    assert [graphs.labelled_dag_key(nodes, n_ops, int(i)) for i in reps] == keys
+    assert [labelled_dags.labelled_dag_key(nodes, n_ops, int(i)) for i in reps] == keys
 
 
 def test_small_unlabelled_counts_are_known_numbers():
     # one op: unique pruned DAGs with a fixed source and sink; 3 nodes: 0->2, 0->1->2, both
-    assert len(graphs.unique_labelled_dags(3, 1)) == 3
-    assert len(graphs.unique_labelled_dags(2, 1)) == 1
+    assert len(labelled_dags.unique_labelled_dags(3, 1)) == 3
+    assert len(labelled_dags.unique_labelled_dags(2, 1)) == 1
 
 
 SMALL = """\
@@ -87,8 +88,8 @@ def test_the_fast_path_agrees_with_walking_the_cell():
     # `require paths >= 1` takes the enumerator off (any other cell metric walks the choices)
     walked = nflc.loads(SMALL.replace("    unique", "    require paths >= 1\n    unique"))
     cell = fast.instances[0]
-    assert fast._node_cell_enumeration(fast.cell_of[cell].name) is not None
-    assert walked._node_cell_enumeration(walked.cell_of[cell].name) is None
+    assert fast.cell(fast.cell_of[cell].name).node_enumeration is not None
+    assert walked.cell(walked.cell_of[cell].name).node_enumeration is None
     assert fast.count() == walked.count() == len(_brute_force(5, 2, 5))
     assert [a.index for a in fast] == [a.index for a in walked]
 
@@ -122,7 +123,7 @@ def test_an_isomorphic_cell_is_rejected_naming_its_representative(nb101):
                              "+conv3x3_bn_relu()+(1,2)")
     first, second = sorted([one, two], key=lambda a: a.index)
     assert second.rejection is not None and "isomorphic" in second.rejection
-    rep = nb101.architecture(nb101._representative(nb101.cell_of[nb101.instances[0]].name, second.index))
+    rep = nb101.architecture(nb101.cell(nb101.cell_of[nb101.instances[0]].name).representative(second.index))
     assert rep.rejection is None and rep.index <= first.index
 
 

@@ -295,12 +295,12 @@ def test_unique_nfl_h3_matches_brute_force():
 
 
 def test_unique_vf2_path_agrees_with_canonical_forms(monkeypatch):
-    from nflc import space as space_mod
+    from nflc.space import canonical
 
     text = BASE.replace("    network", "    unique\n    network")
-    fast = nflc.loads(text)._iso_representative("cell")
-    monkeypatch.setattr(space_mod, "CANONICAL_MAX_MIDS", 0)
-    assert nflc.loads(text)._iso_representative("cell") == fast
+    fast = nflc.loads(text).cell("cell").representatives
+    monkeypatch.setattr(canonical, "CANONICAL_MAX_MIDS", 0)
+    assert nflc.loads(text).cell("cell").representatives == fast
 
 
 def nb201_unique_str(ops6) -> str:

@@ -22,7 +22,6 @@ from nflc.verify.plateau import (DEFAULT_RULE, Plateau, SlopeRule, converged_at,
                                  predicted_decrease, window_drop)
 from nflc.verify.population import train_population
 from nflc.verify.report import build_report
-from nflc.verify.run import module_builder
 from nflc.verify.store import ResultStore
 from nflc.verify.sweep import SweepEvent, arch_seeds, run_sweep
 from nflc.verify.train import TrainConfig, train
@@ -273,8 +272,7 @@ def mnist():
 @pytest.mark.parametrize("rule, lr", [(Plateau(window=3, tol=0.03), 0.2), (SlopeRule(window=5, tol=0.05, min_epochs=10), 0.05)])
 def test_a_population_stops_each_member_where_it_would_stop_alone(mnist, rule, lr):
     h3 = nflc.load(H3)
-    build = module_builder(h3, 4)
-    mods = [build(h3.architecture(i), arch_seeds(0, i)[0]) for i in IDS]
+    mods = [h3.architecture(i).to_module(seed=arch_seeds(0, i)[0], width=4) for i in IDS]
     seeds = [arch_seeds(0, i)[1] for i in IDS]
     config = TrainConfig(epochs=60, lr=lr, batch=50, device="cpu", plateau=rule)
     alone = [train(copy.deepcopy(m), *mnist, config, seed=s) for m, s in zip(mods, seeds)]

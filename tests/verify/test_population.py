@@ -24,7 +24,6 @@ from nflc.verify.population import (
     run_population,
     train_population,
 )
-from nflc.verify.run import module_builder
 from nflc.verify.store import ResultStore
 from nflc.verify.sweep import arch_seeds, run_sweep
 from nflc.verify.train import Checkpoint, TrainConfig, train
@@ -57,8 +56,7 @@ def split():
 
 
 def modules(h3, ids=IDS, width=WIDTH):
-    build = module_builder(h3, width)
-    return [build(h3.architecture(i), arch_seeds(0, i)[0]) for i in ids]
+    return [h3.architecture(i).to_module(seed=arch_seeds(0, i)[0], width=width) for i in ids]
 
 
 def seeds(ids=IDS):
@@ -203,13 +201,11 @@ def test_population_checkpoints_resume_alone_or_together(h3, split):
 
 def store_builder(h3):
     """ids of nfl_h3 at WIDTH, and 'mlp' (outside the family) as a plain torch MLP."""
-    build = module_builder(h3, WIDTH)
-
     def make(arch_id: str, seed: int) -> nn.Module:
         if arch_id == "mlp":
             torch.manual_seed(seed)
             return nn.Sequential(nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 10))
-        return build(h3.architecture(arch_id), seed)
+        return h3.architecture(arch_id).to_module(seed=seed, width=WIDTH)
 
     return make
 
@@ -249,13 +245,13 @@ def test_forward_flops_per_row_by_hand(h3):
 
 
 def test_only_when_faster_batches_only_small_networks_on_a_cpu(tmp_path, h3, split):
-    wide = member_layout(module_builder(h3, 256)(h3.architecture(IDS[0]), 0))  # all linear: 1.2e6 FLOPs per row
+    wide = member_layout(h3.architecture(IDS[0]).to_module(seed=0, width=256))  # all linear: 1.2e6 FLOPs per row
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert not batching_pays(wide, cpu) and batching_pays(wide, gpu)
     assert batching_pays(member_layout(modules(h3, IDS[:1])[0]), cpu)
 
     def build(arch_id, seed):  # IDS[0] wide, the others at the test width
-        return module_builder(h3, 256 if arch_id == IDS[0] else WIDTH)(h3.architecture(arch_id), seed)
+        return h3.architecture(arch_id).to_module(seed=seed, width=256 if arch_id == IDS[0] else WIDTH)
 
     config = STORE_CONFIG.model_copy(update={"epochs": 1})
     with ResultStore.open(tmp_path / "a.sqlite", SPEC_HASH, config) as store:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nflc import ops
-from nflc.graph import NodeCellPlan
-from nflc.ir.model import SpaceIR
+from nflc.ir.model import CellIR, SpaceIR
+from nflc.space.graph import NodeCellPlan
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class CostModel:
         # placements[instance] = list of tables, one per placement: table[edge][choice] = (params, flops)
         self.placements: dict[str, list[list[list[tuple[int, int]]]]] = {k: [] for k in ir.instances}
         # node cells (NAS-Bench-101's) cost what their pruned graph builds: (instance, cell, shape in, channels out)
-        self.node_placements: list[tuple[str, object, tuple, int]] = []
+        self.node_placements: list[tuple[str, CellIR, tuple[int, ...], int]] = []
         self._node_costs: dict[tuple, tuple[int, int]] = {}
         for st in ir.network:
             if st.kind == "cell" and ir.cells[st.cell].is_node_cell:

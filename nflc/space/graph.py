@@ -1,59 +1,16 @@
-"""Architectures as networkx graphs: the cell DAG and the whole network; exporters."""
+"""Architectures as networkx graphs: the cell DAG and the whole network; exporters; how a
+node cell (NAS-Bench-101's) computes for one choice."""
 
 from __future__ import annotations
 
-import itertools
 import json
-from typing import Any
+from typing import NamedTuple
 
 import networkx as nx
 
 from nflc import ops
 from nflc.ir.model import CellIR, SpaceIR
-
-
-def on_path_edges(edges, h: int) -> tuple:
-    """The edges on some path from node 0 to node ``h`` (the *live* edges), in their order.
-
-    ``edges``: tuples whose first two items are source and target, sorted by target, then
-    source (a topological order of a cell, whose nodes are numbered topologically), with
-    the ``zero`` edges already left out. In a DAG an edge lies on an input-output path iff
-    the input reaches its source and its target reaches the output: one forward and one
-    backward pass (the space's enumeration calls this per architecture, so no graph object).
-    """
-    reach, coreach = {0}, {h}
-    for e in edges:
-        if e[0] in reach:
-            reach.add(e[1])
-    for e in reversed(edges):
-        if e[1] in coreach:
-            coreach.add(e[0])
-    return tuple(e for e in edges if e[0] in reach and e[1] in coreach)
-
-
-def depth_counts(edges, h: int) -> tuple[int, ...]:
-    """``counts[k]`` = end-to-end paths (node 0 to node ``h``) with ``k`` parameterized edges.
-
-    ``edges``: ``(source, target, parameterized)`` sorted by target, then source, the zero
-    edges left out (as for :func:`on_path_edges`). One dynamic programme over the
-    topological order (``counts[t][k]`` = paths ``0 -> t`` with ``k`` parameterized edges):
-    paths are never enumerated, though there can be ``2**(h-1)`` of them.
-    """
-    counts: list[list[int]] = [[] for _ in range(h + 1)]
-    counts[0] = [1]
-    for s, t, parameterized in edges:
-        src, acc = counts[s], counts[t]
-        if not src:
-            continue
-        shift = 1 if parameterized else 0
-        if len(acc) < len(src) + shift:
-            acc.extend([0] * (len(src) + shift - len(acc)))
-        for k, n in enumerate(src):
-            acc[k + shift] += n
-    out = counts[h]
-    while out and out[-1] == 0:
-        out.pop()
-    return tuple(out)
+from nflc.space.topology import on_path_edges
 
 
 def edge_table(cell: CellIR, shape: tuple[int, ...]) -> list[list[dict]]:
@@ -101,6 +58,20 @@ def frame_edges(cell: CellIR, shape: tuple[int, ...]) -> list[tuple[int, int, di
         extra.append((t + off, out, dict(op="concat", kind="skip", parameterized=False, params=0, flops=0, kernel=None,
                                           prims=(), concat=True)))
     return extra
+
+
+class Frame(NamedTuple):
+    """Where a cell's own nodes sit in its graph, and what the graph adds around them."""
+
+    offset: int  # the node number of X0 (:func:`graph_offset`)
+    output: int  # the node number of the graph's output (XH, or a concat cell's ``out``)
+    edges: list[tuple[int, int, dict]]  # :func:`frame_edges`
+
+
+def cell_frame(cell: CellIR, shape: tuple[int, ...]) -> Frame:
+    """The frame of ``cell``'s graph (:func:`cell_graph`) when placed on ``shape``."""
+    off = graph_offset(cell)
+    return Frame(off, cell.nodes - 1 + off + (cell.output == "concat"), frame_edges(cell, shape))
 
 
 def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
@@ -242,134 +213,6 @@ def prune_dag(nodes: int, edges) -> tuple[set[int], list[tuple[int, int]]]:
         return set(), []
     vs = {0, nodes - 1} | {v for e in live for v in e}
     return vs, list(live)
-
-
-def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, with_keys: bool = False):
-    """The representatives of the isomorphism classes of NAS-Bench-101-style cells.
-
-    A cell is a DAG on ``nodes`` nodes (node 0 the input, the last the output), one bit per
-    forward pair (:func:`dag_pairs` order), and one op (``0 .. n_ops - 1``) per intermediate
-    node. Its raw index is ``edge_code * n_ops ** (nodes - 2) + op_code``: the edge bits as a
-    binary number (first pair most significant), then the ops of nodes 1 .. nodes-2 as a
-    base-``n_ops`` number (node 1 most significant). A cell is valid when the output is
-    reachable and its pruned graph (nodes and edges off every input-output path removed)
-    has at most ``max_edges`` edges. Two valid cells are the same when their pruned graphs
-    are isomorphic with the input, the output and every node's op preserved.
-
-    Returns the sorted numpy array of the raw indices of the first valid cell (in raw
-    order) of every class. Exact: a canonical form (the least adjacency code over all
-    renumberings of the intermediate nodes, then the least op code over the renumberings
-    that reach it), computed for all edge sets at once with numpy. ``with_keys``: also the
-    canonical form of each (as :func:`labelled_dag_key` gives), as a list of pairs.
-    """
-    import numpy as np
-
-    pairs = dag_pairs(nodes)
-    npairs, mids, out = len(pairs), nodes - 2, nodes - 1
-    if npairs > 24:
-        raise ValueError(f"{nodes} nodes: 2**{npairs} edge sets are too many to walk")
-    m = np.arange(1 << npairs, dtype=np.int64)
-    bit = [((m >> (npairs - 1 - p)) & 1).astype(bool) for p in range(npairs)]
-    index = {pr: p for p, pr in enumerate(pairs)}
-    reach: list[Any] = [np.ones_like(bit[0])] + [None] * out  # filled in topological order
-    for d in range(1, nodes):
-        r = np.zeros_like(bit[0])
-        for s in range(d):
-            r |= reach[s] & bit[index[(s, d)]]
-        reach[d] = r
-    coreach: list[Any] = [None] * out + [np.ones_like(bit[0])]
-    for s in range(out - 1, -1, -1):
-        r = np.zeros_like(bit[0])
-        for d in range(s + 1, nodes):
-            r |= coreach[d] & bit[index[(s, d)]]
-        coreach[s] = r
-    live = [reach[v] & coreach[v] for v in range(nodes)]
-    pbit = [bit[p] & live[s] & live[d] for p, (s, d) in enumerate(pairs)]
-    nedges = np.sum(pbit, axis=0)
-    ok = reach[out] & (True if max_edges is None else nedges <= max_edges)
-    pcode = np.zeros_like(m)  # the pruned edge set, as a code in the same bit order
-    for p in range(npairs):
-        pcode |= pbit[p].astype(np.int64) << (npairs - 1 - p)
-    pcode = pcode[ok]
-    raw = m[ok]
-    # distinct pruned edge sets, each with the first raw edge code that prunes to it
-    pat, first = np.unique(pcode, return_index=True)
-    first_raw = raw[first]
-    pb = [((pat >> (npairs - 1 - p)) & 1) for p in range(npairs)]
-    perms = list(itertools.permutations(range(1, out)))
-
-    def relabel(perm):  # node v -> perm[v - 1] for intermediates; 0 and out fixed
-        return [0, *perm, out]
-
-    # adjacency codes under every renumbering: bit (pi(s) * nodes + pi(d))
-    codes = np.empty((len(perms), len(pat)), dtype=np.int64)
-    for k, perm in enumerate(perms):
-        pi = relabel(perm)
-        c = np.zeros_like(pat)
-        for p, (s, d) in enumerate(pairs):
-            c |= pb[p] << (pi[s] * nodes + pi[d])
-        codes[k] = c
-    canon = codes.min(axis=0)
-    # one representative edge set per structural class: the one with the first raw edge code
-    order = np.lexsort((first_raw, canon))
-    canon_sorted = canon[order]
-    heads = order[np.r_[True, canon_sorted[1:] != canon_sorted[:-1]]]
-    base = n_ops + 1  # op label n_ops marks a pruned node in the canonical op code
-    reps, keys = [], []
-    for j in heads:
-        autos = [relabel(perms[k]) for k in np.nonzero(codes[:, j] == canon[j])[0]]
-        alive = sorted({v for p, (s, d) in enumerate(pairs) if pb[p][j] for v in (s, d)} - {0, out})
-        # every labelling of the live intermediates, in raw order (pruned nodes take op 0)
-        labs = np.array(list(itertools.product(range(n_ops), repeat=len(alive))), dtype=np.int64)
-        labs = labs.reshape(len(labs), len(alive))
-        full = np.full((len(labs), mids), n_ops, dtype=np.int64)
-        rawops = np.zeros(len(labs), dtype=np.int64)
-        for a, v in enumerate(alive):
-            full[:, v - 1] = labs[:, a]
-            rawops += labs[:, a] * n_ops ** (mids - v)
-        best = None
-        for pi in autos:
-            c = np.zeros(len(labs), dtype=np.int64)
-            for v in range(1, out):
-                c += full[:, v - 1] * base ** (mids - pi[v])
-            best = c if best is None else np.minimum(best, c)
-        assert best is not None  # the identity is among the automorphisms
-        uniq, firsts = np.unique(best, return_index=True)
-        reps.append(int(first_raw[j]) * n_ops ** mids + rawops[firsts])
-        keys.append(uniq)
-    if not reps:
-        return (np.zeros(0, dtype=np.int64), []) if with_keys else np.zeros(0, dtype=np.int64)
-    allreps = np.concatenate(reps)
-    order = np.argsort(allreps)
-    if not with_keys:
-        return allreps[order]
-    structs = np.concatenate([np.full(len(u), canon[j]) for j, u in zip(heads, keys, strict=True)])
-    opcodes = np.concatenate(keys)
-    return allreps[order], list(zip(structs[order].tolist(), opcodes[order].tolist(), strict=True))
-
-
-def labelled_dag_key(nodes: int, n_ops: int, index: int) -> tuple[int, int] | None:
-    """The canonical form :func:`unique_labelled_dags` compares, of one raw cell index
-    (None when the output is unreachable): two cells are isomorphic iff their keys agree."""
-    pairs = dag_pairs(nodes)
-    mids, out = nodes - 2, nodes - 1
-    edge_code, op_code = divmod(index, n_ops ** mids)
-    edges = [pr for p, pr in enumerate(pairs) if (edge_code >> (len(pairs) - 1 - p)) & 1]
-    alive, live = prune_dag(nodes, edges)
-    if not live:
-        return None
-    labels = [n_ops] * mids
-    for v in range(1, out):
-        if v in alive:
-            labels[v - 1] = (op_code // n_ops ** (mids - v)) % n_ops
-    best = None
-    for perm in itertools.permutations(range(1, out)):
-        pi = [0, *perm, out]
-        code = sum(1 << (pi[s] * nodes + pi[d]) for s, d in live)
-        opc = sum(labels[v - 1] * (n_ops + 1) ** (mids - pi[v]) for v in range(1, out))
-        if best is None or (code, opc) < best:
-            best = (code, opc)
-    return best
 
 
 class NodeCellPlan:

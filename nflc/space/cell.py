@@ -1,0 +1,203 @@
+"""One cell of a space: its choices, what each choice is, and the filters that judge it.
+
+A cell's choices are numbered like a space's architectures (:mod:`nflc.space.radix`: one
+digit per edge, then per node op; a `pick` cell one digit per intermediate node). For a
+choice, :class:`CellSpace` gives its graph, the edge tuples the topology is computed from
+(no graph built: filtering walks NAS-Bench-201's 15,625 cells in a fraction of a second),
+its topology and `require` metrics; over all choices, which ones the per-cell filters keep
+(``require`` on a cell metric, ``unique``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import networkx as nx
+
+from nflc.errors import SpaceError
+from nflc.ir.model import CellIR, RequireIR
+from nflc.metrics import CellPaths, cell_metrics
+from nflc.space import canonical
+from nflc.space import graph as graphs
+from nflc.space.filters import Rejection, cell_rejection
+from nflc.space.radix import decode, encode, radix_product
+from nflc.space.topology import PathEdge, Topology, edge_depth_counts, split_live, topology_of_edges
+
+ENUMERATION_LIMIT = 5_000_000  # the most choices (or architectures) nflc walks to apply a filter
+NODE_DAG_MAX_PAIRS = 24  # node cells under `unique` with at most this many edges: all edge sets at once
+MEMO_MAX = 2**16  # canonical forms remembered per cell for architectures judged one at a time
+
+
+class CellSpace:
+    """One cell of a space at its input ``shape``, with the space's per-cell filters
+    (``requires``: the `require` statements on cell metrics; ``unique``)."""
+
+    def __init__(self, cell: CellIR, shape: tuple[int, ...], requires: Sequence[RequireIR] = (), unique: bool = False):
+        self.ir = cell
+        self.name = cell.name
+        self.shape = tuple(shape)
+        self.requires = list(requires)
+        self.unique = unique
+        self.radices = cell.radices()
+        self.count = radix_product(self.radices)
+
+    def __repr__(self) -> str:
+        return f"<CellSpace {self.name}: {self.count} choices>"
+
+    # ---------------------------------------------------------------- choices
+    def choice(self, i: int) -> tuple[int, ...]:
+        """The choice of every edge (then node op) of cell choice ``i``."""
+        return self.ir.expand(decode(i, self.radices))
+
+    def index(self, choice: tuple[int, ...]) -> int:
+        """Inverse of :meth:`choice`."""
+        return encode(self.ir.compress(choice), self.radices)
+
+    # ---------------------------------------------------------------- what a choice is
+    @functools.cached_property
+    def edge_table(self) -> list[list[dict]]:
+        """:func:`nflc.space.graph.edge_table` of the cell at its shape."""
+        return graphs.edge_table(self.ir, self.shape)
+
+    @functools.cached_property
+    def frame(self) -> graphs.Frame:
+        """Where the cell's nodes sit in its graph and the edges the graph adds around them."""
+        return graphs.cell_frame(self.ir, self.shape)
+
+    @functools.cached_property
+    def _path_table(self) -> list[list[bool | None]]:
+        """``table[k][c]``: None when choice c of edge k is zero, else whether it is parameterized."""
+        return [[None if a["kind"] == "zero" else a["parameterized"] for a in row] for row in self.edge_table]
+
+    def graph(self, i: int) -> nx.DiGraph:
+        """The cell DAG of choice ``i`` (docs/CONTRACTS.md), built anew on every call."""
+        return graphs.cell_graph(self.ir, self.choice(i), self.shape, self.edge_table)
+
+    def path_edges(self, i: int) -> list[PathEdge]:
+        """The non-zero edges ``(s, t, parameterized)`` of choice ``i``'s graph, the frame's
+        included, sorted by target, then source: what its topology is computed from."""
+        off = self.frame.offset
+        own = [(e.src + off, e.dst + off, par) for e, row, d in zip(self.ir.edges, self._path_table, self.choice(i), strict=False)
+               if (par := row[d]) is not None]
+        return sorted(own + [(s, t, a["parameterized"]) for s, t, a in self.frame.edges], key=lambda e: (e[1], e[0]))
+
+    def topology(self, i: int) -> Topology:
+        """The topology of choice ``i``: ``topology(self.graph(i))``, without the graph."""
+        return topology_of_edges(self.path_edges(i), self.frame.output, self.frame.output + 1)
+
+    def metrics(self, i: int) -> dict[str, int | float]:
+        """The `require` metrics of choice ``i`` (:mod:`nflc.metrics`)."""
+        edges = self.path_edges(i)
+        live, dead = split_live(edges, self.frame.output)
+        framed = {(s, t) for s, t, _ in self.frame.edges}
+        return cell_metrics(CellPaths(edge_depth_counts(edges, self.frame.output),
+                                      tuple(e[:2] for e in live if e[:2] not in framed), len(dead)))
+
+    def rejection(self, i: int) -> Rejection | None:
+        """Why the cell `require` filters drop choice ``i`` (a node cell also needs a path
+        to its output), or None."""
+        if not self.requires and not self.ir.is_node_cell:
+            return None
+        values = self.metrics(i)
+        if self.ir.is_node_cell and not values["paths"]:
+            return Rejection("no_path", cell=self.name)
+        return cell_rejection(self.name, self.requires, values)
+
+    # ---------------------------------------------------------------- the per-cell filters
+    def check_walkable(self) -> None:
+        """Refuse to walk a cell with more than :data:`ENUMERATION_LIMIT` choices."""
+        if self.count > ENUMERATION_LIMIT:
+            raise SpaceError(f"cell '{self.name}' has {self.count:.3e} choices; per-cell filters need to walk them",
+                             hint="split the cell or drop 'unique'/'require'")
+
+    @functools.cached_property
+    def passing(self) -> tuple[bool, ...]:
+        """For each choice, whether it passes the cell `require` filters."""
+        self.check_walkable()
+        if not self.requires and not self.ir.is_node_cell:
+            return (True,) * self.count
+        return tuple(self.rejection(i) is None for i in range(self.count))
+
+    @functools.cached_property
+    def valid(self) -> tuple[int, ...]:
+        """The choices passing `require` and `unique`, in order."""
+        fast = self.node_enumeration
+        if fast is not None:
+            return fast
+        self.check_walkable()
+        passing = self.passing
+        if self.unique:
+            reps = self.representatives
+            return tuple(i for i, ok in enumerate(passing) if ok and reps[i] == i)
+        return tuple(i for i, ok in enumerate(passing) if ok)
+
+    @functools.cached_property
+    def representatives(self) -> tuple[int, ...]:
+        """For each choice, the first choice (in order) of its isomorphism class that passes
+        the cell `require` filters (itself when none before it does): :mod:`nflc.space.canonical`."""
+        passing = self.passing
+        if self.ir.is_node_cell:
+            return canonical.node_iso_representatives(self.ir, self.shape, self.count, self.choice, passing)
+        return canonical.iso_representatives(self.forms(), self.count, passing)
+
+    def representative(self, i: int) -> int:
+        """The representative of choice ``i``'s isomorphism class (:attr:`representatives`)."""
+        if self.node_enumeration is None:
+            return self.representatives[i]
+        from nflc.space.labelled_dags import labelled_dag_key  # numpy: loaded only for node cells under `unique`
+
+        key = labelled_dag_key(self.ir.nodes, len(self.ir.node_ops[0].choices), i)
+        return self._node_keys.get(key, i)
+
+    def forms(self, memo_max: int | None = None) -> canonical.EdgeForms:
+        """The canonical forms of this (edge) cell's computing graphs."""
+        return canonical.EdgeForms(self.ir, self.shape, self.edge_table, self.frame, self.choice, memo_max)
+
+    @functools.cached_property
+    def shared_forms(self) -> canonical.EdgeForms:
+        """:meth:`forms` kept with the cell, remembering :data:`MEMO_MAX` forms: for judging
+        architectures one at a time without walking every choice."""
+        return self.forms(MEMO_MAX)
+
+    @functools.cached_property
+    def _node_enumeration(self) -> tuple[tuple[int, ...], dict] | None:
+        c = self.ir
+        if not (c.is_node_cell and self.unique):
+            return None
+        pairs = graphs.dag_pairs(c.nodes)
+        if [(e.src, e.dst) for e in c.edges] != pairs or \
+                any([ch.prim_tuple()[0].name for ch in e.choices] != ["zero", "skip"] for e in c.edges):
+            return None
+        first = c.node_ops[0].choices
+        if any([ch.label for ch in nd.choices] != [ch.label for ch in first] for nd in c.node_ops):
+            return None
+        max_edges = None
+        for r in self.requires:
+            if r.metric != "edges" or r.cmp not in ("<=", "<"):
+                return None
+            bound = math.floor(r.value) if r.cmp == "<=" else math.ceil(r.value) - 1
+            max_edges = bound if max_edges is None else min(max_edges, bound)
+        if len(pairs) > NODE_DAG_MAX_PAIRS:
+            return None
+        from nflc.space.labelled_dags import unique_labelled_dags  # numpy: loaded only for node cells under `unique`
+
+        reps, keys = unique_labelled_dags(c.nodes, len(first), max_edges, with_keys=True)
+        return tuple(reps.tolist()), dict(zip(keys, reps.tolist(), strict=True))
+
+    @property
+    def node_enumeration(self) -> tuple[int, ...] | None:
+        """`unique` on a NAS-Bench-101-style node cell, without walking its choices: the
+        valid choices, when every forward pair is `zero | skip`, every intermediate node has
+        the same op choices, and the cell filters are only `unique` and `require edges <= N`
+        (or `<`). None when it does not apply."""
+        found = self._node_enumeration
+        return None if found is None else found[0]
+
+    @property
+    def _node_keys(self) -> dict:
+        """canonical form -> representative, for the node cells of :attr:`node_enumeration`."""
+        found = self._node_enumeration
+        assert found is not None
+        return found[1]
