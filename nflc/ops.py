@@ -1,12 +1,17 @@
-"""The registry of primitive ops: parameters, shape rule, parameter and FLOP counts.
+"""The registry of primitive ops: one table row says everything an op is.
 
-Every primitive declares here what the compiler, the cost model and the analyzers need, so
-they cannot disagree; the torch backend (:mod:`nflc.backends.torch`) builds each one by
-the same name. Composite ops (``relu >> conv2d(3) >> batchnorm``) are sequences of
-primitives. FLOPs are multiply-accumulates of the forward pass of one input:
-convolutions and linear layers (bias adds included); element-wise work (ReLU, batch norm,
-pooling) is not counted. NAS-Bench-201's published FLOPs count that work too, so on CIFAR-10
-they exceed nflc's by 0.16M plus 0.43M per conv edge and 1.29M per pooling edge.
+Every primitive declares here what the compiler, the cost model, the backend and the
+analyzers need, so they cannot disagree (:class:`PrimSpec`): its parameters, its shape rule
+(``shape``, in words ``rule``), its parameter and FLOP counts, its semantic class for the
+analyzers (``kind``), its torch module (``torch``: a builder of
+:mod:`nflc.backends.torch_ops`, named so that this table needs no torch), how its weights
+are initialised (``init``), whether the exact infinite-width kernels cover it (``exact``)
+and whether it trains in a batched population (``batch``). Composite ops
+(``relu >> conv2d(3) >> batchnorm``) are sequences of primitives. FLOPs are
+multiply-accumulates of the forward pass of one input: convolutions and linear layers
+(bias adds included); element-wise work (ReLU, batch norm, pooling) is not counted.
+NAS-Bench-201's published FLOPs count that work too, so on CIFAR-10 they exceed nflc's by
+0.16M plus 0.43M per conv edge and 1.29M per pooling edge.
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ class Prim:
         return f"{self.name}(" + ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.args) + ")"
 
 
+# How an op's weights start (read by the torch backend): "none" (it has none), "fixed" (torch's
+# own values: a batch norm's scale 1 and shift 0), "scheme" (every linear and convolution
+# weight in it is drawn from the space's `init` scheme, one seeded generator per parameter).
+Init = Literal["none", "fixed", "scheme"]
+
+
 @dataclass(frozen=True)
 class PrimSpec:
     name: str
@@ -65,6 +76,11 @@ class PrimSpec:
     kernel: Callable[[Prim], int | None] = lambda p: None
     aliases: tuple[str, ...] = field(default=())
     rule: str = "keeps the shape"  # the shape rule in words (`nflc ops`, docs/LANGUAGE.md)
+    # what every op must declare (no default):
+    torch: str | None = field(kw_only=True)  # its builder in nflc.backends.torch_ops; None: builds nothing (zero)
+    init: Init = field(kw_only=True)
+    exact: bool = field(kw_only=True)  # the exact kernel engine has its map (nflc.analysis.kernels)
+    batch: bool = field(kw_only=True)  # a batched population implements it (nflc.verify.population)
 
 
 def _numel(shape: Shape) -> int:
@@ -112,14 +128,20 @@ def _pool_shape(p: Prim, s: Shape) -> Shape:
     return (s[0], _conv_out(s[1], k, st, pad, p.name), _conv_out(s[2], k, st, pad, p.name))
 
 
-def _resblock_shape(p: Prim, s: Shape) -> Shape:
-    _need_rank(p, s, 3, "resblock works on images")
+def _halving_stride(p: Prim, s: Shape, why_stride: str, why_even: str) -> int:
+    """The stride (1 or 2) of an op on images whose stride 2 needs an even height and width."""
+    _need_rank(p, s, 3, f"{p.name} works on images")
     st = int(p.arg("stride"))
     if st not in (1, 2):
-        raise ShapeError(f"resblock takes stride 1 or 2, got {st}; NAS-Bench-201's block has no other shortcut")
+        raise ShapeError(f"{p.name} takes stride 1 or 2, got {st}; {why_stride}")
     if st == 2 and (s[1] % 2 or s[2] % 2):
-        # the 3x3 stride-2 branch gives ceil(h / 2) rows, the avg_pool(2) shortcut floor(h / 2)
-        raise ShapeError(f"resblock with stride 2 needs an even height and width but gets {list(s)}; "
+        raise ShapeError(f"{p.name} with stride 2 needs an even height and width but gets {list(s)}; {why_even}")
+    return st
+
+
+def _resblock_shape(p: Prim, s: Shape) -> Shape:
+    # at stride 2 the 3x3 branch gives ceil(h / 2) rows, the avg_pool(2) shortcut floor(h / 2)
+    st = _halving_stride(p, s, "NAS-Bench-201's block has no other shortcut",
                          "its two branches would differ in size (pad or pool the map to an even size first)")
     return (int(p.arg("out")), _conv_out(s[1], 3, st, 1, "resblock"), _conv_out(s[2], 3, st, 1, "resblock"))
 
@@ -163,14 +185,8 @@ def _fr_identity(p: Prim, s: Shape) -> bool:
 
 
 def _fr_shape(p: Prim, s: Shape) -> Shape:
-    _need_rank(p, s, 3, "factorized_reduce works on images")
-    st = int(p.arg("stride"))
-    if st not in (1, 2):
-        raise ShapeError(f"factorized_reduce takes stride 1 or 2, got {st}; it is a 1x1 projection or a halving")
-    if st == 2 and (s[1] % 2 or s[2] % 2):
-        # its two 1x1 stride-2 convolutions read x and x shifted by one pixel: ceil and floor of h / 2
-        raise ShapeError(f"factorized_reduce with stride 2 needs an even height and width but gets {list(s)}; "
-                         "its two halves would differ in size")
+    # at stride 2 its two 1x1 convolutions read x and x shifted by one pixel: ceil and floor of h / 2
+    st = _halving_stride(p, s, "it is a 1x1 projection or a halving", "its two halves would differ in size")
     return (int(p.arg("out")), s[1] // st, s[2] // st)
 
 
@@ -255,47 +271,57 @@ _AFFINE = ParamSpec("affine", "bool", "true_unset")
 PRIMS: dict[str, PrimSpec] = {
     spec.name: spec
     for spec in [
-        PrimSpec("zero", (), "no edge: contributes nothing, no parameters", lambda p, s: s, kind="zero"),
-        PrimSpec("skip", (), "identity", lambda p, s: s, kind="skip"),
-        PrimSpec("relu", (), "ReLU", lambda p, s: s),
+        PrimSpec("zero", (), "no edge: contributes nothing, no parameters", lambda p, s: s, kind="zero",
+                 torch=None, init="none", exact=True, batch=True),
+        PrimSpec("skip", (), "identity", lambda p, s: s, kind="skip", torch="identity", init="none", exact=True, batch=True),
+        PrimSpec("relu", (), "ReLU", lambda p, s: s, torch="relu", init="none", exact=True, batch=True),
         PrimSpec("linear", (ParamSpec("out", "int", "in_channels"), _BIAS), "fully connected layer",
                  _linear_shape, _linear_params, _linear_flops, parameterized=True, kind="linear",
-                 rule="[d] -> [out]"),
+                 rule="[d] -> [out]", torch="linear", init="scheme", exact=True, batch=True),
         PrimSpec("conv2d", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, _PAD, _BIAS),
                  "2-d convolution (k x k; default padding (k - 1) // 2, size-keeping for odd k)",
                  _conv_shape, _conv_params, _conv_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("k")),
-                 rule="[c, h, w] -> [out, (h + 2 padding - k) // stride + 1, same for w]"),
+                 rule="[c, h, w] -> [out, (h + 2 padding - k) // stride + 1, same for w]",
+                 torch="conv2d", init="scheme", exact=False, batch=False),
         PrimSpec("batchnorm", (_AFFINE,), "batch normalisation (affine: a learned scale and shift per channel)",
-                 lambda p, s: s, lambda p, s: _bn(p, s[0]), parameterized=True, kind="other"),
+                 lambda p, s: s, lambda p, s: _bn(p, s[0]), parameterized=True, kind="other",
+                 torch="batchnorm", init="fixed", exact=False, batch=False),
         PrimSpec("avg_pool", (_K, _STRIDE, _PAD), "average pooling (padding not counted)",
-                 _pool_shape, kind="pool", kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE),
+                 _pool_shape, kind="pool", kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE,
+                 torch="avg_pool", init="none", exact=False, batch=False),
         PrimSpec("max_pool", (_K, _STRIDE, _PAD), "max pooling", _pool_shape, kind="pool",
-                 kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE),
-        PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),), rule="[c, h, w] -> [c*h*w]"),
+                 kernel=lambda p: int(p.arg("k")), rule=_POOL_RULE, torch="max_pool", init="none", exact=False, batch=False),
+        PrimSpec("flatten", (), "[C, H, W] -> [C*H*W]", lambda p, s: (_numel(s),), rule="[c, h, w] -> [c*h*w]",
+                 torch="flatten", init="none", exact=False, batch=True),
         PrimSpec("global_avg_pool", (), "[C, H, W] -> [C], mean over positions",
-                 _global_pool_shape, rule="[c, h, w] -> [c]"),
+                 _global_pool_shape, rule="[c, h, w] -> [c]", torch="global_avg_pool", init="none", exact=False,
+                 batch=False),
         PrimSpec("factorized_reduce", (ParamSpec("out", "int", "in_channels"), _STRIDE, _AFFINE),
                  "NAS-Bench-201's and DARTS's skip between shapes: identity at stride 1 with equal channels, "
                  "else conv1x1 >> batchnorm (stride 1) or relu >> two 1x1 stride-2 convolutions (the second "
                  "shifted by one pixel) concatenated >> batchnorm (stride 2)",
                  _fr_shape, _fr_params, _fr_flops, parameterized=True, kind="conv", kernel=lambda p: 1,
-                 rule="[c, h, w] -> [out, h / stride, w / stride] (stride 2: h and w even)"),
+                 rule="[c, h, w] -> [out, h / stride, w / stride] (stride 2: h and w even)",
+                 torch="factorized_reduce", init="scheme", exact=False, batch=False),
         PrimSpec("sep_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, _AFFINE),
                  "DARTS's separable convolution: (relu, depthwise k x k, conv1x1, batchnorm) twice, "
                  "the stride on the first depthwise convolution, the channel change on the last 1x1",
                  _dw_shape, _sep_params, _sep_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("k")),
-                 rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)"),
+                 rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)",
+                 torch="sep_conv", init="scheme", exact=False, batch=False),
         PrimSpec("dil_conv", (_K, ParamSpec("out", "int", "in_channels"), _STRIDE, ParamSpec("dilation", "int", 2), _AFFINE),
                  "DARTS's dilated convolution: relu, depthwise k x k with dilation (and stride), conv1x1, batchnorm",
                  _dw_shape, _dil_params, _dil_flops, parameterized=True, kind="conv",
                  kernel=lambda p: int(p.arg("dilation")) * (int(p.arg("k")) - 1) + 1,
-                 rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)"),
+                 rule="[c, h, w] -> [out, (h - 1) // stride + 1, same for w] (k odd)",
+                 torch="dil_conv", init="scheme", exact=False, batch=False),
         PrimSpec("resblock", (ParamSpec("out", "int"), _STRIDE), "NAS-Bench-201's ResNet basic block",
                  _resblock_shape, _resblock_params, _resblock_flops, parameterized=True, kind="other",
                  kernel=lambda p: 3,
-                 rule="[c, h, w] -> [out, h, w] (stride 1), [out, h/2, w/2] (stride 2; h and w even)"),
+                 rule="[c, h, w] -> [out, h, w] (stride 1), [out, h/2, w/2] (stride 2; h and w even)",
+                 torch="resblock", init="scheme", exact=False, batch=False),
     ]
 }
 

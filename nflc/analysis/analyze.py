@@ -786,7 +786,7 @@ def _exact_reason(arch) -> str | None:
     edges = zip(cs.ir.edges, cs.edge_table, cs.choice(arch.cell_index(k)), strict=False)
     for e, row, d in sorted(edges, key=lambda t: t[0].src):  # the graph's order: by source, then as declared
         a = row[d]
-        if a["kind"] not in K.SUPPORTED_KINDS:
+        if not K.edge_supported(a):
             return (f"edge {e.src} -> {e.dst} is '{a['op']}' (kind {a['kind']}); exact kernels cover zero, skip and "
                     "linear >> relu edges")
     return None

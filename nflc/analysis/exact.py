@@ -12,9 +12,6 @@ import numpy as np
 
 from nflc.analysis import kernels as K
 
-_EDGE_KINDS = set(K.SUPPORTED_KINDS)
-
-
 def network_support(ir) -> str | None:
     """None when the macro network is the paper's skeleton, else the reason it is not."""
     stages = [st for st in ir.network if not (st.kind == "prim" and st.prim.name == "flatten")]
@@ -36,7 +33,7 @@ def exact_support(arch) -> str | None:
     if reason:
         return reason
     for s, t, a in arch.graph.edges(data=True):
-        if a["kind"] not in _EDGE_KINDS:
+        if not K.edge_supported(a):
             return f"edge {s} -> {t} is '{a['op']}' (kind {a['kind']}); exact kernels cover zero, skip and linear >> relu edges"
     return None
 

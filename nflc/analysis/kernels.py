@@ -26,9 +26,21 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from nflc import ops
 from nflc.space.topology import cell_size, depth_counts
 
-SUPPORTED_KINDS = ("zero", "skip", "linear_relu")
+SUPPORTED_KINDS = ("zero", "skip", "linear_relu")  # the edge forms the engine composes (nflc.ops.seq_kind)
+
+
+def edge_supported(attrs: Mapping[str, Any]) -> bool:
+    """Whether the engine computes an edge of a cell graph exactly: a zero edge, or an edge
+    of a supported kind every op of which has its map here (``exact`` in :data:`nflc.ops.PRIMS`;
+    a graph built by hand may name no op, or ops the table does not know: its kinds decide)."""
+    kind = attrs.get("kind")
+    if kind == "zero":
+        return True
+    specs = (ops.PRIMS.get(n) for n in attrs.get("prims", ()))
+    return kind in SUPPORTED_KINDS and all(spec.exact for spec in specs if spec is not None)
 
 # edges into one node: ((source, kind), ...) for non-zero edges, sources ascending
 InEdges = tuple[tuple[int, str], ...]
@@ -91,7 +103,7 @@ def in_edges(cell: nx.DiGraph) -> tuple[InEdges, ...]:
     for s, t in sorted(cell.edges):
         attrs = cell.edges[s, t]
         kind = attrs.get("kind")
-        if kind not in SUPPORTED_KINDS:
+        if not edge_supported(attrs):
             raise ValueError(
                 f"edge ({s}, {t}) has kind {kind!r} (op {attrs.get('op')!r}); exact kernels "
                 f"cover only {', '.join(SUPPORTED_KINDS)}: measure this cell with "

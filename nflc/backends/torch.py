@@ -19,137 +19,37 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Callable
+
 import torch
 from torch import nn
 
 from nflc import ops
-from nflc.ir.model import SpaceIR
+from nflc.backends import torch_ops
+from nflc.ir.model import CellIR, CellStage, PrimStage, SpaceIR
 from nflc.space.graph import NodeCellPlan
 
 
-class GlobalAvgPool(nn.Module):
-    """[N, C, H, W] -> [N, C]."""
+def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False, drawn: set[int] | None = None) -> nn.Module:
+    """The torch module of one bound primitive applied to inputs of ``shape``: its builder in
+    :mod:`nflc.backends.torch_ops`, as :data:`nflc.ops.PRIMS` names it.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
-
-
-class ResBlock(nn.Module):
-    """NAS-Bench-201's ResNet basic block (same submodules, so parameter counts agree)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, skip_init: bool = False):
-        super().__init__()
-        conv = lambda *a: _weighted(nn.Conv2d, skip_init, *a, bias=False)  # noqa: E731
-        self.conv_a = nn.Sequential(nn.ReLU(), conv(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out))
-        self.conv_b = nn.Sequential(nn.ReLU(), conv(c_out, c_out, 3, 1, 1), nn.BatchNorm2d(c_out))
-        if stride == 2:
-            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2, 0), conv(c_in, c_out, 1, 1, 0))
-        elif c_in != c_out:
-            self.downsample = nn.Sequential(nn.ReLU(), conv(c_in, c_out, 1, 1, 0), nn.BatchNorm2d(c_out))
-        else:
-            self.downsample = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        return residual + self.conv_b(self.conv_a(x))
-
-
-class FactorizedReduce(nn.Module):
-    """NAS-Bench-201's (stride 1: conv1x1 >> bn) and DARTS's (stride 2: relu, two 1x1
-    stride-2 convolutions, the second on the map shifted by one pixel, concatenated, bn)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, skip_init: bool = False, affine: bool = True):
-        super().__init__()
-        self.stride = stride
-        conv = lambda o: _weighted(nn.Conv2d, skip_init, c_in, o, 1, stride, 0, bias=False)  # noqa: E731
-        if stride == 1:
-            self.conv = conv(c_out)
-        else:
-            self.relu = nn.ReLU()
-            self.conv_1 = conv(c_out // 2)
-            self.conv_2 = conv(c_out - c_out // 2)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            return self.bn(self.conv(x))
-        x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
-
-
-def darts_conv(name: str, c_in: int, c_out: int, k: int, stride: int, dilation: int = 1,
-               skip_init: bool = False, affine: bool = True) -> nn.Sequential:
-    """DARTS's SepConv and DilConv (its ``op`` Sequential, submodules in DARTS's order, so a
-    DARTS state dict's ``op.N`` entries map one to one). No convolution has a bias."""
-    conv = lambda i, o, kk, st, pad, dil, groups: _weighted(  # noqa: E731
-        nn.Conv2d, skip_init, i, o, kk, st, pad, dilation=dil, groups=groups, bias=False)
-    pad = dilation * (k - 1) // 2
-    if name == "dil_conv":
-        return nn.Sequential(nn.ReLU(), conv(c_in, c_in, k, stride, pad, dilation, c_in), conv(c_in, c_out, 1, 1, 0, 1, 1),
-                             nn.BatchNorm2d(c_out, affine=affine))
-    return nn.Sequential(nn.ReLU(), conv(c_in, c_in, k, stride, pad, 1, c_in), conv(c_in, c_in, 1, 1, 0, 1, 1),
-                         nn.BatchNorm2d(c_in, affine=affine), nn.ReLU(), conv(c_in, c_in, k, 1, pad, 1, c_in),
-                         conv(c_in, c_out, 1, 1, 0, 1, 1), nn.BatchNorm2d(c_out, affine=affine))
-
-
-_SKIP_DRAW_NUMEL = 8192  # below this, building on "meta" costs more than torch's own draw
-
-
-def _weighted(cls: type, skip_init: bool, *args, **kwargs) -> nn.Module:
-    """A Linear(in, out) or Conv2d(in, out, k, ...). With ``skip_init`` the caller
-    initialises the weights, so large layers skip torch's default draw (allocated, not drawn)."""
-    numel = args[0] * args[1] * (args[2] ** 2 if cls is nn.Conv2d else 1)
-    if not skip_init or numel < _SKIP_DRAW_NUMEL:
-        return cls(*args, **kwargs)
-    m = cls(*args, device="meta", **kwargs)
-    m.weight = nn.Parameter(torch.empty(m.weight.shape))
-    if m.bias is not None:
-        m.bias = nn.Parameter(torch.empty(m.bias.shape))
+    With ``skip_init`` the linear and conv weights of an op whose ``init`` is ``"scheme"``
+    are left uninitialised for the caller, who finds those layers added to ``drawn``."""
+    scheme = ops.PRIMS[p.name].init == "scheme"
+    m = torch_ops.builder(p.name)(p, shape, skip_init and scheme)
+    if drawn is not None and scheme:
+        drawn.update(id(sub) for sub in m.modules() if isinstance(sub, (nn.Linear, nn.Conv2d)))
     return m
 
 
-def build_prim(p: ops.Prim, shape: tuple[int, ...], skip_init: bool = False) -> nn.Module:
-    """The torch module of one bound primitive applied to inputs of ``shape``.
-
-    With ``skip_init`` linear and conv weights are left uninitialised for the caller."""
-    a = dict(p.args)
-    if p.name == "skip":
-        return nn.Identity()
-    if p.name == "relu":
-        return nn.ReLU()
-    if p.name == "linear":
-        return _weighted(nn.Linear, skip_init, shape[0], a["out"], bias=a["bias"])
-    if p.name == "conv2d":
-        return _weighted(nn.Conv2d, skip_init, shape[0], a["out"], a["k"], a["stride"], a["padding"], bias=a["bias"])
-    if p.name == "batchnorm":
-        affine = bool(p.arg("affine"))
-        return nn.BatchNorm2d(shape[0], affine=affine) if len(shape) == 3 else nn.BatchNorm1d(shape[0], affine=affine)
-    if p.name == "avg_pool":
-        return nn.AvgPool2d(a["k"], a["stride"], a["padding"], count_include_pad=False)
-    if p.name == "max_pool":
-        return nn.MaxPool2d(a["k"], a["stride"], a["padding"])
-    if p.name == "flatten":
-        return nn.Flatten()
-    if p.name == "global_avg_pool":
-        return GlobalAvgPool()
-    if p.name == "resblock":
-        return ResBlock(shape[0], a["out"], a["stride"], skip_init)
-    if p.name in ("sep_conv", "dil_conv"):
-        return darts_conv(p.name, shape[0], a["out"], a["k"], a["stride"], a.get("dilation", 1), skip_init,
-                          bool(p.arg("affine")))
-    if p.name == "factorized_reduce":
-        if a["stride"] == 1 and a["out"] == shape[0]:
-            return nn.Identity()
-        return FactorizedReduce(shape[0], a["out"], a["stride"], skip_init, bool(p.arg("affine")))
-    raise NotImplementedError(f"no torch builder for primitive '{p.name}'")  # every PRIMS entry has one (tested)
-
-
 def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...], skip_init: bool = False,
-              channels: int | None = None) -> nn.Module:
+              channels: int | None = None, drawn: set[int] | None = None) -> nn.Module:
+    """The torch module of a sequence of primitives (``channels``: as for :func:`nflc.ops.seq_bind`)."""
     mods = []
     for p in ops.seq_bind(prims, shape, channels):
         if p.name != "skip":
-            m = build_prim(p, shape, skip_init)
+            m = build_prim(p, shape, skip_init, drawn)
             if not isinstance(m, nn.Identity):  # factorized_reduce with nothing to do
                 mods.append(m)
         shape = ops.PRIMS[p.name].shape(p, shape)
@@ -159,10 +59,12 @@ def build_seq(prims: tuple[ops.Prim, ...], shape: tuple[int, ...], skip_init: bo
 class CellModule(nn.Module):
     """A cell DAG: node t = sum over its live edges (s -> t) of edge(node s)."""
 
-    def __init__(self, n_nodes: int, edges: dict[tuple[int, int], nn.Module], node_channels: int | None = None):
+    def __init__(self, n_nodes: int, edges: dict[tuple[int, int], nn.Module], node_channels: int | None = None,
+                 edge_prims: dict[str, tuple[ops.Prim, ...]] | None = None):
         super().__init__()
         self.n_nodes = n_nodes
         self.node_channels = node_channels  # nodes 1..H's channels when they differ from the input's
+        self.edge_prims = dict(edge_prims or {})  # "{s}_{t}" -> the primitives the edge was built from
         self.edges = nn.ModuleDict({f"{s}_{t}": m for (s, t), m in sorted(edges.items(), key=lambda e: (e[0][1], e[0][0]))})
         # the inputs (source node, edge key) of nodes 1 .. H, in order
         self._plan = tuple(tuple((s, f"{s}_{t}") for (s, tt) in sorted(edges) if tt == t) for t in range(1, n_nodes))
@@ -279,11 +181,13 @@ class Network(nn.Module):
     """The compiled network: ``layers`` run in sequence (docs/CONTRACTS.md)."""
 
     def __init__(self, layers: list[nn.Module], input_shape: list[int], arch_id: str, space: str,
-                 kinds: tuple[int, ...] | None = None):
+                 kinds: tuple[int, ...] | None = None, layer_prims: tuple[tuple[ops.Prim, ...] | None, ...] | None = None):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         # per layer: 0 an op, 1 a cell, 2 a two-input cell (it also takes the previous cell's input)
         self._kinds = kinds or (0,) * len(layers)
+        # per layer: the primitives an op layer was built from (None: a cell)
+        self.layer_prims = layer_prims or (None,) * len(layers)
         self.input_shape = tuple(input_shape)
         self.arch_id = arch_id
         self.space = space
@@ -306,33 +210,55 @@ def _param_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def _init_weights(net: nn.Module, scheme: str, relu_after: set[int], seed: int) -> None:
-    """Initialise every linear/conv layer from its own generator (see the module docstring)."""
+def _he_normal(w: torch.Tensor, gain: float, fan_in: int, fan_out: int, g: torch.Generator) -> None:
+    w.normal_(0.0, gain / math.sqrt(fan_in), generator=g)
+
+
+def _he_uniform(w: torch.Tensor, gain: float, fan_in: int, fan_out: int, g: torch.Generator) -> None:
+    bound = gain * math.sqrt(3.0 / fan_in)
+    w.uniform_(-bound, bound, generator=g)
+
+
+def _xavier_normal(w: torch.Tensor, gain: float, fan_in: int, fan_out: int, g: torch.Generator) -> None:
+    w.normal_(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator=g)
+
+
+def _xavier_uniform(w: torch.Tensor, gain: float, fan_in: int, fan_out: int, g: torch.Generator) -> None:
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    w.uniform_(-bound, bound, generator=g)
+
+
+def _torch_default(w: torch.Tensor, gain: float, fan_in: int, fan_out: int, g: torch.Generator) -> None:
+    bound = 1.0 / math.sqrt(fan_in)  # nn.Linear / nn.Conv2d's own reset_parameters distribution
+    w.uniform_(-bound, bound, generator=g)
+
+
+# the weight draw of every init scheme (nflc.ir.evaluate.INIT_SCHEMES); biases start at zero,
+# except under torch_default, which draws them as torch does, U(+-1/sqrt(fan_in))
+INIT_SCHEMES: dict[str, Callable[[torch.Tensor, float, int, int, torch.Generator], None]] = {
+    "he_normal": _he_normal, "he_uniform": _he_uniform, "xavier_normal": _xavier_normal,
+    "xavier_uniform": _xavier_uniform, "torch_default": _torch_default}
+DRAWS_BIAS = ("torch_default",)
+
+
+def _init_weights(net: nn.Module, scheme: str, relu_after: set[int], seed: int, drawn: set[int]) -> None:
+    """Initialise every layer in ``drawn`` (the linear and convolution layers of the ops
+    whose ``init`` is ``"scheme"``) from its own generator (see the module docstring)."""
+    draw = INIT_SCHEMES.get(scheme)
     for name, m in net.named_modules():
-        if not isinstance(m, (nn.Linear, nn.Conv2d)):
+        if id(m) not in drawn:
             continue
+        if draw is None:
+            raise ValueError(f"unknown init scheme '{scheme}'")
         g = torch.Generator().manual_seed(_param_seed(seed, name))
         gain = math.sqrt(2.0) if id(m) in relu_after else 1.0
-        fan_in = m.weight[0].numel()
-        fan_out = m.weight.shape[0] * (m.weight[0, 0].numel() if m.weight.dim() > 2 else 1)
+        w: torch.Tensor = m.weight
+        fan_in = w[0].numel()
+        fan_out = w.shape[0] * (w[0, 0].numel() if w.dim() > 2 else 1)
         with torch.no_grad():
-            if scheme == "he_normal":
-                m.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=g)
-            elif scheme == "he_uniform":
-                bound = gain * math.sqrt(3.0 / fan_in)
-                m.weight.uniform_(-bound, bound, generator=g)
-            elif scheme == "xavier_normal":
-                m.weight.normal_(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator=g)
-            elif scheme == "xavier_uniform":
-                bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-                m.weight.uniform_(-bound, bound, generator=g)
-            elif scheme == "torch_default":  # nn.Linear / nn.Conv2d's own reset_parameters distribution
-                bound = 1.0 / math.sqrt(fan_in)
-                m.weight.uniform_(-bound, bound, generator=g)
-            else:
-                raise ValueError(f"unknown init scheme '{scheme}'")
+            draw(w, gain, fan_in, fan_out, g)
             if m.bias is not None:
-                if scheme == "torch_default":
+                if scheme in DRAWS_BIAS:
                     m.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in), generator=g)
                 else:
                     m.bias.zero_()
@@ -347,64 +273,82 @@ def _mark_relu_followers(seq: nn.Module, relu_after: set[int], next_is_relu: boo
             relu_after.add(id(m))
 
 
-def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[str, set[int]] | None,
-                  arch_id: str) -> tuple[Network, set[int]]:
-    layers: list[nn.Module] = []
-    relu_after: set[int] = set()
-    kinds: list[int] = []
-    for i, st in enumerate(ir.network):
+class _Build:
+    """One network under construction: its layers (each with the primitives it was built
+    from, None for a cell), and the layers to initialise (``drawn``) and their gains."""
+
+    def __init__(self, ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[str, set[int]] | None):
+        self.ir, self.choices, self.dead = ir, choices, dead or {}
+        self.layers: list[nn.Module] = []
+        self.layer_prims: list[tuple[ops.Prim, ...] | None] = []
+        self.kinds: list[int] = []  # per layer: 0 an op, 1 a cell, 2 a two-input cell
+        self.relu_after: set[int] = set()
+        self.drawn: set[int] = set()
+
+    def seq(self, prims: tuple[ops.Prim, ...], shape: tuple[int, ...], channels: int | None = None) -> nn.Module:
+        m = build_seq(prims, shape, skip_init=True, channels=channels, drawn=self.drawn)
+        for sub in m.modules():
+            if isinstance(sub, nn.Sequential):
+                _mark_relu_followers(sub, self.relu_after)
+        return m
+
+    def add(self, m: nn.Module, kind: int, prims: tuple[ops.Prim, ...] | None = None) -> None:
+        self.layers.append(m)
+        self.kinds.append(kind)
+        self.layer_prims.append(prims)
+
+    def prim_stage(self, st: PrimStage, next_relu: bool) -> None:
+        p = st.prim.to_prim()
+        m = build_prim(p, tuple(st.shape_in), skip_init=True, drawn=self.drawn) if p.name != "skip" else nn.Identity()
+        _mark_relu_followers(m, self.relu_after, next_relu)
+        self.add(m, 0, (p,))
+
+    def node_cell(self, st: CellStage, cell: CellIR) -> None:
         shape = tuple(st.shape_in)
-        next_relu = i + 1 < len(ir.network) and ir.network[i + 1].kind == "prim" and ir.network[i + 1].prim.name == "relu"
-        if st.kind == "prim":
-            p = st.prim.to_prim()
-            m = build_prim(p, shape, skip_init=True) if p.name != "skip" else nn.Identity()
-            _mark_relu_followers(m, relu_after, next_relu)
-            layers.append(m)
-            kinds.append(0)
-            continue
-        cell = ir.cells[st.cell]
-        if cell.is_node_cell:
-            plan = NodeCellPlan(cell, choices[st.instance], shape, st.shape_out[0])
-            hw = shape[1:]
-            node_mods = {t: build_seq(prims, (plan.channels[t], *hw), skip_init=True) for t, prims in plan.ops.items()}
-            proj_mods = {t: build_seq(prims, shape, skip_init=True) for t, prims in plan.projection.items()}
-            for m in [*node_mods.values(), *proj_mods.values()]:
-                _mark_relu_followers(m, relu_after)
-            layers.append(NodeCellModule(plan, node_mods, proj_mods))
-            kinds.append(1)
-            continue
-        skip = dead.get(st.instance, set()) if dead else set()
-        edges = {}
+        plan = NodeCellPlan(cell, self.choices[st.instance], shape, st.shape_out[0])
+        node_mods = {t: self.seq(prims, (plan.channels[t], *shape[1:])) for t, prims in plan.ops.items()}
+        proj_mods = {t: self.seq(prims, shape) for t, prims in plan.projection.items()}
+        self.add(NodeCellModule(plan, node_mods, proj_mods), 1)
+
+    def edge_cell(self, st: CellStage, cell: CellIR) -> None:
+        shape = tuple(st.shape_in)
+        skip = self.dead.get(st.instance, set())
+        edges, edge_prims = {}, {}
         edge_shapes = cell.edge_shapes(shape)
-        kinds.append(2 if cell.inputs == 2 else 1)
-        for j, (e, c) in enumerate(zip(cell.edges, choices[st.instance], strict=False)):
+        for j, (e, c) in enumerate(zip(cell.edges, self.choices[st.instance], strict=False)):
             prims = e.choices[c].prim_tuple()
             if j in skip or any(p.name == "zero" for p in prims):
                 continue
-            m = build_seq(prims, edge_shapes[j], skip_init=True, channels=cell.channels)
-            for sub in m.modules():
-                if isinstance(sub, nn.Sequential):
-                    _mark_relu_followers(sub, relu_after)
-            edges[(e.src, e.dst)] = m
+            edges[(e.src, e.dst)] = self.seq(prims, edge_shapes[j], cell.channels)
+            edge_prims[f"{e.src}_{e.dst}"] = prims
         if cell.output == "concat":
             pre = None
             if cell.inputs == 2:
                 assert st.shape_prev is not None
-                pre = [build_seq(tuple(q.to_prim() for q in prims), tuple(at), skip_init=True)
+                pre = [self.seq(tuple(q.to_prim() for q in prims), tuple(at))
                        for prims, at in zip(st.preprocess, (st.shape_prev, shape), strict=True)]
-                for m in pre:
-                    if isinstance(m, nn.Sequential):
-                        _mark_relu_followers(m, relu_after)
-            layers.append(ConcatCellModule(cell.nodes, cell.inputs, edges, pre, tuple(cell.node_shapes(shape)[-1])))
-            continue
+            self.add(ConcatCellModule(cell.nodes, cell.inputs, edges, pre, tuple(cell.node_shapes(shape)[-1])),
+                     2 if cell.inputs == 2 else 1)
+            return
         out_c = st.shape_out[0]
-        layers.append(CellModule(cell.nodes, edges, out_c if out_c != st.shape_in[0] else None))
-    for m in layers:
-        if isinstance(m, ResBlock):
-            for seq in (m.conv_a, m.conv_b, m.downsample):
-                if seq is not None:
-                    _mark_relu_followers(seq, relu_after)
-    return Network(layers, ir.input_shape, arch_id, ir.name, tuple(kinds)), relu_after
+        self.add(CellModule(cell.nodes, edges, out_c if out_c != st.shape_in[0] else None, edge_prims), 1)
+
+
+def build_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[str, set[int]] | None,
+                  arch_id: str) -> tuple[Network, set[int], set[int]]:
+    """The network of ``choices`` in ``ir``, its weights not yet drawn; with the layers to
+    draw (``drawn``) and those among them a ReLU follows (``relu_after``), by ``id``."""
+    b = _Build(ir, choices, dead)
+    for i, st in enumerate(ir.network):
+        if st.kind == "prim":
+            nxt = ir.network[i + 1] if i + 1 < len(ir.network) else None
+            b.prim_stage(st, nxt is not None and nxt.kind == "prim" and nxt.prim.name == "relu")
+        elif ir.cells[st.cell].is_node_cell:
+            b.node_cell(st, ir.cells[st.cell])
+        else:
+            b.edge_cell(st, ir.cells[st.cell])
+    net = Network(b.layers, ir.input_shape, arch_id, ir.name, tuple(b.kinds), tuple(b.layer_prims))
+    return net, b.relu_after, b.drawn
 
 
 def compile_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict[str, set[int]] | None, arch_id: str,
@@ -413,6 +357,6 @@ def compile_network(ir: SpaceIR, choices: dict[str, tuple[int, ...]], dead: dict
     options applied), ``dead`` edges left out, initialised from ``seed`` by ``ir.init``
     (what :meth:`nflc.space.Architecture.to_module` builds)."""
     with torch.random.fork_rng(devices=[]):  # small layers still draw torch's default init
-        net, relu_after = build_network(ir, choices, dead, arch_id)
-    _init_weights(net, ir.init, relu_after, seed)
+        net, relu_after, drawn = build_network(ir, choices, dead, arch_id)
+    _init_weights(net, ir.init, relu_after, seed, drawn)
     return net

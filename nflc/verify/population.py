@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nflc import ops
+from nflc.backends.torch import CellModule, Network
 from nflc.data import Dataset
 from nflc.verify.store import ResultStore
 from nflc.verify.driver import SweepEvent, SweepSummary
@@ -97,25 +99,38 @@ class MemberLayout:
         return (self.in_dim, self.width, self.classes, self.nodes, self.flatten)
 
 
-def member_layout(module: nn.Module) -> Union[MemberLayout, str]:
-    """The layout of a compiled network of the population family, or why it is not one."""
-    from nflc.backends.torch import CellModule, Network
+def _batched(prims: Sequence[ops.Prim]) -> bool:
+    """Whether every op of ``prims`` declares that a population implements it (``ops.PRIMS``' ``batch``)."""
+    return all(ops.PRIMS[p.name].batch for p in prims)
 
+
+def _linear_shape(edge: nn.Module) -> tuple[int, int] | None:
+    """(in, out) features of a ``linear >> relu`` edge's module (built as Linear >> ReLU)."""
+    first = edge[0] if isinstance(edge, nn.Sequential) else None
+    return (first.in_features, first.out_features) if isinstance(first, nn.Linear) else None
+
+
+def member_layout(module: nn.Module) -> Union[MemberLayout, str]:
+    """The layout of a compiled network of the population family, or why it is not one.
+
+    The family is read from the ops the network was compiled from (``Network.layer_prims``,
+    ``CellModule.edge_prims``) and the op table (:data:`nflc.ops.PRIMS`, ``batch``):
+    ``[flatten] >> linear >> relu >> cell >> linear`` without biases, every cell edge
+    ``skip`` or ``linear >> relu`` (zero edges build nothing)."""
     if not isinstance(module, Network):
         return f"not a compiled nflc network ({type(module).__name__})"
-    layers = list(module.layers)
-    flatten = bool(layers) and isinstance(layers[0], nn.Flatten)
+    layers, prims = list(module.layers), list(module.layer_prims)
+    flatten = bool(prims) and prims[0] is not None and [p.name for p in prims[0]] == ["flatten"]
     if flatten:
-        if (layers[0].start_dim, layers[0].end_dim) != (1, -1):
-            return "the flatten is not over all input dimensions"
-        layers = layers[1:]
-    kinds = [type(m).__name__ for m in layers]
-    if not (len(layers) == 4 and isinstance(layers[0], nn.Linear) and isinstance(layers[1], nn.ReLU)
-            and isinstance(layers[2], CellModule) and isinstance(layers[3], nn.Linear)):
-        return f"the network is {' >> '.join(kinds)}, not Linear >> ReLU >> CellModule >> Linear"
+        layers, prims = layers[1:], prims[1:]
+    names = ["cell" if p is None else " >> ".join(q.name for q in p) for p in prims]
+    if names != ["linear", "relu", "cell", "linear"] or not isinstance(layers[2], CellModule) \
+            or not all(_batched(p) for p in prims if p is not None):
+        return f"the network is {' >> '.join(type(m).__name__ for m in layers)}, not Linear >> ReLU >> CellModule >> Linear"
     stem, cell, readout = layers[0], layers[2], layers[3]
-    if stem.bias is not None or readout.bias is not None:
+    if any(p[0].arg("bias") for p in (prims[0], prims[3]) if p is not None):
         return "the stem or readout has a bias"
+    assert isinstance(stem, nn.Linear) and isinstance(readout, nn.Linear)  # what the linear op builds (nflc.backends.torch_ops)
     if list(module.buffers()):
         return "the network has buffers (e.g. batch norm)"
     offset = 1 if flatten else 0
@@ -127,11 +142,11 @@ def member_layout(module: nn.Module) -> Union[MemberLayout, str]:
     edges: dict[tuple[int, int], tuple[str, Optional[str]]] = {}
     for key, edge in cell.edges.items():
         s, t = (int(v) for v in key.split("_"))
-        if isinstance(edge, nn.Identity):
+        edge_prims = cell.edge_prims.get(key, ())
+        kind = ops.seq_kind(edge_prims) if _batched(edge_prims) else None
+        if kind == "skip":
             edges[(s, t)] = ("skip", None)
-        elif (isinstance(edge, nn.Sequential) and len(edge) == 2 and isinstance(edge[0], nn.Linear)
-              and isinstance(edge[1], nn.ReLU) and edge[0].bias is None
-              and (edge[0].in_features, edge[0].out_features) == (width, width)):
+        elif kind == "linear_relu" and _linear_shape(edge) == (width, width):
             edges[(s, t)] = ("linear", f"layers.{offset + 2}.edges.{key}.0.weight")
         else:
             return f"cell edge {s} -> {t} is not zero, skip or linear >> relu without bias at width {width}"

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from nflc.backends.torch import CellModule, GlobalAvgPool, ResBlock, build_prim
+from nflc.backends.torch import CellModule, build_prim
+from nflc.backends.torch_ops import GlobalAvgPool, ResBlock
 from nflc import ops
 
 
