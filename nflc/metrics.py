@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, NamedTuple
 
 
-@dataclass(frozen=True)
-class CellPaths:
+class CellPaths(NamedTuple):
     """What a cell metric is computed from (:mod:`nflc.space.topology`'s dynamic programmes).
 
     ``depth_counts[k]``: end-to-end paths with ``k`` parameterized edges; ``live``: the
@@ -66,6 +65,9 @@ NETWORK_METRICS = tuple(name for name, m in METRICS.items() if m.scope == "netwo
 BUDGET_METRICS = NETWORK_METRICS  # what `budget` may name
 
 
+_CELL_METRICS = [(name, m.of) for name, m in METRICS.items() if m.of is not None]
+
+
 def cell_metrics(paths: CellPaths) -> dict[str, int | float]:
     """Every cell metric of one cell."""
-    return {name: m.of(paths) for name, m in METRICS.items() if m.of is not None}
+    return {name: of(paths) for name, of in _CELL_METRICS}

@@ -23,7 +23,7 @@ from nflc.space import canonical
 from nflc.space import graph as graphs
 from nflc.space.filters import Rejection, cell_rejection
 from nflc.space.radix import decode, encode, radix_product
-from nflc.space.topology import PathEdge, Topology, edge_depth_counts, split_live, topology_of_edges
+from nflc.space.topology import PathEdge, Topology, edge_depth_counts, on_path_edges, topology_of_edges
 
 ENUMERATION_LIMIT = 5_000_000  # the most choices (or architectures) nflc walks to apply a filter
 NODE_DAG_MAX_PAIRS = 24  # node cells under `unique` with at most this many edges: all edge sets at once
@@ -87,13 +87,17 @@ class CellSpace:
         """The topology of choice ``i``: ``topology(self.graph(i))``, without the graph."""
         return topology_of_edges(self.path_edges(i), self.frame.output, self.frame.output + 1)
 
+    @functools.cached_property
+    def _framed(self) -> frozenset[tuple[int, int]]:
+        return frozenset((s, t) for s, t, _ in self.frame.edges)
+
     def metrics(self, i: int) -> dict[str, int | float]:
         """The `require` metrics of choice ``i`` (:mod:`nflc.metrics`)."""
         edges = self.path_edges(i)
-        live, dead = split_live(edges, self.frame.output)
-        framed = {(s, t) for s, t, _ in self.frame.edges}
-        return cell_metrics(CellPaths(edge_depth_counts(edges, self.frame.output),
-                                      tuple(e[:2] for e in live if e[:2] not in framed), len(dead)))
+        h, framed = self.frame.output, self._framed
+        live = on_path_edges(edges, h)
+        own = tuple(e[:2] for e in live if e[:2] not in framed)
+        return cell_metrics(CellPaths(edge_depth_counts(edges, h), own, len(edges) - len(live)))
 
     def rejection(self, i: int) -> Rejection | None:
         """Why the cell `require` filters drop choice ``i`` (a node cell also needs a path

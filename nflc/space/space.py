@@ -91,14 +91,17 @@ class Space:
         self.net_filters = bool(ir.budgets or len(self.cell_requires) < len(ir.requires))
 
     # ---------------------------------------------------------------- cells
-    @_instance_cache()
     def cell(self, name: str) -> CellSpace:
         """The space's cell ``name``, at the input shape of its first placement, with the
         space's per-cell filters: its choices, graphs, topology and which choices pass."""
-        shape = next((self.cell_shape[k] for k in self.instances if self.cell_of[k].name == name), None)
-        if shape is None:
-            raise KeyError(name)  # a cell the network does not place
-        return CellSpace(self.ir.cells[name], shape, self.cell_requires, self.ir.unique)
+        cells = self.__dict__.setdefault("_cache_cells", {})  # a plain dict: every architecture asks
+        cs = cells.get(name)
+        if cs is None:
+            shape = next((self.cell_shape[k] for k in self.instances if self.cell_of[k].name == name), None)
+            if shape is None:
+                raise KeyError(name)  # a cell the network does not place
+            cs = cells[name] = CellSpace(self.ir.cells[name], shape, self.cell_requires, self.ir.unique)
+        return cs
 
     def cell_count(self, cell: str) -> int:
         return radix_product(self.ir.cells[cell].radices())
