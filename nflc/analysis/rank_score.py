@@ -273,7 +273,9 @@ def rank_score(cell: nx.DiGraph) -> float:
 def _is_scoring_node_cell(cell: nx.DiGraph) -> bool:
     """True for a graph :func:`node_cell_graph` built; ValueError for a node cell without
     its transforms (``arch.cell_graphs`` of a node cell: ops on nodes, projections absent)."""
-    if cell.graph.get("output") == "concat" or any("parameterized" in a for _, a in cell.nodes(data=True)):
+    # node_cell_graph's nodes carry their channels; arch.cell_graphs' node-cell nodes only
+    # their op (and whether it is parameterized)
+    if cell.graph.get("output") == "concat" or any("channels" in a for _, a in cell.nodes(data=True)):
         return True
     if any("op" in a for _, a in cell.nodes(data=True)):
         raise ValueError(f"cell '{cell.graph.get('cell', '?')}' is a node cell: score it with "

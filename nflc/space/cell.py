@@ -23,7 +23,7 @@ from nflc.space import canonical
 from nflc.space import graph as graphs
 from nflc.space.filters import Rejection, cell_rejection
 from nflc.space.radix import decode, encode, radix_product
-from nflc.space.topology import PathEdge, Topology, edge_depth_counts, on_path_edges, topology_of_edges
+from nflc.space.topology import PathEdge, Topology, edge_depth_counts, node_edge_layers, on_path_edges, topology_of_edges
 
 ENUMERATION_LIMIT = 5_000_000  # the most choices (or architectures) nflc walks to apply a filter
 NODE_DAG_MAX_PAIRS = 24  # node cells under `unique` with at most this many edges: all edge sets at once
@@ -75,13 +75,27 @@ class CellSpace:
         """The cell DAG of choice ``i`` (docs/CONTRACTS.md), built anew on every call."""
         return graphs.cell_graph(self.ir, self.choice(i), self.shape, self.edge_table)
 
+    @functools.cached_property
+    def _node_layers(self) -> list[tuple[int, tuple[int, ...]]]:
+        """A node cell's ``(node, [1 or 0 per op choice])``: whether each choice of the node's
+        op is a parameterized layer (NAS-Bench-101's convolutions are, its max pool is not)."""
+        return [(nd.node, tuple(int(graphs.node_op_parameterized(c)) for c in nd.choices)) for nd in self.ir.node_ops]
+
     def path_edges(self, i: int) -> list[PathEdge]:
-        """The non-zero edges ``(s, t, parameterized)`` of choice ``i``'s graph, the frame's
-        included, sorted by target, then source: what its topology is computed from."""
+        """The non-zero edges ``(s, t, layers)`` of choice ``i``'s graph, the frame's included,
+        sorted by target, then source: what its topology is computed from. ``layers`` is the
+        number of parameterized layers a path passes going from s to t: the edge's op (0 or 1);
+        in a node cell also node t's op, and the 1x1 projection of an edge from X0
+        (:func:`nflc.space.topology.node_edge_layers`)."""
         off = self.frame.offset
-        own = [(e.src + off, e.dst + off, par) for e, row, d in zip(self.ir.edges, self._path_table, self.choice(i), strict=False)
+        choice = self.choice(i)
+        own = [(e.src + off, e.dst + off, int(par)) for e, row, d in zip(self.ir.edges, self._path_table, choice, strict=False)
                if (par := row[d]) is not None]
-        return sorted(own + [(s, t, a["parameterized"]) for s, t, a in self.frame.edges], key=lambda e: (e[1], e[0]))
+        if self.ir.is_node_cell:
+            ne = len(self.ir.edges)
+            node = {v: flags[choice[ne + k]] for k, (v, flags) in enumerate(self._node_layers)}
+            own = [(s, t, node_edge_layers(s, t, layers, node)) for s, t, layers in own]
+        return sorted(own + [(s, t, int(a["parameterized"])) for s, t, a in self.frame.edges], key=lambda e: (e[1], e[0]))
 
     def topology(self, i: int) -> Topology:
         """The topology of choice ``i``: ``topology(self.graph(i))``, without the graph."""

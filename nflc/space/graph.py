@@ -96,8 +96,19 @@ def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
     g.add_edges_from(frame_edges(cell, shape))
     ne = len(cell.edges)
     for k, nd in enumerate(cell.node_ops):  # a node cell: every intermediate node's chosen op
-        g.nodes[nd.node]["op"] = nd.choices[choice[ne + k]].label
+        op = nd.choices[choice[ne + k]]
+        g.nodes[nd.node].update(op=op.label, parameterized=node_op_parameterized(op))
+    if cell.node_ops:  # an edge from X0 reaches its target through a 1x1 projection (NodeCellPlan)
+        for t in g.successors(0):
+            if g.edges[0, t]["kind"] != "zero":
+                g.edges[0, t]["projection"] = True
     return g
+
+
+def node_op_parameterized(choice) -> bool:
+    """Whether a node cell's op choice (an IR choice) is a parameterized layer."""
+    return ops.seq_parameterized(choice.prim_tuple())
+
 
 
 def network_graph(ir: SpaceIR, cell_graphs: dict[str, nx.DiGraph]) -> nx.DiGraph:

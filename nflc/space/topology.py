@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 ZERO = "zero"
 
 Edge = tuple[int, int]
-PathEdge = tuple[int, int, bool]  # (source, target, parameterized)
+PathEdge = tuple[int, int, int]  # (source, target, parameterized layers on the edge: 0 or 1; node cells up to 3)
 
 
 # ---------------------------------------------------------------- edge tuples
@@ -69,7 +69,7 @@ def edge_depth_counts(edges: Sequence[PathEdge], h: int) -> tuple[int, ...]:
         src, acc = counts[s], counts[t]
         if not src:
             continue
-        shift = 1 if parameterized else 0
+        shift = int(parameterized)
         if len(acc) < len(src) + shift:
             acc.extend([0] * (len(src) + shift - len(acc)))
         for k, n in enumerate(src):
@@ -136,6 +136,14 @@ def topology_of_edges(edges: Sequence[PathEdge], h: int, n_nodes: int) -> Topolo
     )
 
 
+def node_edge_layers(s: int, t: int, layers: int, node: dict[int, int]) -> int:
+    """Parameterized layers a path of a node cell passes from node ``s`` to node ``t`` over a
+    non-zero edge carrying ``layers`` of its own: the 1x1 projection (conv, batch norm,
+    relu) when ``s`` is X0, and node ``t``'s op (``node[t]``: 1 when parameterized; the
+    output, a concatenation, has none). NAS-Bench-101's cell computes exactly this."""
+    return layers + (1 if s == 0 else 0) + node.get(t, 0)
+
+
 # ---------------------------------------------------------------- a cell as a graph
 def cell_size(cell: nx.DiGraph) -> int:
     """``H`` of a cell over nodes ``0 .. H``; raises ``ValueError`` if the graph is not one."""
@@ -159,8 +167,13 @@ def active_edges(cell: nx.DiGraph) -> Iterator[tuple[int, int, dict]]:
 
 
 def parameterized_edges(cell: nx.DiGraph) -> list[PathEdge]:
-    """The cell's non-zero edges as the tuples the dynamic programmes read."""
-    return [(s, t, attrs["parameterized"]) for s, t, attrs in active_edges(cell)]
+    """The cell's non-zero edges as the tuples the dynamic programmes read: ``(s, t, layers)``,
+    the parameterized layers a path passes from s to t (the edge's op; in a node cell also
+    the projection of an edge from X0, and node t's op: :func:`node_edge_layers`)."""
+    node = {v: int(a["parameterized"]) for v, a in cell.nodes(data=True) if "parameterized" in a}
+    if not node:
+        return [(s, t, int(attrs["parameterized"])) for s, t, attrs in active_edges(cell)]
+    return [(s, t, node_edge_layers(s, t, int(attrs["parameterized"]), node)) for s, t, attrs in active_edges(cell)]
 
 
 def depth_counts(cell: nx.DiGraph) -> tuple[int, ...]:
