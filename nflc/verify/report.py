@@ -442,18 +442,21 @@ def to_json_dict(report: VerifyReport) -> dict:
 # figures
 
 
+PLOT_FILES = ("measured_topology.png", "fig3_measured_vs_predicted.png", "predicted_vs_measured.png")
+
+
 def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     """PNG figures in ``directory``: ``measured_topology.png`` (P against mean depth,
     coloured by each raw measured aspect, Kendall taus in the legends: the paper's Fig. 3)
     and, with an analysis, ``fig3_measured_vs_predicted.png`` (those panels above the
     predicted scores' panels, the paper's Fig. 4) and ``predicted_vs_measured.png`` (one
-    scatter per aspect, Kendall tau in the title)."""
+    scatter per aspect, Kendall tau in the title). Each replaces an earlier one atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nflc.analysis.plots import topology_grid, topology_panels
+    from nflc.analysis.plots import save_png, topology_grid, topology_panels
 
     out = Path(directory)
     try:
@@ -496,7 +499,7 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
         fig.suptitle(f"{report.space}: predicted vs measured ({len(pts)} architectures)")
         fig.tight_layout()
         path = out / "predicted_vs_measured.png"
-        fig.savefig(path, dpi=120)
+        save_png(fig, path)
         plt.close(fig)
         written.append(path)
     return written
