@@ -1017,7 +1017,7 @@ def convert(file: FileArg,
     """Convert an architecture between nflc ids and NAS-Bench-201/-101/DARTS encodings (checked in the space)."""
     from nflc import encodings as enc
 
-    text = sys.stdin.read() if value == "-" else value
+    text = sys.stdin.read(enc.MAX_VALUE_CHARS + 1) if value == "-" else value
     for name, fmt in (("--from", from_), ("--to", to)):
         allowed = [*enc.FORMATS, "index"] if name == "--to" else list(enc.FORMATS)
         if fmt is not None and fmt not in allowed:
@@ -1025,6 +1025,8 @@ def convert(file: FileArg,
     if from_ in (None, "id"):
         try:
             data = enc.parse_value(text)
+        except enc.ValueBoundsError:
+            raise
         except NflcError:
             data = text.strip()  # an id is not JSON
         fmt = from_ or enc.detect_format(data)
