@@ -664,8 +664,9 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
     if precision not in ("float32", "float64"):
         raise NflcError(f"unknown --precision '{precision}'", hint="float32 or float64")
-    if threads is not None and threads < 1:
-        raise NflcError(f"--threads must be at least 1, got {threads}")
+    from nflc.limits import check_threads
+
+    check_threads(threads)
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
     budget = _parse_memory(memory)
@@ -1110,11 +1111,11 @@ def verify(file: FileArg, space: SpaceOpt = None,
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
     from nflc.analysis.threads import choose_threads, limit_threads
+    from nflc.limits import check_threads
     from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, rich_progress, solves_width, stopping_rule
     from nflc.verify.run import verify as run_verify
 
-    if threads is not None and threads < 1:
-        raise NflcError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     # as analyze does: on a machine whose cores other jobs use, torch's one thread per core
     # waits at barriers for cores it does not get (3x slower on a busy 2-core machine);
     # a resumed run keeps the count it was created with (conv sums depend on it in the last bits)
@@ -1123,7 +1124,11 @@ def verify(file: FileArg, space: SpaceOpt = None,
         n_threads = recorded_threads(db) or n_threads
     runner = _executor(executor, address, workers, gpus_per_worker)
     plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol, stop_rule, min_epochs)
-    epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
+    # None means the default; 0 is a mistake (make_config says so), never the default
+    if plateau is not None:
+        epochs = MAX_EPOCHS if max_epochs is None else max_epochs
+    elif epochs is None:
+        epochs = 100
     sp = load_space(file, space, allow_outside_imports)
     chosen = _select(sp, archs, seed)
     dataset = _dataset_for(sp, dataset)
@@ -1176,6 +1181,8 @@ def _dataset_for(sp, dataset: Optional[str]) -> str:
 
 def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]):
     """The executor of ``--executor`` (None: in this process); Ray options only with ray."""
+    if address is not None and not address.strip():
+        raise NflcError("--address is empty", hint="pass HOST:PORT, or auto (the cluster this machine is part of)")
     if name == "local":
         given = [o for o, v in (("--address", address), ("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
                  if v is not None]

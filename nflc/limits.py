@@ -13,10 +13,13 @@ from typing import Optional
 
 from nflc.errors import NflcError
 
-__all__ = ["MAX_SEED", "available_memory", "check_dataset_name", "check_samples", "check_seed", "memory_size",
-           "physical_memory"]
+__all__ = ["MAX_SEED", "MAX_THREADS", "available_memory", "check_dataset_name", "check_learning_rate", "check_samples",
+           "check_seed", "check_threads", "memory_size", "physical_memory"]
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy's generators take any seed in 0 .. 2^63 - 1
+MAX_THREADS = 1024  # OpenMP allocates per thread up front: --threads 10^9 asks it for 200 GB
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.401298464324817e-45  # the smallest float32 above 0: a learning rate below it is 0
 
 
 def check_seed(seed: int, option: str = "--seed") -> int:
@@ -24,6 +27,24 @@ def check_seed(seed: int, option: str = "--seed") -> int:
     if not 0 <= seed <= MAX_SEED:
         raise NflcError(f"{option} must be between 0 and 2^63 - 1, got {seed}", hint="e.g. --seed 0")
     return seed
+
+
+def check_threads(threads: Optional[int], option: str = "--threads") -> Optional[int]:
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise NflcError(f"{option} must be between 1 and {MAX_THREADS}, got {threads}",
+                        hint=f"this machine has {os.cpu_count() or 1} cores")
+    return threads
+
+
+def check_learning_rate(lr: float, option: str = "--lr") -> float:
+    """A learning rate the float32 weights can use: finite, above 0 and not 0 or infinite
+    once rounded to float32 (``1e308`` would overflow the update, ``1e-320`` be no update)."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise NflcError(f"{option} must be a finite number above 0, got {lr:g}")
+    if lr > FLOAT32_MAX or lr < FLOAT32_TINY:
+        raise NflcError(f"{option} {lr:g} is {'above' if lr > 1 else 'below'} what float32 weights can use "
+                        f"({FLOAT32_TINY:.1e} to {FLOAT32_MAX:.1e})", hint="e.g. --lr 0.1")
+    return lr
 
 
 def check_dataset_name(name: str, option: str = "--dataset") -> str:
