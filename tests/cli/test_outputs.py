@@ -11,7 +11,7 @@ import errno
 import json
 import os
 import shutil
-import sqlite3
+import signal
 from pathlib import Path
 
 import pytest
@@ -188,7 +188,11 @@ def test_analyze_interrupted_leaves_the_old_outputs_and_its_rows_in_partial_file
         return real(*args, **kwargs)
 
     monkeypatch.setattr(A, "analyze_architecture", stop_at_the_second)
-    res = cli("analyze", spec, *QUICK, "--json", out, "--csv", table)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        res = cli("analyze", spec, *QUICK, "--json", out, "--csv", table)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # the command ignores further Ctrl-Cs while it stops: not this process's
     assert res.exit_code == 130 and "partial" in res.output, res.output
     assert (out.read_bytes(), table.read_bytes()) == before
     assert (tmp_path / "o.csv.partial").read_text().startswith("index,id,group")

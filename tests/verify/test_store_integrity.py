@@ -229,7 +229,7 @@ def test_a_checkpoint_that_does_not_unpickle_is_a_named_error(tmp_path):
     conn.execute("UPDATE archs SET status = 'running', expressivity = NULL, convergence = NULL, "
                  "generalization = NULL, epochs_run = NULL")
     conn.execute("DELETE FROM epochs WHERE epoch > 1")
-    conn.execute("INSERT INTO checkpoints VALUES (1, ?, 1, ?)", (arch, b"\x80\x04 not a checkpoint"))
+    conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (1, ?, 1, ?)", (arch, b"\x80\x04 not a checkpoint"))
     conn.commit()
     conn.close()
     res = cli("verify", H3, *args)
