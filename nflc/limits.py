@@ -30,8 +30,10 @@ def check_seed(seed: int, option: str = "--seed") -> int:
 
 
 def check_threads(threads: Optional[int], option: str = "--threads") -> Optional[int]:
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise NflcError(f"{option} must be between 1 and {MAX_THREADS}, got {threads}",
+    if threads is not None and threads < 1:
+        raise NflcError(f"{option} must be at least 1, got {threads}")
+    if threads is not None and threads > MAX_THREADS:
+        raise NflcError(f"{option} must be at most {MAX_THREADS}, got {threads}",
                         hint=f"this machine has {os.cpu_count() or 1} cores")
     return threads
 

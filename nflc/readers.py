@@ -118,17 +118,19 @@ def _too_deep_at(text: str) -> int:
     return 0
 
 
-def parse_json(text: str, source: str, hint: str | None = None) -> Any:
-    """``text`` as JSON within the module's bounds, or a located :class:`JsonInputError`."""
+def parse_json(text: str, source: str, hint: str | None = None, what: str | None = None) -> Any:
+    """``text`` as JSON within the module's bounds, or a located :class:`JsonInputError`
+    (its message starts "cannot read WHAT: " when ``what`` names the input)."""
+    lead = f"cannot read {what}: " if what else ""
     if _depth(text) > MAX_DEPTH:
-        raise _located(source, text, _too_deep_at(text), f"arrays and objects nested more than {MAX_DEPTH} deep", hint,
-                       JsonBoundsError)
+        raise _located(source, text, _too_deep_at(text), f"{lead}arrays and objects nested more than {MAX_DEPTH} deep",
+                       hint, JsonBoundsError)
     try:
         return json.loads(text, parse_int=_int, parse_float=_float)
     except _NumberOutOfBounds as exc:
-        raise _located(source, text, max(0, text.find(exc.literal)), exc.why, hint, JsonBoundsError) from None
+        raise _located(source, text, max(0, text.find(exc.literal)), lead + exc.why, hint, JsonBoundsError) from None
     except json.JSONDecodeError as exc:
-        raise _located(source, text, exc.pos, f"not valid JSON: {exc.msg}", hint) from None
+        raise _located(source, text, exc.pos, f"{lead}not valid JSON: {exc.msg}", hint) from None
     except RecursionError:  # a safety net: the depth is checked above
         raise JsonInputError(f"{source}: nested too deeply to read", hint=hint) from None
 
@@ -161,4 +163,4 @@ def read_text(path: str | Path, what: str, max_bytes: int = MAX_BYTES) -> str:
 
 def read_json(path: str | Path, what: str, hint: str | None = None, max_bytes: int = MAX_BYTES) -> Any:
     """The JSON document in the file ``path``, read within the module's bounds."""
-    return parse_json(read_text(path, what, max_bytes), str(path), hint)
+    return parse_json(read_text(path, what, max_bytes), str(path), hint, what)

@@ -491,7 +491,11 @@ class ResultStore:
             raise StoreError(f"--db {path}: {exc.strerror or exc}", hint="pass another --db path") from None
         if not found:
             raise StoreError(f"no results database at {path}", hint="pass the --db path that 'nflc verify' wrote")
-        conn = _connect_readonly(path)
+        try:
+            conn = _connect_readonly(path)
+        except sqlite3.DatabaseError as exc:  # not SQLite at all
+            raise StoreError(f"{path} is not an nflc results database ({exc})",
+                             hint="pass the --db path that 'nflc verify' wrote") from None
         try:
             with _translated(path):
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -954,7 +958,7 @@ def check_writable_database(path: Path) -> None:
     if not exists:
         directory = path.parent
         if not directory.is_dir():
-            raise StoreError(f"--db {path}: directory {directory} does not exist",
+            raise StoreError(f"cannot open results database {path}: directory {directory} does not exist",
                              hint=f"create it first (mkdir -p {directory}) or pass another --db path")
         reason = _read_only_reason(directory)
         if reason is not None:

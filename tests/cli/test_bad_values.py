@@ -33,7 +33,7 @@ ANALYZE = {
     "--seed -1": (["--seed", "-1"], "--seed must be between 0 and 2^63 - 1"),
     "--seed 2^64": (["--seed", str(2**64)], "--seed must be between 0 and 2^63 - 1"),
     "--dataset ''": (["--dataset", ""], "--dataset is empty"),
-    "--threads 10^9": (["--threads", str(10**9)], "--threads must be between 1 and"),
+    "--threads 10^9": (["--threads", str(10**9)], "--threads must be at most 1024"),
     "--top -1": (["--top", "-1"], "--top must be non-negative"),
 }
 

@@ -76,6 +76,23 @@ def test_bad_options_are_refused_before_the_database_exists(tmp_path, case):
     assert not db.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("width, words", [
+    ("1" + "0" * 40, "parameters"),
+    pytest.param("9" * 5000, "digits", marks=pytest.mark.xfail(
+        strict=True, reason="issue #28 bounds the .nfl reader's numbers (nflc/syntax/parser.py: int() of 5000 digits "
+                            "is a ValueError); remove this mark when it does")),
+])
+def test_a_spec_with_a_huge_number_is_refused_before_the_database_exists(tmp_path, width, words):
+    """A width of 10^40 in the spec: the modules cannot fit (checked before the database).
+    A 5000-digit number: the spec's reader must bound it."""
+    spec = tmp_path / "wide.nfl"
+    spec.write_text(H3.read_text().replace("width   256", f"width   {width}"))
+    db = tmp_path / "r.sqlite"
+    res = cli("verify", spec, *[a for a in TINY if a not in ("--width", "8")], "--db", db)
+    assert res.exit_code == 2 and words in res.output, res.output
+    assert not db.exists()
+
+
 def test_an_empty_stop_rule_is_an_error_not_the_default(tmp_path):
     db = tmp_path / "r.sqlite"
     args = [a for a in TINY if a not in ("--epochs", "2")]
