@@ -873,17 +873,19 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
 
 
 def _read_only_reason(path: Path) -> Optional[str]:
-    """Why ``path`` (an existing file) cannot be written, or None."""
-    directory = path.resolve().parent
+    """Why ``path`` (an existing file, or the directory of a new one) cannot be written, or None."""
+    is_dir = path.is_dir()
+    directory = path.resolve() if is_dir else path.resolve().parent
     try:
         if os.statvfs(directory).f_flag & os.ST_RDONLY:
             return "its file system is mounted read-only"
     except (OSError, AttributeError):
         pass
-    if not os.access(path, os.W_OK):
+    if not is_dir and not os.access(path, os.W_OK):
         return "the file is not writable"
     if not os.access(directory, os.W_OK):
-        return f"its directory {directory} is not writable (SQLite writes its -wal and -shm files beside it)"
+        return f"{'the' if is_dir else 'its'} directory {directory} is not writable" + (
+            "" if is_dir else " (SQLite writes its -wal and -shm files beside it)")
     return None
 
 
@@ -962,7 +964,7 @@ def check_writable_database(path: Path) -> None:
                              hint=f"create it first (mkdir -p {directory}) or pass another --db path")
         reason = _read_only_reason(directory)
         if reason is not None:
-            raise StoreError(f"cannot create results database {path}: {reason.replace('the file is', 'the directory is')}",
+            raise StoreError(f"cannot create results database {path}: {reason}",
                              hint="pass a --db path in a writable directory")
         return
     if size > 0:

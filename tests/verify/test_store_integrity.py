@@ -313,6 +313,8 @@ def test_verify_on_a_read_only_database_says_it_is_read_only(tmp_path, finished)
     res = run_on_read_only(media, "verify", H3, *TINY, "--db", media / "r.sqlite")
     assert res.returncode == 2 and "read-only" in res.stderr and "not an nflc" not in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+    res = run_on_read_only(media, "verify", H3, *TINY, "--db", media / "new.sqlite")  # a new one there
+    assert res.returncode == 2 and "cannot create results database" in res.stderr and "read-only" in res.stderr, res.stderr
 
 
 @readonly
