@@ -5,14 +5,18 @@
     >>> space.count()
     729
 
-The facade stays light: torch is imported only when a module is compiled.
+The facade stays light: ``import nflc`` loads nothing but the error types (the compiler
+and ``Space`` load when first used, torch only when a module is compiled), so the command
+line's entry point (:mod:`nflc.entry`) is running before any heavy import and a Ctrl-C
+there exits cleanly.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 # Intel MKL's conditional numerical reproducibility: without it a matrix product's last
 # bits depend on its operands' memory alignment, so a network trained in a population of
@@ -22,16 +26,34 @@ from typing import Iterable
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from nflc.errors import NflcError, SpaceError
-from nflc.space import Architecture, Space
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 __all__ = ["load", "loads", "load_all", "compile", "kernels", "score", "load_checkpoint", "Space", "Architecture",
            "NflcError", "SpaceError"]
 __version__ = "0.1.0"
 
 
+def __getattr__(name: str) -> Any:
+    """``nflc.Space``, ``nflc.Architecture`` and the submodules (``nflc.space``, ...), loaded
+    when first used."""
+    if name in ("Space", "Architecture"):
+        from nflc import space
+
+        return getattr(space, name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_all(path: str | Path, allow_outside: bool = False) -> dict[str, Space]:
     """Every space of a .nfl file, by name."""
     from nflc.ir.lower import compile_path
+    from nflc.space import Space
 
     prog = compile_path(path, allow_outside=allow_outside)
     return {name: Space(ir, prog.sources_by_space[name], prog.warnings) for name, ir in prog.spaces.items()}
@@ -59,6 +81,7 @@ def load(path: str | Path, space: str | None = None, allow_outside: bool = False
 def loads(text: str, space: str | None = None, file: str = "<string>") -> Space:
     """The space of .nfl source text."""
     from nflc.ir.lower import compile_text
+    from nflc.space import Space
 
     prog = compile_text(text, file)
     spaces = {name: Space(ir, prog.sources_by_space[name], prog.warnings) for name, ir in prog.spaces.items()}
@@ -88,6 +111,7 @@ def score(archs: Architecture | Iterable[Architecture], kind: str = "nflc") -> f
         >>> best = max(space.sample(100, seed=0), key=nflc.score)
     """
     from nflc.rank import score_architectures
+    from nflc.space import Architecture
 
     if isinstance(archs, Architecture):
         return score_architectures([archs], kind)[0].score

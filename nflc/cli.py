@@ -103,6 +103,8 @@ OutsideOpt = Annotated[bool, typer.Option("--allow-outside-imports", help="Let i
 FileArg = Annotated[Path, typer.Argument(help="A .nfl spec file.", show_default=False)]
 HtmlOpt = Annotated[Optional[Path], typer.Option(
     "--html", metavar="PATH", help="Write a self-contained interactive HTML page (opens offline; docs/PAGES.md).")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace existing output files that are not nflc's own output of their kind.")]
 
 
 def _fail(exc: NflcError) -> None:
@@ -164,15 +166,37 @@ def print_table(table: Table, console: Console | None = None) -> None:
 
 
 def _json_lines(rows, path: Path) -> None:
-    """JSON lines to standard output (``-``) or to ``path``."""
+    """JSON lines to standard output (``-``) or to ``path`` (replaced when complete)."""
+    from nflc.outputs import atomic_path
+
     if str(path) == "-":
         for r in rows:
             out.print(json.dumps(r), markup=False)
         return
-    with path.open("w") as fh:
+    with atomic_path(path) as tmp, tmp.open("w") as fh:
         for r in rows:
             fh.write(json.dumps(r) + "\n")
     err.print(f"wrote {path}", markup=False)
+
+
+def _check_outputs(outputs, inputs=(), force: bool = False) -> None:
+    """Refuse, before any work, outputs that cannot or must not be written (nflc.outputs)."""
+    from nflc.outputs import check_outputs
+
+    check_outputs(outputs, inputs, force)
+
+
+def _output(path: Optional[Path], option: str, kind: str):
+    from nflc.outputs import Output
+
+    return None if path is None or str(path) == "-" and kind == "json-lines" else Output(path, option, kind)
+
+
+def _spec_inputs(file: Optional[Path], sp=None) -> list:
+    """The spec given and, once loaded, every file it imports: inputs no output may replace."""
+    from nflc.outputs import Input, spec_files
+
+    return ([Input(file, "the spec")] if file is not None else []) + (spec_files(sp) if sp is not None else [])
 
 
 JsonLinesOpt = Annotated[Optional[Path], typer.Option(
@@ -258,13 +282,13 @@ def list_(file: FileArg, space: SpaceOpt = None,
           seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
           rejected: Annotated[bool, typer.Option(
               "--rejected", help=("List the architectures the space's filters drop, with the reason."))] = False,
-          as_json: JsonLinesOpt = None,
+          as_json: JsonLinesOpt = None, force: ForceOpt = False,
           allow_outside_imports: OutsideOpt = False) -> None:
     """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
     import itertools
 
-    if as_json is not None and str(as_json) != "-":
-        _check_output_file(as_json, "--json")
+    outs = [_output(as_json, "--json", "json-lines")]
+    _check_outputs(outs, _spec_inputs(file), force)
 
     if limit is not None and limit < 0:
         raise NflcError(f"--limit must be non-negative, got {limit}")
@@ -273,6 +297,7 @@ def list_(file: FileArg, space: SpaceOpt = None,
     if rejected and sample is not None:
         raise NflcError("--rejected lists in enumeration order; it does not take --sample", hint="use --limit N")
     sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, _spec_inputs(file, sp), force)
     if sample is None and limit is None and sp.raw_count() > 100_000:
         raise NflcError(f"space '{sp.name}' has {sp.raw_count():.3e} architectures; listing all of them is not useful",
                         hint="add --limit N" + ("" if rejected else " or --sample K"))
@@ -313,12 +338,13 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
               "--out", metavar="PATH", help="Write to PATH instead of standard output.")] = None,
           layout: Annotated[str, typer.Option(
               help="svg/png layout: auto (Graphviz's dot when installed, else networkx), graphviz, networkx.")] = "auto",
-          allow_outside_imports: OutsideOpt = False) -> None:
+          force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Print an architecture's graph (the cell DAG, or --network for the whole network), or draw it (svg, png)."""
+    from nflc.outputs import write_bytes, write_text
     from nflc.space import graph as graphs
 
-    if out_path is not None:
-        _check_output_file(out_path, "--out")
+    outs = [_output(out_path, "--out", "graph")]
+    _check_outputs(outs, _spec_inputs(file), force)
     if fmt in ("svg", "png"):
         from nflc import drawing
 
@@ -326,18 +352,20 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
         if fmt == "png" and out_path is None and sys.stdout.isatty():
             raise NflcError("a PNG is binary: not written to a terminal", hint="pass --out FILE.png or redirect standard output")
         sp = load_space(file, space, allow_outside_imports)
+        _check_outputs(outs, _spec_inputs(file, sp), force)
         a = sp.architecture(arch_id)
         _flag_rejected(a)
         pic = drawing.draw(a, network=network, engine=engine)
         data = drawing.to_svg(pic).encode() if fmt == "svg" else drawing.to_png(pic)
         if out_path is not None:
-            out_path.write_bytes(data)
+            write_bytes(out_path, data)
             err.print(f"wrote {out_path} ({pic.engine} layout)", markup=False)
         else:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
         return
     sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, _spec_inputs(file, sp), force)
     a = sp.architecture(arch_id)
     _flag_rejected(a)
     g = a.network_graph if network or len(sp.instances) != 1 else a.graph
@@ -345,7 +373,7 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
     if fmt not in writers:
         raise NflcError(f"unknown graph format '{fmt}'", hint="use dot, graphml, json, svg or png")
     if out_path is not None:
-        out_path.write_text(writers[fmt]() + "\n")
+        write_text(out_path, writers[fmt]() + "\n")
         err.print(f"wrote {out_path}", markup=False)
         return
     sys.stdout.write(writers[fmt]() + "\n")
@@ -363,12 +391,11 @@ def ir(file: FileArg, space: SpaceOpt = None,
 
 @app.command("ops")
 @user_errors
-def ops_(as_json: JsonLinesOpt = None) -> None:
+def ops_(as_json: JsonLinesOpt = None, force: ForceOpt = False) -> None:
     """List the builtin and prelude ops with their parameters (defaults) and shape rules."""
     from nflc.ir.catalog import describe_ops
 
-    if as_json is not None and str(as_json) != "-":
-        _check_output_file(as_json, "--json")
+    _check_outputs([_output(as_json, "--json", "json-lines")], force=force)
     rows = describe_ops()
     if as_json is not None:
         _json_lines(rows, as_json)
@@ -392,16 +419,19 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
              prune: Annotated[Optional[bool], typer.Option("--prune/--no-prune", help="Drop dead edges (default: the spec's).")] = None,
              allow_rejected: Annotated[bool, typer.Option(
                  "--allow-rejected", help=("Compile an architecture the space's filters drop."))] = False,
-             allow_outside_imports: OutsideOpt = False) -> None:
+             force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Compile one architecture to a torch module (print, save, export)."""
-    for path, option in ((out_path, "--out"), (onnx_path, "--onnx")):
-        if path is not None:
-            _check_output_file(path, option)
+    from nflc.limits import check_seed
+
+    check_seed(seed)
+    outs = [_output(out_path, "--out", "checkpoint"), _output(onnx_path, "--onnx", "onnx")]
+    _check_outputs(outs, _spec_inputs(file), force)
     import torch
 
     from nflc.backends.export import export_onnx, save_checkpoint
 
     sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, _spec_inputs(file, sp), force)
     arch = sp.architecture(arch_id)
     if arch.rejection is not None:
         if not allow_rejected:
@@ -420,18 +450,9 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
                   f"nflc.load({str(file)!r}{f', space={sp.name!r}' if space else ''})))", markup=False)
     if onnx_path is not None:
         example = torch.randn(2, *sp.ir.input_shape, generator=torch.Generator().manual_seed(seed))
-        diff = export_onnx(module, onnx_path, example)
+        diff = export_onnx(module, onnx_path, example, doc=f"nflc: {sp.name} {arch.id}")
         check = "onnxruntime not installed" if diff is None else f"onnxruntime vs torch max |diff| = {diff:.2e}"
         out.print(f"exported {onnx_path} (onnx.checker ok; {check})")
-
-
-def _check_output_file(path: Path, option: str) -> None:
-    """Refuse, before any work, an output path that cannot be written as a file."""
-    if path.is_dir():
-        raise NflcError(f"{option} {path} is a directory", hint=f"pass a file path, e.g. {option} {path / 'out.json'}")
-    if not path.parent.is_dir():
-        raise NflcError(f"{option} {path}: directory {path.parent} does not exist",
-                        hint=f"create it first (mkdir -p {path.parent}) or pass another path")
 
 
 def _select(sp, spec: str | None, seed: int) -> list | None:
@@ -561,29 +582,29 @@ class _Progress:
 
 def _parse_memory(text: str) -> int:
     """--memory: bytes from ``512M``, ``2G``, ``1.5G`` or a number of MiB."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:], None)
-    num = t[:-1] if mult else t
-    try:
-        value = float(num) * (mult or 2**20)
-    except ValueError:
-        raise NflcError(f"--memory {text!r} is not an amount of memory", hint="e.g. 512M or 2G (a plain number: MiB)") from None
-    if value < 2**20:
-        raise NflcError(f"--memory {text} is below 1 MiB", hint="e.g. 512M or 2G")
-    return int(value)
+    from nflc.limits import memory_size
+
+    return memory_size(text)
 
 
 def _plot_target(plot: Path, default_name: str) -> Path:
     """``--plot DIR``: the PNG's path in DIR (created); a path ending in .png is the file itself
     (the older form, still accepted)."""
     if plot.suffix.lower() == ".png" and not plot.is_dir():
-        _check_output_file(plot, "--plot")
         return plot
+    _plot_directory(plot)
+    return plot / default_name
+
+
+def _plot_directory(plot: Path) -> None:
+    if plot.is_symlink() and not plot.exists():
+        raise NflcError(f"--plot {plot} is a symbolic link to a directory that does not exist",
+                        hint="pass the directory itself, or create it first")
     try:
         plot.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NflcError(f"cannot create plot directory {plot}: {exc}") from None
-    return plot / default_name
+        raise NflcError(f"cannot create plot directory {plot}: {exc.strerror or exc}",
+                        hint="pass a directory you can write to") from None
 
 
 @app.command()
@@ -619,13 +640,14 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             plot: Annotated[Optional[Path], typer.Option(
                 metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
                       "panels."))] = None,
-            html: HtmlOpt = None,
+            html: HtmlOpt = None, force: ForceOpt = False,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
     import time
 
     from nflc.analysis.threads import choose_threads, limit_threads
+    from nflc.limits import check_dataset_name, check_samples, check_seed
 
     started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
     if data is not None:
@@ -634,26 +656,31 @@ def analyze(file: FileArg, space: SpaceOpt = None,
                             hint="--data is the old name of --dataset; give only --dataset")
         err.print("note: --data is deprecated; use --dataset", markup=False)
         dataset = data
+    if dataset is not None:
+        check_dataset_name(dataset)  # an empty --dataset is a mistake, not the default
+    check_seed(seed)
+    check_samples(samples)
     if measure not in ("auto", "finite", "none"):
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
     if precision not in ("float32", "float64"):
         raise NflcError(f"unknown --precision '{precision}'", hint="float32 or float64")
-    if threads is not None and threads < 1:
-        raise NflcError(f"--threads must be at least 1, got {threads}")
+    from nflc.limits import check_threads
+
+    check_threads(threads)
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
     budget = _parse_memory(memory)
-    for path, option in ((json_path, "--json"), (csv_path, "--csv")):
-        if path is not None:
-            _check_output_file(path, option)
     plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
-    if html is not None:
-        from nflc.pages import check_html_target
-
-        check_html_target(html)
+    outs = [_output(json_path, "--json", "analyze-json"), _output(csv_path, "--csv", "analyze-csv"),
+            _output(html, "--html", "html"), _output(plot_file, "--plot", "png")]
+    _check_outputs(outs, _spec_inputs(file), force)
     n_threads, why = choose_threads(threads, rows=samples)
     sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, _spec_inputs(file, sp), force)
     dataset = _dataset_for(sp, dataset)
+    from nflc.analysis.analyze import check_kernel_memory
+
+    check_kernel_memory(sp, samples, dataset, measure)  # before any input is made
     if dataset != "none":  # a data file that is wrong or does not fit: said now, before any work
         from nflc.analysis.analyze import analysis_inputs
 
@@ -667,6 +694,9 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     from nflc.analysis.groups import check_count
 
     check_count(sp.name, total)
+    from nflc.analysis.analyze import check_kernel_memory
+
+    check_kernel_memory(sp, samples, dataset, measure)
     progress = _Progress(total)
     writer = None
     try:  # a Ctrl-C from the first progress line on closes it as stopped
@@ -693,6 +723,14 @@ def analyze(file: FileArg, space: SpaceOpt = None,
                                     on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
                                     finite=finite)
         stream.finish(result)
+    except KeyboardInterrupt:
+        progress.close()
+        kept = ""
+        if writer is not None:
+            writer.close()
+            kept = "; ".join(f"{p} is unchanged, the rows so far are in {p}.partial" for p in writer.partial_paths())
+        _say_interrupted("interrupted" + (f": {kept}" if kept else ""))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         progress.close()
         if writer is not None:
@@ -779,10 +817,12 @@ def rank(file: FileArg,
              show_default=False)] = None,
          json_path: Annotated[Optional[Path], typer.Option(
              "--json", help="Write the summary and per architecture its entry, nflc id, params and scores.")] = None,
-         html: HtmlOpt = None,
+         html: HtmlOpt = None, force: ForceOpt = False,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
     from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings
+    from nflc.limits import check_seed
+    from nflc.outputs import Input, write_text
     from nflc.rank import rank as run_rank
     from nflc.rank import read_benchmark, score_names
 
@@ -795,14 +835,14 @@ def rank(file: FileArg,
         raise NflcError(f"--kernel-width must be at least 0, got {kernel_width}", hint="0 measures at the space's own width")
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be at least 0, got {bootstrap}")
+    check_seed(seed)
     settings = KernelSettings(samples=samples, seed=seed, width=kernel_width or None, memory=_parse_memory(memory))
-    if json_path is not None:
-        _check_output_file(json_path, "--json")
-    if html is not None:
-        from nflc.pages import check_html_target
-
-        check_html_target(html)
+    outs = [_output(json_path, "--json", "rank-json"), _output(html, "--html", "html")]
+    inputs = [Input(benchmark, "--benchmark"), *([Input(cache, "--cache")] if cache is not None else []),
+              *_spec_inputs(file)]
+    _check_outputs(outs, inputs, force)
     sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, [*inputs, *_spec_inputs(None, sp)], force)
     kernels = any(n in ("aggregate", *KERNEL_COMPONENTS) for n in names)
     # the file is read (and checked) first: the progress display counts its architectures
     progress = _Progress(len(read_benchmark(benchmark, benchmark_dataset)) if kernels else 0)
@@ -824,7 +864,7 @@ def rank(file: FileArg,
                   "measured again next time", markup=False)
     _print_rank(res, sp.name)
     if json_path is not None:
-        json_path.write_text(json.dumps(res.model_dump(), indent=1))
+        write_text(json_path, json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
     if html is not None:
         from nflc.pages import write as write_page
@@ -906,7 +946,7 @@ def score(file: FileArg, space: SpaceOpt = None,
               "generalization, aggregate, ...: these measure each network's kernels)."))] = "nflc",
           json_path: Annotated[Optional[Path], typer.Option(
               "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': standard output) instead of a table.")] = None,
-          allow_outside_imports: OutsideOpt = False) -> None:
+          force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Score architectures without data, training or accuracies (higher = predicted better): what a search loop calls."""
     import time
 
@@ -916,9 +956,15 @@ def score(file: FileArg, space: SpaceOpt = None,
         raise NflcError("--archs and --from-file both say which architectures to score; give one of them")
     if benchmark_dataset is not None and from_file is None:
         raise NflcError("--benchmark-dataset only applies with --from-file")
-    if json_path is not None and str(json_path) != "-":
-        _check_output_file(json_path, "--json")
+    from nflc.limits import check_seed
+    from nflc.outputs import Input, write_text
+
+    check_seed(seed)
+    outs = [None if json_path is None or str(json_path) == "-" else _output(json_path, "--json", "score-json")]
+    inputs = [*([Input(from_file, "--from-file")] if from_file is not None else []), *_spec_inputs(file)]
+    _check_outputs(outs, inputs, force)
     sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, [*inputs, *_spec_inputs(None, sp)], force)
     if from_file is not None:
         chosen = architectures_from_file(sp, from_file, benchmark_dataset)
     else:
@@ -939,7 +985,7 @@ def score(file: FileArg, space: SpaceOpt = None,
         if str(json_path) == "-":
             sys.stdout.write(text + "\n")
         else:
-            json_path.write_text(text + "\n")
+            write_text(json_path, text + "\n")
             err.print(f"wrote {json_path}", markup=False)
         return
     table = Table(title=f"{sp.name}: {len(rows)} architectures by the '{kind}' score (higher = predicted better; "
@@ -972,7 +1018,7 @@ def convert(file: FileArg,
     """Convert an architecture between nflc ids and NAS-Bench-201/-101/DARTS encodings (checked in the space)."""
     from nflc import encodings as enc
 
-    text = sys.stdin.read() if value == "-" else value
+    text = sys.stdin.read(enc.MAX_VALUE_CHARS + 1) if value == "-" else value
     for name, fmt in (("--from", from_), ("--to", to)):
         allowed = [*enc.FORMATS, "index"] if name == "--to" else list(enc.FORMATS)
         if fmt is not None and fmt not in allowed:
@@ -980,6 +1026,8 @@ def convert(file: FileArg,
     if from_ in (None, "id"):
         try:
             data = enc.parse_value(text)
+        except enc.ValueBoundsError:
+            raise
         except NflcError:
             data = text.strip()  # an id is not JSON
         fmt = from_ or enc.detect_format(data)
@@ -1063,11 +1111,11 @@ def verify(file: FileArg, space: SpaceOpt = None,
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
     from nflc.analysis.threads import choose_threads, limit_threads
+    from nflc.limits import check_threads
     from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, rich_progress, solves_width, stopping_rule
     from nflc.verify.run import verify as run_verify
 
-    if threads is not None and threads < 1:
-        raise NflcError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     # as analyze does: on a machine whose cores other jobs use, torch's one thread per core
     # waits at barriers for cores it does not get (3x slower on a busy 2-core machine);
     # a resumed run keeps the count it was created with (conv sums depend on it in the last bits)
@@ -1076,7 +1124,11 @@ def verify(file: FileArg, space: SpaceOpt = None,
         n_threads = recorded_threads(db) or n_threads
     runner = _executor(executor, address, workers, gpus_per_worker)
     plateau = stopping_rule(until_converged, epochs, max_epochs, plateau_window, plateau_tol, stop_rule, min_epochs)
-    epochs = (max_epochs or MAX_EPOCHS) if plateau is not None else (epochs or 100)
+    # None means the default; 0 is a mistake (make_config says so), never the default
+    if plateau is not None:
+        epochs = MAX_EPOCHS if max_epochs is None else max_epochs
+    elif epochs is None:
+        epochs = 100
     sp = load_space(file, space, allow_outside_imports)
     chosen = _select(sp, archs, seed)
     dataset = _dataset_for(sp, dataset)
@@ -1129,6 +1181,8 @@ def _dataset_for(sp, dataset: Optional[str]) -> str:
 
 def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]):
     """The executor of ``--executor`` (None: in this process); Ray options only with ray."""
+    if address is not None and not address.strip():
+        raise NflcError("--address is empty", hint="pass HOST:PORT, or auto (the cluster this machine is part of)")
     if name == "local":
         given = [o for o, v in (("--address", address), ("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
                  if v is not None]
@@ -1154,23 +1208,32 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
            html: HtmlOpt = None,
            spec: Annotated[Optional[Path], typer.Option(
                help="With --html: the spec the run trained, to draw each architecture.")] = None,
-           space: SpaceOpt = None, allow_outside_imports: OutsideOpt = False) -> None:
+           space: SpaceOpt = None, force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Report a verification run: measured aspects, Kendall tau with topology and with the
     predictions, and the no-free-lunch verdict on measured data."""
     from nflc.analysis.report import ASPECTS
-    from nflc.verify.report import build_report, to_json_dict, write_plots
+    from nflc.limits import check_seed
+    from nflc.outputs import Input, database_files, write_text
+    from nflc.verify.report import PLOT_FILES, build_report, to_json_dict, write_plots
 
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
-    if json_path is not None:
-        _check_output_file(json_path, "--json")
+    if top < 0:
+        raise NflcError(f"--top must be non-negative, got {top}")
+    check_seed(seed)
     if spec is not None and html is None:
         raise NflcError("--spec only serves --html (to draw the architectures)", hint="add --html PATH")
-    if html is not None:
-        from nflc.pages import check_html_target
-
-        check_html_target(html)
+    if plot is not None:
+        _plot_directory(plot)
+    figures = [] if plot is None else [plot / name for name in PLOT_FILES[:1 if analysis is None else None]]
+    outs = [_output(json_path, "--json", "report-json"), _output(html, "--html", "html"),
+            *(_output(f, "--plot", "png") for f in figures)]
+    inputs = [*database_files(db), *([Input(analysis, "--analysis")] if analysis is not None else []),
+              *_spec_inputs(spec)]
+    _check_outputs(outs, inputs, force)
     drawn = load_space(spec, space, allow_outside_imports) if spec is not None else None
+    if drawn is not None:
+        _check_outputs(outs, [*inputs, *_spec_inputs(None, drawn)], force)
     rep = build_report(db, analysis, bootstrap=bootstrap, seed=seed)
     if drawn is not None and drawn.spec_hash != rep.spec_hash:
         raise NflcError(f"--spec {spec}: space '{drawn.name}' is not the one {db} was trained on (its spec hash differs)",
@@ -1232,7 +1295,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
     if rep.nfl is not None:
         print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True, notes=rep.nfl.notes)
     if json_path is not None:
-        json_path.write_text(json.dumps(to_json_dict(rep), indent=1))
+        write_text(json_path, json.dumps(to_json_dict(rep), indent=1))
         out.print(f"wrote {json_path}")
     if plot is not None:
         for path in write_plots(rep, plot):

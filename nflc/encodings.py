@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nflc.errors import NflcError, did_you_mean
+from nflc.readers import MAX_INT_DIGITS
 
 if TYPE_CHECKING:
     from nflc.space import Architecture
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 class EncodingError(NflcError):
     """A value that is not a well-formed encoding; the message names the bad part."""
+
+
+class ValueBoundsError(EncodingError):
+    """A value beyond what nflc reads (its size, a number's digits, a range's length)."""
 
 
 _INT = re.compile(r"[0-9]+")
@@ -312,9 +317,13 @@ def _genotype_fields(genotype: Any) -> dict[str, Any]:
                             hint="its fields are " + ", ".join(_GENOTYPE_FIELDS))
     for cell in DARTS_CELLS:
         concat = fields.get(f"{cell}_concat", DARTS_CONCAT)
-        concat = list(concat) if isinstance(concat, range) else _list(concat, f"{cell}_concat")
+        if isinstance(concat, range):  # compared as a range: range(10**12) is never listed
+            concat = DARTS_CONCAT if concat == range(DARTS_CONCAT[0], DARTS_CONCAT[-1] + 1) else concat
+        else:
+            concat = _list(concat, f"{cell}_concat")
         if concat != DARTS_CONCAT:
-            raise EncodingError(f"{cell}_concat is {concat}; DARTS cells (and nflc's) concatenate nodes {DARTS_CONCAT}")
+            raise EncodingError(f"{cell}_concat is {_short(concat)}; DARTS cells (and nflc's) concatenate nodes "
+                                f"{DARTS_CONCAT}")
     return fields
 
 
@@ -503,16 +512,36 @@ def detect_format(value: Any) -> str:
     raise EncodingError(f"cannot tell which encoding {_short(value)} is", hint="name it with --from")
 
 
+MAX_VALUE_CHARS = 1 << 20  # a value on the command line or standard input (a genotype is a few hundred)
+MAX_RANGE = 64  # values a range() in a value may stand for: a DARTS cell concatenates 4 nodes
+_LONG_DIGITS = re.compile(r"[0-9]{%d,}" % (MAX_INT_DIGITS + 1))
+
+
 def parse_value(text: str) -> Any:
     """A value as a user writes it: JSON, a Python literal (tuples, quotes), or DARTS's own
-    ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), ...)``."""
+    ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), ...)``; read
+    within :mod:`nflc.readers`' bounds (digits, nesting, size) and with every ``range()``
+    at most :data:`MAX_RANGE` long."""
+    from nflc.readers import JsonBoundsError, JsonInputError, parse_json, where
+
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueBoundsError(f"the value has {len(text):,} characters; nflc reads values of at most {MAX_VALUE_CHARS:,}")
+    long = _LONG_DIGITS.search(text)
+    if long is not None:
+        line, col = where(text, long.start())
+        raise ValueBoundsError(f"the value has a number of {len(long.group()):,} digits (line {line}, column {col}); "
+                            f"nflc reads integers of at most {MAX_INT_DIGITS} digits")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return parse_json(text, "VALUE")
+    except JsonBoundsError as exc:
+        raise ValueBoundsError(str(exc), hint=exc.diagnostics[0].hint) from None
+    except JsonInputError:
         pass
     try:
         return _literal(ast.parse(text.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, TypeError):
+    except ValueBoundsError:
+        raise
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError, OverflowError):
         raise EncodingError(f"{_short(text)} is neither JSON nor a Python literal",
                             hint="quote it for the shell: '[[0, 1], ...]'") from None
 
@@ -521,7 +550,11 @@ def _literal(node: ast.expr) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Genotype", "range"):
         args = [_literal(a) for a in node.args]
         if node.func.id == "range":
-            return list(range(*args))
+            values = range(*args)
+            if not 0 <= (values.stop - values.start) // (values.step or 1) <= MAX_RANGE:
+                raise ValueBoundsError(f"range({', '.join(_short(a, 30) for a in args)}) is too long: a value's ranges have at most "
+                                    f"{MAX_RANGE} numbers (a DARTS cell concatenates {len(DARTS_CONCAT)} nodes)")
+            return list(values)
         if len(args) > len(_GENOTYPE_FIELDS) or any(kw.arg is None for kw in node.keywords):
             raise ValueError("not a Genotype")
         return {**dict(zip(_GENOTYPE_FIELDS, args, strict=False)), **{str(kw.arg): _literal(kw.value) for kw in node.keywords}}

@@ -25,7 +25,6 @@ Spearman rho with bootstrap intervals, and each score's lead over the best proxy
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -132,15 +131,12 @@ class RankResult(BaseModel):
     resamples: int = 0
 
 
-def _read_json(path: str | Path) -> object:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise NflcError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise NflcError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise NflcError(f"{path}: not a JSON text file ({exc.reason} at byte {exc.start})") from None
+def _read_json(path: str | Path, what: str = "benchmark file") -> object:
+    """The JSON in ``path``, read within nflc.readers' bounds (size, nesting, digits,
+    magnitude, encoding), every violation located."""
+    from nflc.readers import read_json
+
+    return read_json(path, what)
 
 
 # NASLib's hash printed as a tuple -> the entry key nflc's format gives that encoding
@@ -489,7 +485,7 @@ def architectures_from_file(space, path: str | Path, dataset: str | None = None)
     (:func:`_item_architecture`), nflc's benchmark form (accuracies not needed) or
     NAS-Bench-Suite-Zero's. Every item that is malformed or not in the space is reported
     at once."""
-    doc = _read_json(path)
+    doc = _read_json(path, "file of architectures")
     if isinstance(doc, list):
         items = doc
     elif isinstance(doc, dict):

@@ -117,6 +117,37 @@ def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarr
     return ds.x.numpy().astype(np.float64), y, DataInfo(name=data, samples=samples, seed=seed, labels=True, note=note)
 
 
+KERNEL_MATRICES = 4  # N x N float64 matrices any analysis holds at once, at least (see check_kernel_memory)
+
+
+def kernel_bytes(space, samples: int, exact: bool) -> int:
+    """A lower bound of the memory an analysis of ``space`` on ``samples`` inputs needs:
+    the inputs (twice: as loaded and normalized) and the ``N x N`` float64 matrices held at
+    once: for exact kernels the cell's forward statistics (a second moment per pair of its
+    ``H`` nodes and three ReLU statistics per node, docs/THEORY.md section 4), else
+    :data:`KERNEL_MATRICES` (the NNGP and NTK, their eigendecompositions)."""
+    d = int(np.prod(space.ir.input_shape))
+    matrices = KERNEL_MATRICES
+    if exact:
+        h = max([c.nodes for c in space.ir.cells.values()] or [2])
+        matrices = max(matrices, h * (h + 1) // 2 + 3 * h)
+    return 8 * (2 * samples * d + matrices * samples * samples)
+
+
+def check_kernel_memory(space, samples: int, data: str, measure: str) -> None:
+    """Refuse, before allocating anything, an analysis whose kernels cannot fit in this
+    machine's memory (``--samples 200000`` would ask for hundreds of GiB)."""
+    from nflc.limits import available_memory
+
+    exact = network_support(space.ir) is None and measure != "finite"
+    need = kernel_bytes(space, samples, exact)
+    free = available_memory()
+    if free is not None and need > free:
+        raise NflcError(f"--samples {samples}: the kernels on {samples:,} inputs need at least {need / 2**30:,.1f} GiB "
+                        f"({samples:,} x {samples:,} float64 matrices), more than the {free / 2**30:,.1f} GiB of memory "
+                        "available", hint="use fewer --samples (the kernels grow with their square)")
+
+
 # ------------------------------------------------------------------ per-architecture pieces
 
 
@@ -866,10 +897,12 @@ class StreamWriter:
 
     The JSON is the documented object with its keys in the order they become known:
     ``space`` .. ``exact_note`` (after the kernels), ``architectures`` one per line, then
-    ``report``, ``provenance`` and ``seconds``. Both files are flushed after every chunk of
-    rows, so a run stopped early leaves the CSV's header and complete rows, and a JSON whose
-    lines between ``"architectures": [`` and the cut are complete architectures (each but
-    the last followed by a comma); only its closing part is missing.
+    ``report``, ``provenance`` and ``seconds``. Each file grows as ``PATH.partial``
+    (:class:`nflc.outputs.PartialFile`), flushed after every chunk of rows, and replaces
+    ``PATH`` when :meth:`finish` is called. A run stopped early leaves ``PATH`` as it was,
+    and in ``PATH.partial`` the CSV's header and complete rows, and a JSON whose lines
+    between ``"architectures": [`` and the cut are complete architectures (each but the
+    last followed by a comma); only its closing part is missing.
     """
 
     def __init__(self, json_path: Any = None, csv_path: Any = None) -> None:
@@ -883,14 +916,16 @@ class StreamWriter:
         """Open the files (nothing is written before the kernels are done) and write the heads."""
         import csv
 
+        from nflc.outputs import PartialFile
+
         if self.csv_path is not None:
-            self.csv_fh = open(self.csv_path, "w", newline="")  # noqa: SIM115 (closed by finish / close)
+            self.csv_fh = PartialFile(self.csv_path, newline="")
             self.csv = csv.writer(self.csv_fh)
             self.csv.writerow(CSV_COLUMNS)
             self.csv_fh.flush()
         if self.json_path is None:
             return
-        self.json = open(self.json_path, "w")  # noqa: SIM115
+        self.json = PartialFile(self.json_path)
         head = {"space": h.space, "spec_hash": h.spec_hash, "data": h.data.model_dump(), "exact_kernels": h.exact_kernels,
                 "exact_note": h.exact_note}
         self.json.write("{\n" + "".join(f"{json.dumps(k)}: {json.dumps(_fix(v))},\n" for k, v in head.items())
@@ -910,14 +945,22 @@ class StreamWriter:
             self.csv_fh.flush()
 
     def finish(self, summary: StreamSummary) -> None:
+        """Write the JSON's closing part and put both files in place."""
         if self.json is not None:
             tail = {"report": summary.report.model_dump(), "provenance": summary.provenance, "seconds": summary.seconds}
             self.json.write("\n],\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(_fix(v))}" for k, v in tail.items())
                             + "\n}\n")
-        self.close()
+        for fh in (self.csv_fh, self.json):
+            if fh is not None:
+                fh.commit()
+        self.json = self.csv_fh = None
+
+    def partial_paths(self) -> list:
+        """The outputs left as ``PATH.partial`` (their work stopped before :meth:`finish`)."""
+        return [fh.path for fh in (self.json, self.csv_fh) if fh is not None]
 
     def close(self) -> None:
+        """Stop writing; files not finished stay as ``PATH.partial``."""
         for fh in (self.json, self.csv_fh):
             if fh is not None:
-                fh.close()
-        self.json = self.csv_fh = None
+                fh.abandon()

@@ -113,9 +113,17 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
             axes[r][c].set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
     plt.close(fig)
     return drawn
+
+
+def save_png(fig, path: str | Path) -> None:
+    """Save ``fig`` as a PNG marked as nflc's (Software: nflc), replacing ``path`` atomically."""
+    from nflc.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png", metadata={"Software": "nflc"})
 
 
 def topology_panels(path: str | Path, paths: Sequence[float], mean_depth: Sequence[float],

@@ -11,10 +11,14 @@ from nflc.errors import NflcError
 
 
 def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) -> None:
-    """A checkpoint that says what it is: spec hash, space, options, architecture id and seed."""
-    torch.save({"state_dict": module.state_dict(), "spec_hash": arch.space.spec_hash, "space": arch.space.name,
-                "options": dict(arch.space.options), "arch_id": arch.id, "index": arch.index, "seed": seed,
-                "constants": arch.constants}, path)
+    """A checkpoint that says what it is: spec hash, space, options, architecture id and
+    seed; written atomically (a failure leaves an earlier file at ``path`` as it was)."""
+    from nflc.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": module.state_dict(), "spec_hash": arch.space.spec_hash, "space": arch.space.name,
+                    "options": dict(arch.space.options), "arch_id": arch.id, "index": arch.index, "seed": seed,
+                    "constants": arch.constants}, tmp)
 
 
 def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
@@ -44,19 +48,27 @@ def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
     return arch, module
 
 
-def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor) -> float | None:
-    """Write ONNX, check it with onnx.checker, and return the largest difference between
-    onnxruntime's and torch's outputs on ``example`` (None when onnxruntime is absent)."""
+def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor, doc: str | None = None) -> float | None:
+    """Write ONNX (atomically; ``doc`` as the model's doc string, which marks it as nflc's),
+    check it with onnx.checker, and return the largest difference between onnxruntime's and
+    torch's outputs on ``example`` (None when onnxruntime is absent)."""
     try:
         import onnx
     except ImportError:
         raise NflcError("ONNX export needs the 'onnx' package", hint="pip install 'nflc[onnx]'") from None
+    from nflc.outputs import atomic_path
+
     module = module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    onnx.checker.check_model(onnx.load(str(path)))
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        model = onnx.load(str(tmp))
+        if doc is not None:
+            model.doc_string = doc
+            onnx.save(model, str(tmp))
+        onnx.checker.check_model(model)
     try:
         import onnxruntime as ort
     except ImportError:

@@ -8,6 +8,7 @@ space lowered first (definitions no space uses).
 from __future__ import annotations
 
 import functools
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -73,28 +74,66 @@ def _load_imports(module: ast.Module, root: Path, here: Path, allow_outside: boo
             continue
         loaded.add(target)
         shown = _display_path(target)
+        # a file outside the tree may be anything (--allow-outside-imports): if it is not a
+        # spec, say where it stops being one, but show none of its lines
+        private = not target.is_relative_to(root)
         try:
+            kind = _not_a_regular_file(target)
+            if kind is not None:  # a FIFO would block the read forever, a device never end
+                bag.error(f"cannot import '{imp.path}': {target} is {kind}, not a file", imp.span,
+                          "import a .nfl file")
+                continue
             text = decode_source(target.read_bytes(), shown)
         except OSError as exc:
             bag.error(f"cannot import '{imp.path}': {exc.strerror or 'cannot read'}: {target}", imp.span,
                       "import paths are relative to the importing file")
             continue
         except NflcError as exc:  # not UTF-8: the byte's position in the imported file
+            if private:
+                _not_a_spec(bag, imp, target, exc)
+                continue
             for d in exc.diagnostics:
                 bag.add(d)
             bag.sources.update(exc.sources)
             bag.error_calls += 1
             continue
-        bag.sources[shown] = text
         try:
             sub = parse(text, shown)
         except NflcError as exc:
+            if private:
+                _not_a_spec(bag, imp, target, exc)
+                continue
+            bag.sources[shown] = text
             for d in exc.diagnostics:
                 bag.add(d)
             bag.error_calls += 1
             continue
+        bag.sources[shown] = text
         _load_imports(sub, root, target.parent, allow_outside, bag, scope, stack + (target,), loaded)
         _add_top_level(sub, bag, scope, origin="import")
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (it exists: else reading says so)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _not_a_spec(bag: DiagnosticBag, imp: ast.Import, target: Path, exc: NflcError) -> None:
+    """An import outside the spec's tree that is not an nflc spec: where, never what."""
+    span = exc.span
+    at = f" (at line {span.line}, column {span.column})" if span is not None else ""
+    bag.error(f"cannot import '{imp.path}': {target} is not an nflc spec{at}; its lines are not shown, since it lies "
+              "outside the spec's directory tree", imp.span, "import a .nfl file")
 
 
 def _display_path(path: Path) -> str:

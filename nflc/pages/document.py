@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +20,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from nflc import drawing
-from nflc.errors import NflcError
 
 MAX_ROWS = 10_000  # architectures in a page's table; above, a seeded sample plus every one the summary names
 PAGE_ROWS = 25
@@ -190,7 +188,7 @@ def render(page: Page) -> str:
     data = page.model_dump()
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', '<meta name="generator" content="nflc">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(page.title)}</title>", f"<style>{_asset('page.css')}</style>",
         f"<script>{get_plotlyjs()}</script>", "</head><body>",
@@ -203,28 +201,19 @@ def render(page: Page) -> str:
 # ---------------------------------------------------------------- the output file
 
 
-def check_html_target(path: Path, option: str = "--html") -> None:
-    """Refuse, before any work, a path the page cannot be written to: a directory, a
-    missing directory, or one this process may not create a file in (tried for real: a
-    file created by the check is removed again)."""
-    if path.is_dir():
-        raise NflcError(f"{option} {path} is a directory", hint=f"pass a file path, e.g. {option} {path / 'report.html'}")
-    if not path.parent.is_dir():
-        raise NflcError(f"{option} {path}: directory {path.parent} does not exist",
-                        hint=f"create it first (mkdir -p {path.parent}) or pass another path")
-    existed = path.exists()
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise NflcError(f"{option} {path}: cannot write there ({exc.strerror or exc})",
-                        hint="pass a path in a directory you can write to") from None
-    if not existed:
-        os.unlink(path)
+def check_html_target(path: Path, option: str = "--html", force: bool = False) -> None:
+    """Refuse, before any work, a path the page cannot or must not be written to
+    (:func:`nflc.outputs.check_output`: a directory, a missing directory, one this process
+    may not create a file in, a file that is not an nflc page without ``force``)."""
+    from nflc.outputs import Output, check_output
+
+    check_output(Output(path, option, "html"), force)
 
 
 def write(page: Page, path: Path) -> int:
-    """Write the page; returns its size in bytes."""
-    text = render(page)
-    path.write_text(text, encoding="utf-8")
-    return len(text.encode())
+    """Write the page (replacing an earlier one atomically); returns its size in bytes."""
+    from nflc.outputs import write_bytes
+
+    data = render(page).encode("utf-8")
+    write_bytes(path, data)
+    return len(data)

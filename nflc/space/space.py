@@ -195,6 +195,10 @@ class Space:
         """An architecture by its id string or raw index (``nflc list`` shows both)."""
         if isinstance(ident, bool):
             raise SpaceError(f"not an architecture id: {ident!r}")
+        if isinstance(ident, str) and ids.ASCII_INT.fullmatch(ident.strip()) and \
+                len(ident.strip().lstrip("0")) > len(str(self.raw_count())):  # too long to be an index (or to be int()ed)
+            raise SpaceError(f"index {ident.strip()[:20]}... ({len(ident.strip()):,} digits) is out of range: space "
+                             f"'{self.name}' has indices 0..{self.raw_count() - 1}")
         if isinstance(ident, int) or (isinstance(ident, str) and ids.ASCII_INT.fullmatch(ident.strip())):
             index = int(ident)
             if not 0 <= index < self.raw_count():

@@ -35,8 +35,9 @@ from torch import nn
 from nflc.data import Dataset
 from nflc.errors import NflcError
 from nflc.verify.protocol import arch_seeds
-from nflc.verify.store import ResultStore, StoreMismatchError
-from nflc.verify.train import Aspects, Checkpoint, EpochRecord, TrainConfig, TrainResult, resolve_device, train
+from nflc.verify.store import ResultStore, StoreError, StoreMismatchError
+from nflc.verify.train import (Aspects, Checkpoint, CheckpointError, EpochRecord, TrainConfig, TrainResult, resolve_device,
+                               train)
 
 __all__ = [
     "ArchDone",
@@ -201,7 +202,18 @@ class Plan:
             with torch.random.fork_rng(devices=[]):  # builders may seed the global generator
                 module = self._build(arch_id, init_seed)
         saved = self.store.checkpoint(arch_id)
-        return Member(arch_id, module, train_seed, Checkpoint.from_bytes(saved[1]) if saved else None)
+        if saved is None:
+            return Member(arch_id, module, train_seed, None)
+        try:
+            resume = Checkpoint.from_bytes(saved[1])
+        except CheckpointError as exc:
+            raise StoreError(
+                f"the checkpoint of architecture {arch_id} in {self.store.path} (after epoch {saved[0]}) cannot be read "
+                f"({exc}); it cannot resume from it",
+                hint=(f"to train it again from its start, delete its checkpoint: sqlite3 {self.store.path} \"DELETE FROM "
+                      f"checkpoints WHERE arch_id = '{arch_id}'\" (then rerun; the other architectures keep their "
+                      "results), or pass a new --db path")) from None
+        return Member(arch_id, module, train_seed, resume)
 
     def _scan(self) -> None:
         """Advance through the architectures until a group is ready (or none are left)."""

@@ -9,14 +9,19 @@ that fails) is reported to the driver, which plans the group again from its memb
 last stored checkpoints; Ray's own task retries are off, since a retried generator would
 stream its epochs again from the start.
 
-Without ``address`` a local Ray instance is started (it parallelises over this machine's
-cores or GPUs); with one, the driver joins that cluster (``ray start --head`` on one node,
-``ray start --address HEAD:6379`` on the others). Workers need nflc and torch importable
-(the same environment on every node). Ray is imported only here.
+Without ``address`` a private local Ray instance is started (it parallelises over this
+machine's cores or GPUs), even when a cluster started with ``ray start --head`` runs on
+the machine or ``RAY_ADDRESS`` is set: ``ray.init(address="local")``, since a plain
+``ray.init()`` would join that cluster and refuse nflc's CPU count. ``address="auto"``
+joins the cluster this machine is part of (``RAY_ADDRESS``, else the latest ``ray start``
+here); ``HOST:PORT`` joins that cluster (``ray start --head`` on one node, ``ray start
+--address HEAD:6379`` on the others). Workers need nflc and torch importable (the same
+environment on every node). Ray is imported only here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -31,6 +36,18 @@ from nflc.verify.train import TrainConfig
 __all__ = ["RayExecutor"]
 
 _DONE = object()
+RAY_ADDRESS = "RAY_ADDRESS"
+
+
+@contextlib.contextmanager
+def _without(variable: str) -> Iterator[None]:
+    """The environment without ``variable`` for the duration (restored after)."""
+    saved = os.environ.pop(variable, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[variable] = saved
 
 
 def _stream_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainConfig, checkpoint_every: int,
@@ -118,7 +135,8 @@ class RayExecutor:
             self._started = True
         else:
             cpus = (self.workers or os.cpu_count() or 1) * self.cpus_per_worker
-            ray.init(num_cpus=cpus, **kwargs)
+            with _without(RAY_ADDRESS):  # private: neither RAY_ADDRESS nor a cluster running here is joined
+                ray.init(address="local", num_cpus=cpus, **kwargs)
             self._started = True
         resources = ray.cluster_resources()
         gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)

@@ -38,7 +38,6 @@ every architecture when it registers it), so a report needs no spec file.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -235,13 +234,11 @@ def _number(v: Any) -> Optional[float]:
 
 
 def _load_analysis(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NflcError(f"no analysis file at {path}", hint="write one with 'nflc analyze SPEC --json PATH'") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NflcError(f"cannot read analysis file {path}: {exc}",
-                        hint="pass the JSON written by 'nflc analyze SPEC --json PATH'") from None
+    from nflc.readers import read_json
+
+    if not Path(path).exists():
+        raise NflcError(f"no analysis file at {path}", hint="write one with 'nflc analyze SPEC --json PATH'")
+    data = read_json(path, "analysis file", hint="pass the JSON written by 'nflc analyze SPEC --json PATH'")
     archs = data.get("architectures") if isinstance(data, dict) else None
     if not isinstance(archs, list) or not all(isinstance(a, dict) and "id" in a and isinstance(a.get("scores"), dict)
                                               for a in archs):
@@ -319,6 +316,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     predictions of ``analysis`` (an ``nflc analyze --json`` file) when given."""
     from nflc.verify.store import ResultStore
 
+    data = _load_analysis(Path(analysis)) if analysis is not None else None  # a bad file is refused before any work
     with ResultStore.open_readonly(db) as store:
         config = store.config
         statuses = store.statuses()
@@ -390,8 +388,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
 
     predicted = None
     analysis_meta = None
-    if analysis is not None:
-        data = _load_analysis(Path(analysis))
+    if analysis is not None and data is not None:
         if data.get("spec_hash") and data["spec_hash"] != spec_hash:
             raise NflcError(f"analysis file {analysis} is of another spec (hash {data['spec_hash'][:12]}...) than "
                             f"the results database {db} ({spec_hash[:12]}...)",
@@ -442,18 +439,21 @@ def to_json_dict(report: VerifyReport) -> dict:
 # figures
 
 
+PLOT_FILES = ("measured_topology.png", "fig3_measured_vs_predicted.png", "predicted_vs_measured.png")
+
+
 def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     """PNG figures in ``directory``: ``measured_topology.png`` (P against mean depth,
     coloured by each raw measured aspect, Kendall taus in the legends: the paper's Fig. 3)
     and, with an analysis, ``fig3_measured_vs_predicted.png`` (those panels above the
     predicted scores' panels, the paper's Fig. 4) and ``predicted_vs_measured.png`` (one
-    scatter per aspect, Kendall tau in the title)."""
+    scatter per aspect, Kendall tau in the title). Each replaces an earlier one atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nflc.analysis.plots import topology_grid, topology_panels
+    from nflc.analysis.plots import save_png, topology_grid, topology_panels
 
     out = Path(directory)
     try:
@@ -496,7 +496,7 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
         fig.suptitle(f"{report.space}: predicted vs measured ({len(pts)} architectures)")
         fig.tight_layout()
         path = out / "predicted_vs_measured.png"
-        fig.savefig(path, dpi=120)
+        save_png(fig, path)
         plt.close(fig)
         written.append(path)
     return written

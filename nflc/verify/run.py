@@ -43,6 +43,7 @@ __all__ = [
     "arch_info",
     "chance_loss",
     "check_device",
+    "check_module_sizes",
     "check_run_options",
     "load_split",
     "make_config",
@@ -123,7 +124,7 @@ def stopping_rule(until_converged: bool, epochs: Optional[int], max_epochs: Opti
     if epochs is not None:
         raise NflcError("--until-converged trains until the loss has converged; it cannot be combined with a fixed --epochs",
                         hint="use --max-epochs E to cap its length")
-    rule = rule or "slope"
+    rule = "slope" if rule is None else rule
     if rule not in ("slope", "window"):
         raise NflcError(f"--stop-rule must be slope or window, got {rule!r}",
                         hint="slope: a fitted log-loss slope (the default); window: two window means (nflc's earlier rule)")
@@ -167,8 +168,14 @@ def make_config(space, *, dataset: Optional[str] = None, samples: Optional[int] 
     file's path (default: the shipped dataset whose inputs fit the space,
     :func:`nflc.data.default_dataset`)."""
     from nflc.data import DATASETS, dataset_size, default_dataset, load_dataset
+    from nflc.limits import check_dataset_name, check_learning_rate, check_seed
 
-    dataset = dataset or default_dataset(space.ir.input_shape)
+    # None means the default; an empty name is a mistake, never the default
+    dataset = default_dataset(space.ir.input_shape) if dataset is None else check_dataset_name(dataset)
+    if epochs < 1:
+        raise NflcError(f"--epochs must be at least 1, got {epochs}")
+    check_learning_rate(lr)
+    check_seed(seed)
     sha256 = None
     if dataset not in DATASETS:
         ds = load_dataset(dataset)  # a file (read and checked), or UnknownDatasetError with the valid names
@@ -304,6 +311,21 @@ def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Seque
     return train, test
 
 
+def check_module_sizes(archs: Sequence, width: Optional[int]) -> None:
+    """Refuse, before anything is allocated or written, architectures whose modules at
+    ``width`` cannot fit in memory (the check ``arch.to_module`` makes, made for all of
+    them up front: ``--width 10**30`` must fail before the database is created)."""
+    from nflc.space import check_allocatable
+
+    biggest, arch = max(((_params(a, width), a) for a in archs), key=lambda t: t[0])
+    check_allocatable(biggest, f"#{arch.index} of space '{arch.space.name}'" + (f" at width {width}" if width else ""))
+
+
+def _params(arch, width: Optional[int]) -> int:
+    resized = width_override(arch.space, width)
+    return arch.cost(overrides={**arch.constants_override, **({"width": resized} if resized is not None else {})}).params
+
+
 def arch_info(arch, width: Optional[int]) -> dict:
     """What the report needs about an architecture, recorded at registration; ``width``
     as for :meth:`nflc.space.Architecture.to_module` (None or the space's own: the architecture's own width,
@@ -311,10 +333,8 @@ def arch_info(arch, width: Optional[int]) -> dict:
     from nflc.analysis.analyze import topology_summary
 
     topo = topology_summary(arch)
-    resized = width_override(arch.space, width)
-    overrides = {**arch.constants_override, **({"width": resized} if resized is not None else {})}
     return {"index": arch.index, "paths": topo["paths"], "mean_depth": topo["mean_depth"],
-            "sum_depth": topo["sum_depth"], "params": arch.cost(overrides=overrides).params}
+            "sum_depth": topo["sum_depth"], "params": _params(arch, width)}
 
 
 def recorded_threads(db: str | Path) -> Optional[int]:
@@ -430,6 +450,7 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
         raise NflcError(f"space '{space.name}' has no architecture to verify", hint="check --archs")
     if config.space != space.name:
         raise NflcError(f"configuration is for space '{config.space}', not '{space.name}'")
+    check_module_sizes(archs, config.width)  # before the database exists: a width no module fits is not stored
     train_set, test_set = load_split(config.data, space.ir.input_shape, space.ir.output_shape, f"space '{space.name}'")
     build = functools.partial(_build_module, width=config.width)
     by_id = {a.id: a for a in archs}

@@ -28,6 +28,17 @@ lost it; on another host (a database on a shared disk) one whose heartbeat is ol
 ``LEASE_TTL`` seconds has. WAL journaling lets readers (a progress viewer,
 the tests) read while a sweep writes; ``synchronous=NORMAL`` keeps this atomicity on a
 process crash (a power cut may lose the last commits, never consistency).
+
+The file itself is checked too. Before a store is opened for writing, an existing file
+must be an nflc database (its application id, and no schema object of another program: a
+view, a trigger, an index, a table), pass SQLite's ``quick_check`` (a damaged file is
+refused untouched, with what ``nflc report`` can still read of it) and be writable (a
+read-only file, directory or mount is named as such). While it writes, a store checks
+before and after every transaction that the file at its path is still the one it opened
+(device and inode): a database deleted or replaced under a running writer stops it with
+:class:`StoreLostError`, and the content it held is saved beside it (``PATH.recovered``).
+Read-only stores (reports) open read-only media too (SQLite's ``immutable`` mode when no
+``-wal`` holds changes the file lacks).
 """
 
 from __future__ import annotations
@@ -52,9 +63,11 @@ from nflc.verify.train import Aspects, EpochRecord
 __all__ = [
     "ResultStore",
     "StoreBusyError",
+    "StoreDamagedError",
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
+    "StoreLostError",
     "StoreMismatchError",
     "canonical_json",
     "epochs_extension",
@@ -138,6 +151,14 @@ class StoreBusyError(StoreError):
     """Another live process is writing the database (it holds the writer lease)."""
 
 
+class StoreDamagedError(StoreError):
+    """The file is an SQLite database that fails SQLite's own checks."""
+
+
+class StoreLostError(StoreError):
+    """The database was deleted or replaced while this process wrote it."""
+
+
 # ---------------------------------------------------------------------------------------
 # the writer lease
 
@@ -217,8 +238,9 @@ class _Heartbeat:
     with its own connection, so a long epoch does not look like a dead writer to another
     host. Failures (a busy database) are retried at the next beat."""
 
-    def __init__(self, path: Path, lease: WriterLease, interval: Optional[float] = None):
-        self._path, self._lease = path, lease
+    def __init__(self, path: Path, lease: WriterLease, interval: Optional[float] = None,
+                 identity: Optional[tuple[int, int]] = None):
+        self._path, self._lease, self._identity = path, lease, identity
         self._interval = LEASE_HEARTBEAT if interval is None else interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nflc-store-heartbeat", daemon=True)
@@ -226,8 +248,11 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            if _file_identity(self._path) != self._identity:
+                continue  # deleted or replaced: the writer stops at its next write; never touch another file
             try:
-                conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None)
+                # mode=rw: a deleted database is never created again in its place
+                conn = sqlite3.connect(f"{_uri(self._path)}?mode=rw", uri=True, timeout=1.0, isolation_level=None)
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     held = _read_lease(conn)
@@ -318,7 +343,10 @@ class ResultStore:
         self.lease = lease  # None: opened read-only
         # (epochs before, epochs now, finished networks that continue) when this open extended the run
         self.extended: Optional[tuple[int, int, int]] = None
-        self._heartbeat = _Heartbeat(path, lease) if lease is not None else None
+        self._file = _file_identity(path) if lease is not None else None  # the file this writer opened
+        self._lost: Optional[StoreLostError] = None
+        self._saved: Optional[Path] = None
+        self._heartbeat = _Heartbeat(path, lease, identity=self._file) if lease is not None else None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -342,7 +370,7 @@ class ResultStore:
         """
         path = Path(path)
         wanted = canonical_json(config)
-        _refuse_foreign(path)
+        check_writable_database(path)
         try:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.OperationalError as exc:
@@ -375,7 +403,7 @@ class ResultStore:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if row is None:
                     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
+                elif _schema_version(row[0], path) != SCHEMA_VERSION:
                     raise StoreMismatchError(
                         f"results database {path} has schema version {row[0]}, this nflc writes {SCHEMA_VERSION}",
                         hint="use a new --db path",
@@ -388,6 +416,7 @@ class ResultStore:
                     run_id = int(cur.lastrowid or 0)  # an INSERT always sets it
                 else:
                     run_id, stored_hash, stored_config = runs[0]
+                    _parsed_config(stored_config, path)
                     differences = []
                     if stored_hash != spec_hash:
                         differences.append(f"spec hash {stored_hash} -> {spec_hash} (the .nfl space changed)")
@@ -456,12 +485,17 @@ class ResultStore:
         """Open an existing database to read its run, whatever its spec and configuration
         (reports, viewers). Writes through the returned store fail."""
         path = Path(path)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a name too long, a loop of links
+            raise StoreError(f"--db {path}: {exc.strerror or exc}", hint="pass another --db path") from None
+        if not found:
             raise StoreError(f"no results database at {path}", hint="pass the --db path that 'nflc verify' wrote")
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot open results database {path}: {exc}") from exc
+            conn = _connect_readonly(path)
+        except sqlite3.DatabaseError as exc:  # not SQLite at all
+            raise StoreError(f"{path} is not an nflc results database ({exc})",
+                             hint="pass the --db path that 'nflc verify' wrote") from None
         try:
             with _translated(path):
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -470,24 +504,31 @@ class ResultStore:
                                      hint="pass the --db path that 'nflc verify' wrote")
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 # the tables are unchanged since version 1, so older results can still be read
-                if row is None or not OLDEST_READABLE <= int(row[0]) <= SCHEMA_VERSION:
+                if row is None or not OLDEST_READABLE <= _schema_version(row[0], path) <= SCHEMA_VERSION:
                     raise StoreMismatchError(f"results database {path} has schema version {row[0] if row else None}, "
                                              f"this nflc reads {OLDEST_READABLE} to {SCHEMA_VERSION}")
                 runs = conn.execute("SELECT id, spec_hash, config FROM runs ORDER BY id").fetchall()
                 if not runs:
                     raise StoreError(f"results database {path} holds no run yet")
+                run_id, spec_hash, config = runs[0]
+                _parsed_config(config, path)
         except BaseException:
             conn.close()
             raise
-        run_id, spec_hash, config = runs[0]
-        return cls(conn, path, int(run_id), spec_hash, config)
+        return cls(conn, path, int(run_id), str(spec_hash), config)
 
     def close(self) -> None:
-        """Release the writer lease (if held) and close the connection."""
+        """Release the writer lease (if held) and close the connection. A writer whose file
+        was deleted or replaced since its last write saves what it held (see
+        :meth:`_check_file`) and releases nothing in the file now at its path."""
         try:
             if self._heartbeat is not None:
                 self._heartbeat.stop()
                 self._heartbeat = None
+            if self.lease is not None and self._lost is None and _file_identity(self.path) != self._file:
+                self._lost = self._lost_error()
+            if self._lost is not None:
+                self.lease = None
             if self.lease is not None:
                 lease, self.lease = self.lease, None
                 try:
@@ -505,12 +546,14 @@ class ResultStore:
     def __enter__(self) -> "ResultStore":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close()
+        if exc_type is None and self._lost is not None:
+            raise self._lost  # lost after the last write: the run must not end as a success
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self.config_json)
+        return _parsed_config(self.config_json, self.path)
 
     # -- transactions ----------------------------------------------------------------
 
@@ -519,6 +562,7 @@ class ResultStore:
         """One atomic write: BEGIN IMMEDIATE takes the write lock up front, so a busy
         database fails here (after the timeout) rather than half-way through."""
         with _translated(self.path):
+            self._check_file()
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._check_lease()
@@ -527,6 +571,49 @@ class ResultStore:
                 _rollback(self._conn)
                 raise
             self._conn.execute("COMMIT")
+            self._check_file()  # the commit went to the file still at the path
+
+    def _check_file(self) -> None:
+        """Stop a writer whose database was deleted or replaced since it opened it: its
+        connection would go on writing to a file nobody can open again."""
+        if self.lease is None or self._lost is not None:
+            if self._lost is not None:
+                raise self._lost
+            return
+        if _file_identity(self.path) != self._file:
+            self._lost = self._lost_error()
+            raise self._lost
+
+    def _lost_error(self) -> StoreLostError:
+        now = _file_identity(self.path)
+        what = "deleted" if now is None else "replaced by another file"
+        saved = self._save_copy()
+        kept = (f"; everything it held (the finished architectures, the epochs and checkpoints written so far) is "
+                f"saved in {saved}" if saved is not None else "; its content could not be saved")
+        hint = (f"to continue the run, move {saved} to {self.path} (or pass --db {saved}) and rerun the same command"
+                if saved is not None else "rerun the command to start again")
+        return StoreLostError(f"results database {self.path} was {what} while this process was writing it; it stops "
+                              f"without writing to the file now at that path{kept}", hint=hint)
+
+    def _save_copy(self) -> Optional[Path]:
+        """A copy of what this process's connection still reads (the file it opened, even
+        deleted), beside the path: ``PATH.recovered`` (``.recovered-2``, ... if taken)."""
+        if self._saved is not None:
+            return self._saved
+        target, n = Path(f"{self.path}.recovered"), 1
+        while target.exists() or target.is_symlink():
+            n += 1
+            target = Path(f"{self.path}.recovered-{n}")
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                self._conn.backup(dest)
+            finally:
+                dest.close()
+        except (sqlite3.Error, OSError):
+            return None
+        self._saved = target
+        return target
 
     def _check_lease(self) -> None:
         if self.lease is None:
@@ -709,38 +796,213 @@ class ResultStore:
         """Annotations written by :meth:`put_info` whose key starts with ``prefix``."""
         head = "info:" + prefix
         rows = self._read("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(head), head))
-        return {key[len("info:"):]: json.loads(value) for key, value in rows}
+        try:
+            return {key[len("info:"):]: json.loads(value) for key, value in rows}
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"results database {self.path}: an 'info:' row of table meta is not JSON ({exc}); the "
+                             "file was edited or is damaged", hint="pass the --db path that 'nflc verify' wrote") from None
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""
         return "\n".join(row[0] for row in self._read("PRAGMA integrity_check"))
 
 
-def _refuse_foreign(path: Path) -> None:
-    """Refuse, without changing a byte, a file that is not an nflc results database: an
-    SQLite file of another program (tables of its own, another application id) or no
-    SQLite file at all. An absent or empty file, or an SQLite file without tables, is new."""
-    if path.is_dir():
-        raise StoreError(f"--db {path} is a directory", hint="pass a file path, e.g. --db results.sqlite")
-    if not path.is_file() or path.stat().st_size == 0:
-        return
+def _uri(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+def _file_identity(path: Path) -> Optional[tuple[int, int]]:
+    """(device, inode) of the file at ``path``; None when there is none."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _schema_version(value: Any, path: Path) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"results database {path}: meta.schema_version is {value!r}, not a version number; the file "
+                         "was edited or is damaged", hint="pass the --db path that 'nflc verify' wrote") from None
+
+
+def _parsed_config(text: Any, path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(text)
+    except (TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise StoreError(f"results database {path}: the run's stored configuration (table runs) is not a JSON object; "
+                         "the file was edited or is damaged", hint="pass the --db path that 'nflc verify' wrote")
+    return config
+
+
+def _has_changes_in_wal(path: Path) -> bool:
+    try:
+        return os.stat(f"{path}-wal").st_size > 0
+    except OSError:
+        return False
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection, on read-only media too: SQLite's ``mode=ro`` needs to create
+    a WAL database's ``-shm`` beside it; where it cannot and no ``-wal`` holds changes the
+    file lacks, the file is read as ``immutable`` (exact then: nothing else can change it)."""
+    try:
+        conn = sqlite3.connect(f"{_uri(path)}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"cannot open results database {path}: {exc}") from None
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if _has_changes_in_wal(path):
+            raise StoreError(f"results database {path} cannot be read where it is ({exc}): its -wal file holds "
+                             "changes and SQLite cannot create the -shm file beside it (read-only media?)",
+                             hint=f"copy {path} and {path}-wal to a writable directory and read the copy") from None
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise
+    try:
+        return sqlite3.connect(f"{_uri(path)}?immutable=1", uri=True, isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"cannot open results database {path}: {exc}") from None
+
+
+def _read_only_reason(path: Path) -> Optional[str]:
+    """Why ``path`` (an existing file, or the directory of a new one) cannot be written, or None."""
+    is_dir = path.is_dir()
+    directory = path.resolve() if is_dir else path.resolve().parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "its file system is mounted read-only"
+    except (OSError, AttributeError):
+        pass
+    if not is_dir and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not os.access(directory, os.W_OK):
+        return f"{'the' if is_dir else 'its'} directory {directory} is not writable" + (
+            "" if is_dir else " (SQLite writes its -wal and -shm files beside it)")
+    return None
+
+
+def _nflc_object(kind: str, name: str) -> bool:
+    """Whether a schema object is one nflc makes: its tables and their automatic indexes."""
+    if kind == "table":
+        return name in TABLES
+    if kind == "index":
+        return any(name.startswith(f"sqlite_autoindex_{t}_") for t in TABLES)
+    return False
+
+
+def _damage(conn: sqlite3.Connection, path: Path, at_rest: bool) -> Optional[str]:
+    """What SQLite finds wrong with the file (None: nothing): a file shorter than its
+    header says (checked only ``at_rest``: no -wal held changes when it was opened), then
+    ``PRAGMA quick_check``."""
+    if at_rest:
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            versioned = (TABLES <= tables and
-                         conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None)
-        finally:
-            conn.close()
+            with open(path, "rb") as fh:
+                head = fh.read(100)
+            size = os.stat(path).st_size
+        except OSError as exc:
+            return str(exc)
+        if len(head) == 100:
+            page = int.from_bytes(head[16:18], "big")
+            page = 65536 if page == 1 else page
+            pages = int.from_bytes(head[28:32], "big")
+            if page and (size % page or size < pages * page):
+                return f"the file has {size:,} bytes, its header says {pages} pages of {page:,}"
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"--db {path} is not an nflc results database ({exc}); it was left untouched",
-                         hint="pass a new --db path") from None
-    if app_id == APPLICATION_ID or (app_id == 0 and (not tables or versioned)):
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows)
+
+
+def _what_report_reads(conn: sqlite3.Connection, path: Path) -> str:
+    """What ``nflc report`` can still read of a damaged file (it reads meta, runs, archs and epochs)."""
+    broken = []
+    for table in ("meta", "runs", "archs", "epochs"):
+        try:
+            conn.execute(f"SELECT * FROM {table}").fetchall()
+        except sqlite3.DatabaseError as exc:
+            broken.append(f"{table}: {exc}")
+    if broken:
+        return (f"'nflc report' cannot read it either ({'; '.join(broken)}); 'sqlite3 {path} .recover' may save "
+                "the rows that are left")
+    try:
+        n, done = conn.execute("SELECT COUNT(*), SUM(status IN ('done', 'diverged')) FROM archs").fetchone()
+    except sqlite3.DatabaseError:
+        n, done = "?", "?"
+    return f"'nflc report --db {path}' can still read its results ({n} architectures, {done or 0} finished)"
+
+
+def check_writable_database(path: Path) -> None:
+    """Refuse, without changing a byte, a ``--db`` nflc must not or cannot write: a
+    directory, a dangling link, a name the system refuses, a directory that is missing or
+    read-only; an existing file that is not SQLite, an SQLite file of another program (its
+    application id, or any schema object nflc does not make: a table, a view, a trigger, an
+    index), a damaged one (with what ``nflc report`` can still read of it), or a read-only
+    one. An absent or empty file, or an SQLite file without any schema object, is new."""
+    try:
+        if path.is_symlink() and not path.exists():
+            raise StoreError(f"--db {path} is a symbolic link to {os.readlink(path)}, which does not exist",
+                             hint="pass the database's own path, or a new path (the link is not followed to create one)")
+        if path.is_dir():
+            raise StoreError(f"--db {path} is a directory", hint="pass a file path, e.g. --db results.sqlite")
+        exists = path.is_file()
+        size = path.stat().st_size if exists else 0
+    except OSError as exc:  # a name too long, a loop of links
+        raise StoreError(f"--db {path}: {exc.strerror or exc}", hint="pass another --db path") from None
+    if not exists:
+        directory = path.parent
+        if not directory.is_dir():
+            raise StoreError(f"cannot open results database {path}: directory {directory} does not exist",
+                             hint=f"create it first (mkdir -p {directory}) or pass another --db path")
+        reason = _read_only_reason(directory)
+        if reason is not None:
+            raise StoreError(f"cannot create results database {path}: {reason}",
+                             hint="pass a --db path in a writable directory")
         return
-    raise StoreError(f"--db {path} is an SQLite database of another program (tables: {', '.join(sorted(tables)) or 'none'}"
-                     f"{'' if app_id == 0 else f', application id {app_id}'}); it was left untouched",
-                     hint="pass a new --db path for nflc's results")
+    if size > 0:
+        try:
+            at_rest = not _has_changes_in_wal(path)
+            conn = _connect_readonly(path)
+            try:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                objects = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+                foreign = sorted(f"{kind} {name}" for kind, name in objects if not _nflc_object(kind, name))
+                tables = {name for kind, name in objects if kind == "table"}
+                versioned = (TABLES <= tables and
+                             conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None)
+                ours = app_id == APPLICATION_ID or (app_id == 0 and (not objects or versioned))
+                damage = _damage(conn, path, at_rest) if ours and objects and not foreign else None
+                readable = _what_report_reads(conn, path) if damage is not None else ""
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            with open(path, "rb") as fh:
+                sqlite = fh.read(16) == b"SQLite format 3\x00"
+            what = "an SQLite file SQLite cannot read: damaged" if sqlite else "not an nflc results database"
+            raise StoreError(f"--db {path} is {what} ({exc}); it was left untouched",
+                             hint="pass a new --db path") from None
+        if not ours or foreign:
+            listed = ", ".join(foreign or sorted(tables)) or "none"
+            raise StoreError(f"--db {path} is an SQLite database of another program (objects not nflc's: {listed}"
+                             f"{'' if app_id in (0, APPLICATION_ID) else f'; application id {app_id}'}); it was left "
+                             "untouched", hint="pass a new --db path for nflc's results")
+        if damage is not None:
+            raise StoreDamagedError(f"results database {path} is damaged (SQLite: {damage}); nflc does not write to it, "
+                                    f"and left it untouched; {readable}",
+                                    hint="pass a new --db path to train again, or restore the file from a copy")
+    reason = _read_only_reason(path)
+    if reason is not None:
+        raise StoreError(f"results database {path} is read-only ({reason}); 'nflc verify' writes to its database",
+                         hint=f"'nflc report --db {path}' reads it as it is; to continue the run, copy it (with its -wal "
+                              "file, if any) to a writable directory and pass the copy as --db")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

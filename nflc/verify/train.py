@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -32,6 +33,7 @@ from nflc.verify.protocol import derive_seed, diverged as _diverged, sgd, shuffl
 __all__ = [
     "Aspects",
     "Checkpoint",
+    "CheckpointError",
     "EpochCallback",
     "EpochRecord",
     "TrainConfig",
@@ -229,16 +231,27 @@ class Checkpoint:
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> "Checkpoint":
-        # weights_only: a checkpoint is data; never unpickle arbitrary objects from a file.
-        d = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        return cls(
-            epoch=int(d["epoch"]),
-            model=d["model"],
-            optimizer=d["optimizer"],
-            shuffle_rng=d["shuffle_rng"],
-            torch_rng=d["torch_rng"],
-            cuda_rng=d["cuda_rng"],
-        )
+        """The checkpoint :meth:`to_bytes` wrote; :class:`CheckpointError` for bytes that are
+        not one (damaged, edited, or not torch's)."""
+        try:
+            # weights_only: a checkpoint is data; never unpickle arbitrary objects from a file.
+            with warnings.catch_warnings():  # (torch warns about protocols before failing on foreign bytes)
+                warnings.simplefilter("ignore")
+                d = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            return cls(
+                epoch=int(d["epoch"]),
+                model=d["model"],
+                optimizer=d["optimizer"],
+                shuffle_rng=d["shuffle_rng"],
+                torch_rng=d["torch_rng"],
+                cuda_rng=d["cuda_rng"],
+            )
+        except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways (pickle, zip, torch, key errors)
+            raise CheckpointError(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+
+
+class CheckpointError(ValueError):
+    """Bytes that are not a checkpoint :meth:`Checkpoint.to_bytes` wrote."""
 
 
 class EpochCallback(Protocol):

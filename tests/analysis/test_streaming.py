@@ -142,9 +142,12 @@ def test_canonical_groups_equal_the_walked_table(spec59k, monkeypatch):
 
 
 def test_files_grow_as_it_goes_and_a_stopped_run_leaves_a_valid_prefix(spec59k, tmp_path):
+    """The files grow as PATH.partial; a stopped run leaves PATH as it was (here: absent)
+    and a valid prefix in PATH.partial."""
     sp = nflc.load(spec59k)
-    out, table = tmp_path / "a.json", tmp_path / "a.csv"
-    writer = StreamWriter(out, table)
+    final_json, final_csv = tmp_path / "a.json", tmp_path / "a.csv"
+    out, table = tmp_path / "a.json.partial", tmp_path / "a.csv.partial"
+    writer = StreamWriter(final_json, final_csv)
     seen = []
 
     class Stop(Exception):
@@ -161,6 +164,7 @@ def test_files_grow_as_it_goes_and_a_stopped_run_leaves_a_valid_prefix(spec59k, 
     with pytest.raises(Stop):
         analyze_stream(sp, data="none", samples=4, measure="none", on_header=writer.header, on_rows=rows, chunk=2000)
     writer.close()
+    assert not final_json.exists() and not final_csv.exists()
     got = read_csv(table)
     assert got[0] == list(CSV_COLUMNS) and [int(r[0]) for r in got[1:]] == [a.index for a in seen]
     lines = out.read_text().splitlines()

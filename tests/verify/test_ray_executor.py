@@ -39,7 +39,8 @@ INDICES = (5, 100, 300, 700)
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # a private instance, as nflc starts one (a cluster another user runs on this machine is not joined)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers get FlakyNet by value
     yield
     ray.shutdown()
