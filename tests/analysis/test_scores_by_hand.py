@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -221,3 +222,89 @@ def test_each_group_is_represented_by_its_member_with_fewest_parameters_first_am
     res = analyze(sp, data="none", samples=3, seed=0, archs=archs)
     for row in res.architectures:
         assert (row.group, row.group_size) == expected[row.index], (row.id, "group representative")
+
+
+NUMERIC = """
+space n {
+    input [6]
+    classes 3
+    bias false
+    w in {4, 8}
+    cell { nodes 4  edge * : linear >> relu as lin | skip | zero }
+    network = linear(w) >> relu >> cell >> linear(classes)
+}"""
+
+
+def test_groups_never_join_networks_of_different_widths():
+    """A numeric choice changes the function: members of a group share their width. Each
+    group is a networkx class within one value of w (the same 261 classes at each)."""
+    sp = nflc.loads(NUMERIC)
+    archs = list(sp)
+    classes: dict[int, list[list[int]]] = {4: [], 8: []}
+    buckets: dict[tuple, list[list[int]]] = {}
+    graphs = [computing_graph(a) for a in archs]
+    em = nx.algorithms.isomorphism.categorical_edge_match("op", None)
+    nm = nx.algorithms.isomorphism.categorical_node_match("role", None)
+    for i, (a, g) in enumerate(zip(archs, graphs, strict=True)):
+        key = (a.numeric["w"], tuple(sorted(d["op"] for *_, d in g.edges(data=True))), g.number_of_nodes())
+        for members in buckets.setdefault(key, []):
+            if nx.is_isomorphic(g, graphs[members[0]], node_match=nm, edge_match=em):
+                members.append(i)
+                break
+        else:
+            buckets[key].append([i])
+            classes[a.numeric["w"]].append(buckets[key][-1])
+    assert [len(c) for c in classes.values()] == [261, 261]
+    expected = {}
+    for members in classes[4] + classes[8]:
+        rep = min(members, key=lambda i: (archs[i].params, i))
+        expected.update({i: (archs[rep].index, len(members)) for i in members})
+    res = analyze(sp, data="none", samples=3, seed=0, archs=archs, measure="none")
+    for row in res.architectures:
+        assert (row.group, row.group_size) == expected[row.index], (row.id, "group of a width")
+
+
+def permuted_twin(sp, arch, perm: dict[int, int]):
+    """The architecture whose cell is ``arch``'s with intermediate node v renumbered perm[v]
+    (None when an edge would then point backwards): the same computing graph by construction."""
+    edges = {(s, t): d["op"] for s, t, d in arch.graph.edges(data=True)}
+    moved = {(perm.get(s, s), perm.get(t, t)): op for (s, t), op in edges.items()}
+    if any(s >= t for s, t in moved if moved[(s, t)] != "zero"):
+        return None
+    h = max(arch.graph.nodes)
+    groups_ = ["|" + "|".join(f"{moved.get((s, t), 'zero')}~{s}" for s in range(t)) + "|" for t in range(1, h + 1)]
+    return sp.architecture("+".join(groups_))
+
+
+def test_per_architecture_canonical_forms_of_a_million_cell_space():
+    """Cells of more choices than the walked table holds get a canonical form each: a cell
+    and its renumbered twin share a key, and keys differ exactly when networkx finds the
+    computing graphs non-isomorphic."""
+    from nflc.analysis import groups
+
+    sp = nflc.loads("""
+    space big {
+        input [6]
+        classes 3
+        bias false
+        width 4
+        cell { nodes 5  edge * : zero | skip | linear >> relu as lin | linear as plain }
+        network = linear(width) >> relu >> cell >> linear(classes)
+    }""")
+    assert sp.raw_count() == 4**10
+    archs = sp.sample(150, seed=11)
+    twins = 0
+    for a in archs:
+        for perm in itertools.permutations((1, 2, 3)):
+            twin = permuted_twin(sp, a, dict(zip((1, 2, 3), perm, strict=True)))
+            if twin is not None and twin != a:
+                assert groups.function_key(twin) == groups.function_key(a), (a.id, twin.id, "renumbered twin")
+                twins += 1
+    assert twins >= 50
+    em = nx.algorithms.isomorphism.categorical_edge_match("op", None)
+    nm = nx.algorithms.isomorphism.categorical_node_match("role", None)
+    graphs = [computing_graph(a) for a in archs[:60]]
+    keys = [groups.function_key(a) for a in archs[:60]]
+    for i, j in itertools.combinations(range(60), 2):
+        same = nx.is_isomorphic(graphs[i], graphs[j], node_match=nm, edge_match=em)
+        assert (keys[i] == keys[j]) == same, (archs[i].id, archs[j].id)
