@@ -57,7 +57,7 @@ def test_nb101_pruning_is_nasbenchs(nb101):
     for m, ops in random_specs(40, seed=1):
         spec = model_spec.ModelSpec(np.array(m), list(ops))
         pm, po = enc.prune_nb101(m, ops)
-        assert pm == spec.matrix.tolist() and po == spec.ops, (m, ops)
+        assert (pm, po) == (spec.matrix.tolist(), spec.ops), ("pruned spec", m, ops)
 
 
 def test_nb101_class_representatives_have_nasbenchs_graph_hash(nb101):
@@ -71,8 +71,9 @@ def test_nb101_class_representatives_have_nasbenchs_graph_hash(nb101):
         rep = enc.class_representative(arch)
         rm, ro = enc.id_to_nb101(rep.id)
         assert nb101_hash(rm, ro) == nb101_hash(m, ops), (arch.id, rep.id)
-        assert rep.index <= arch.index and rep.rejection is None
-        assert enc.not_in_space(arch) is None
+        assert rep.index <= arch.index, (arch.id, rep.id, "the class representative comes after the graph")
+        assert rep.rejection is None, (arch.id, f"the class representative {rep.id} is not in the space: {rep.rejection}")
+        assert enc.not_in_space(arch) is None, (arch.id, f"not_in_space: {enc.not_in_space(arch)}")
         if rep != arch:
             moved += 1
             assert arch.rejection is not None and arch.rejection.startswith("unique")
@@ -129,7 +130,7 @@ def test_every_graphs_class_representative_is_its_classes_first_member():
     for ident, first in expected.items():
         arch = sp.architecture(ident)
         assert enc.class_representative(arch).id == first, (ident, "class representative")
-        assert enc.not_in_space(arch) is None
+        assert enc.not_in_space(arch) is None, (ident, f"not_in_space: {enc.not_in_space(arch)}")
         assert (arch.rejection is None) == (ident == first), ident
 
 
@@ -176,8 +177,9 @@ def test_a_darts_genotype_by_hand():
     assert enc.genotype_to_compact(GENOTYPE) == COMPACT
     assert enc.to_id(COMPACT, "compact") == f"{NORMAL_ID};{REDUCE_ID}"
     canonical = enc.canonical_genotype(GENOTYPE)
-    assert canonical["normal"][:2] == [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]]
-    assert canonical["normal"][6:] == [["max_pool_3x3", 3], ["avg_pool_3x3", 4]]
+    assert canonical["normal"][:2] == [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]], "canonical genotype: pairs by input"
+    assert canonical["normal"][6:] == [["max_pool_3x3", 3], ["avg_pool_3x3", 4]], "canonical genotype: pairs by input"
+
     assert enc.id_to_genotype(f"{NORMAL_ID};{REDUCE_ID}") == canonical
 
 

@@ -91,7 +91,7 @@ def test_generalization_score_by_the_ntk_of_an_mlp(chain_space, tmp_path):
         nngp, ntk = mlp_kernels(q_in, hidden=1 + depth)
         assert row.topology["sum_depth"] == depth
         y_inv_y = np.trace(y.T @ np.linalg.solve(ntk, y)) / 3  # averaged over the classes
-        assert row.kernels["ntk"]["y_inv_y"] == pytest.approx(y_inv_y, rel=1e-9)
+        assert row.kernels["ntk"]["y_inv_y"] == pytest.approx(y_inv_y, rel=1e-9), (row.id, "y_inv_y, averaged over classes")
         expected = -depth * math.sqrt(y_inv_y / 7)
         assert row.scores["generalization"].value == pytest.approx(expected, rel=1e-9), (row.id, "generalization")
         assert row.kernels["ntk"]["lambda_min"] == pytest.approx(np.linalg.eigvalsh(ntk)[0], rel=1e-9)

@@ -121,7 +121,8 @@ def test_factorized_reduce_is_two_shifted_strided_projections_then_the_identity_
     want = torch.cat([torch.einsum("oc,nchw->nohw", w1, even), torch.einsum("oc,nchw->nohw", w2, odd)], dim=1)
     with torch.no_grad():
         got = fr(x)
-    torch.testing.assert_close(got, want / math.sqrt(1 + fr.bn.eps), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, want / math.sqrt(1 + fr.bn.eps), rtol=1e-5, atol=1e-6,
+                               msg="factorized_reduce: conv_1 on the even pixels, conv_2 on the odd ones")
 
 
 def test_darts_ops_of_nas_bench_301_initialise_alike():

@@ -43,7 +43,7 @@ def test_the_slope_rule_on_an_exact_exponential(b, stops):
 def test_the_slope_rule_fits_the_last_half_of_the_run():
     for rule in (SlopeRule(window=20, tol=0.01), DEFAULT_RULE):
         # t = 118 fits epochs 60..118 (one at 1000), t = 119 fits 61..119: flat, no residual
-        assert converged_at(STEP, rule) == 119, rule
+        assert converged_at(STEP, rule) == 119, (rule, "converged_at of the step history: the fit must cover half the run")
         assert predicted_decrease(STEP[:119], rule.window) == 0.0
         assert predicted_decrease(STEP[:118], rule.window) > 0.1
 
@@ -52,19 +52,20 @@ def test_the_window_rule_at_its_boundary():
     rule = Plateau(window=3, tol=0.1)
     losses = [10.0, 10.0, 10.0, 9.0, 9.0, 9.0, 8.5, 8.5, 8.5, 8.5]
     # t = 6: means 10 and 9, a drop of exactly 0.1 (not below tol); t = 7: 29/3 and 26.5/3, 2.5/29 < 0.1
-    assert not levelled_off(losses[:6], rule)
+    assert not levelled_off(losses[:6], rule), "a drop of exactly tol stopped the window rule"
     assert converged_at(losses, rule) == 7
     assert converged_at(losses[:5], rule) is None  # fewer than two windows
 
 
 def test_the_window_rule_stops_a_rising_loss_as_soon_as_two_windows_exist():
     rising = [0.1 * 1.05**t for t in range(40)]
-    assert converged_at(rising, Plateau(window=5, tol=0.01)) == 10
-    assert converged_at(rising, Plateau(window=8, tol=0.5)) == 16
+    assert converged_at(rising, Plateau(window=5, tol=0.01)) == 10, "first epoch judged: two windows"
+    assert converged_at(rising, Plateau(window=8, tol=0.5)) == 16, "first epoch judged: two windows"
 
 
 def test_the_measuring_window_by_hand():
-    assert [measure_window(None, n) for n in (1, 9, 10, 130, 499, 500, 5000)] == [1, 1, 1, 13, 49, 50, 50]
+    got = [measure_window(None, n) for n in (1, 9, 10, 130, 499, 500, 5000)]
+    assert got == [1, 1, 1, 13, 49, 50, 50], f"measuring window (a tenth, 1..50): {got}"
     assert measure_window(Plateau(window=7), 1000) == 7 and measure_window(SlopeRule(window=30), 10) == 30
 
 
@@ -114,7 +115,8 @@ def test_the_report_says_where_each_run_converged_and_measures_window_means(repo
     assert step["converged"] is True and step["converged_at"] == 119
     assert step["window"] == 16  # the last tenth of 160 epochs
     assert step["expressivity"] == pytest.approx(1.0) and step["generalization"] == pytest.approx(0.5)
-    assert step["final_slope"] == 0.0 and step["slope_epochs"] == 80  # half of 160 epochs
+    assert step["final_slope"] == 0.0
+    assert step["slope_epochs"] == 80, "slope_epochs: the rule's fit length, half of 160 epochs"
     assert report["plateau"]["source"] == "default" and report["plateau"]["measure_window"] == 16
 
 
