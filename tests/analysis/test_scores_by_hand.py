@@ -154,6 +154,9 @@ def test_sum_depth_of_stacked_and_shared_placements_is_the_sum_over_network_path
         assert topo["paths"] == len(depths), (a.id, "paths")
         assert topo["sum_depth"] == sum(depths), (a.id, "sum_depth")
         assert row.scores["expressivity"].value == sum(depths), (a.id, "expressivity")
+        # the paper's Thm 4.1 curvature: 1 / sum over network paths of exp(-5 d_p / 8m), m = 8 everywhere
+        jacobian = sum(math.exp(-5 * d / (8 * 8)) for d in depths)
+        assert row.indicators["curvature_thm41"] == pytest.approx(1 / jacobian if depths else 0.0), (a.id, "curvature")
         if depths:
             assert topo["mean_depth"] == pytest.approx(sum(depths) / len(depths)), (a.id, "mean_depth")
             assert topo["sum_depth"] == pytest.approx(topo["paths"] * topo["mean_depth"])
@@ -308,3 +311,19 @@ def test_per_architecture_canonical_forms_of_a_million_cell_space():
     for i, j in itertools.combinations(range(60), 2):
         same = nx.is_isomorphic(graphs[i], graphs[j], node_match=nm, edge_match=em)
         assert (keys[i] == keys[j]) == same, (archs[i].id, archs[j].id)
+
+
+def test_the_top_tables_hold_the_best_representatives_first_in_order_among_ties():
+    """``top=K``: per aspect the K best computing graphs (their representatives, networks
+    with a path), by score, the first in order among equal scores: checked by sorting all rows."""
+    from nflc.analysis.analyze import analyze_stream
+
+    sp = nflc.loads(REVERSED)
+    rows = []
+    summary = analyze_stream(sp, data="none", samples=3, seed=0, on_rows=rows.extend, top=7)
+    for aspect in ("expressivity", "convergence", "generalization"):
+        reps = [(pos, r) for pos, r in enumerate(rows) if r.group == r.index and r.topology["paths"] > 0]
+        best = sorted(reps, key=lambda pr: (-pr[1].scores[aspect].value, pr[0]))[:7]
+        assert [t.id for t in summary.top[aspect]] == [r.id for _, r in best], (aspect, "top table")
+    ties = [r.scores["expressivity"].value for r in rows if r.group == r.index and r.topology["paths"] > 0]
+    assert len(ties) > len(set(ties))  # equal expressivity scores: the tie rule decides

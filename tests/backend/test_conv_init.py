@@ -145,3 +145,50 @@ def test_darts_ops_of_nas_bench_301_initialise_alike():
     assert checked >= 10  # depthwise convolutions of sep_conv and dil_conv among them
     cell_norms = [x for n, x in m.named_modules() if isinstance(x, nn.BatchNorm2d) and ".edges." in n]
     assert cell_norms and all(x.weight is None for x in cell_norms)
+
+
+CELL_SPEC = """
+space c {
+    input [8, 10, 10]
+    classes 3
+    bias BIAS
+    INIT
+    cell {
+        nodes 3
+        edge * : zero | conv2d(3, 40) >> relu as cr | relu >> conv2d(3, 40) >> batchnorm as rcb
+    }
+    network = conv2d(3, 40) >> batchnorm >> cell >> global_avg_pool >> linear(classes)
+}"""
+
+
+def test_convolutions_on_cell_edges_get_the_gain_of_their_own_sequence():
+    """`conv2d >> relu` on an edge: gain sqrt(2); `relu >> conv2d >> batchnorm`: gain 1; every
+    fan-in 9 * 40 (the stem's 9 * 8)."""
+    sp = nflc.loads(CELL_SPEC.replace("BIAS", "false").replace("INIT", ""))
+    m = sp.architecture("|cr~0|+|rcb~0|cr~1|").to_module(seed=2)
+    convs = [(n, x) for n, x in m.named_modules() if isinstance(x, nn.Conv2d)]
+    assert len(convs) == 4
+    gains = {"cr": math.sqrt(2), "rcb": 1.0}
+    stem_name, stem = convs[0]
+    assert_std(stem.weight.detach(), 1 / math.sqrt(9 * 8), f"stem {stem_name} (fan_in 72)")
+    ops = {"0_1": "cr", "0_2": "rcb", "1_2": "cr"}
+    for name, layer in convs[1:]:
+        edge = next(k for k in ops if f".{k}." in name)
+        assert_std(layer.weight.detach(), gains[ops[edge]] / math.sqrt(9 * 40), f"edge {edge} ({ops[edge]}) {name}")
+
+
+@pytest.mark.parametrize("scheme", ["he_normal", "torch_default"])
+def test_conv_biases_start_at_zero_or_torchs_default(scheme):
+    sp = nflc.loads(CELL_SPEC.replace("BIAS", "true").replace("INIT", f"init {scheme}"))
+    m = sp.architecture("|cr~0|+|rcb~0|cr~1|").to_module(seed=2)
+    layers = [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
+    biases = torch.cat([x.bias.detach() for x in layers])
+    assert all(x.bias is not None for x in layers)
+    if scheme == "he_normal":
+        assert not biases.any(), "he_normal biases start at zero"
+        return
+    for x in layers:  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as torch draws them
+        fan_in = x.weight[0].numel()
+        assert x.bias.abs().max().item() <= 1 / math.sqrt(fan_in), "torch_default bias bound"
+    big = torch.cat([x.bias.detach() * math.sqrt(x.weight[0].numel()) for x in layers if x.weight[0].numel() == 360])
+    assert_std(big, 1 / math.sqrt(3), "torch_default biases scaled by sqrt(fan_in)", sigmas=6)

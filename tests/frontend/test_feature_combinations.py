@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from fractions import Fraction
 from typing import Callable
 
@@ -201,9 +202,9 @@ def test_strict_comparisons_in_edge_cells_with_a_numeric_choice(extra, keep, uni
 
 
 def test_two_numeric_choices_and_unique_multiply_the_kept_cells():
-    sp = nflc.loads(mlp_space("unique", numeric="w in {4, 8, 12}\n    v in {1, 2}").replace(
+    sp = nflc.loads(mlp_space("unique", numeric="w in {4, 12}\n    v in {1, 2}").replace(
         "linear(classes)", "linear(v) >> linear(classes)"))
-    expected = brute_edge_space(4, MLP, {"w": [4, 8, 12], "v": [1, 2]}, lambda m, v: True, unique=True)
+    expected = brute_edge_space(4, MLP, {"w": [4, 12], "v": [1, 2]}, lambda m, v: True, unique=True)
     assert_space_is(sp, expected)
     # params: 6w (stem) + w^2 per live or dead linear edge + w v + 3 v, at each architecture's own values
     for a in sp.sample(12, seed=3):
@@ -287,8 +288,7 @@ def node_space(filters: str, nodes: int = 5, node_ops: str = "c3 | mp") -> str:
     ("require edges < 6\n unique", lambda m: m["edges"] < 6),  # the fast counting path
     ("require edges <= 5\n unique", lambda m: m["edges"] <= 5),
     ("require edges < 5.5\n unique", lambda m: m["edges"] < 5.5),
-    ("unique", lambda m: True),
-])
+])  # `unique` alone: test_the_fast_path_and_the_walk_agree_with_an_always_true_filter
 def test_node_cell_edge_bounds_through_the_fast_path(filters, keep):
     assert_space_is(nflc.loads(node_space(filters)), brute_node_space(5, NODE_OPS, keep, unique=True))
 
@@ -330,3 +330,79 @@ def test_node_cell_counts_by_hand():
     plain = nflc.loads(node_space("", nodes=3))
     assert plain.count() == 5 * 2 == len(list(plain))
     assert math.prod(plain.radices) == 2**3 * 2
+
+
+# ---------------------------------------------------------------- two-input concat cells with pick
+
+
+def pick_space(filters: str) -> str:
+    return f"""
+    space d {{
+        input [3, 8, 8]
+        classes 3
+        bias false
+        c in {{4, 8}}
+        op mp = max_pool(3) >> batchnorm(affine=false)
+        op sep = sep_conv(3, affine=false)
+        cell n(w) {{
+            inputs 2
+            nodes 4
+            channels w
+            edge * : mp | skip | sep
+            pick 2
+            output concat
+        }}
+        network = conv2d(3, 6) >> batchnorm >> n(c) x2 >> global_avg_pool >> linear(classes)
+        {filters}
+    }}"""
+
+
+PICK_OPS = ["mp", "skip", "sep"]
+
+
+def brute_pick_space(keep: Callable[[dict], bool], unique: bool) -> list[str]:
+    """Ids of the space above: nodes X2, X3 each pick 2 of their inputs (2-subsets in
+    lexicographic order, then the two edges' ops, the first edge's most significant; X2 the
+    more significant node). The cell's graph (docs/LANGUAGE.md, "Graphs") adds a source `in`
+    feeding X0 and X1 (preprocessing, parameterized) and an output `out` fed by X2 and X3
+    (concatenation); `sep` is parameterized, `mp` and `skip` are not. `edges` and
+    `in_degree` leave the frame out."""
+    node_choices = {t: [tuple(zip(subset, ops, strict=True)) for subset in itertools.combinations(range(t), 2)
+                        for ops in itertools.product(range(3), repeat=2)] for t in (2, 3)}
+    kept = []
+    for c in (4, 8):
+        classes = Classes()
+        for x2, x3 in itertools.product(node_choices[2], node_choices[3]):
+            picked = [(s, 2, PICK_OPS[o]) for s, o in x2] + [(s, 3, PICK_OPS[o]) for s, o in x3]
+            # graph nodes: in = "in", X0..X3 = 0..3, out = "out"
+            frame = [("in", 0, "pre"), ("in", 1, "pre"), (2, "out", "cat"), (3, "out", "cat")]
+            g = nx.DiGraph()
+            g.add_nodes_from([("in", {"role": "in"}), (0, {"role": "x0"}), (1, {"role": "x1"}), (2, {"role": "mid"}),
+                              (3, {"role": "mid"}), ("out", {"role": "out"})])
+            g.add_edges_from((s, t, {"op": op}) for s, t, op in picked + frame)
+            depths = [sum(g.edges[e]["op"] in ("pre", "sep") for e in zip(p, p[1:], strict=False))
+                      for p in nx.all_simple_paths(g, "in", "out")]
+            into = Counter(t for _, t, _ in picked)
+            m = {"paths": len(depths), "depth": max(depths), "min_depth": min(depths),
+                 "mean_depth": Fraction(sum(depths), len(depths)), "skip_paths": depths.count(0), "dead_edges": 0,
+                 "edges": len(picked), "in_degree": max(into.values())}
+            if not keep(m) or (unique and not classes.is_new(g)):
+                continue
+            groups = {t: [f"{op}~{s}" for s, tt, op in sorted(picked) if tt == t] for t in (2, 3)}
+            kept.append(f"{c};" + cell_id(groups, 2, 3))
+    return kept
+
+
+@pytest.mark.parametrize("filters, keep", [
+    ("require paths < 5", lambda m: m["paths"] < 5),  # 162 of 486, 90 under unique
+    ("require paths > 4", lambda m: m["paths"] > 4),
+    ("require mean_depth < 2.5\n require depth > 2", lambda m: m["mean_depth"] < Fraction(5, 2) and m["depth"] > 2),
+    ("require edges == 4\n require in_degree < 3\n require skip_paths < 1", lambda m: True),
+    ("require min_depth > 1", lambda m: m["min_depth"] > 1),
+])
+@pytest.mark.parametrize("unique", [False, True])
+def test_two_input_pick_cells_with_a_numeric_choice_and_filters(filters, keep, unique):
+    sp = nflc.loads(pick_space(filters + ("\n unique" if unique else "")))
+    expected = brute_pick_space(keep, unique)
+    assert sp.raw_count() == 2 * 9 * 27 and 0 < len(expected)
+    assert_space_is(sp, expected)

@@ -262,3 +262,36 @@ def test_a_writer_without_a_lease_row_writes_nothing_at_all(tmp_path, split):
         summary = run_training(["steady"], build, split, config, store)
     assert summary.trained == ["steady"]
     assert_epochs_once(db, {"steady": 2})
+
+
+# ---------------------------------------------------------------------------------------
+# what an interruption leaves
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("every, stop_after, stored", [(3, 5, 3), (2, 5, 4), (4, 4, 4), (5, 4, 0)])
+def test_an_interrupted_run_keeps_exactly_the_epochs_its_last_checkpoint_covers(tmp_path, split, every, stop_after, stored):
+    """Checkpoints fall every ``every`` epochs; an epoch is written with the checkpoint that
+    covers it, so a run stopped after epoch ``stop_after`` holds epochs 1..(the last multiple
+    of ``every`` up to it), and resuming completes it to the uninterrupted run's rows."""
+    config = TrainConfig(epochs=7, lr=0.5, batch=32, seed=1, device="cpu")
+
+    def progress(event):
+        if event.kind == "epoch" and event.epoch == stop_after:
+            raise Interrupt
+
+    db = tmp_path / "cut.sqlite"
+    with ResultStore.open(db, SPEC, config) as store:
+        with pytest.raises(Interrupt):
+            run_training(["steady"], build, split, config, store, progress, checkpoint_every=every)
+    got = rows(db)
+    assert [e for _, e, *_ in got["epochs"]] == list(range(1, stored + 1)), "epochs stored before the interruption"
+    assert got["checkpoints"] == ([("steady", stored)] if stored else []), "the last checkpoint"
+    with ResultStore.open(db, SPEC, config) as store:
+        run_training(["steady"], build, split, config, store, checkpoint_every=every)
+    with ResultStore.open(tmp_path / "ref.sqlite", SPEC, config) as store:
+        run_training(["steady"], build, split, config, store, checkpoint_every=every)
+    assert rows(db)["epochs"] == rows(tmp_path / "ref.sqlite")["epochs"]

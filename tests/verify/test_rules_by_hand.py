@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from nflc.cli import app
 from nflc.verify import Aspects, EpochRecord, ResultStore
-from nflc.verify.plateau import (DEFAULT_RULE, Plateau, SlopeRule, converged_at, levelled_off, measure_window,
-                                 predicted_decrease)
+from nflc.verify.plateau import (DEFAULT_RULE, Plateau, SlopeRule, converged_at, levelled_off, log_slope,
+                                 measure_window, predicted_decrease)
 
 STEP = [1000.0] * 60 + [1.0] * 100  # epochs 1..60 at 1000, 61..160 at 1
 
@@ -133,3 +134,18 @@ def test_left_chance_at_its_margin_and_for_a_diverged_run(report):
     contenders = {"step", "below", "diverged"}
     assert set(report["nfl"]["pareto_front"]) <= contenders
     assert "diverged" not in report["nfl"]["winners"]["expressivity"]
+
+
+def test_the_slope_errors_autocorrelation_factor_is_capped_at_0_9():
+    """Residuals of a half sine wave over 80 epochs are strongly autocorrelated (lag-1 r
+    above 0.9): the variance is widened by (1 + 0.9) / (1 - 0.9) = 19, no more."""
+    n = 80
+    y = np.sin(np.pi * np.arange(n) / (n - 1))
+    x = np.arange(n) - (n - 1) / 2
+    b = float(x @ (y - y.mean())) / float(x @ x)
+    resid = y - y.mean() - b * x
+    r = float(resid[1:] @ resid[:-1]) / float(resid @ resid)
+    assert r > 0.9
+    fit = log_slope(list(np.exp(y)), n)
+    assert fit.slope == pytest.approx(b, abs=1e-12)
+    assert fit.stderr == pytest.approx(math.sqrt(float(resid @ resid) / (n - 2) / float(x @ x) * 19)), "stderr: r capped at 0.9"
