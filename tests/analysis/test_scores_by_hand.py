@@ -94,7 +94,10 @@ def test_generalization_score_by_the_ntk_of_an_mlp(chain_space, tmp_path):
         assert row.kernels["ntk"]["y_inv_y"] == pytest.approx(y_inv_y, rel=1e-9), (row.id, "y_inv_y, averaged over classes")
         expected = -depth * math.sqrt(y_inv_y / 7)
         assert row.scores["generalization"].value == pytest.approx(expected, rel=1e-9), (row.id, "generalization")
-        assert row.kernels["ntk"]["lambda_min"] == pytest.approx(np.linalg.eigvalsh(ntk)[0], rel=1e-9)
+        eig = np.linalg.eigvalsh(ntk)
+        assert row.kernels["ntk"]["lambda_min"] == pytest.approx(eig[0], rel=1e-9), (row.id, "lambda_min")
+        assert row.kernels["ntk"]["lambda_max"] == pytest.approx(eig[-1], rel=1e-9), (row.id, "lambda_max")
+        assert row.kernels["ntk"]["condition"] == pytest.approx(eig[-1] / eig[0], rel=1e-8), (row.id, "condition")
         pair = min((nngp[i, i] + nngp[j, j]) / 2 - nngp[i, j] for i in range(7) for j in range(7) if i != j)
         assert row.scores["convergence"].value == pytest.approx(pair, rel=1e-9), (row.id, "convergence")
         assert row.scores["expressivity"].value == depth
