@@ -221,6 +221,12 @@ MUTATIONS = [
     Mutation("store-deleted-lease-writes", "nflc/verify/store.py",
              "if held is None or held.token != self.lease.token:", "if held is not None and held.token != self.lease.token:",
              RECOVERY_TESTS, "a writer whose lease row was deleted goes on writing"),
+    Mutation("store-heartbeat-recreates-lease", "nflc/verify/store.py",
+             "if held is not None and held.token == self._lease.token:\n"
+             "                        _write_lease(conn, held.model_copy(update={\"heartbeat\": _now()}))",
+             "if held is None or held.token == self._lease.token:\n"
+             "                        _write_lease(conn, self._lease.model_copy(update={\"heartbeat\": _now()}))",
+             RECOVERY_TESTS, "the heartbeat writes its lease back after the row was deleted"),
     Mutation("store-extend-revives-diverged", "nflc/verify/store.py",
              "WHERE run_id = ? AND status = 'done'\", (now, run_id))",
              "WHERE run_id = ? AND status IN ('done', 'diverged')\", (now, run_id))",

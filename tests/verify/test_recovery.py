@@ -295,3 +295,34 @@ def test_an_interrupted_run_keeps_exactly_the_epochs_its_last_checkpoint_covers(
     with ResultStore.open(tmp_path / "ref.sqlite", SPEC, config) as store:
         run_training(["steady"], build, split, config, store, checkpoint_every=every)
     assert rows(db)["epochs"] == rows(tmp_path / "ref.sqlite")["epochs"]
+
+
+def test_the_heartbeat_never_recreates_a_deleted_lease(tmp_path, split, monkeypatch):
+    """The writer's heartbeat thread refreshes its own lease row only: once the row is gone
+    it stays gone (the writer then stops at its next write instead of reclaiming the file)."""
+    import time
+
+    import nflc.verify.store as store_module
+
+    monkeypatch.setattr(store_module, "LEASE_HEARTBEAT", 0.02)
+    db = tmp_path / "beat.sqlite"
+
+    def lease() -> str | None:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'writer'").fetchone()
+            return row[0] if row else None
+        finally:
+            conn.close()
+
+    with ResultStore.open(db, SPEC, CONFIG) as store:
+        first = lease()
+        deadline = time.monotonic() + 60  # a hang guard, not a speed goal: the heartbeat beats every 0.02 s
+        while lease() == first:  # wait for one beat (timestamps have whole seconds)
+            assert time.monotonic() < deadline, "the heartbeat never beat"
+            time.sleep(0.02)
+        delete_lease(db)
+        time.sleep(0.5)  # some 25 beats
+        assert lease() is None, "the heartbeat recreated the deleted lease"
+        with pytest.raises(StoreBusyError, match="lost the writer lease"):
+            store.register(["steady"])
