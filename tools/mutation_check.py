@@ -346,7 +346,9 @@ def run_tests(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, f
         first = text.strip().splitlines()[-1] if text.strip() else ""
     message = ""
     if outcome != "passed":
-        message = next((ln[1:].strip() for ln in lines if ln.startswith("E ") and ln[1:].strip()), "")
+        # the first informative E line (numpy's assertions put their numbers after a bare "AssertionError:")
+        message = next((ln[1:].strip() for ln in lines if ln.startswith("E ") and ln[1:].strip()
+                        and ln[1:].strip() not in ("AssertionError:", "AssertionError")), "")
         if not message:
             message = next((ln.split(" - ", 1)[1] for ln in lines if ln.startswith("FAILED ") and " - " in ln), "")
     return outcome, seconds, first, message
