@@ -228,6 +228,11 @@ def test_each_group_is_represented_by_its_member_with_fewest_parameters_first_am
     res = analyze(sp, data="none", samples=3, seed=0, archs=archs)
     for row in res.architectures:
         assert (row.group, row.group_size) == expected[row.index], (row.id, "group representative")
+    # the same rule in nflc.analysis.groups.representatives (positions in the list: here the indices)
+    from nflc.analysis import groups
+
+    reps = groups.representatives(archs)
+    assert reps == [expected[i][0] for i in range(len(archs))], "groups.representatives"
 
 
 NUMERIC = """
