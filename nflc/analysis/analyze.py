@@ -431,7 +431,8 @@ def finite_warning(est: FiniteEstimate) -> str | None:
     what.append(mem)
     return (f"the finite-width kernels of {est.networks:,} network(s) on N = {est.samples} inputs will "
             + " and ".join(what) + "; fewer inputs (--samples N), a smaller width (--width W) or fewer networks "
-            "(--archs sample:K) cost less, and --memory bounds the memory")
+            "(--archs sample:K) cost less, --measure none skips them (topology and expressivity only), "
+            "and --memory bounds the memory")
 
 
 # ------------------------------------------------------------------ the whole space, streamed
