@@ -134,6 +134,10 @@ def _say_interrupted(message: str) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # CPython marks a Ctrl-C that ended a string exec (dataclass and namedtuple creation during
+    # an import) as unhandled even when caught, and `python -m nflc.cli` would then die by
+    # SIGINT instead of exiting 130; every string exec clears the mark
+    exec("None")
     err.print(message, markup=False)
 
 
