@@ -6,7 +6,7 @@
 For each width: a seeded sample of ``--archs`` nfl_h3 architectures (the stem re-declared
 for the dataset's input size), MNIST-5k (4000 train / 1000 test) by default, the paper's
 protocol (SGD, lr 0.1, batch 128) with every per-epoch full-pass evaluation included. One-at-a-time is :func:`nflc.verify.train.train` on each compiled
-module (what ``run_sweep`` does); population is :func:`train_population` on the same
+module (what ``run_training`` does); population is :func:`train_population` on the same
 modules and seeds (a sweep's: one data order for all). The two are timed alternately,
 ``--rounds`` times, so background load hits both alike; the median of each is reported
 with the speedup and the per-epoch losses' largest and median difference between the two
@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
-from nflc.verify.sweep import arch_seeds
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "nfl_h3.nfl"

@@ -32,7 +32,7 @@ import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
 from nflc.verify.run import make_config, verify
-from nflc.verify.sweep import arch_seeds
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "nfl_h3.nfl"

@@ -10,14 +10,16 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from nflc.cli_progress import AnalysisProgress, sweep_progress
 from nflc.errors import NflcError
+from nflc.limits import memory_size
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -506,87 +508,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-class _Progress:
-    """Progress of an analysis on stderr: a live bar with the time left on a terminal, else
-    plain lines every few seconds (nflc.analysis.progress), so a log shows it too.
-
-    The kernels are counted in computing graphs (the units of work); that display starts at
-    their first update, when their number is known. The passes over the architectures
-    before (grouping) and after (scoring) are counted in architectures, and shown from
-    their start for a space of :data:`EARLY_ARCHS` or more, else only when one lasts longer
-    than ``early`` seconds (a small analysis prints the kernels' lines alone)."""
-
-    EARLY_ARCHS = 50_000
-    LABELS = {"kernels": "analyzing", "grouping": "grouping", "scoring": "scoring"}
-
-    def __init__(self, archs: int, interval: float = 5.0, early: float = 1.0):
-        import time
-
-        self.archs, self.interval, self.early, self.clock = archs, interval, early, time.monotonic
-        self.stage: str | None = None  # the stage of the latest update
-        self.shown: str | None = None  # the stage on display
-        self.stage_start = 0.0
-        self.bar: Any = None  # a rich Progress on a terminal
-        self.plain: Any = None  # else plain progress lines
-
-    def _close_display(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        elif self.plain is not None:
-            self.plain.close()
-        self.bar = self.plain = None
-
-    def _start(self, stage: str, total: int) -> None:
-        self._close_display()
-        self.shown = stage
-        label = self.LABELS.get(stage, stage)
-        unit = "computing graphs" if stage == "kernels" else "architectures"
-        note = f" ({self.archs:,} architectures)" if stage == "kernels" else ""
-        if err.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            title = (f"analyzing {self.archs:,} architectures: computing graphs" if stage == "kernels"
-                     else f"{label} {self.archs:,} architectures")
-            self.bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("left"), TimeRemainingColumn(), console=err, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-        else:
-            from nflc.analysis.progress import PlainProgress
-
-            self.plain = PlainProgress(total, sys.stderr, label=label, unit=unit, interval=self.interval, note=note,
-                                       announce=False)
-            self.plain.announce()
-
-    def update(self, done: int, total: int, stage: str = "kernels") -> None:
-        if stage != self.stage:
-            self.stage, self.stage_start = stage, self.clock()
-            if stage == "kernels" or self.archs >= self.EARLY_ARCHS:
-                self._start(stage, total)
-        elif self.bar is None and self.plain is None and self.clock() - self.stage_start > self.early and done < total:
-            self._start(stage, total)
-        if self.shown != stage:
-            return  # another stage's display: it stays as it ended
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=total)
-        elif self.plain is not None:
-            self.plain.update(done, total)
-
-    def warn(self, message: str) -> None:
-        (self.bar.console if self.bar is not None else err).print(f"warning: {message}", markup=False)
-
-    def close(self) -> None:
-        self._close_display()
-
-
-def _parse_memory(text: str) -> int:
-    """--memory: bytes from ``512M``, ``2G``, ``1.5G`` or a number of MiB."""
-    from nflc.limits import memory_size
-
-    return memory_size(text)
-
-
 def _plot_target(plot: Path, default_name: str) -> Path:
     """``--plot DIR``: the PNG's path in DIR (created); a path ending in .png is the file itself
     (the older form, still accepted)."""
@@ -669,7 +590,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     check_threads(threads)
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
-    budget = _parse_memory(memory)
+    budget = memory_size(memory)
     plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
     outs = [_output(json_path, "--json", "analyze-json"), _output(csv_path, "--csv", "analyze-csv"),
             _output(html, "--html", "html"), _output(plot_file, "--plot", "png")]
@@ -697,7 +618,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     from nflc.analysis.analyze import check_kernel_memory
 
     check_kernel_memory(sp, samples, dataset, measure)
-    progress = _Progress(total)
+    progress = AnalysisProgress(err, total)
     writer = None
     try:  # a Ctrl-C from the first progress line on closes it as stopped
         if total >= progress.EARLY_ARCHS:
@@ -836,7 +757,7 @@ def rank(file: FileArg,
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be at least 0, got {bootstrap}")
     check_seed(seed)
-    settings = KernelSettings(samples=samples, seed=seed, width=kernel_width or None, memory=_parse_memory(memory))
+    settings = KernelSettings(samples=samples, seed=seed, width=kernel_width or None, memory=memory_size(memory))
     outs = [_output(json_path, "--json", "rank-json"), _output(html, "--html", "html")]
     inputs = [Input(benchmark, "--benchmark"), *([Input(cache, "--cache")] if cache is not None else []),
               *_spec_inputs(file)]
@@ -845,7 +766,7 @@ def rank(file: FileArg,
     _check_outputs(outs, [*inputs, *_spec_inputs(None, sp)], force)
     kernels = any(n in ("aggregate", *KERNEL_COMPONENTS) for n in names)
     # the file is read (and checked) first: the progress display counts its architectures
-    progress = _Progress(len(read_benchmark(benchmark, benchmark_dataset)) if kernels else 0)
+    progress = AnalysisProgress(err, len(read_benchmark(benchmark, benchmark_dataset)) if kernels else 0)
     store = None if no_cache or not kernels else _open_cache(cache)  # graph scores never touch the cache
 
     def on_progress(done: int, total: int) -> None:
@@ -1112,7 +1033,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
     from nflc.analysis.threads import choose_threads, limit_threads
     from nflc.limits import check_threads
-    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, rich_progress, solves_width, stopping_rule
+    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, solves_width, stopping_rule
     from nflc.verify.run import verify as run_verify
 
     check_threads(threads)
@@ -1136,7 +1057,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
                          epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
                          plateau=plateau)
     dataset = config.data.dataset
-    progress, close = (None, lambda: None) if quiet else rich_progress(epochs, err)
+    progress, close = (None, lambda: None) if quiet else sweep_progress(epochs, err)
     try:
         with limit_threads(n_threads):
             res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,

@@ -34,6 +34,7 @@ from torch import nn
 
 from nflc.data import Dataset
 from nflc.errors import NflcError
+from nflc.verify.population import batching_pays, member_layout, train_population
 from nflc.verify.protocol import arch_seeds
 from nflc.verify.store import ResultStore, StoreError, StoreMismatchError
 from nflc.verify.train import (Aspects, Checkpoint, CheckpointError, EpochRecord, TrainConfig, TrainResult, resolve_device,
@@ -149,8 +150,6 @@ def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainCon
     """Train ``group`` in this process, sending every epoch (with its checkpoint when one
     is due every ``checkpoint_every`` epochs) and every result to ``emit``: what each
     executor runs, wherever it runs it."""
-    from nflc.verify.population import train_population
-
     train_set, test_set = dataset
     if group.batched:
         ids = group.ids
@@ -217,8 +216,6 @@ class Plan:
 
     def _scan(self) -> None:
         """Advance through the architectures until a group is ready (or none are left)."""
-        from nflc.verify.population import batching_pays, member_layout
-
         while not self._ready and self._cursor < len(self.ids):
             arch_id = self.ids[self._cursor]
             self._cursor += 1
@@ -356,7 +353,7 @@ def run_training(
     dataset: tuple[Dataset, Dataset],
     config: TrainConfig,
     store: ResultStore,
-    progress: Union[bool, Callable[[SweepEvent], None], None] = None,
+    progress: Optional[Callable[[SweepEvent], None]] = None,
     *,
     executor: Optional[Executor] = None,
     population: bool = False,
@@ -372,8 +369,8 @@ def run_training(
     ``build_module(arch_id, seed)``: a fresh module whose initial weights depend only on
     ``seed``. ``population``: train the population family in groups of ``group_size``
     (``only_when_faster``: only networks for which batching pays on this device).
-    ``progress``: ``True`` for a progress bar on stderr, or a callable receiving
-    :class:`SweepEvent`s. A group whose executor fails is planned again from its
+    ``progress``: a callable receiving :class:`SweepEvent`s (``nflc verify`` shows them
+    with :func:`nflc.cli_progress.sweep_progress`). A group whose executor fails is planned again from its
     members' last checkpoints, at most ``max_retries`` times per architecture.
     """
     if checkpoint_every < 1:
@@ -386,15 +383,7 @@ def run_training(
         raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
     _check_config_in_store(store, config)
     store.register(ids)
-    close: Callable[[], None] = lambda: None  # noqa: E731
-    if progress is True:
-        from nflc.verify.run import rich_progress  # the display `nflc verify` shows
-
-        report, close = rich_progress(config.epochs)
-    elif callable(progress):
-        report = progress
-    else:
-        report = lambda event: None  # noqa: E731
+    report: Callable[[SweepEvent], None] = progress if progress is not None else (lambda event: None)
     executor = executor or LocalExecutor()
     plan = Plan(ids, build_module, store, config, report, population=population, group_size=group_size,
                 only_when_faster=only_when_faster)
@@ -434,10 +423,7 @@ def run_training(
         retried += 1
         plan.retry(unfinished, group.batched)
 
-    try:
-        executor.run(plan, dataset, config, checkpoint_every, handle, failed)
-    finally:
-        close()
+    executor.run(plan, dataset, config, checkpoint_every, handle, failed)
 
     results = store.results()
     in_sweep = {a: results[a] for a in ids if a in results}

@@ -17,9 +17,9 @@ Training is the sum over members of each member's mean minibatch loss, so each m
 gradient is exactly its own; plain SGD (no momentum, no weight decay) then updates each
 member as :func:`nflc.verify.train.train` would. Every member draws its minibatches from
 its own seeded generator, the same ``randperm`` per epoch as ``train``, so an architecture
-gets the same numbers, to float round-off, whether it is trained alone (``run_sweep``) or in
+gets the same numbers, to float round-off, whether it is trained alone (``run_training``) or in
 any population, and the two paths can share one results database. A sweep seeds every
-architecture's data order alike (:func:`nflc.verify.sweep.arch_seeds`: common random
+architecture's data order alike (:func:`nflc.verify.protocol.arch_seeds`: common random
 numbers), so its members' orders coincide and the population draws one minibatch for all
 (one gather, broadcast to every member's stem ``bmm``). Members with different orders
 (other seeds) each get their own minibatch. Every product is a member's own ``bmm`` slice,
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +50,6 @@ from torch import nn
 from nflc import ops
 from nflc.backends.torch import CellModule, Network
 from nflc.data import Dataset
-from nflc.verify.store import ResultStore
-from nflc.verify.driver import SweepEvent, SweepSummary
 from nflc.verify.protocol import diverged as _diverged, sgd, sgd_state, shuffle_generator, stochastic_seed
 from nflc.verify.train import (
     EVAL_CHUNK,
@@ -66,13 +64,11 @@ from nflc.verify.train import (
 __all__ = [
     "MemberLayout",
     "Population",
-    "PopulationSummary",
     "PopulationCallback",
     "batching_pays",
     "forward_flops_per_row",
     "member_layout",
     "population_support",
-    "run_population",
     "train_population",
 ]
 
@@ -336,7 +332,7 @@ def train_population(
     one evaluation chunk (members x rows x width floats), sized for ``eval_members``
     members (default: this population's size). The chunk length is the only thing that
     the population's size changes in a member's numbers (the float64 loss sums), so
-    populations of different sizes sized alike (``run_population`` sizes every group for
+    populations of different sizes sized alike (``run_training(population=True)`` sizes every group for
     its ``group_size``) give every member the same numbers bit for bit on a CPU.
     """
     a = len(modules)
@@ -444,37 +440,3 @@ def train_population(
         if results[i] is None:  # resumed with nothing left to run
             finish(i, False)
     return [r for r in results if r is not None]  # every member has its result here
-
-
-# ---------------------------------------------------------------------------------------
-# A sweep with populations
-
-
-PopulationSummary = SweepSummary  # its ``batched`` and ``alone`` say how each architecture trained
-
-
-def run_population(
-    items: Iterable[Union[str, tuple]],
-    build_module: Callable[[str, int], nn.Module],
-    dataset: tuple[Dataset, Dataset],
-    config: TrainConfig,
-    store: ResultStore,
-    progress: Union[bool, Callable[[SweepEvent], None], None] = None,
-    *,
-    group_size: int = 64,
-    checkpoint_every: int = 1,
-    only_when_faster: bool = False,
-) -> SweepSummary:
-    """:func:`nflc.verify.sweep.run_sweep`, with the population family trained in groups.
-
-    Same contract as ``run_sweep`` (same seeds, store records, skipping and resuming):
-    architectures whose module is in the population family train ``group_size`` at a
-    time; the others (and none else) train one at a time afterwards. Members of a group
-    share their layout and the epoch they resume after. ``only_when_faster``: networks
-    for which batching does not pay on this device (:func:`batching_pays`) train one at
-    a time too. (The plan and the recording are :func:`nflc.verify.driver.run_training`'s.)
-    """
-    from nflc.verify.driver import run_training
-
-    return run_training(items, build_module, dataset, config, store, progress, population=True,
-                        group_size=group_size, checkpoint_every=checkpoint_every, only_when_faster=only_when_faster)

@@ -49,7 +49,6 @@ __all__ = [
     "make_config",
     "recorded_threads",
     "resolve_width",
-    "rich_progress",
     "solves_width",
     "stopping_rule",
     "verify",
@@ -354,48 +353,6 @@ def recorded_threads(db: str | Path) -> Optional[int]:
     return n if isinstance(n, int) and n >= 1 else None
 
 
-def rich_progress(epochs: int, console=None):
-    """``(callback, close)``: a rich progress display for sweep events (stderr)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[detail]}"), console=console or Console(stderr=True))
-    task: Optional[TaskID] = None
-    running: set[str] = set()
-    epoch = 0
-    best: Optional[float] = None
-
-    def callback(event) -> None:
-        nonlocal task, epoch, best
-        if task is None:
-            bar.start()
-            task = bar.add_task("architectures", total=event.total, detail="")
-        if event.kind in ("start", "resume"):
-            running.add(event.arch_id)
-            if event.kind == "resume":
-                epoch = event.epoch or 0
-        elif event.kind in ("skip", "finish"):
-            running.discard(event.arch_id)
-            bar.advance(task)
-        elif event.kind == "epoch" and event.record is not None:
-            epoch = event.record.epoch
-            loss = event.record.train_loss
-            best = loss if best is None or not loss >= best else best
-        if running:
-            shown = f", best train loss {best:.4f}" if best is not None else ""
-            bar.update(task, detail=f"{len(running)} training, epoch {epoch}/{epochs}{shown}")
-        else:
-            best = None
-            bar.update(task, detail="")
-
-    def close() -> None:
-        if task is not None:
-            bar.stop()
-
-    return callback, close
-
-
 def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_set, progress, executor, population,
                 group_size: int, checkpoint_every: int, lock_timeout: float, spec_file: Optional[str],
                 threads: Optional[int] = None):
@@ -428,7 +385,7 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     """Train ``archs`` (default: every architecture of ``space``) under ``config`` into the
     results database ``db``; finished architectures are skipped, interrupted ones resume.
 
-    ``progress``: a callable receiving :class:`nflc.verify.sweep.SweepEvent`s.
+    ``progress``: a callable receiving :class:`nflc.verify.driver.SweepEvent`s.
     ``population``: train the MLP-cell family batched (True), one at a time (False), or
     batched where that is faster (None: always on a GPU; on a CPU only small networks,
     :func:`nflc.verify.population.batching_pays`); the numbers are the same either way.

@@ -73,7 +73,7 @@ __all__ = [
     "epochs_extension",
 ]
 
-# 2: a sweep trains every architecture on one data order (nflc.verify.sweep.arch_seeds);
+# 2: a sweep trains every architecture on one data order (nflc.verify.protocol.arch_seeds);
 # version-1 databases hold per-architecture orders, so mixing them would break the
 # comparison and a resumed sweep's repeatability: they are refused, not continued.
 SCHEMA_VERSION = 2

@@ -23,7 +23,8 @@ from nflc.verify.plateau import (DEFAULT_RULE, Plateau, SlopeRule, converged_at,
 from nflc.verify.population import train_population
 from nflc.verify.report import build_report
 from nflc.verify.store import ResultStore
-from nflc.verify.sweep import SweepEvent, arch_seeds, run_sweep
+from nflc.verify.driver import SweepEvent, run_training
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -310,7 +311,7 @@ def test_a_converging_sweep_resumed_midway_equals_the_uninterrupted_one(tmp_path
 
     ref_db = tmp_path / "ref.sqlite"
     with ResultStore.open(ref_db, "spec", config) as store:
-        run_sweep(items, build, digits, config, store)
+        run_training(items, build, digits, config, store)
     reference = snapshot(ref_db)
     stop = reference["w3"][1].epochs
     assert 8 < stop < 80
@@ -323,9 +324,9 @@ def test_a_converging_sweep_resumed_midway_equals_the_uninterrupted_one(tmp_path
 
     with ResultStore.open(db, "spec", config) as store:
         with pytest.raises(Interrupt):
-            run_sweep(items, build, digits, config, store, progress=interrupt, checkpoint_every=4)
+            run_training(items, build, digits, config, store, progress=interrupt, checkpoint_every=4)
         assert store.status("w3") == "running"
-        run_sweep(items, build, digits, config, store, checkpoint_every=4)
+        run_training(items, build, digits, config, store, checkpoint_every=4)
     assert snapshot(db) == reference
     rep = build_report(db)
     assert {a.id: (a.converged, a.epochs_run, a.converged_at) for a in rep.architectures} == {

@@ -21,11 +21,11 @@ from nflc.verify.population import (
     forward_flops_per_row,
     member_layout,
     population_support,
-    run_population,
     train_population,
 )
 from nflc.verify.store import ResultStore
-from nflc.verify.sweep import arch_seeds, run_sweep
+from nflc.verify.driver import run_training
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import Checkpoint, TrainConfig, train
 
 from .helpers import run_and_sigkill
@@ -227,15 +227,15 @@ def close_enough(a: dict, b: dict) -> None:
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
 
 
-def test_store_sweep_matches_run_sweep_and_skips_finished(tmp_path, h3, split):
+def test_store_sweep_matches_one_at_a_time_and_skips_finished(tmp_path, h3, split):
     items = IDS[:4] + ["mlp"]
     with ResultStore.open(tmp_path / "a.sqlite", SPEC_HASH, STORE_CONFIG) as store:
-        summary = run_population(items, store_builder(h3), split, STORE_CONFIG, store, group_size=3)
+        summary = run_training(items, store_builder(h3), split, STORE_CONFIG, store, group_size=3, population=True)
         assert summary.trained == IDS[:3] + [IDS[3], "mlp"] and summary.alone == ["mlp"]
-        again = run_population(items, store_builder(h3), split, STORE_CONFIG, store)
+        again = run_training(items, store_builder(h3), split, STORE_CONFIG, store, population=True)
         assert again.trained == [] and again.skipped == items
     with ResultStore.open(tmp_path / "b.sqlite", SPEC_HASH, STORE_CONFIG) as store:
-        run_sweep(items, store_builder(h3), split, STORE_CONFIG, store)
+        run_training(items, store_builder(h3), split, STORE_CONFIG, store)
     close_enough(dump(tmp_path / "a.sqlite"), dump(tmp_path / "b.sqlite"))
 
 
@@ -255,7 +255,7 @@ def test_only_when_faster_batches_only_small_networks_on_a_cpu(tmp_path, h3, spl
 
     config = STORE_CONFIG.model_copy(update={"epochs": 1})
     with ResultStore.open(tmp_path / "a.sqlite", SPEC_HASH, config) as store:
-        summary = run_population(IDS[:3], build, split, config, store, only_when_faster=True)
+        summary = run_training(IDS[:3], build, split, config, store, only_when_faster=True, population=True)
     assert summary.alone == [IDS[0]] and summary.batched == IDS[1:3]
 
 
@@ -265,7 +265,7 @@ class Interrupt(Exception):
 
 def test_interrupted_population_resumes_to_the_same_numbers(tmp_path, h3, split):
     with ResultStore.open(tmp_path / "ref.sqlite", SPEC_HASH, STORE_CONFIG) as store:
-        run_population(IDS, store_builder(h3), split, STORE_CONFIG, store)
+        run_training(IDS, store_builder(h3), split, STORE_CONFIG, store, population=True)
     reference = dump(tmp_path / "ref.sqlite")
 
     def stop(event):
@@ -275,11 +275,11 @@ def test_interrupted_population_resumes_to_the_same_numbers(tmp_path, h3, split)
     db = tmp_path / "cut.sqlite"
     with ResultStore.open(db, SPEC_HASH, STORE_CONFIG) as store:
         with pytest.raises(Interrupt):
-            run_population(IDS, store_builder(h3), split, STORE_CONFIG, store, stop, checkpoint_every=2)
+            run_training(IDS, store_builder(h3), split, STORE_CONFIG, store, stop, checkpoint_every=2, population=True)
         # members before the interrupted one wrote epoch 3's record in memory only: checkpoints at 2
         assert {store.checkpoint(a)[0] for a in IDS} == {2}
         events = []
-        run_population(IDS, store_builder(h3), split, STORE_CONFIG, store, events.append, checkpoint_every=2)
+        run_training(IDS, store_builder(h3), split, STORE_CONFIG, store, events.append, checkpoint_every=2, population=True)
     assert [(e.kind, e.epoch) for e in events if e.kind == "resume"] == [("resume", 2)] * len(IDS)
     assert dump(db) == reference  # same group, same checkpoints: bit for bit
 
@@ -291,15 +291,15 @@ def child_main(db: str) -> None:
     split = train_test_split(load_dataset("mnist5k", seed=0, n=200), test_fraction=0.25, seed=0)
     config = STORE_CONFIG.model_copy(update={"epochs": 8})
     with ResultStore.open(db, SPEC_HASH, config) as store:
-        run_population(IDS, store_builder(h3), split, config, store,
-                       lambda e: time.sleep(0.05) if e.kind == "epoch" else None)
+        run_training(IDS, store_builder(h3), split, config, store,
+                       lambda e: time.sleep(0.05) if e.kind == "epoch" else None, population=True)
 
 
 def test_sigkill_mid_population_resumes_to_identical_numbers(tmp_path, h3, split):
     config = STORE_CONFIG.model_copy(update={"epochs": 8})
     ref_db = tmp_path / "ref.sqlite"
     with ResultStore.open(ref_db, SPEC_HASH, config) as store:
-        run_population(IDS, store_builder(h3), split, config, store)
+        run_training(IDS, store_builder(h3), split, config, store, population=True)
         reference = {a: (s, store.aspects(a), store.epochs(a)) for a, s in store.statuses().items()}
     db = tmp_path / "killed.sqlite"
     code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.verify.test_population import child_main; child_main({str(db)!r})"
@@ -321,7 +321,7 @@ def test_sigkill_mid_population_resumes_to_identical_numbers(tmp_path, h3, split
     with ResultStore.open(db, SPEC_HASH, config) as store:
         assert store.integrity_check() == "ok"
         assert set(store.statuses().values()) == {"running"}
-        run_population(IDS, store_builder(h3), split, config, store)
+        run_training(IDS, store_builder(h3), split, config, store, population=True)
         got = {a: (s, store.aspects(a), store.epochs(a)) for a, s in store.statuses().items()}
     assert list(got) == list(reference)
     for a in reference:
