@@ -20,6 +20,18 @@ from typer.core import TyperGroup
 from nflc.cli_progress import AnalysisProgress, sweep_progress
 from nflc.errors import NflcError
 from nflc.limits import memory_size
+from nflc import __version__
+from nflc.outputs import atomic_path
+from nflc.outputs import check_outputs
+from nflc.outputs import Output
+from nflc.outputs import Input, spec_files
+import nflc
+from nflc.outputs import write_bytes, write_text
+from nflc.limits import check_seed
+from nflc.limits import check_dataset_name, check_samples
+from nflc.limits import check_threads
+from nflc import encodings as enc
+from nflc.outputs import database_files
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -84,8 +96,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _print_version(value: bool) -> None:
     if value:
-        from nflc import __version__
-
         print(f"nflc {__version__}")
         raise typer.Exit()
 
@@ -169,8 +179,6 @@ def print_table(table: Table, console: Console | None = None) -> None:
 
 def _json_lines(rows, path: Path) -> None:
     """JSON lines to standard output (``-``) or to ``path`` (replaced when complete)."""
-    from nflc.outputs import atomic_path
-
     if str(path) == "-":
         for r in rows:
             out.print(json.dumps(r), markup=False)
@@ -183,21 +191,15 @@ def _json_lines(rows, path: Path) -> None:
 
 def _check_outputs(outputs, inputs=(), force: bool = False) -> None:
     """Refuse, before any work, outputs that cannot or must not be written (nflc.outputs)."""
-    from nflc.outputs import check_outputs
-
     check_outputs(outputs, inputs, force)
 
 
 def _output(path: Optional[Path], option: str, kind: str):
-    from nflc.outputs import Output
-
     return None if path is None or str(path) == "-" and kind == "json-lines" else Output(path, option, kind)
 
 
 def _spec_inputs(file: Optional[Path], sp=None) -> list:
     """The spec given and, once loaded, every file it imports: inputs no output may replace."""
-    from nflc.outputs import Input, spec_files
-
     return ([Input(file, "the spec")] if file is not None else []) + (spec_files(sp) if sp is not None else [])
 
 
@@ -215,8 +217,6 @@ def _warn(space) -> None:
 def load_space(path: Path, space: str | None, outside: bool = False):
     """The space a command works on: ``--space NAME``, or for a file with several spaces the
     one named like the file (``nb201.nfl``: ``nb201``), else the first; stderr says which."""
-    import nflc
-
     if space is not None:
         return nflc.load(path, space=space, allow_outside=outside)
     spaces = nflc.load_all(path, allow_outside=outside)
@@ -248,8 +248,6 @@ def _rejected_error(arch, what: str, override: str | None = None) -> NflcError:
 @user_errors
 def check(file: FileArg, allow_outside_imports: OutsideOpt = False) -> None:
     """Check a spec: every error and warning with its position; exit 0 when it compiles."""
-    import nflc
-
     spaces = nflc.load_all(file, allow_outside=allow_outside_imports)
     first = next(iter(spaces.values()))
     _warn(first)
@@ -342,13 +340,12 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
               help="svg/png layout: auto (Graphviz's dot when installed, else networkx), graphviz, networkx.")] = "auto",
           force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Print an architecture's graph (the cell DAG, or --network for the whole network), or draw it (svg, png)."""
-    from nflc.outputs import write_bytes, write_text
-    from nflc.space import graph as graphs
+    from nflc.space import graph as graphs  # lazy: loads lark and networkx and pydantic
 
     outs = [_output(out_path, "--out", "graph")]
     _check_outputs(outs, _spec_inputs(file), force)
     if fmt in ("svg", "png"):
-        from nflc import drawing
+        from nflc import drawing  # lazy: loads networkx and pydantic
 
         engine = drawing.layout_engine(layout)
         if fmt == "png" and out_path is None and sys.stdout.isatty():
@@ -395,7 +392,7 @@ def ir(file: FileArg, space: SpaceOpt = None,
 @user_errors
 def ops_(as_json: JsonLinesOpt = None, force: ForceOpt = False) -> None:
     """List the builtin and prelude ops with their parameters (defaults) and shape rules."""
-    from nflc.ir.catalog import describe_ops
+    from nflc.ir.catalog import describe_ops  # lazy: loads lark and pydantic
 
     _check_outputs([_output(as_json, "--json", "json-lines")], force=force)
     rows = describe_ops()
@@ -423,14 +420,12 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
                  "--allow-rejected", help=("Compile an architecture the space's filters drop."))] = False,
              force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Compile one architecture to a torch module (print, save, export)."""
-    from nflc.limits import check_seed
-
     check_seed(seed)
     outs = [_output(out_path, "--out", "checkpoint"), _output(onnx_path, "--onnx", "onnx")]
     _check_outputs(outs, _spec_inputs(file), force)
     import torch
 
-    from nflc.backends.export import export_onnx, save_checkpoint
+    from nflc.backends.export import export_onnx, save_checkpoint  # lazy: loads numpy and torch
 
     sp = load_space(file, space, allow_outside_imports)
     _check_outputs(outs, _spec_inputs(file, sp), force)
@@ -479,7 +474,7 @@ def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: 
     """The no-free-lunch reading shared by ``analyze`` (predicted) and ``report`` (measured):
     each aspect's winner (ties counted, and with ``winner_groups`` the distinct computing
     graphs among them), the Pareto front's size, the verdict."""
-    from nflc.analysis.report import ASPECTS
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
 
     prefix = "measured " if measured else ""
     for asp in ASPECTS:
@@ -567,9 +562,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     report the space's no-free-lunch trade-off."""
     import time
 
-    from nflc.analysis.threads import choose_threads, limit_threads
-    from nflc.limits import check_dataset_name, check_samples, check_seed
-
+    from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
     started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
     if data is not None:
         if dataset is not None and dataset != data:
@@ -585,8 +578,6 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
     if precision not in ("float32", "float64"):
         raise NflcError(f"unknown --precision '{precision}'", hint="float32 or float64")
-    from nflc.limits import check_threads
-
     check_threads(threads)
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
@@ -599,23 +590,23 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     sp = load_space(file, space, allow_outside_imports)
     _check_outputs(outs, _spec_inputs(file, sp), force)
     dataset = _dataset_for(sp, dataset)
-    from nflc.analysis.analyze import check_kernel_memory
+    from nflc.analysis.analyze import check_kernel_memory  # lazy: loads numpy and scipy
 
     check_kernel_memory(sp, samples, dataset, measure)  # before any input is made
     if dataset != "none":  # a data file that is wrong or does not fit: said now, before any work
-        from nflc.analysis.analyze import analysis_inputs
+        from nflc.analysis.analyze import analysis_inputs  # lazy: loads numpy and scipy
 
         analysis_inputs(sp, dataset, samples, seed)
     if width is not None:
-        from nflc.verify.run import resolve_width
+        from nflc.verify.run import resolve_width  # lazy: loads numpy and torch
 
         width = resolve_width(sp, width)
     chosen = _select(sp, archs, seed)
     total = len(chosen) if chosen is not None else sp.count()
-    from nflc.analysis.groups import check_count
+    from nflc.analysis.groups import check_count  # lazy: loads numpy
 
     check_count(sp.name, total)
-    from nflc.analysis.analyze import check_kernel_memory
+    from nflc.analysis.analyze import check_kernel_memory  # lazy: loads numpy and scipy
 
     check_kernel_memory(sp, samples, dataset, measure)
     progress = AnalysisProgress(err, total)
@@ -623,13 +614,13 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     try:  # a Ctrl-C from the first progress line on closes it as stopped
         if total >= progress.EARLY_ARCHS:
             progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
-        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
+        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream  # lazy: loads numpy and scipy
 
         finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
         writer = stream = StreamWriter(json_path, csv_path)
         collector = None
         if html is not None:
-            from nflc.pages.analyze import AnalyzeCollector
+            from nflc.pages.analyze import AnalyzeCollector  # lazy: loads numpy and scipy
 
             collector = AnalyzeCollector(total, seed=seed)
 
@@ -656,7 +647,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         progress.close()
         if writer is not None:
             writer.close()
-    from nflc.analysis.report import ASPECTS
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
 
     rep, head = result.report, result.header
     out.print(f"[bold]{sp.name}[/]: {head.architectures} architectures ({head.groups} distinct computing graphs), "
@@ -695,15 +686,15 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         if path is not None:
             out.print(f"wrote {path}")
     if plot_file is not None and result.columns is not None:
-        from nflc.analysis.plots import topology_panels
+        from nflc.analysis.plots import topology_panels  # lazy: loads numpy
 
         c = result.columns
         topology_panels(plot_file, c["paths"].tolist(), c["mean_depth"].tolist(), {asp: c[asp].tolist() for asp in ASPECTS},
                         f"{sp.name}: predicted scores ({head.data.name}, N = {head.data.samples})")
         out.print(f"wrote {plot_file}")
     if html is not None and collector is not None:
-        from nflc.pages import write as write_page
-        from nflc.pages.analyze import analyze_page
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.analyze import analyze_page  # lazy: loads numpy and scipy
 
         size = write_page(analyze_page(sp, result, collector, seed=seed), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
@@ -741,11 +732,9 @@ def rank(file: FileArg,
          html: HtmlOpt = None, force: ForceOpt = False,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
-    from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings
-    from nflc.limits import check_seed
-    from nflc.outputs import Input, write_text
-    from nflc.rank import rank as run_rank
-    from nflc.rank import read_benchmark, score_names
+    from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings  # lazy: loads numpy and scipy
+    from nflc.rank import rank as run_rank  # lazy: loads numpy and scipy
+    from nflc.rank import read_benchmark, score_names  # lazy: loads numpy and scipy
 
     names = score_names(score)  # an unknown name fails before any work
     if jobs < 1:
@@ -788,8 +777,8 @@ def rank(file: FileArg,
         write_text(json_path, json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
     if html is not None:
-        from nflc.pages import write as write_page
-        from nflc.pages.rank import rank_page
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.rank import rank_page  # lazy: loads numpy
 
         size = write_page(rank_page(sp, res, read_benchmark(benchmark, benchmark_dataset)), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
@@ -800,7 +789,7 @@ def _open_cache(path: Optional[Path]):
     when it cannot be opened (the run then measures without it)."""
     import sqlite3
 
-    from nflc.analysis.score_cache import KernelCache, default_cache_path
+    from nflc.analysis.score_cache import KernelCache, default_cache_path  # lazy: loads numpy and scipy
 
     target = path or default_cache_path()
     try:
@@ -871,15 +860,12 @@ def score(file: FileArg, space: SpaceOpt = None,
     """Score architectures without data, training or accuracies (higher = predicted better): what a search loop calls."""
     import time
 
-    from nflc.rank import architectures_from_file, score_architectures
+    from nflc.rank import architectures_from_file, score_architectures  # lazy: loads numpy and scipy
 
     if archs is not None and from_file is not None:
         raise NflcError("--archs and --from-file both say which architectures to score; give one of them")
     if benchmark_dataset is not None and from_file is None:
         raise NflcError("--benchmark-dataset only applies with --from-file")
-    from nflc.limits import check_seed
-    from nflc.outputs import Input, write_text
-
     check_seed(seed)
     outs = [None if json_path is None or str(json_path) == "-" else _output(json_path, "--json", "score-json")]
     inputs = [*([Input(from_file, "--from-file")] if from_file is not None else []), *_spec_inputs(file)]
@@ -891,7 +877,7 @@ def score(file: FileArg, space: SpaceOpt = None,
     else:
         selected = _select(sp, archs, seed)
         if selected is None:  # all of them
-            from nflc.analysis.groups import check_count
+            from nflc.analysis.groups import check_count  # lazy: loads numpy
 
             check_count(sp.name, sp.count())
             selected = list(sp)
@@ -937,8 +923,6 @@ def convert(file: FileArg,
                 "--representative", help="Convert the member of its isomorphism class the space keeps ('unique').")] = False,
             space: SpaceOpt = None, allow_outside_imports: OutsideOpt = False) -> None:
     """Convert an architecture between nflc ids and NAS-Bench-201/-101/DARTS encodings (checked in the space)."""
-    from nflc import encodings as enc
-
     text = sys.stdin.read(enc.MAX_VALUE_CHARS + 1) if value == "-" else value
     for name, fmt in (("--from", from_), ("--to", to)):
         allowed = [*enc.FORMATS, "index"] if name == "--to" else list(enc.FORMATS)
@@ -1031,10 +1015,9 @@ def verify(file: FileArg, space: SpaceOpt = None,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
-    from nflc.analysis.threads import choose_threads, limit_threads
-    from nflc.limits import check_threads
-    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, solves_width, stopping_rule
-    from nflc.verify.run import verify as run_verify
+    from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
+    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, solves_width, stopping_rule  # lazy: loads numpy and torch
+    from nflc.verify.run import verify as run_verify  # lazy: loads numpy and torch
 
     check_threads(threads)
     # as analyze does: on a machine whose cores other jobs use, torch's one thread per core
@@ -1089,7 +1072,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
 def _dataset_for(sp, dataset: Optional[str]) -> str:
     """``--dataset``, or the shipped dataset whose inputs fit the space (said on stderr when
     it is not mnist5k)."""
-    from nflc.data import DATASETS, DEFAULT_DATASET, default_dataset
+    from nflc.data import DATASETS, DEFAULT_DATASET, default_dataset  # lazy: loads numpy and torch
 
     if dataset is not None:
         return dataset
@@ -1112,7 +1095,7 @@ def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_pe
         return None
     if name != "ray":
         raise NflcError(f"--executor {name}: expected local or ray")
-    from nflc.verify.ray_executor import RayExecutor
+    from nflc.verify.ray_executor import RayExecutor  # lazy: loads numpy and torch
 
     return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0)
 
@@ -1132,10 +1115,8 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
            space: SpaceOpt = None, force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Report a verification run: measured aspects, Kendall tau with topology and with the
     predictions, and the no-free-lunch verdict on measured data."""
-    from nflc.analysis.report import ASPECTS
-    from nflc.limits import check_seed
-    from nflc.outputs import Input, database_files, write_text
-    from nflc.verify.report import PLOT_FILES, build_report, to_json_dict, write_plots
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
+    from nflc.verify.report import PLOT_FILES, build_report, to_json_dict, write_plots  # lazy: loads numpy and scipy and torch
 
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
@@ -1222,8 +1203,8 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
         for path in write_plots(rep, plot):
             out.print(f"wrote {path}")
     if html is not None:
-        from nflc.pages import write as write_page
-        from nflc.pages.report import report_page
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.report import report_page  # lazy: loads numpy and scipy
 
         size = write_page(report_page(rep, drawn, seed=seed), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from nflc.errors import NflcError, did_you_mean
+from nflc import datafiles
 
 __all__ = [
     "DATASETS",
@@ -328,8 +329,6 @@ def load_dataset(name: str, *, seed: int = 0, n: int | None = None) -> Dataset:
     if n is not None and n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if info is None:
-        from nflc import datafiles
-
         if name != "none" and datafiles.looks_like_path(name):
             return _load_file(name, seed, n)
         valid = ", ".join(sorted(DATASETS))
@@ -340,8 +339,6 @@ def load_dataset(name: str, *, seed: int = 0, n: int | None = None) -> Dataset:
 
 
 def _load_file(path: str, seed: int, n: int | None) -> Dataset:
-    from nflc import datafiles
-
     fd = datafiles.read(path)
     if n is not None and n > len(fd.y):
         raise datafiles.DataFileError(f"dataset {fd.path} has {len(fd.y)} samples; {n} were asked for",

@@ -44,9 +44,11 @@ from nflc.analysis import groups
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
-from nflc.analysis.report import ASPECTS, NflReport, Tau, caveats
+from nflc.analysis.report import ASPECTS, NflReport, nfl_report
 from nflc.errors import NflcError
 from nflc.space import available_memory
+from nflc.analysis.progress import format_seconds
+from nflc.outputs import PartialFile
 
 Measure = Literal["auto", "finite", "none"]
 
@@ -96,7 +98,7 @@ class Analysis(BaseModel):
 
 def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, DataInfo]:
     """(inputs shaped like the space's input, centred one-hot labels or None, description)."""
-    from nflc import data as datasets
+    from nflc import data as datasets  # lazy: loads torch
 
     shape = tuple(space.ir.input_shape)
     d = int(np.prod(shape))
@@ -137,8 +139,6 @@ def kernel_bytes(space, samples: int, exact: bool) -> int:
 def check_kernel_memory(space, samples: int, data: str, measure: str) -> None:
     """Refuse, before allocating anything, an analysis whose kernels cannot fit in this
     machine's memory (``--samples 200000`` would ask for hundreds of GiB)."""
-    from nflc.limits import available_memory
-
     exact = network_support(space.ir) is None and measure != "finite"
     need = kernel_bytes(space, samples, exact)
     free = available_memory()
@@ -294,7 +294,7 @@ def _finite_module(arch, seed: int, settings: FiniteSettings):
 def _finite_kernels(arch, x: np.ndarray, y, seed: int, settings: FiniteSettings | None = None) -> dict:
     import torch
 
-    from nflc.analysis import empirical as E
+    from nflc.analysis import empirical as E  # lazy: loads torch
 
     settings = settings or FiniteSettings()
     dtype = _torch_dtype(settings)
@@ -323,7 +323,7 @@ class FiniteEstimate(BaseModel):
 def _finite_plan(arch, x: np.ndarray, seed: int, settings: FiniteSettings):
     import torch
 
-    from nflc.analysis import empirical as E
+    from nflc.analysis import empirical as E  # lazy: loads torch
 
     dtype = _torch_dtype(settings)
     module = _finite_module(arch, seed, settings)
@@ -413,8 +413,6 @@ WARN_BYTES = 2**30
 
 def finite_warning(est: FiniteEstimate) -> str | None:
     """A warning when the finite-width measurements will take minutes or gigabytes, else None."""
-    from nflc.analysis.progress import format_seconds
-
     slow = est.seconds is not None and est.seconds > WARN_SECONDS
     big = est.bytes_per_network > WARN_BYTES
     if not (slow or big):
@@ -533,110 +531,6 @@ def _group_pass(items: Iterable, total: int, chunk: int, progress) -> tuple[_Gro
     return _Groups(group_of, rep_pos, size, index_of), big_indices
 
 
-def _kendall(a: np.ndarray, b: np.ndarray) -> Tau:
-    """:func:`nflc.analysis.report.kendall` on arrays."""
-    from scipy.stats import kendalltau
-
-    ok = np.isfinite(a) & np.isfinite(b)
-    x, y = a[ok], b[ok]
-    n = int(ok.sum())
-    if n < 2 or np.unique(x).size < 2 or np.unique(y).size < 2:
-        return Tau(tau=None, p_value=None, n=n)
-    res = kendalltau(x, y)
-    return Tau(tau=float(res.statistic), p_value=float(res.pvalue), n=n)
-
-
-def _winner_mask(s: np.ndarray) -> np.ndarray:
-    """:func:`nflc.analysis.report.winners` as a mask: the best score, ties to 1e-9 relative."""
-    valid = ~np.isnan(s)
-    if not valid.any():
-        return np.zeros(len(s), dtype=bool)
-    best = s[valid].max()
-    with np.errstate(invalid="ignore"):
-        close = (s == best) | (np.isfinite(s) & np.isfinite(best)
-                               & (np.abs(s - best) <= 1e-9 * np.maximum(np.maximum(np.abs(s), abs(best)), 1e-300)))
-    return valid & close
-
-
-def pareto_mask(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
-    """Rows no other row dominates (at least as high everywhere, higher somewhere): what
-    :func:`nflc.analysis.report.pareto_front` keeps, for millions of rows of three scores.
-
-    Identical rows are merged; the distinct ones sorted in descending lexicographic order,
-    where only an earlier row can dominate a later one, and a row is dominated exactly when
-    an earlier one is at least as high in the other two scores; checked a block at a time
-    against the front so far and within the block."""
-    v = np.asarray(vectors, dtype=np.float64) + 0.0  # -0.0 -> 0.0: equal values, equal rows
-    n = len(v)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    order = np.lexsort(tuple(-v[:, k] for k in range(v.shape[1] - 1, -1, -1)))
-    sv = v[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = np.any(sv[1:] != sv[:-1], axis=1)
-    uniq = sv[new]
-    uid = np.cumsum(new) - 1  # distinct row of each sorted row
-    rest = uniq[:, 1:]
-    keep = np.zeros(len(uniq), dtype=bool)
-    front = np.zeros((0, rest.shape[1]))
-    for s in range(0, len(uniq), block):
-        blk = rest[s:s + block]
-        dom = np.zeros(len(blk), dtype=bool)
-        for f in range(0, len(front), 4 * block):
-            fr = front[f:f + 4 * block]
-            dom |= np.all(fr[None, :, :] >= blk[:, None, :], axis=2).any(axis=1)
-        within = np.all(blk[None, :, :] >= blk[:, None, :], axis=2)  # [i, j]: row j at least as high as row i
-        dom |= np.tril(within, k=-1).any(axis=1)
-        keep[s:s + block] = ~dom
-        front = np.concatenate([front, blk[~dom]])
-    mask = np.empty(n, dtype=bool)
-    mask[order] = keep[uid]
-    return mask
-
-
-def array_report(id_of: Callable[[int], str], scores: dict[str, np.ndarray], paths: np.ndarray, mean_depth: np.ndarray,
-                 groups: np.ndarray, complete: bool = True, sum_depth: np.ndarray | None = None) -> NflReport:
-    """:func:`nflc.analysis.report.nfl_report` on columns (positions in analysis order),
-    with ids looked up only for the architectures the report names; ``sum_depth`` (the
-    total path depths) lets the caveats count the networks without a parameterized path."""
-    keep = np.flatnonzero(paths > 0)
-    left = [id_of(int(i)) for i in np.flatnonzero(~(paths > 0))]
-    notes = caveats(len(keep), int(np.sum(sum_depth[keep] == 0)) if sum_depth is not None else 0)
-    if not len(keep):
-        return NflReport(winners={a: [] for a in ASPECTS}, one_wins_all=False, all_three_winners=[], pareto_front=[],
-                         kendall={}, left_out=left, verdict="no architecture has an input-output path")
-    sc = {a: scores[a][keep] for a in ASPECTS}
-    grp = groups[keep]
-    kt = {a: {"paths": _kendall(sc[a], paths[keep].astype(np.float64)), "mean_depth": _kendall(sc[a], mean_depth[keep])}
-          for a in ASPECTS}
-    missing = [a for a in ASPECTS if (np.isnan(sc[a]).any() if complete else np.isnan(sc[a]).all())]
-    masks = {a: (np.zeros(len(keep), dtype=bool) if a in missing else _winner_mask(sc[a])) for a in ASPECTS}
-    win = {a: [id_of(int(keep[i])) for i in np.flatnonzero(m)] for a, m in masks.items()}
-    win_groups = {a: int(np.unique(grp[m]).size) for a, m in masks.items()}
-    if missing:
-        # the same wording as nfl_report: computed there on the few architectures it needs
-        n_missing = {a: int(np.isnan(sc[a]).sum()) for a in missing}
-        what = "; ".join(f"{a} for {n_missing[a]} of {len(keep)}" for a in missing)
-        return NflReport(winners=win, one_wins_all=False, all_three_winners=[], pareto_front=[], kendall=kt,
-                         left_out=left, missing=missing, winner_groups=win_groups, notes=notes,
-                         verdict=f"no verdict: scores not computed ({what} architectures)"
-                                 + ("; the exact kernels do not apply and --measure none skips the finite-width ones"
-                                    if complete else ""))
-    both = masks[ASPECTS[0]] & masks[ASPECTS[1]] & masks[ASPECTS[2]]
-    common = [id_of(int(keep[i])) for i in np.flatnonzero(both)]
-    front_mask = pareto_mask(np.stack([sc[a] for a in ASPECTS], axis=1))
-    front = [id_of(int(keep[i])) for i in np.flatnonzero(front_mask)]
-    front_groups = int(np.unique(grp[front_mask]).size)
-    if common:
-        verdict = f"free lunch: {common[0]} is best in all three aspects"
-    else:
-        verdict = (f"no free lunch: no architecture is best in all three aspects; "
-                   f"{len(front)} architecture(s) ({front_groups} distinct computing graph(s)) are Pareto-optimal")
-    return NflReport(winners=win, one_wins_all=bool(common), all_three_winners=common, pareto_front=front,
-                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict,
-                     notes=notes)
-
-
 def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
                    measure: Measure = "auto", progress: Callable[..., None] | None = None,
                    warn: Callable[[str], None] | None = None, on_header: Callable[[StreamHeader], None] | None = None,
@@ -654,7 +548,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
        ``on_header``);
     3. scoring: a second pass builds every architecture's row from its group's kernels
        (``progress(done, total, "scoring")``), sends it to ``on_rows`` and keeps its three
-       scores, P, mean depth and group for the report (:func:`array_report`).
+       scores, P, mean depth and group for the report (:func:`nflc.analysis.report.nfl_report`).
 
     What stays in memory is about :data:`nflc.analysis.groups.BYTES_PER_ARCH` bytes per architecture, the
     kernel summaries of the groups, and the best ``top`` rows by each aspect.
@@ -776,7 +670,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
             ids[pos] = arch_at(pos).id
         return ids[pos]
 
-    report = array_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True, sum_depth=sum_depth)
+    report = nfl_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True, sum_depth=sum_depth)
     tops = {asp: [row for _, _, row in sorted(best[asp], key=lambda t: (-t[0], -t[1]))] for asp in ASPECTS}
     columns = {"paths": paths, "mean_depth": mean_depth, **cols} if keep_columns else None
     return StreamSummary(header=header, report=report, seconds=time.perf_counter() - t0, provenance=provenance,
@@ -915,8 +809,6 @@ class StreamWriter:
     def header(self, h: StreamHeader) -> None:
         """Open the files (nothing is written before the kernels are done) and write the heads."""
         import csv
-
-        from nflc.outputs import PartialFile
 
         if self.csv_path is not None:
             self.csv_fh = PartialFile(self.csv_path, newline="")

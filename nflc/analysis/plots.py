@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from nflc.outputs import atomic_path
 
 Row = tuple[str, dict[str, Sequence[Optional[float]]]]
 Values = Sequence[float] | np.ndarray  # a column of numbers, as a list or an array
@@ -79,7 +80,7 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
 
-    from nflc.analysis.report import kendall
+    from nflc.analysis.report import kendall  # lazy: loads scipy
 
     drawn: dict[tuple[str, str], tuple[Optional[float], Optional[float]]] = {}
     cols = max(len(values) for _, values in rows)
@@ -120,8 +121,6 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
 
 def save_png(fig, path: str | Path) -> None:
     """Save ``fig`` as a PNG marked as nflc's (Software: nflc), replacing ``path`` atomically."""
-    from nflc.outputs import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png", metadata={"Software": "nflc"})
 

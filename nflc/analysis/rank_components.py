@@ -42,6 +42,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import rankdata
+from nflc.space import Space
+from nflc.analysis.exact import exact_support
+from nflc.analysis.exact import architecture_kernels
 
 __all__ = [
     "ASPECT_OF",
@@ -170,8 +173,6 @@ def kernel_space(space, width: int | None):
         over = {k: max(1, round(v * scale)) for k, v in channel_constants(space).items()}
         over = {k: v for k, v in over.items() if v != space.ir.constants[k]}
         if over:
-            from nflc.space import Space
-
             try:
                 out = (Space(space.lowered(over), space.source, space.warnings), over)
             except Exception:  # noqa: BLE001 - the space's own width is always measurable
@@ -196,14 +197,10 @@ def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
     settings = settings or KernelSettings()
     t0 = time.perf_counter()
     try:
-        from nflc.analysis.exact import exact_support
-
         exact = exact_support(arch) is None
     except Exception:  # noqa: BLE001 - not in the exact family
         exact = False
     if exact:
-        from nflc.analysis.exact import architecture_kernels
-
         d = int(np.prod(arch.space.ir.input_shape))
         x = np.sqrt(d) * np.eye(settings.samples, d) if d >= settings.samples else None
         if x is not None:
@@ -216,8 +213,8 @@ def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
 def _finite(arch, settings: KernelSettings, t0: float) -> Kernels:
     import torch
 
-    from nflc.analysis import empirical as E
-    from nflc.data import canonical_inputs
+    from nflc.analysis import empirical as E  # lazy: loads torch
+    from nflc.data import canonical_inputs  # lazy: loads torch
 
     dtype = torch.float32 if settings.precision == "float32" else torch.float64
     try:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from nflc.analysis.rank_components import KernelFailure, Kernels, KernelSettings, measure_kernels
 from nflc.analysis.score_cache import KernelCache, cache_key
+from nflc.analysis.threads import limit_threads
 
 __all__ = ["Result", "measure_all"]
 
@@ -33,8 +34,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(space, settings: KernelSettings) -> None:
-    from nflc.analysis.threads import limit_threads
-
     _WORKER["space"], _WORKER["settings"] = space, settings
     _WORKER["threads"] = limit_threads(1)
     _WORKER["threads"].__enter__()  # for the worker's life: one BLAS / torch thread
@@ -86,8 +85,6 @@ def measure_all(archs: Sequence, settings: KernelSettings, *, jobs: int = 1, cac
     if not todo:
         pass
     elif jobs == 1 or len(todo) == 1:
-        from nflc.analysis.threads import limit_threads
-
         _WORKER["settings"] = settings
         with limit_threads(1):
             for n, k in enumerate(todo, 1):

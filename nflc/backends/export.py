@@ -8,13 +8,12 @@ from pathlib import Path
 import torch
 
 from nflc.errors import NflcError
+from nflc.outputs import atomic_path
 
 
 def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) -> None:
     """A checkpoint that says what it is: spec hash, space, options, architecture id and
     seed; written atomically (a failure leaves an earlier file at ``path`` as it was)."""
-    from nflc.outputs import atomic_path
-
     with atomic_path(path) as tmp:
         torch.save({"state_dict": module.state_dict(), "spec_hash": arch.space.spec_hash, "space": arch.space.name,
                     "options": dict(arch.space.options), "arch_id": arch.id, "index": arch.index, "seed": seed,
@@ -56,8 +55,6 @@ def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor
         import onnx
     except ImportError:
         raise NflcError("ONNX export needs the 'onnx' package", hint="pip install 'nflc[onnx]'") from None
-    from nflc.outputs import atomic_path
-
     module = module.eval()
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():

@@ -20,6 +20,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from nflc import drawing
+from nflc.outputs import Output, check_output
+from nflc.outputs import write_bytes
 
 MAX_ROWS = 10_000  # architectures in a page's table; above, a seeded sample plus every one the summary names
 PAGE_ROWS = 25
@@ -205,15 +207,11 @@ def check_html_target(path: Path, option: str = "--html", force: bool = False) -
     """Refuse, before any work, a path the page cannot or must not be written to
     (:func:`nflc.outputs.check_output`: a directory, a missing directory, one this process
     may not create a file in, a file that is not an nflc page without ``force``)."""
-    from nflc.outputs import Output, check_output
-
     check_output(Output(path, option, "html"), force)
 
 
 def write(page: Page, path: Path) -> int:
     """Write the page (replacing an earlier one atomically); returns its size in bytes."""
-    from nflc.outputs import write_bytes
-
     data = render(page).encode("utf-8")
     write_bytes(path, data)
     return len(data)

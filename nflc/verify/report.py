@@ -49,6 +49,11 @@ from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
 from nflc.errors import NflcError
 from nflc.verify.plateau import DEFAULT_RULE, StopRule, converged_at, fit_length, levelled_off, log_slope, measure_window
 from nflc.verify.train import TrainConfig, measure
+from nflc.data import load_dataset, train_test_split
+from nflc.verify.run import DataConfig, chance_loss
+from nflc.readers import read_json
+from nflc.verify.store import ResultStore
+from nflc.analysis.plots import save_png, topology_grid, topology_panels
 
 __all__ = [
     "CHANCE_MARGIN",
@@ -98,9 +103,6 @@ def _chance_loss(config: dict, run_info: dict) -> Optional[float]:
     if run_info.get("chance_loss") is not None:
         return float(run_info["chance_loss"])
     try:
-        from nflc.data import load_dataset, train_test_split
-        from nflc.verify.run import DataConfig, chance_loss
-
         data = DataConfig(**config["data"])
         ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
         train, _ = train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
@@ -234,8 +236,6 @@ def _number(v: Any) -> Optional[float]:
 
 
 def _load_analysis(path: Path) -> dict:
-    from nflc.readers import read_json
-
     if not Path(path).exists():
         raise NflcError(f"no analysis file at {path}", hint="write one with 'nflc analyze SPEC --json PATH'")
     data = read_json(path, "analysis file", hint="pass the JSON written by 'nflc analyze SPEC --json PATH'")
@@ -314,8 +314,6 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                  seed: int = 0) -> VerifyReport:
     """The report of the results database ``db`` (opened read-only), compared with the
     predictions of ``analysis`` (an ``nflc analyze --json`` file) when given."""
-    from nflc.verify.store import ResultStore
-
     data = _load_analysis(Path(analysis)) if analysis is not None else None  # a bad file is refused before any work
     with ResultStore.open_readonly(db) as store:
         config = store.config
@@ -452,8 +450,6 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nflc.analysis.plots import save_png, topology_grid, topology_panels
 
     out = Path(directory)
     try:

@@ -34,6 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serial
 from nflc.errors import NflcError
 from nflc.verify.plateau import Plateau, SlopeRule, StopRule, levelled_off
 from nflc.verify.train import TrainConfig
+from nflc.data import DATASETS, dataset_size, default_dataset, load_dataset
+from nflc.limits import check_dataset_name, check_learning_rate, check_seed
+from nflc.datafiles import fingerprint
+from nflc.data import fit_space, train_test_split
+from nflc.space import check_allocatable
+from nflc.verify.store import ResultStore
+from nflc.verify.driver import run_training
+from nflc.verify.train import resolve_device
 
 __all__ = [
     "DataConfig",
@@ -166,9 +174,6 @@ def make_config(space, *, dataset: Optional[str] = None, samples: Optional[int] 
     :class:`NflcError` naming the setting. ``dataset``: a shipped dataset's name or a data
     file's path (default: the shipped dataset whose inputs fit the space,
     :func:`nflc.data.default_dataset`)."""
-    from nflc.data import DATASETS, dataset_size, default_dataset, load_dataset
-    from nflc.limits import check_dataset_name, check_learning_rate, check_seed
-
     # None means the default; an empty name is a mistake, never the default
     dataset = default_dataset(space.ir.input_shape) if dataset is None else check_dataset_name(dataset)
     if epochs < 1:
@@ -178,8 +183,6 @@ def make_config(space, *, dataset: Optional[str] = None, samples: Optional[int] 
     sha256 = None
     if dataset not in DATASETS:
         ds = load_dataset(dataset)  # a file (read and checked), or UnknownDatasetError with the valid names
-        from nflc.datafiles import fingerprint
-
         dataset, sha256 = ds.name, fingerprint(ds.name)  # its absolute path, and its contents
     size = dataset_size(dataset)
     if samples is not None and not 2 <= samples <= size:
@@ -284,12 +287,8 @@ def _build_module(arch, seed: int, width: Optional[int]):
 def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Sequence[int] = (), space: str = "the space"):
     """(train, test) of ``data``, inputs reshaped to ``input_shape`` (labels checked
     against ``output_shape``)."""
-    from nflc.data import fit_space, load_dataset, train_test_split
-
     ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
     if data.sha256 is not None:
-        from nflc.datafiles import fingerprint
-
         if fingerprint(data.dataset) != data.sha256:
             raise NflcError(f"dataset {data.dataset} has changed since this run's configuration was made",
                             hint="a results database keeps the data file's SHA-256; use the same file or a new --db")
@@ -314,8 +313,6 @@ def check_module_sizes(archs: Sequence, width: Optional[int]) -> None:
     """Refuse, before anything is allocated or written, architectures whose modules at
     ``width`` cannot fit in memory (the check ``arch.to_module`` makes, made for all of
     them up front: ``--width 10**30`` must fail before the database is created)."""
-    from nflc.space import check_allocatable
-
     biggest, arch = max(((_params(a, width), a) for a in archs), key=lambda t: t[0])
     check_allocatable(biggest, f"#{arch.index} of space '{arch.space.name}'" + (f" at width {width}" if width else ""))
 
@@ -329,7 +326,7 @@ def arch_info(arch, width: Optional[int]) -> dict:
     """What the report needs about an architecture, recorded at registration; ``width``
     as for :meth:`nflc.space.Architecture.to_module` (None or the space's own: the architecture's own width,
     which a budget-scaled space solves per architecture)."""
-    from nflc.analysis.analyze import topology_summary
+    from nflc.analysis.analyze import topology_summary  # lazy: loads scipy
 
     topo = topology_summary(arch)
     return {"index": arch.index, "paths": topo["paths"], "mean_depth": topo["mean_depth"],
@@ -341,8 +338,6 @@ def recorded_threads(db: str | Path) -> Optional[int]:
     that did not record them). A resumed run trains with them unless told otherwise: on a
     CPU a conv network's sums depend on the thread count in the last bits, so a run that
     keeps its count resumes bit for bit."""
-    from nflc.verify.store import ResultStore
-
     if not Path(db).is_file():
         return None
     try:
@@ -357,9 +352,6 @@ def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_s
                 group_size: int, checkpoint_every: int, lock_timeout: float, spec_file: Optional[str],
                 threads: Optional[int] = None):
     """Open the results database, record what the report needs, and run the sweep driver."""
-    from nflc.verify.driver import run_training
-    from nflc.verify.store import ResultStore
-
     by_id = {a.id: a for a in archs}
     with ResultStore.open(db, space.spec_hash, config, timeout=lock_timeout) as store:
         known = store.info("arch:")
@@ -396,9 +388,6 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
     recorded when the database is created (:func:`recorded_threads`), because a conv
     network's numbers depend on them in the last bits.
     """
-    from nflc.verify.store import ResultStore
-    from nflc.verify.train import resolve_device
-
     t0 = time.perf_counter()
     check_run_options(group_size=group_size, checkpoint_every=checkpoint_every, lock_timeout=lock_timeout)
     check_device(config.train.device)
