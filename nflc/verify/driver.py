@@ -37,7 +37,7 @@ from nflc.errors import NflcError
 from nflc.verify.population import batching_pays, member_layout, train_population
 from nflc.verify.protocol import arch_seeds
 from nflc.verify.store import ResultStore, StoreError, StoreMismatchError
-from nflc.verify.train import (Aspects, Checkpoint, CheckpointError, EpochRecord, TrainConfig, TrainResult, resolve_device,
+from nflc.verify.train import (Aspects, Checkpoint, CheckpointError, EpochRecord, StopReason, TrainConfig, TrainResult, resolve_device,
                                train)
 
 __all__ = [
@@ -92,6 +92,7 @@ class SweepSummary(BaseModel):
     batched: list[str] = []  # trained in this call in populations
     alone: list[str] = []  # trained in this call one at a time
     retried: int = 0  # groups planned again after their executor failed
+    stopped: dict[str, StopReason] = {}  # trained in this call: why each stopped (TrainResult.stopped)
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class EpochDone:
 class ArchDone:
     arch_id: str
     aspects: Aspects
+    stopped: StopReason  # :attr:`nflc.verify.train.TrainResult.stopped`
 
 
 Event = Union[EpochDone, ArchDone]
@@ -159,12 +161,12 @@ def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainCon
             on_epoch=lambda i, r, snap: emit(EpochDone(ids[i], r, _due(r, snap, checkpoint_every, config))),
             eval_members=group.eval_members)
         for m, result in zip(group.members, results, strict=True):
-            emit(ArchDone(m.arch_id, result.aspects))
+            emit(ArchDone(m.arch_id, result.aspects, result.stopped))
         return
     (m,) = group.members
     result = train_fn(m.module, train_set, test_set, config, seed=m.seed, resume=m.resume, history=m.history,
                       on_epoch=lambda r, snap: emit(EpochDone(m.arch_id, r, _due(r, snap, checkpoint_every, config))))
-    emit(ArchDone(m.arch_id, result.aspects))
+    emit(ArchDone(m.arch_id, result.aspects, result.stopped))
 
 
 # ---------------------------------------------------------------------------------------
@@ -389,6 +391,7 @@ def run_training(
                 only_when_faster=only_when_faster)
     pending: dict[str, list[EpochRecord]] = {}
     trained: list[str] = []
+    stopped: dict[str, StopReason] = {}
     batched: set[str] = set()
     failures: collections.Counter[str] = collections.Counter()
     retried = 0
@@ -407,6 +410,7 @@ def run_training(
         else:
             store.finish(ev.arch_id, pending.pop(ev.arch_id, []), ev.aspects, keep_final=config.plateau is None)
             trained.append(ev.arch_id)
+            stopped[ev.arch_id] = ev.stopped
             if group.batched:
                 batched.add(ev.arch_id)
             event("finish", ev.arch_id, epoch=ev.aspects.epochs, aspects=ev.aspects)
@@ -430,5 +434,5 @@ def run_training(
     return SweepSummary(trained=trained, skipped=plan.skipped,
                         diverged=[a for a, asp in in_sweep.items() if asp.diverged], results=in_sweep,
                         batched=[a for a in trained if a in batched], alone=[a for a in trained if a not in batched],
-                        retried=retried)
+                        retried=retried, stopped=stopped)
 

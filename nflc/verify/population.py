@@ -57,7 +57,7 @@ from nflc.verify.train import (
     EpochRecord,
     TrainConfig,
     TrainResult,
-    measure,
+    finished,
     resolve_device,
 )
 
@@ -381,8 +381,7 @@ def train_population(
     sub_pop, sub_modules = pop, list(modules)
 
     def finish(i: int, diverged: bool) -> None:
-        results[i] = TrainResult(history=histories[i], aspects=measure(histories[i], config.threshold, window=config.window,
-                                                                          diverged=diverged))
+        results[i] = finished(histories[i], config, diverged)
 
     n = len(y_train)
     for epoch in range(done_epochs + 1, config.epochs + 1):

@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from nflc.errors import NflcError
-from nflc.verify.plateau import Plateau, SlopeRule, StopRule, levelled_off
+from nflc.verify.plateau import Plateau, SlopeRule, StopRule
 from nflc.verify.train import TrainConfig
 from nflc.data import DATASETS, dataset_size, default_dataset, load_dataset
 from nflc.limits import check_dataset_name, check_learning_rate, check_seed
@@ -414,15 +414,7 @@ def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Pat
             executor.close()
 
     batched = summary.batched
-    converged = 0
-    if config.train.plateau is not None:
-        # a run that stopped before the cap levelled off; one at the cap may have levelled off exactly there
-        finite = [summary.results[a].epochs for a in summary.trained if not summary.results[a].diverged]
-        at_cap = [a for a in summary.trained
-                  if not summary.results[a].diverged and summary.results[a].epochs == config.train.epochs]
-        with ResultStore.open_readonly(db) as store:
-            converged = sum(e < config.train.epochs for e in finite) + sum(
-                levelled_off([r.train_loss for r in store.epochs(a)], config.train.plateau) for a in at_cap)
+    converged = sum(summary.stopped[a] == "converged" for a in summary.trained) if config.train.plateau is not None else 0
     return VerifySummary(db=str(db), architectures=len(archs), trained=summary.trained, skipped=summary.skipped,
                          diverged=summary.diverged, converged=converged, batched=len(batched), alone=len(summary.trained) - len(batched),
                          train_size=len(train_set), test_size=len(test_set), seconds=time.perf_counter() - t0,

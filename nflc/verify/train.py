@@ -19,7 +19,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Literal, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,9 @@ __all__ = [
     "EpochCallback",
     "EpochRecord",
     "TrainConfig",
+    "StopReason",
     "TrainResult",
+    "finished",
     "derive_seed",
     "evaluate",
     "measure",
@@ -261,11 +263,31 @@ class EpochCallback(Protocol):
         after an epoch whose losses diverged: nothing to resume."""
 
 
+StopReason = Literal["epochs", "converged", "diverged"]
+
+
 class TrainResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     history: list[EpochRecord]
     aspects: Aspects
+    # why training stopped: the loss stopped being finite ("diverged"), the stopping rule
+    # found it levelled off ("converged", before the cap or exactly at it), or it ran its
+    # ``epochs`` ("epochs")
+    stopped: StopReason
+
+
+def finished(history: list[EpochRecord], config: TrainConfig, diverged: bool) -> TrainResult:
+    """The result of a finished run with this ``history`` (every epoch, resumed ones too)."""
+    if diverged:
+        stopped: StopReason = "diverged"
+    elif len(history) < config.epochs or (
+            config.plateau is not None and levelled_off([r.train_loss for r in history], config.plateau)):
+        stopped = "converged"
+    else:
+        stopped = "epochs"
+    return TrainResult(history=history, aspects=measure(history, config.threshold, window=config.window, diverged=diverged),
+                       stopped=stopped)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -374,4 +396,4 @@ def train(
                 on_epoch(record, None if diverged else snapshot)  # the last epoch too: a final state to keep
             if last:
                 break
-    return TrainResult(history=history, aspects=measure(history, config.threshold, window=config.window, diverged=diverged))
+    return finished(history, config, diverged)

@@ -255,6 +255,11 @@ def test_training_until_converged_stops_at_the_first_levelled_epoch(digits):
     capped = train(narrow_mlp(1), train_set, test_set,
                    TrainConfig(epochs=expected - 1, lr=0.5, device="cpu", plateau=PLATEAU), seed=0)
     assert len(capped.history) == expected - 1  # --max-epochs wins
+    # the result says why it stopped (what `nflc verify` counts, without reopening the store)
+    assert (fixed.stopped, until.stopped, capped.stopped) == ("epochs", "converged", "epochs")
+    exact = train(narrow_mlp(1), train_set, test_set,
+                  TrainConfig(epochs=expected, lr=0.5, device="cpu", plateau=PLATEAU), seed=0)
+    assert exact.stopped == "converged"  # levelled off exactly at the cap
 
 
 IDS = [
