@@ -31,7 +31,8 @@ import torch
 import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
-from nflc.verify.run import make_config, verify
+from nflc.verify.config import make_config
+from nflc.verify.run import verify
 from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from nflc.cli_progress import AnalysisProgress, sweep_progress
-from nflc.errors import NflcError
+from nflc.errors import NflcError, SettingError
 from nflc.limits import memory_size
 from nflc import __version__
 from nflc.outputs import atomic_path
@@ -124,6 +124,15 @@ def _fail(exc: NflcError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+# a library setting whose flag is not its name with dashes (``max_epochs``: ``--max-epochs``)
+FLAG_OF_SETTING = {"window": "--plateau-window", "tol": "--plateau-tol", "rule": "--stop-rule"}
+
+
+def flag(setting: str) -> str:
+    """The flag of a library setting named in a :class:`nflc.errors.SettingError`."""
+    return FLAG_OF_SETTING.get(setting, "--" + setting.replace("_", "-"))
+
+
 def user_errors(fn):
     """Run a command; a user's mistake becomes diagnostics and exit code 2, never a traceback."""
 
@@ -131,6 +140,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except SettingError as exc:
+            _fail(exc.respelled(flag))
         except NflcError as exc:
             _fail(exc)
         except KeyboardInterrupt:
@@ -598,7 +609,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
         analysis_inputs(sp, dataset, samples, seed)
     if width is not None:
-        from nflc.verify.run import resolve_width  # lazy: loads numpy and torch
+        from nflc.verify.config import resolve_width  # lazy: loads numpy and torch
 
         width = resolve_width(sp, width)
     chosen = _select(sp, archs, seed)
@@ -1016,7 +1027,8 @@ def verify(file: FileArg, space: SpaceOpt = None,
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
     from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
-    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, solves_width, stopping_rule  # lazy: loads numpy and torch
+    from nflc.verify.config import MAX_EPOCHS, make_config, solves_width, stopping_rule  # lazy: loads numpy and torch
+    from nflc.verify.run import recorded_threads  # lazy: loads numpy and torch
     from nflc.verify.run import verify as run_verify  # lazy: loads numpy and torch
 
     check_threads(threads)

@@ -50,7 +50,8 @@ from nflc.errors import NflcError
 from nflc.verify.plateau import DEFAULT_RULE, StopRule, converged_at, fit_length, levelled_off, log_slope, measure_window
 from nflc.verify.train import TrainConfig, measure
 from nflc.data import load_dataset, train_test_split
-from nflc.verify.run import DataConfig, chance_loss
+from nflc.verify.config import DataConfig
+from nflc.verify.run import chance_loss
 from nflc.readers import read_json
 from nflc.verify.store import ResultStore
 from nflc.analysis.plots import save_png, topology_grid, topology_panels
