@@ -247,14 +247,6 @@ def _flag_rejected(arch) -> None:
                   markup=False)
 
 
-def _rejected_error(arch, what: str, override: str | None = None) -> NflcError:
-    hint = f"'nflc list {arch.space.ir.file} --rejected' lists what the space's filters (budget, require, unique) drop"
-    if override:
-        hint += f"; {override}"
-    return NflcError(f"{what}: #{arch.index} {arch.id} is rejected by space '{arch.space.name}': {arch.rejection}",
-                     hint=hint)
-
-
 @app.command()
 @user_errors
 def check(file: FileArg, allow_outside_imports: OutsideOpt = False) -> None:
@@ -443,7 +435,9 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
     arch = sp.architecture(arch_id)
     if arch.rejection is not None:
         if not allow_rejected:
-            raise _rejected_error(arch, "not compiled", "--allow-rejected compiles it anyway")
+            from nflc.space.select import rejected_error  # lazy: loads networkx (loaded already with the space)
+
+            raise rejected_error(arch, "not compiled", "--allow-rejected compiles it anyway")
         _flag_rejected(arch)
     if prune is not None:
         arch = sp.with_options(prune=prune).architecture(arch.index)
@@ -461,22 +455,6 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
         diff = export_onnx(module, onnx_path, example, doc=f"nflc: {sp.name} {arch.id}")
         check = "onnxruntime not installed" if diff is None else f"onnxruntime vs torch max |diff| = {diff:.2e}"
         out.print(f"exported {onnx_path} (onnx.checker ok; {check})")
-
-
-def _select(sp, spec: str | None, seed: int) -> list | None:
-    """--archs all | sample:K | ID,ID,... (ids that contain ',' can be given by index)."""
-    if spec is None or spec == "all":
-        return None
-    if spec.startswith("sample:"):
-        k = spec.split(":", 1)[1]
-        if not (k.isascii() and k.isdigit()):
-            raise NflcError(f"--archs {spec}: expected sample:K with K a number")
-        return sp.sample(int(k), seed=seed)
-    chosen = [sp.architecture(i) for i in spec.split(",") if i.strip()]
-    for a in chosen:  # an id the filters drop is not in the space
-        if a.rejection is not None:
-            raise _rejected_error(a, "--archs")
-    return chosen
 
 
 def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "",
@@ -612,7 +590,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         from nflc.verify.config import resolve_width  # lazy: loads numpy and torch
 
         width = resolve_width(sp, width)
-    chosen = _select(sp, archs, seed)
+    chosen = sp.select(archs, seed)
     total = len(chosen) if chosen is not None else sp.count()
     from nflc.analysis.groups import check_count  # lazy: loads numpy
 
@@ -886,7 +864,7 @@ def score(file: FileArg, space: SpaceOpt = None,
     if from_file is not None:
         chosen = architectures_from_file(sp, from_file, benchmark_dataset)
     else:
-        selected = _select(sp, archs, seed)
+        selected = sp.select(archs, seed)
         if selected is None:  # all of them
             from nflc.analysis.groups import check_count  # lazy: loads numpy
 
@@ -1046,7 +1024,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
     elif epochs is None:
         epochs = 100
     sp = load_space(file, space, allow_outside_imports)
-    chosen = _select(sp, archs, seed)
+    chosen = sp.select(archs, seed)
     dataset = _dataset_for(sp, dataset)
     config = make_config(sp, dataset=dataset, samples=samples, test_fraction=test_fraction, width=width,
                          epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
@@ -1128,7 +1106,7 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
     """Report a verification run: measured aspects, Kendall tau with topology and with the
     predictions, and the no-free-lunch verdict on measured data."""
     from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
-    from nflc.verify.report import PLOT_FILES, build_report, to_json_dict, write_plots  # lazy: loads numpy and scipy and torch
+    from nflc.verify.report import PLOT_FILES, best_by_aspect, build_report, to_json_dict, write_plots  # lazy: loads torch
 
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
@@ -1164,20 +1142,16 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
               f"training loss converged ({rule.get('rule')} rule) in {sum(bool(a.converged) for a in judged)} of {len(judged)}")
     for note in rep.notes:
         out.print(f"[yellow]note:[/] {note}")
-    # the statistics leave out networks without an input-output path: so does the table of the best
-    fin = [a for a in rep.architectures if a.status in ("done", "diverged") and (a.paths is None or a.paths > 0)]
-    if fin and top > 0:
+    best = best_by_aspect(rep, top)
+    if best[ASPECTS[0]] and top > 0:
         table = Table(title=f"measured: the best {top} by each aspect", title_justify="left")
         table.add_column("best in")
         id_column(table)
         for col in ("P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc",
                     "log-loss slope / epoch"):
             table.add_column(col, justify="right")
-        keyf = {"expressivity": lambda a: a.expressivity if a.expressivity is not None else float("inf"),
-                "convergence": lambda a: a.convergence if a.convergence is not None else float("inf"),
-                "generalization": lambda a: a.generalization if a.generalization is not None else float("inf")}
         for asp in ASPECTS:
-            for a in sorted(fin, key=keyf[asp])[:top]:
+            for a in best[asp]:
                 loss = (_fmt(a.expressivity) + ("" if a.converged else " (not converged)")
                         + (" (never left chance)" if a.left_chance is False else ""))
                 table.add_row(asp, a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -64,6 +64,7 @@ __all__ = [
     "TauCI",
     "VerifyReport",
     "bootstrap_kendall",
+    "best_by_aspect",
     "build_report",
     "late_loss_drop",
     "left_chance",
@@ -417,6 +418,22 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                         measured_vs_topology=topo, paper_fig3=PAPER_FIG3, predicted_vs_measured=predicted,
                         analysis=analysis_meta, nfl=nfl, plateau=plateau_meta,
                         width_solved=bool(run_info.get("width_solved")), notes=notes, chance_loss=chance)
+
+
+def best_by_aspect(report: VerifyReport, top: int) -> dict[str, list[MeasuredArch]]:
+    """Per aspect, the ``top`` finished architectures with the lowest measured value (a
+    missing one last; ties in database order). Like the statistics, it leaves out the
+    networks without an input-output path."""
+    finished = [a for a in report.architectures if a.status in ("done", "diverged") and (a.paths is None or a.paths > 0)]
+
+    def key(aspect: str) -> Callable[[MeasuredArch], float]:
+        def value(a: MeasuredArch) -> float:
+            v = getattr(a, aspect)
+            return v if v is not None else math.inf
+
+        return value
+
+    return {asp: sorted(finished, key=key(asp))[:top] for asp in ASPECTS}
 
 
 def to_json_dict(report: VerifyReport) -> dict:

@@ -494,14 +494,13 @@ def test_compile_refuses_a_rejected_architecture_and_graph_flags_it(spec):
 
 
 def test_archs_selection_refuses_rejected_ids(spec):
-    from nflc.cli import _select
-
     path = spec(REJECTING)
     sp = nflc.load(path)
     kept = next(iter(sp))
-    assert _select(sp, str(kept.index), 0) == [kept]
-    with pytest.raises(NflcError, match="is rejected by space 's'"):
-        _select(sp, f"{kept.index},0", 0)
+    assert sp.select(str(kept.index)) == [kept]
+    assert sp.select("all") is None and len(sp.select("sample:1", seed=3)) == 1
+    with pytest.raises(NflcError, match="`archs`: #0 .* is rejected by space 's'"):
+        sp.select(f"{kept.index},0")
     res = cli("analyze", path, "--archs", "0", "--data", "none")
     no_traceback(res)
     assert res.exit_code == 2 and "is rejected by space 's'" in res.output
