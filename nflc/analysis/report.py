@@ -86,7 +86,7 @@ def winner_mask(s: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         close = (s == best) | (np.isfinite(s) & np.isfinite(best)
                                & (np.abs(s - best) <= 1e-9 * np.maximum(np.maximum(np.abs(s), abs(best)), 1e-300)))
-    return valid & close
+    return np.asarray(valid & close, dtype=bool)
 
 
 def pareto_mask(vectors: ArrayLike, block: int = 1024) -> np.ndarray:
@@ -99,7 +99,7 @@ def pareto_mask(vectors: ArrayLike, block: int = 1024) -> np.ndarray:
     an earlier one is at least as high in the other two scores; checked a block at a time
     against the front so far and within the block."""
     v = np.asarray(vectors, dtype=np.float64) + 0.0  # -0.0 -> 0.0: equal values, equal rows
-    mask = np.isnan(v).any(axis=1) if v.ndim == 2 else np.zeros(len(v), dtype=bool)
+    mask = np.asarray(np.isnan(v).any(axis=1) if v.ndim == 2 else np.zeros(len(v)), dtype=bool)
     rows = np.flatnonzero(~mask)
     v = v[rows]
     n = len(v)

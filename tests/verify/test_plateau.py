@@ -281,13 +281,13 @@ def test_a_population_stops_each_member_where_it_would_stop_alone(mnist, rule, l
     mods = [h3.architecture(i).to_module(seed=arch_seeds(0, i)[0], width=4) for i in IDS]
     seeds = [arch_seeds(0, i)[1] for i in IDS]
     config = TrainConfig(epochs=60, lr=lr, batch=50, device="cpu", plateau=rule)
-    alone = [train(copy.deepcopy(m), *mnist, config, seed=s) for m, s in zip(mods, seeds)]
+    alone = [train(copy.deepcopy(m), *mnist, config, seed=s) for m, s in zip(mods, seeds, strict=True)]
     together = train_population(mods, *mnist, config, seeds=seeds)
     stops = [len(r.history) for r in alone]
     assert len(set(stops)) > 1 and min(stops) < 60  # members leave at different epochs
-    for r, g in zip(alone, together):
+    for r, g in zip(alone, together, strict=True):
         assert len(g.history) == len(r.history) and g.aspects.epochs == r.aspects.epochs
-        for x, y in zip(r.history, g.history):
+        for x, y in zip(r.history, g.history, strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5, abs=1e-6)
 
 

@@ -99,18 +99,18 @@ def test_one_population_step_equals_separate_steps(h3, split):
     alone = modules(h3)
     together = copy.deepcopy(alone)
     start = copy.deepcopy(alone)
-    ref = [train(m, one_batch, test_set, config, seed=s) for m, s in zip(alone, seeds())]
+    ref = [train(m, one_batch, test_set, config, seed=s) for m, s in zip(alone, seeds(), strict=True)]
     got = train_population(together, one_batch, test_set, config, seeds=seeds())
-    for a, b, s, r, g in zip(alone, together, start, ref, got):
+    for a, b, s, r, g in zip(alone, together, start, ref, got, strict=True):
         assert_same_weights(a, b, atol=1e-6)
-        moved = any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), s.state_dict().values()))
+        moved = any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), s.state_dict().values(), strict=True))
         assert moved or r.history[0].train_loss == pytest.approx(2.302585, abs=1e-5)  # only the P = 0 net is frozen
         assert g.history[0].train_loss == pytest.approx(r.history[0].train_loss, rel=1e-6)
         assert g.history[0].test_acc == r.history[0].test_acc
 
 
 def test_a_sweep_shares_its_data_order_and_not_its_initialisation():
-    init, order = zip(*(arch_seeds(0, i) for i in IDS))
+    init, order = zip(*(arch_seeds(0, i) for i in IDS), strict=True)
     assert len(set(init)) == len(IDS) and len(set(order)) == 1
     assert arch_seeds(1, IDS[0])[1] != order[0]
 
@@ -124,7 +124,7 @@ def test_several_epochs_match_separate_training(h3, split, order, monkeypatch):
     alone = modules(h3)
     together = copy.deepcopy(alone)
     member_seeds = seeds() if order == "sweep" else [arch_seeds(0, i)[0] for i in IDS]
-    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, member_seeds)]
+    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, member_seeds, strict=True)]
     batch_dims = []
     forward = Population.forward
     monkeypatch.setattr(Population, "forward", lambda self, x: batch_dims.append(x.dim()) or forward(self, x))
@@ -134,9 +134,9 @@ def test_several_epochs_match_separate_training(h3, split, order, monkeypatch):
     steps = 4 * -(-len(train_set) // 32)
     per_member = batch_dims.count(3)
     assert per_member == (0 if order == "sweep" else steps) and batch_dims.count(2) >= steps * (order == "sweep")
-    for r, g, a, b in zip(ref, got, alone, together):
+    for r, g, a, b in zip(ref, got, alone, together, strict=True):
         assert len(g.history) == len(r.history) == 4
-        for x, y in zip(r.history, g.history):
+        for x, y in zip(r.history, g.history, strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5, abs=1e-6)
             assert y.test_loss == pytest.approx(x.test_loss, rel=1e-5, abs=1e-6)
             assert abs(y.train_acc - x.train_acc) <= 1 / len(train_set)  # at most one borderline argmax
@@ -151,7 +151,7 @@ def test_same_seed_same_numbers_and_members_do_not_interact(h3, split):
     again = train_population(modules(h3), train_set, test_set, config, seeds=seeds())
     assert [r.history for r in first] == [r.history for r in again]
     one = train_population(modules(h3, IDS[3:4]), train_set, test_set, config, seeds=seeds(IDS[3:4]))[0]
-    for x, y in zip(first[3].history, one.history):
+    for x, y in zip(first[3].history, one.history, strict=True):
         assert y.train_loss == pytest.approx(x.train_loss, rel=1e-6)
 
 
@@ -162,7 +162,7 @@ def test_a_diverging_member_is_recorded_and_leaves_the_others_alone(h3, split):
     with torch.no_grad():
         mods[1].layers[1].weight.fill_(1e30)  # overflows: inf/NaN logits
     alone = copy.deepcopy(mods)
-    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, seeds())]
+    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, seeds(), strict=True)]
     got = train_population(mods, train_set, test_set, config, seeds=seeds())
     assert ref[1].aspects.diverged and got[1].aspects.diverged
     assert len(got[1].history) == len(ref[1].history) < 3 and got[1].aspects.expressivity is None
@@ -188,7 +188,7 @@ def test_population_checkpoints_resume_alone_or_together(h3, split):
     i = 5
     m = modules(h3, [IDS[i]])[0]
     alone = train(m, train_set, test_set, config, seed=seeds()[i], resume=saved[i], history=full[i].history[:2])
-    for x, y in zip(full[i].history, alone.history):
+    for x, y in zip(full[i].history, alone.history, strict=True):
         assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
     # together: a population continues from the same checkpoints to the same numbers
     resumed = train_population(modules(h3), train_set, test_set, config, seeds=seeds(),
@@ -223,7 +223,7 @@ def close_enough(a: dict, b: dict) -> None:
     for k in a:
         (sa, aa, ea), (sb, ab, eb) = a[k], b[k]
         assert sa == sb and aa.convergence == ab.convergence and aa.diverged == ab.diverged and len(ea) == len(eb)
-        for x, y in zip(ea, eb):
+        for x, y in zip(ea, eb, strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
 
 
