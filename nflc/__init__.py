@@ -29,6 +29,10 @@ from nflc.errors import NflcError, SpaceError
 from nflc.errors import did_you_mean
 
 if TYPE_CHECKING:
+    from nflc.space import Architecture
+    import torch
+
+if TYPE_CHECKING:
     from nflc.space import Architecture, Space
 
 __all__ = ["load", "loads", "load_all", "compile", "kernels", "score", "load_checkpoint", "Space", "Architecture",
@@ -87,12 +91,12 @@ def loads(text: str, space: str | None = None, file: str = "<string>") -> Space:
     return _pick(spaces, space, file)
 
 
-def compile(arch: Architecture, seed: int = 0, **options):
+def compile(arch: Architecture, seed: int = 0, **options: Any) -> torch.nn.Module:
     """The torch module of an architecture (same as ``arch.to_module``)."""
     return arch.to_module(seed=seed, **options)
 
 
-def kernels(arch: Architecture, x):
+def kernels(arch: Architecture, x: Any) -> Any:
     """Exact infinite-width NNGP and NTK (float64 N x N) of an architecture on inputs x (N, d)."""
     from nflc.analysis.exact import architecture_kernels  # lazy: loads numpy
 
@@ -117,7 +121,7 @@ def score(archs: Architecture | Iterable[Architecture], kind: str = "nflc") -> f
     return [r.score for r in score_architectures(archs, kind)]
 
 
-def load_checkpoint(path: str | Path, space: Space):
+def load_checkpoint(path: str | Path, space: Space) -> tuple[Architecture, torch.nn.Module]:
     """``(architecture, module)`` from a file ``nflc compile SPEC ID --out PATH`` wrote: the
     module rebuilt from ``space`` (the same spec; the file records its hash and refuses
     another) with the saved weights, in eval mode.

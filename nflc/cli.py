@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
@@ -33,10 +33,13 @@ from nflc.limits import check_threads
 from nflc import encodings as enc
 from nflc.outputs import database_files
 
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-def _no_flag_metavar(cmd, ctx) -> None:
+def _no_flag_metavar(cmd: Any, ctx: Any) -> None:
     """A flag takes no value: its help shows no ``<bool>`` (``--rejected``, not
     ``--rejected <bool>``, which suggested that ``--rejected true`` would work)."""
     for p in cmd.get_params(ctx):
@@ -47,7 +50,7 @@ def _no_flag_metavar(cmd, ctx) -> None:
 BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})  # not 1 or 0: an index may follow a flag
 
 
-def _refuse_flag_values(group, ctx, args: list[str]) -> None:
+def _refuse_flag_values(group: Any, ctx: Any, args: list[str]) -> None:
     """``--rejected true``: a flag followed by a word meaning true or false is a usage error
     that says how flags are written (click would only report an unexpected argument)."""
     cmd = group.get_command(ctx, args[0]) if args else None
@@ -69,17 +72,17 @@ class _Commands(TyperGroup):
 
     BARE_JSON = ("list", "ops")
 
-    def get_command(self, ctx, cmd_name):
+    def get_command(self, ctx: Any, cmd_name: Any) -> Any:
         cmd = super().get_command(ctx, cmd_name)
         if cmd is not None:
             _no_flag_metavar(cmd, ctx)
         return cmd
 
-    def format_help(self, ctx, formatter):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         _no_flag_metavar(self, ctx)
         return super().format_help(ctx, formatter)
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: Any, args: Any) -> list[str]:
         _refuse_flag_values(self, ctx, list(args))
         if args and args[0] in self.BARE_JSON:
             args = list(args)
@@ -133,11 +136,11 @@ def flag(setting: str) -> str:
     return FLAG_OF_SETTING.get(setting, "--" + setting.replace("_", "-"))
 
 
-def user_errors(fn):
+def user_errors(fn: Any) -> Callable[..., Any]:
     """Run a command; a user's mistake becomes diagnostics and exit code 2, never a traceback."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except SettingError as exc:
@@ -188,7 +191,7 @@ def print_table(table: Table, console: Console | None = None) -> None:
         console.width = saved
 
 
-def _json_lines(rows, path: Path) -> None:
+def _json_lines(rows: Any, path: Path) -> None:
     """JSON lines to standard output (``-``) or to ``path`` (replaced when complete)."""
     if str(path) == "-":
         for r in rows:
@@ -200,16 +203,16 @@ def _json_lines(rows, path: Path) -> None:
     err.print(f"wrote {path}", markup=False)
 
 
-def _check_outputs(outputs, inputs=(), force: bool = False) -> None:
+def _check_outputs(outputs: Any, inputs: Any = (), force: bool = False) -> None:
     """Refuse, before any work, outputs that cannot or must not be written (nflc.outputs)."""
     check_outputs(outputs, inputs, force)
 
 
-def _output(path: Optional[Path], option: str, kind: str):
+def _output(path: Optional[Path], option: str, kind: str) -> Any:
     return None if path is None or str(path) == "-" and kind == "json-lines" else Output(path, option, kind)
 
 
-def _spec_inputs(file: Optional[Path], sp=None) -> list:
+def _spec_inputs(file: Optional[Path], sp: Space | None = None) -> list:
     """The spec given and, once loaded, every file it imports: inputs no output may replace."""
     return ([Input(file, "the spec")] if file is not None else []) + (spec_files(sp) if sp is not None else [])
 
@@ -219,13 +222,13 @@ JsonLinesOpt = Annotated[Optional[Path], typer.Option(
     "standard output).")]
 
 
-def _warn(space) -> None:
+def _warn(space: Space) -> None:
     srcs = space.source.sources if space.source else {}
     for w in space.warnings:
         err.print(w.render(srcs), markup=False)
 
 
-def load_space(path: Path, space: str | None, outside: bool = False):
+def load_space(path: Path, space: str | None, outside: bool = False) -> Space:
     """The space a command works on: ``--space NAME``, or for a file with several spaces the
     one named like the file (``nb201.nfl``: ``nb201``), else the first; stderr says which."""
     if space is not None:
@@ -240,7 +243,7 @@ def load_space(path: Path, space: str | None, outside: bool = False):
     return spaces[name]
 
 
-def _flag_rejected(arch) -> None:
+def _flag_rejected(arch: Architecture) -> None:
     """Say on stderr that the space's filters drop this architecture (it is still shown)."""
     if arch.rejection is not None:
         err.print(f"note: #{arch.index} {arch.id} is rejected by space '{arch.space.name}': {arch.rejection}",
@@ -270,7 +273,7 @@ def count(file: FileArg, space: SpaceOpt = None, allow_outside_imports: OutsideO
     out.print(str(sp.count()))
 
 
-def _arch_row(a) -> dict:
+def _arch_row(a: Any) -> dict:
     row = {"index": a.index, "id": a.id, "params": a.params, "flops": a.flops}
     if a.space.scale_budget is not None:
         row[a.space.scale_budget.scale] = a.constants[a.space.scale_budget.scale]
@@ -308,6 +311,7 @@ def list_(file: FileArg, space: SpaceOpt = None,
         rows = ({"index": r.index, "id": sp.architecture(r.index).id, "reason": r.reason}
                 for r in sp.rejections(limit))
     else:
+        archs: Iterable[Architecture]
         if sample is not None:
             archs = sp.sample(sample, seed=seed)
         else:
@@ -484,7 +488,7 @@ def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: 
         out.print(f"[yellow]note:[/] {line}", highlight=False)
 
 
-def _fmt(v) -> str:
+def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:  # NaN: not computed
             return "-"
@@ -613,7 +617,7 @@ def analyze(file: FileArg, space: SpaceOpt = None,
 
             collector = AnalyzeCollector(total, seed=seed)
 
-        def on_rows(rows) -> None:
+        def on_rows(rows: Any) -> None:
             stream.rows(rows)
             if collector is not None:
                 collector.rows(rows)
@@ -773,7 +777,7 @@ def rank(file: FileArg,
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
-def _open_cache(path: Optional[Path]):
+def _open_cache(path: Optional[Path]) -> Any:
     """The kernel cache at ``path`` (default: the user's cache folder); None, with a warning,
     when it cannot be opened (the run then measures without it)."""
     import sqlite3
@@ -791,10 +795,10 @@ def _open_cache(path: Optional[Path]):
         return None
 
 
-def _print_rank(res, space_name: str) -> None:
+def _print_rank(res: Any, space_name: str) -> None:
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
 
-    def ci(iv) -> str:
+    def ci(iv: Any) -> str:
         return "" if iv is None or iv.low != iv.low else f"[{iv.low:.2f}, {iv.high:.2f}]"
 
     table = Table(title=f"{res.n} architectures of {space_name} ranked against val_accuracy", title_justify="left")
@@ -1059,7 +1063,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
 
 
-def _dataset_for(sp, dataset: Optional[str]) -> str:
+def _dataset_for(sp: Space, dataset: Optional[str]) -> str:
     """``--dataset``, or the shipped dataset whose inputs fit the space (said on stderr when
     it is not mnist5k)."""
     from nflc.data import DATASETS, DEFAULT_DATASET, default_dataset  # lazy: loads numpy and torch
@@ -1073,7 +1077,7 @@ def _dataset_for(sp, dataset: Optional[str]) -> str:
     return chosen
 
 
-def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]):
+def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]) -> Any:
     """The executor of ``--executor`` (None: in this process); Ray options only with ray."""
     if address is not None and not address.strip():
         raise NflcError("--address is empty", hint="pass HOST:PORT, or auto (the cluster this machine is part of)")

@@ -24,12 +24,15 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
 from pydantic import BaseModel
 
 from nflc.errors import NflcError
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
 
 Point = tuple[float, float]
 Engine = Literal["graphviz", "networkx"]
@@ -136,7 +139,7 @@ def network_spec(g: nx.DiGraph, title: str) -> _Spec:
     return _Spec(name="network", title=title, nodes=nodes, edges=edges)
 
 
-def specs(arch, network: bool = False) -> list[_Spec]:
+def specs(arch: Architecture, network: bool = False) -> list[_Spec]:
     """What :func:`draw` lays out for ``arch``: its network, or each cell instance's graph."""
     if network:
         return [network_spec(arch.network_graph, "network")]
@@ -329,11 +332,11 @@ def layout(specs_: Sequence[_Spec], engine: str | None = None) -> tuple[Engine, 
     return chosen, [_networkx_panel(s) for s in specs_]
 
 
-def title_of(arch) -> str:
+def title_of(arch: Architecture) -> str:
     return f"{arch.space.name} #{arch.index}"
 
 
-def draw(arch, network: bool = False, engine: str | None = None) -> Drawing:
+def draw(arch: Architecture, network: bool = False, engine: str | None = None) -> Drawing:
     """The drawing of one architecture: each cell instance's graph, or (``network``) the
     whole network; a rejected architecture carries the reason in ``note``."""
     chosen, panels = layout(specs(arch, network), engine)

@@ -34,7 +34,7 @@ import heapq
 import json
 import math
 import time
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -49,6 +49,11 @@ from nflc.errors import NflcError
 from nflc.space import available_memory
 from nflc.analysis.progress import format_seconds
 from nflc.outputs import PartialFile
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
+    import torch
+    import networkx as nx
 
 Measure = Literal["auto", "finite", "none"]
 
@@ -96,7 +101,7 @@ class Analysis(BaseModel):
 # ------------------------------------------------------------------ inputs
 
 
-def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, DataInfo]:
+def analysis_inputs(space: Space, data: str, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, DataInfo]:
     """(inputs shaped like the space's input, centred one-hot labels or None, description)."""
     from nflc import data as datasets  # lazy: loads torch
 
@@ -122,7 +127,7 @@ def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarr
 KERNEL_MATRICES = 4  # N x N float64 matrices any analysis holds at once, at least (see check_kernel_memory)
 
 
-def kernel_bytes(space, samples: int, exact: bool) -> int:
+def kernel_bytes(space: Space, samples: int, exact: bool) -> int:
     """A lower bound of the memory an analysis of ``space`` on ``samples`` inputs needs:
     the inputs (twice: as loaded and normalized) and the ``N x N`` float64 matrices held at
     once: for exact kernels the cell's forward statistics (a second moment per pair of its
@@ -136,7 +141,7 @@ def kernel_bytes(space, samples: int, exact: bool) -> int:
     return 8 * (2 * samples * d + matrices * samples * samples)
 
 
-def check_kernel_memory(space, samples: int, data: str, measure: str) -> None:
+def check_kernel_memory(space: Space, samples: int, data: str, measure: str) -> None:
     """Refuse, before allocating anything, an analysis whose kernels cannot fit in this
     machine's memory (``--samples 200000`` would ask for hundreds of GiB)."""
     exact = network_support(space.ir) is None and measure != "finite"
@@ -151,13 +156,13 @@ def check_kernel_memory(space, samples: int, data: str, measure: str) -> None:
 # ------------------------------------------------------------------ per-architecture pieces
 
 
-def placements(arch) -> list[tuple[str, int]]:
+def placements(arch: Architecture) -> list[tuple[str, int]]:
     """(instance, width m) of every cell placement in network order."""
     ir = arch.space.lowered(arch.constants_override)
     return [(st.instance, st.shape_in[0]) for st in ir.network if st.kind == "cell"]
 
 
-def cell_topologies(arch) -> dict:
+def cell_topologies(arch: Architecture) -> dict:
     """Every cell instance's :class:`nflc.space.topology.Topology`, equal to
     ``arch.topology(k)``, computed from the cell's edge tuples without the space's memo
     (:meth:`nflc.space.CellSpace.topology`: a streamed analysis of a million cells would
@@ -166,7 +171,7 @@ def cell_topologies(arch) -> dict:
     return {k: sp.cell(sp.cell_of[k].name).topology(arch.cell_index(k)) for k in sp.instances}
 
 
-def topology_summary(arch, topologies: dict | None = None) -> dict:
+def topology_summary(arch: Architecture, topologies: dict | None = None) -> dict:
     """The cell's topology (docs/THEORY.md section 2), and network-level P and mean depth: paths
     multiply along a chain of cell placements and depths add. ``topologies``: the cells'
     (:func:`cell_topologies`) when the caller has them."""
@@ -187,7 +192,7 @@ def topology_summary(arch, topologies: dict | None = None) -> dict:
     return {"paths": paths, "mean_depth": mean_depth, "sum_depth": sum_depth, "placements": len(places), "cells": cells}
 
 
-def curvature(arch, topologies: dict | None = None) -> float:
+def curvature(arch: Architecture, topologies: dict | None = None) -> float:
     """The paper's closed-form curvature ``1 / prod_placements E||J||_cell`` (Thm 4.1 per
     placement, :func:`nflc.analysis.indicators.expected_jacobian_norm`; a chain of
     placements multiplies their path sums). 0.0 when some placement has no path."""
@@ -240,7 +245,7 @@ def _generalization(sum_depth: int, ntk: dict, n: int) -> tuple[float, str]:
             "-(sum_p d_p) / sqrt(lambda_min(Theta))  [paper Thm 4.5, label-free form]")
 
 
-def _jsonable(v):
+def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return v
@@ -250,7 +255,7 @@ EXPRESSIVITY_FORMULA = ("sum_p d_p over input-output paths: the depth term of pa
                         "sum_p exp(-5 d_p / 8m)  [docs/ANALYZE.md]")
 
 
-def analyze_architecture(arch, topo: dict, kern: dict, source: str, n: int, kappa: float | None = None) -> ArchAnalysis:
+def analyze_architecture(arch: Architecture, topo: dict, kern: dict, source: str, n: int, kappa: float | None = None) -> ArchAnalysis:
     sum_depth = topo["sum_depth"]
     kappa = curvature(arch) if kappa is None else kappa
     conv = kern.get("nngp", {}).get("pair_bound", math.nan)
@@ -281,17 +286,17 @@ class FiniteSettings(BaseModel):
     width: int | None = None
 
 
-def _torch_dtype(settings: FiniteSettings):
+def _torch_dtype(settings: FiniteSettings) -> torch.dtype:
     import torch
 
     return torch.float32 if settings.precision == "float32" else torch.float64
 
 
-def _finite_module(arch, seed: int, settings: FiniteSettings):
+def _finite_module(arch: Architecture, seed: int, settings: FiniteSettings) -> torch.nn.Module:
     return arch.to_module(seed=seed, width=settings.width).to(_torch_dtype(settings))
 
 
-def _finite_kernels(arch, x: np.ndarray, y, seed: int, settings: FiniteSettings | None = None) -> dict:
+def _finite_kernels(arch: Architecture, x: np.ndarray, y: Any, seed: int, settings: FiniteSettings | None = None) -> dict:
     import torch
 
     from nflc.analysis import empirical as E  # lazy: loads torch
@@ -320,7 +325,7 @@ class FiniteEstimate(BaseModel):
     passes: float = 1.0  # forward + backward passes over the inputs the largest network needs (streamed blocks)
 
 
-def _finite_plan(arch, x: np.ndarray, seed: int, settings: FiniteSettings):
+def _finite_plan(arch: Architecture, x: np.ndarray, seed: int, settings: FiniteSettings) -> Any:
     import torch
 
     from nflc.analysis import empirical as E  # lazy: loads torch
@@ -333,7 +338,7 @@ def _finite_plan(arch, x: np.ndarray, seed: int, settings: FiniteSettings):
     return plan, params
 
 
-def finite_bytes(arch, x: np.ndarray, settings: FiniteSettings | None = None) -> int:
+def finite_bytes(arch: Architecture, x: np.ndarray, settings: FiniteSettings | None = None) -> int:
     """Peak memory of :func:`_finite_kernels` on ``len(x)`` inputs: the streamed computation's
     planned working set (what one forward keeps for the backward, times the inputs of a
     chunk; the held per-sample gradients of a block; the N x N kernels; measured by one
@@ -479,7 +484,7 @@ class _Groups:
     """Computing-graph groups of the analysed architectures, from one pass that keeps 16
     bytes of key, the parameter count and the index per architecture (then sorts)."""
 
-    def __init__(self, group_of: np.ndarray, rep_pos: np.ndarray, size: np.ndarray, index_of):
+    def __init__(self, group_of: np.ndarray, rep_pos: np.ndarray, size: np.ndarray, index_of: Any) -> None:
         self.group_of, self.rep_pos, self.size, self.index_of = group_of, rep_pos, size, index_of
 
     @property
@@ -487,7 +492,7 @@ class _Groups:
         return len(self.rep_pos)
 
 
-def _group_pass(items: Iterable, total: int, chunk: int, progress) -> tuple[_Groups, list | None]:
+def _group_pass(items: Iterable, total: int, chunk: int, progress: Any) -> tuple[_Groups, list | None]:
     """One pass: digest, parameters and index of every architecture, then the groups."""
     from array import array
 
@@ -531,7 +536,7 @@ def _group_pass(items: Iterable, total: int, chunk: int, progress) -> tuple[_Gro
     return _Groups(group_of, rep_pos, size, index_of), big_indices
 
 
-def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
+def analyze_stream(space: Space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
                    measure: Measure = "auto", progress: Callable[..., None] | None = None,
                    warn: Callable[[str], None] | None = None, on_header: Callable[[StreamHeader], None] | None = None,
                    on_rows: Callable[[list[ArchAnalysis]], None] | None = None, top: int = 0, chunk: int = CHUNK,
@@ -571,7 +576,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
     n = len(grouping.group_of)
     n_groups = grouping.count
 
-    def arch_at(pos: int):
+    def arch_at(pos: int) -> Architecture:
         if listed is not None:
             return listed[pos]
         return space.architecture(int(grouping.index_of[pos]))
@@ -677,7 +682,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
                          top=tops, columns=columns)
 
 
-def _plain_cell(arch) -> str | None:
+def _plain_cell(arch: Architecture) -> str | None:
     """The instance of a single-cell architecture whose cell graph is its edges alone (no
     frame, no node ops, the space's own shapes), else None."""
     sp = arch.space
@@ -688,7 +693,7 @@ def _plain_cell(arch) -> str | None:
     return None if c.inputs > 1 or c.output == "concat" or c.is_node_cell else k
 
 
-def _cell_graph(arch):
+def _cell_graph(arch: Architecture) -> nx.DiGraph:
     """``arch.graph``, built without the space's cache of graphs: a pass over a million
     representatives would otherwise fill it with 65,536 graphs (half a gigabyte)."""
     k = _plain_cell(arch)
@@ -697,7 +702,7 @@ def _cell_graph(arch):
     return arch.space.cell(arch.space.cell_of[k].name).graph(arch.cell_index(k))
 
 
-def _exact_reason(arch) -> str | None:
+def _exact_reason(arch: Architecture) -> str | None:
     """:func:`nflc.analysis.exact.exact_support`, reading a plain cell's edge kinds from the
     space's edge table instead of building its graph (the same reason, word for word)."""
     k = _plain_cell(arch)
@@ -732,7 +737,7 @@ def _keep_best(best: dict[str, list], res: ArchAnalysis, pos: int, top: int) -> 
             heapq.heapreplace(best[asp], item)
 
 
-def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
+def analyze(space: Space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
             measure: Measure = "auto", progress: Callable[..., None] | None = None,
             warn: Callable[[str], None] | None = None, finite: FiniteSettings | None = None) -> Analysis:
     """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``, in memory.
@@ -761,7 +766,7 @@ def row_json(a: ArchAnalysis) -> dict:
             "indicators": {k: _jsonable(v) for k, v in a.indicators.items()}, "group": a.group, "group_size": a.group_size}
 
 
-def _fix(o):
+def _fix(o: Any) -> Any:
     if isinstance(o, dict):
         return {k: _fix(v) for k, v in o.items()}
     if isinstance(o, list):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from nflc.outputs import atomic_path
@@ -119,7 +119,7 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
     return drawn
 
 
-def save_png(fig, path: str | Path) -> None:
+def save_png(fig: Any, path: str | Path) -> None:
     """Save ``fig`` as a PNG marked as nflc's (Software: nflc), replacing ``path`` atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png", metadata={"Software": "nflc"})

@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +45,9 @@ from scipy.stats import rankdata
 from nflc.space import Space
 from nflc.analysis.exact import exact_support
 from nflc.analysis.exact import architecture_kernels
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 __all__ = [
     "ASPECT_OF",
@@ -127,7 +130,7 @@ class KernelFailure(Exception):
 # ------------------------------------------------------------------ the reduced width
 
 
-def channel_constants(space) -> dict[str, int]:
+def channel_constants(space: Space) -> dict[str, int]:
     """The space's integer constants that set its cells' channel counts: those whose doubling
     changes the input channels of the first cell stage (``classes`` never does)."""
     ir = space.ir
@@ -147,17 +150,17 @@ def channel_constants(space) -> dict[str, int]:
     return found
 
 
-def _first_cell_channels(ir) -> int | None:
+def _first_cell_channels(ir: Any) -> int | None:
     for st in ir.network:
         if st.kind == "cell":
             return int(st.shape_in[0])
     return None
 
 
-_SPACES: dict[tuple[str, int | None], tuple[object, dict[str, int]]] = {}
+_SPACES: dict[tuple[str, int | None], tuple[Space, dict[str, int]]] = {}
 
 
-def kernel_space(space, width: int | None):
+def kernel_space(space: Space, width: int | None) -> tuple[Space, dict[str, int]]:
     """``(space at the reduced width, the constants changed)``: every channel constant scaled
     by ``width / (channels of the first cell's input)`` (rounded, at least 1), never up. The
     space itself with ``{}`` when ``width`` is None, when nothing would shrink, when the space
@@ -166,7 +169,7 @@ def kernel_space(space, width: int | None):
     hit = _SPACES.get(key)
     if hit is not None:
         return hit
-    out: tuple[object, dict[str, int]] = (space, {})
+    out: tuple[Space, dict[str, int]] = (space, {})
     first = _first_cell_channels(space.ir)
     if width is not None and first is not None and width < first and not space.numeric:
         scale = width / first
@@ -186,7 +189,7 @@ def kernel_space(space, width: int | None):
 # ------------------------------------------------------------------ measuring
 
 
-def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
+def measure_kernels(arch: Architecture, settings: KernelSettings | None = None) -> Kernels:
     """The architecture's NTK and NNGP on ``settings.samples`` data-free inputs.
 
     Exact infinite-width kernels for the paper's MLP skeleton (the canonical Gram ``q_in = I``);
@@ -210,7 +213,7 @@ def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
     return _finite(arch, settings, t0)
 
 
-def _finite(arch, settings: KernelSettings, t0: float) -> Kernels:
+def _finite(arch: Architecture, settings: KernelSettings, t0: float) -> Kernels:
     import torch
 
     from nflc.analysis import empirical as E  # lazy: loads torch

@@ -17,6 +17,8 @@ directly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import concurrent.futures as cf
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -24,6 +26,9 @@ from collections.abc import Callable, Sequence
 from nflc.analysis.rank_components import KernelFailure, Kernels, KernelSettings, measure_kernels
 from nflc.analysis.score_cache import KernelCache, cache_key
 from nflc.analysis.threads import limit_threads
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 __all__ = ["Result", "measure_all"]
 
@@ -33,13 +38,13 @@ Progress = Callable[[int, int], None]  # (done, total) in units of measurements
 _WORKER: dict = {}
 
 
-def _init_worker(space, settings: KernelSettings) -> None:
+def _init_worker(space: Space, settings: KernelSettings) -> None:
     _WORKER["space"], _WORKER["settings"] = space, settings
     _WORKER["threads"] = limit_threads(1)
     _WORKER["threads"].__enter__()  # for the worker's life: one BLAS / torch thread
 
 
-def _measure_one(arch) -> Result:
+def _measure_one(arch: Architecture) -> Result:
     try:
         return measure_kernels(arch, _WORKER.get("settings"))
     except KernelFailure as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import warnings
 from pathlib import Path
 
@@ -10,8 +12,11 @@ import torch
 from nflc.errors import NflcError
 from nflc.outputs import atomic_path
 
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
-def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) -> None:
+
+def save_checkpoint(arch: Architecture, module: torch.nn.Module, path: str | Path, seed: int) -> None:
     """A checkpoint that says what it is: spec hash, space, options, architecture id and
     seed; written atomically (a failure leaves an earlier file at ``path`` as it was)."""
     with atomic_path(path) as tmp:
@@ -20,7 +25,7 @@ def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) 
                     "constants": arch.constants}, tmp)
 
 
-def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
+def load_checkpoint(space: Space, path: str | Path) -> tuple[Architecture, torch.nn.Module]:
     """(architecture, module with the saved weights); refuses a checkpoint of another spec.
 
     The options the module was compiled with (``--prune``, ``bias=``, ``init=``) travel in

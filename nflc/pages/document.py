@@ -14,7 +14,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -22,6 +22,9 @@ from pydantic import BaseModel
 from nflc import drawing
 from nflc.outputs import Output, check_output
 from nflc.outputs import write_bytes
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
 
 MAX_ROWS = 10_000  # architectures in a page's table; above, a seeded sample plus every one the summary names
 PAGE_ROWS = 25
@@ -80,7 +83,7 @@ class Drawings:
         self.engine = drawing.layout_engine(engine)
         self.specs: dict[str, Any] = {}
 
-    def add(self, arch) -> dict:
+    def add(self, arch: Architecture) -> dict:
         graphs = None
         keys = []
         for k in arch.space.instances:

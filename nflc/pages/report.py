@@ -7,18 +7,23 @@ Built from :class:`nflc.verify.report.VerifyReport`, what ``nflc report --json``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import math
 
 from nflc.analysis.report import ASPECTS, kendall
 from nflc.pages import document as doc
 from nflc.pages import figures
 
+if TYPE_CHECKING:
+    from nflc.space import Space
+
 __all__ = ["report_page"]
 
 RAW = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
 
 
-def _raw(a, aspect: str, never: int) -> float:
+def _raw(a: Any, aspect: str, never: int) -> float:
     """The measured quantity on its raw scale (lower = better); NaN when it has none (a
     diverged or unfinished run); a threshold never reached counts as ``never``."""
     if a.status not in ("done", "diverged"):
@@ -40,7 +45,7 @@ COLUMNS = [doc.Column(key="index", label="index", kind="int"), doc.Column(key="i
            doc.Column(key="pareto", label="Pareto", kind="text")]
 
 
-def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> doc.Page:
+def report_page(rep: Any, space: Space | None = None, engine: str | None = None, seed: int = 0) -> doc.Page:
     """The page of a verification report; ``space`` (the spec the run trained) adds the
     architectures' drawings."""
     never = int(rep.config.get("train", {}).get("epochs", 0)) + 1
@@ -60,7 +65,7 @@ def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> do
                      doc.cell(a.generalization), doc.cell(a.test_acc),
                      "" if a.converged is None else ("yes" if a.converged else "no"), doc.cell(a.final_slope),
                      *(doc.cell(pred.get(x)) for x in ASPECTS), "yes" if a.id in pareto else ""])
-        if drawings is not None:
+        if drawings is not None and space is not None:
             row_drawings.append(drawings.add(space.architecture(a.id)))
 
     finished = [k for k, a in enumerate(archs) if a.status in ("done", "diverged") and a.paths is not None]
@@ -134,7 +139,7 @@ def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> do
                     layout_engine=drawings.engine if drawings is not None else None)
 
 
-def _summary(rep) -> str:
+def _summary(rep: Any) -> str:
     parts = []
     if rep.nfl is not None:
         rows = []
@@ -154,7 +159,7 @@ def _summary(rep) -> str:
     return doc.section("No free lunch? (measured)", "".join(parts) + f"<p>Measured as:</p><ul>{measured}</ul>", "summary")
 
 
-def _taus(rep) -> str:
+def _taus(rep: Any) -> str:
     body = ""
     if rep.measured_vs_topology:
         rows = []

@@ -8,7 +8,7 @@ backticks (`` `max_epochs` ``); the command line respells them as its flags
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
@@ -19,6 +19,9 @@ from nflc.errors import SettingError
 from nflc.limits import check_dataset_name, check_learning_rate, check_seed
 from nflc.verify.plateau import Plateau, SlopeRule, StopRule
 from nflc.verify.train import TrainConfig
+
+if TYPE_CHECKING:
+    from nflc.space import Space
 
 __all__ = [
     "DataConfig",
@@ -44,7 +47,7 @@ class DataConfig(BaseModel):
     sha256: Optional[str] = None  # a data file's contents (nflc.datafiles.fingerprint); None: a shipped dataset
 
     @model_serializer(mode="wrap")
-    def _drop_unset_sha256(self, handler):
+    def _drop_unset_sha256(self, handler: Any) -> dict[str, Any]:
         # a shipped dataset serialises as before the field existed: older databases still resume
         data = handler(self)
         if data.get("sha256") is None:
@@ -119,7 +122,7 @@ def stopping_rule(until_converged: bool, epochs: Optional[int], max_epochs: Opti
     return made
 
 
-def make_config(space, *, dataset: Optional[str] = None, samples: Optional[int] = None, test_fraction: float = 0.2,
+def make_config(space: Space, *, dataset: Optional[str] = None, samples: Optional[int] = None, test_fraction: float = 0.2,
                 width: Optional[int] = None, epochs: int = 100, lr: float = 0.1, batch: int = 128, seed: int = 0,
                 device: str = "auto", threshold: float = 0.5, plateau: Optional[StopRule] = None) -> VerifyConfig:
     """A :class:`VerifyConfig` from command-line style settings; bad values raise
@@ -187,18 +190,18 @@ def check_run_options(*, group_size: Optional[int], checkpoint_every: int, lock_
         raise SettingError(f"`lock_timeout` must be 0 or more seconds, got {lock_timeout:g}")
 
 
-def solves_width(space) -> bool:
+def solves_width(space: Space) -> bool:
     """Whether the space solves each architecture's width from a budget ('scale width')."""
     return space.scale_budget is not None and space.scale_budget.scale == "width"
 
 
-def width_override(space, width: Optional[int]) -> Optional[int]:
+def width_override(space: Space, width: Optional[int]) -> Optional[int]:
     """``width`` when it differs from the space's own ``width`` constant, else None: the
     architecture's own width (the spec's, or solved per architecture for a budget)."""
     return None if width is None or width == space.ir.constants.get("width") else width
 
 
-def resolve_width(space, width: Optional[int]) -> Optional[int]:
+def resolve_width(space: Space, width: Optional[int]) -> Optional[int]:
     """The width architectures are built at: ``width`` when given (checked), else the
     space's ``width`` constant (None when it has none)."""
     constants = space.ir.constants

@@ -193,7 +193,7 @@ class Plan:
         self._ready: collections.deque[Group] = collections.deque()
         self._alone: list[str] = []  # built again when their turn comes
 
-    def _event(self, kind, arch_id: str, **kw) -> None:
+    def _event(self, kind: Any, arch_id: str, **kw: Any) -> None:
         self._report(SweepEvent(kind, arch_id=arch_id, index=self.position[arch_id], total=len(self.ids), **kw))
 
     def member(self, arch_id: str, module: Optional[nn.Module] = None) -> Member:
@@ -396,7 +396,7 @@ def run_training(
     failures: collections.Counter[str] = collections.Counter()
     retried = 0
 
-    def event(kind, arch_id: str, **kw) -> None:
+    def event(kind: Any, arch_id: str, **kw: Any) -> None:
         report(SweepEvent(kind, arch_id=arch_id, index=plan.position[arch_id], total=len(ids), **kw))
 
     def handle(group: Group, ev: Event) -> None:

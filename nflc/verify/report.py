@@ -255,7 +255,7 @@ def _stored_rule(train_config: Any) -> Optional[StopRule]:
     return TrainConfig.model_validate({"plateau": stored}).plateau if stored else None
 
 
-def _measured(arch_id: str, status: str, info: dict, store, rule: StopRule, threshold: float, window: Optional[int],
+def _measured(arch_id: str, status: str, info: dict, store: Any, rule: StopRule, threshold: float, window: Optional[int],
               chance: Optional[float]) -> MeasuredArch:
     """One architecture of the database, its aspects recomputed from its stored epochs."""
     aspects = store.aspects(arch_id)
@@ -439,7 +439,7 @@ def best_by_aspect(report: VerifyReport, top: int) -> dict[str, list[MeasuredArc
 def to_json_dict(report: VerifyReport) -> dict:
     """The report as strict JSON (non-finite numbers as null / "inf" / "-inf")."""
 
-    def fix(o):
+    def fix(o: Any) -> Any:
         if isinstance(o, dict):
             return {k: fix(v) for k, v in o.items()}
         if isinstance(o, list):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,9 +37,14 @@ from nflc.datafiles import fingerprint
 from nflc.errors import NflcError, SettingError
 from nflc.space import check_allocatable
 from nflc.verify.config import DataConfig, VerifyConfig, check_device, check_run_options, solves_width, width_override
-from nflc.verify.driver import run_training
+from nflc.verify.driver import SweepEvent, SweepSummary, run_training
 from nflc.verify.store import ResultStore
 from nflc.verify.train import resolve_device
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
+    import torch
+    from nflc.data import Dataset
 
 __all__ = [
     "VerifySummary",
@@ -70,7 +75,7 @@ class VerifySummary(BaseModel):
     extended: Optional[tuple[int, int, int]] = None
 
 
-def chance_loss(labels, classes: int) -> float:
+def chance_loss(labels: Any, classes: int) -> float:
     """Cross-entropy of the best constant prediction on ``labels``: the entropy (nats) of
     their class frequencies (ln C for balanced classes). A network whose training loss
     never falls clearly below it has not learned anything."""
@@ -83,12 +88,13 @@ def chance_loss(labels, classes: int) -> float:
     return float(-(p * p.log()).sum()) if len(p) else math.nan
 
 
-def _build_module(arch, seed: int, width: Optional[int]):
+def _build_module(arch: Architecture, seed: int, width: Optional[int]) -> torch.nn.Module:
     """``arch``'s module at ``width`` (None: its own), initialised from ``seed``."""
     return arch.to_module(seed=seed, width=width)
 
 
-def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Sequence[int] = (), space: str = "the space"):
+def load_split(data: DataConfig, input_shape: Sequence[int], output_shape: Sequence[int] = (),
+               space: str = "the space") -> tuple[Dataset, Dataset]:
     """(train, test) of ``data``, inputs reshaped to ``input_shape`` (labels checked
     against ``output_shape``)."""
     ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
@@ -121,12 +127,12 @@ def check_module_sizes(archs: Sequence, width: Optional[int]) -> None:
     check_allocatable(biggest, f"#{arch.index} of space '{arch.space.name}'" + (f" at width {width}" if width else ""))
 
 
-def _params(arch, width: Optional[int]) -> int:
+def _params(arch: Architecture, width: Optional[int]) -> int:
     resized = width_override(arch.space, width)
     return arch.cost(overrides={**arch.constants_override, **({"width": resized} if resized is not None else {})}).params
 
 
-def arch_info(arch, width: Optional[int]) -> dict:
+def arch_info(arch: Architecture, width: Optional[int]) -> dict:
     """What the report needs about an architecture, recorded at registration; ``width``
     as for :meth:`nflc.space.Architecture.to_module` (None or the space's own: the architecture's own width,
     which a budget-scaled space solves per architecture)."""
@@ -152,9 +158,11 @@ def recorded_threads(db: str | Path) -> Optional[int]:
     return n if isinstance(n, int) and n >= 1 else None
 
 
-def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_set, progress, executor, population,
+def _train_into(db: str | Path, space: Space, archs: Sequence[Architecture], config: VerifyConfig,
+                build: Callable[[Architecture, int], Any], train_set: Dataset, test_set: Dataset,
+                progress: Optional[Callable[[SweepEvent], None]], executor: Any, population: Optional[bool],
                 group_size: int, checkpoint_every: int, lock_timeout: float, spec_file: Optional[str],
-                threads: Optional[int] = None):
+                threads: Optional[int] = None) -> tuple[Any, SweepSummary]:
     """Open the results database, record what the report needs, and run the sweep driver."""
     by_id = {a.id: a for a in archs}
     with ResultStore.open(db, space.spec_hash, config, timeout=lock_timeout) as store:
@@ -174,10 +182,10 @@ def _train_into(db, space, archs, config: VerifyConfig, build, train_set, test_s
                             only_when_faster=population is None, checkpoint_every=checkpoint_every)
 
 
-def verify(space, archs: Optional[Sequence], config: VerifyConfig, db: str | Path, *,
+def verify(space: Space, archs: Optional[Sequence], config: VerifyConfig, db: str | Path, *,
            progress: Optional[Callable] = None, population: Optional[bool] = None, group_size: Optional[int] = None,
            checkpoint_every: int = 1, lock_timeout: float = 30.0, spec_file: Optional[str] = None,
-           executor=None, threads: Optional[int] = None) -> VerifySummary:
+           executor: Any = None, threads: Optional[int] = None) -> VerifySummary:
     """Train ``archs`` (default: every architecture of ``space``) under ``config`` into the
     results database ``db``; finished architectures are skipped, interrupted ones resume.
 

@@ -68,7 +68,7 @@ class TrainConfig(BaseModel):
     plateau: Optional[StopRule] = None
 
     @model_serializer(mode="wrap")
-    def _drop_unset_plateau(self, handler):
+    def _drop_unset_plateau(self, handler: Any) -> dict[str, Any]:
         # A fixed-length run serialises as before the field existed, so the configuration
         # stored in an older results database still matches and resumes.
         data = handler(self)
