@@ -349,6 +349,19 @@ def _describe(error: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
+def _sweep_ids(items: Iterable[Union[str, tuple]], checkpoint_every: int, group_size: int) -> list[str]:
+    """The architecture ids of a sweep's ``items``, its settings checked."""
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    ids = [_arch_id(item) for item in items]
+    duplicates = sorted(a for a, n in collections.Counter(ids).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
+    return ids
+
+
 def run_training(
     items: Iterable[Union[str, tuple]],
     build_module: Callable[[str, int], nn.Module],
@@ -375,14 +388,7 @@ def run_training(
     with :func:`nflc.cli_progress.sweep_progress`). A group whose executor fails is planned again from its
     members' last checkpoints, at most ``max_retries`` times per architecture.
     """
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    ids = [_arch_id(item) for item in items]
-    duplicates = sorted(a for a, n in collections.Counter(ids).items() if n > 1)
-    if duplicates:
-        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
+    ids = _sweep_ids(items, checkpoint_every, group_size)
     _check_config_in_store(store, config)
     store.register(ids)
     report: Callable[[SweepEvent], None] = progress if progress is not None else (lambda event: None)
