@@ -83,29 +83,10 @@ def report_page(rep: Any, space: Space | None = None, engine: str | None = None,
         figs[div] = figures.topology_panel(f"measured {asp}: {RAW[asp]}", [_raw(a, asp, never) for a in fin], paths, depth,
                                            rows_at, ids, taus)
         measured_divs.append(div)
-    has_pred = any(a.predicted is not None for a in fin)
-    if has_pred:
-        for asp in ASPECTS:
-            vals = [(a.predicted or {}).get(asp) for a in fin]
-            num = [math.nan if v is None else float(v) for v in vals]
-            keep = [i for i, p in enumerate(paths) if p > 0]
-            taus = (kendall([num[i] for i in keep], [paths[i] for i in keep]).tau,
-                    kendall([num[i] for i in keep], [depth[i] for i in keep]).tau)
-            div = f"fig-predicted-{asp}"
-            figs[div] = figures.topology_panel(f"predicted {asp}", num, paths, depth, rows_at, ids, taus)
-            predicted_divs.append(div)
+    if any(a.predicted is not None for a in fin):
+        predicted_divs = _predicted_panels(fin, paths, depth, rows_at, ids, figs)
     if rep.predicted_vs_measured:
-        for asp in ASPECTS:
-            t = rep.predicted_vs_measured[asp]
-            pts = [(k, a) for k, a in zip(finished, fin, strict=True) if a.predicted is not None and (a.paths or 0) > 0]
-            ci = f" [{t.ci_low:+.2f}, {t.ci_high:+.2f}]" if t.ci_low is not None and t.ci_high is not None else ""
-            sub = f"Kendall tau {'n/a' if t.tau is None else f'{t.tau:+.2f}'}{ci} (95% bootstrap), {t.n} architectures"
-            div = f"fig-pvm-{asp}"
-            figs[div] = figures.scatter(asp, [(a.predicted or {}).get(asp) for _, a in pts],
-                                        [-_raw(a, asp, never) for _, a in pts], [row_of.get(k, -1) for k, _ in pts],
-                                        [a.id for _, a in pts], "predicted score (higher = better)",
-                                        f"-({RAW[asp]})", subtitle=sub)
-            scatter_divs.append(div)
+        scatter_divs = _scatters(rep, finished, fin, row_of, never, figs)
 
     sections = [_summary(rep)]
     sections.append(doc.section(
@@ -137,6 +118,40 @@ def report_page(rep: Any, space: Space | None = None, engine: str | None = None,
                     sections=sections, figures=figs, tables=[table], initial_row=initial,
                     drawings=drawings.panels() if drawings is not None else {}, row_drawings=row_drawings,
                     layout_engine=drawings.engine if drawings is not None else None)
+
+
+def _predicted_panels(fin: list[Any], paths: list[float], depth: list[float], rows_at: list[int], ids: list[str],
+                      figs: dict[str, dict]) -> list[str]:
+    """The predicted scores against topology (the paper's Fig. 4), into ``figs``; their divs."""
+    divs = []
+    for asp in ASPECTS:
+        vals = [(a.predicted or {}).get(asp) for a in fin]
+        num = [math.nan if v is None else float(v) for v in vals]
+        keep = [i for i, p in enumerate(paths) if p > 0]
+        taus = (kendall([num[i] for i in keep], [paths[i] for i in keep]).tau,
+                kendall([num[i] for i in keep], [depth[i] for i in keep]).tau)
+        div = f"fig-predicted-{asp}"
+        figs[div] = figures.topology_panel(f"predicted {asp}", num, paths, depth, rows_at, ids, taus)
+        divs.append(div)
+    return divs
+
+
+def _scatters(rep: Any, finished: list[int], fin: list[Any], row_of: dict[int, int], never: int,
+              figs: dict[str, dict]) -> list[str]:
+    """Each predicted score against its measured aspect, into ``figs``; their divs."""
+    divs = []
+    for asp in ASPECTS:
+        t = rep.predicted_vs_measured[asp]
+        pts = [(k, a) for k, a in zip(finished, fin, strict=True) if a.predicted is not None and (a.paths or 0) > 0]
+        ci = f" [{t.ci_low:+.2f}, {t.ci_high:+.2f}]" if t.ci_low is not None and t.ci_high is not None else ""
+        sub = f"Kendall tau {'n/a' if t.tau is None else f'{t.tau:+.2f}'}{ci} (95% bootstrap), {t.n} architectures"
+        div = f"fig-pvm-{asp}"
+        figs[div] = figures.scatter(asp, [(a.predicted or {}).get(asp) for _, a in pts],
+                                    [-_raw(a, asp, never) for _, a in pts], [row_of.get(k, -1) for k, _ in pts],
+                                    [a.id for _, a in pts], "predicted score (higher = better)",
+                                    f"-({RAW[asp]})", subtitle=sub)
+        divs.append(div)
+    return divs
 
 
 def _summary(rep: Any) -> str:

@@ -312,6 +312,63 @@ def _convergence_notes(ranked: Sequence[MeasuredArch], trained_with_rule: bool, 
             "(train with --until-converged, or longer)"]
 
 
+def _measured_verdict(ranked: list[MeasuredArch], finished: list[MeasuredArch], chance: Optional[float],
+                      have_topology: bool, never: int, notes: list[str]) -> Optional[NflReport]:
+    """The measured no-free-lunch report over the finished architectures that left chance
+    (a note says which did not)."""
+    # P = 0 networks compute a constant: at chance by construction, and left out as such below
+    stuck = [a for a in ranked if a.left_chance is False]
+    if stuck:
+        notes.append(f"{len(stuck)} of {len(ranked)} architecture(s) never left chance: their training loss never "
+                     f"fell {100 * CHANCE_MARGIN:g}% below {chance:.4f}, the loss of predicting the training class "
+                     "frequencies (the learning rate may be too high or too low for them); they are left out of "
+                     "the measured verdict")
+    stuck_ids = {a.id for a in stuck}
+    contenders = [a for a in finished if a.id not in stuck_ids]
+    nfl = None
+    if contenders:
+        ids = [a.id for a in contenders]
+        scores: dict[str, Sequence[float]] = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
+        paths = [_num(a.paths) if have_topology else 1.0 for a in contenders]
+        depth = [_num(a.mean_depth) if have_topology else 0.0 for a in contenders]
+        nfl = nfl_report(ids, scores, paths, depth)
+    elif finished:
+        notes.append("no architecture left chance: no measured verdict")
+    return nfl
+
+
+def _compare(analysis: str | Path, data: dict, db: str | Path, spec_hash: str, archs: list[MeasuredArch],
+             ranked: list[MeasuredArch], config: dict, run_info: dict, never: int, bootstrap: int, seed: int,
+             notes: list[str]) -> tuple[dict[str, TauCI], dict]:
+    """Each predicted score of the ``analysis`` file against its measured aspect (Kendall
+    tau with a bootstrap interval), and what was matched; the architectures get their
+    predictions."""
+    if data.get("spec_hash") and data["spec_hash"] != spec_hash:
+        raise NflcError(f"analysis file {analysis} is of another spec (hash {data['spec_hash'][:12]}...) than "
+                        f"the results database {db} ({spec_hash[:12]}...)",
+                        hint="analyze the spec the database was trained from: 'nflc analyze SPEC --json PATH'")
+    by_id = {a["id"]: a for a in data["architectures"]}
+    for a in archs:
+        entry = by_id.get(a.id)
+        if entry is not None:
+            a.predicted = {asp: _number(entry["scores"].get(asp)) for asp in ASPECTS}
+    matched = [a for a in ranked if a.predicted is not None]
+    missing = [a.id for a in ranked if a.predicted is None]
+    analysis_meta = {"file": str(analysis), "matched": len(matched), "missing": missing, "data": data.get("data")}
+    width, spec_width = config.get("width"), run_info.get("spec_width")
+    if width is not None and spec_width is not None and width != spec_width and matched:
+        notes.append(f"trained at width {width}, analyzed at the spec's width {spec_width} (the closed-form "
+                     "expressivity score depends on the width; the kernel scores are infinite-width)")
+    if missing:
+        notes.append(f"{len(missing)} finished architecture(s) are not in the analysis file")
+    predicted = {}
+    for i, asp in enumerate(ASPECTS):
+        xs = [_num((a.predicted or {}).get(asp)) for a in matched]
+        ys = [_oriented(a, asp, never) for a in matched]
+        predicted[asp] = bootstrap_kendall(xs, ys, resamples=bootstrap, seed=seed + i)
+    return predicted, analysis_meta
+
+
 def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstrap: int = 1000,
                  seed: int = 0) -> VerifyReport:
     """The report of the results database ``db`` (opened read-only), compared with the
@@ -367,51 +424,9 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
             topo[asp] = {"paths": kendall(raw, [_num(a.paths) for a in ranked]),
                          "mean_depth": kendall(raw, [_num(a.mean_depth) for a in ranked])}
 
-    # P = 0 networks compute a constant: at chance by construction, and left out as such below
-    stuck = [a for a in ranked if a.left_chance is False]
-    if stuck:
-        notes.append(f"{len(stuck)} of {len(ranked)} architecture(s) never left chance: their training loss never "
-                     f"fell {100 * CHANCE_MARGIN:g}% below {chance:.4f}, the loss of predicting the training class "
-                     "frequencies (the learning rate may be too high or too low for them); they are left out of "
-                     "the measured verdict")
-    nfl = None
-    stuck_ids = {a.id for a in stuck}
-    contenders = [a for a in finished if a.id not in stuck_ids]
-    if contenders:
-        ids = [a.id for a in contenders]
-        scores: dict[str, Sequence[float]] = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
-        paths = [_num(a.paths) if have_topology else 1.0 for a in contenders]
-        depth = [_num(a.mean_depth) if have_topology else 0.0 for a in contenders]
-        nfl = nfl_report(ids, scores, paths, depth)
-    elif finished:
-        notes.append("no architecture left chance: no measured verdict")
-
-    predicted = None
-    analysis_meta = None
-    if analysis is not None and data is not None:
-        if data.get("spec_hash") and data["spec_hash"] != spec_hash:
-            raise NflcError(f"analysis file {analysis} is of another spec (hash {data['spec_hash'][:12]}...) than "
-                            f"the results database {db} ({spec_hash[:12]}...)",
-                            hint="analyze the spec the database was trained from: 'nflc analyze SPEC --json PATH'")
-        by_id = {a["id"]: a for a in data["architectures"]}
-        for a in archs:
-            entry = by_id.get(a.id)
-            if entry is not None:
-                a.predicted = {asp: _number(entry["scores"].get(asp)) for asp in ASPECTS}
-        matched = [a for a in ranked if a.predicted is not None]
-        missing = [a.id for a in ranked if a.predicted is None]
-        analysis_meta = {"file": str(analysis), "matched": len(matched), "missing": missing, "data": data.get("data")}
-        width, spec_width = config.get("width"), run_info.get("spec_width")
-        if width is not None and spec_width is not None and width != spec_width and matched:
-            notes.append(f"trained at width {width}, analyzed at the spec's width {spec_width} (the closed-form "
-                         "expressivity score depends on the width; the kernel scores are infinite-width)")
-        if missing:
-            notes.append(f"{len(missing)} finished architecture(s) are not in the analysis file")
-        predicted = {}
-        for i, asp in enumerate(ASPECTS):
-            xs = [_num((a.predicted or {}).get(asp)) for a in matched]
-            ys = [_oriented(a, asp, never) for a in matched]
-            predicted[asp] = bootstrap_kendall(xs, ys, resamples=bootstrap, seed=seed + i)
+    nfl = _measured_verdict(ranked, finished, chance, have_topology, never, notes)
+    predicted, analysis_meta = (_compare(analysis, data, db, spec_hash, archs, ranked, config, run_info, never, bootstrap,
+                                         seed, notes) if analysis is not None and data is not None else (None, None))
 
     return VerifyReport(db=str(db), space=config.get("space") or run_info.get("space"), spec_hash=spec_hash,
                         config=config, counts=counts, measured_as=MEASURED_AS, architectures=archs,
