@@ -516,47 +516,9 @@ def _plot_directory(plot: Path) -> None:
                         hint="pass a directory you can write to") from None
 
 
-@app.command()
-@user_errors
-def analyze(file: FileArg, space: SpaceOpt = None,
-            dataset: Annotated[Optional[str], typer.Option(
-                help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32), a path (an .npz file with "
-                      "arrays x and y, or a CIFAR-10 folder), or none (data-free). Default: the shipped dataset whose "
-                      "inputs fit the space."), show_default=False)] = None,
-            data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
-            samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
-            seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
-            archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
-            measure: Annotated[str, typer.Option(
-                help=("auto (exact kernels when they apply, else finite-width), finite, none (no finite-width "
-                      "measurements: no convergence or generalization score outside the exact family)."))] = "auto",
-            width: Annotated[Optional[int], typer.Option(
-                help=("Build the finite-width modules at this width (the space's 'width' constant; default: the "
-                      "space's own). Exact kernels and the closed-form curvature do not depend on it."),
-                show_default=False)] = None,
-            precision: Annotated[str, typer.Option(
-                help="float32 or float64: the finite-width modules' arithmetic (Grams always sum in float64).")] = "float32",
-            memory: Annotated[str, typer.Option(
-                help="Working memory of one finite-width measurement (e.g. 512M, 2G): inputs are streamed within it.")] = "512M",
-            threads: Annotated[Optional[int], typer.Option(
-                help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
-                      "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)] = None,
-            json_path: Annotated[Optional[Path], typer.Option(
-                "--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")] = None,
-            csv_path: Annotated[Optional[Path], typer.Option(
-                "--csv", metavar="PATH", help="Write one row per architecture (as it goes).")] = None,
-            top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
-            plot: Annotated[Optional[Path], typer.Option(
-                metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
-                      "panels."))] = None,
-            html: HtmlOpt = None, force: ForceOpt = False,
-            allow_outside_imports: OutsideOpt = False) -> None:
-    """Predict expressivity, convergence and generalization of every architecture, and
-    report the space's no-free-lunch trade-off."""
-    import time
-
-    from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
-    started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
+def _analyze_options(dataset: Optional[str], data: Optional[str], seed: int, samples: int, measure: str,
+                     precision: str, threads: Optional[int], top: int) -> Optional[str]:
+    """``nflc analyze``'s options checked before anything is read; the dataset asked for."""
     if data is not None:
         if dataset is not None and dataset != data:
             raise NflcError(f"--dataset {dataset} and --data {data} disagree",
@@ -574,15 +536,13 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     check_threads(threads)
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
-    budget = memory_size(memory)
-    plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
-    outs = [_output(json_path, "--json", "analyze-json"), _output(csv_path, "--csv", "analyze-csv"),
-            _output(html, "--html", "html"), _output(plot_file, "--plot", "png")]
-    _check_outputs(outs, _spec_inputs(file), force)
-    n_threads, why = choose_threads(threads, rows=samples)
-    sp = load_space(file, space, allow_outside_imports)
-    _check_outputs(outs, _spec_inputs(file, sp), force)
-    dataset = _dataset_for(sp, dataset)
+    return dataset
+
+
+def _analysis_plan(sp: Space, dataset: str, samples: int, seed: int, measure: str, width: Optional[int],
+                   archs: Optional[str]) -> tuple[Optional[int], Optional[list[Architecture]], int]:
+    """What ``nflc analyze`` will do, checked before any work: ``(width, the architectures
+    chosen (None: all), how many)``."""
     from nflc.analysis.analyze import check_kernel_memory  # lazy: loads numpy and scipy
 
     check_kernel_memory(sp, samples, dataset, measure)  # before any input is made
@@ -599,53 +559,21 @@ def analyze(file: FileArg, space: SpaceOpt = None,
     from nflc.analysis.groups import check_count  # lazy: loads numpy
 
     check_count(sp.name, total)
-    from nflc.analysis.analyze import check_kernel_memory  # lazy: loads numpy and scipy
-
     check_kernel_memory(sp, samples, dataset, measure)
-    progress = AnalysisProgress(err, total)
-    writer = None
-    try:  # a Ctrl-C from the first progress line on closes it as stopped
-        if total >= progress.EARLY_ARCHS:
-            progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
-        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream  # lazy: loads numpy and scipy
+    return width, chosen, total
 
-        finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
-        writer = stream = StreamWriter(json_path, csv_path)
-        collector = None
-        if html is not None:
-            from nflc.pages.analyze import AnalyzeCollector  # lazy: loads numpy and scipy
 
-            collector = AnalyzeCollector(total, seed=seed)
-
-        def on_rows(rows: Any) -> None:
-            stream.rows(rows)
-            if collector is not None:
-                collector.rows(rows)
-
-        with limit_threads(n_threads):
-            result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
-                                    progress=progress.update, warn=progress.warn, on_header=stream.header,
-                                    on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
-                                    finite=finite)
-        stream.finish(result)
-    except KeyboardInterrupt:
-        progress.close()
-        kept = ""
-        if writer is not None:
-            writer.close()
-            kept = "; ".join(f"{p} is unchanged, the rows so far are in {p}.partial" for p in writer.partial_paths())
-        _say_interrupted("interrupted" + (f": {kept}" if kept else ""))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        progress.close()
-        if writer is not None:
-            writer.close()
+def _print_analysis(sp: Space, result: Any, seconds: float, n_threads: int, json_path: Optional[Path],
+                    csv_path: Optional[Path], plot_file: Optional[Path], html: Optional[Path], collector: Any,
+                    seed: int) -> None:
+    """``nflc analyze``'s output: the header, the best of each aspect, the taus, the
+    verdict, and the files written."""
     from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
 
     rep, head = result.report, result.header
     out.print(f"[bold]{sp.name}[/]: {head.architectures} architectures ({head.groups} distinct computing graphs), "
               f"data {head.data.name} (N = {head.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "
-              f"{time.perf_counter() - started:.1f} s")
+              f"{seconds:.1f} s")
     if head.exact_note:
         out.print(f"[yellow]note:[/] {head.exact_note}")
     else:
@@ -693,35 +621,149 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
+AnalyzeDatasetOpt = Annotated[Optional[str], typer.Option(
+    help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32), a path (an .npz file with "
+    "arrays x and y, or a CIFAR-10 folder), or none (data-free). Default: the shipped dataset whose "
+    "inputs fit the space."), show_default=False)]
+AnalyzeMeasureOpt = Annotated[str, typer.Option(
+    help=("auto (exact kernels when they apply, else finite-width), finite, none (no finite-width "
+    "measurements: no convergence or generalization score outside the exact family)."))]
+AnalyzeWidthOpt = Annotated[Optional[int], typer.Option(
+    help=("Build the finite-width modules at this width (the space's 'width' constant; default: the "
+    "space's own). Exact kernels and the closed-form curvature do not depend on it."),
+    show_default=False)]
+AnalyzePrecisionOpt = Annotated[str, typer.Option(
+    help="float32 or float64: the finite-width modules' arithmetic (Grams always sum in float64).")]
+AnalyzeMemoryOpt = Annotated[str, typer.Option(
+    help="Working memory of one finite-width measurement (e.g. 512M, 2G): inputs are streamed within it.")]
+AnalyzeThreadsOpt = Annotated[Optional[int], typer.Option(
+    help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
+    "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)]
+AnalyzeJsonPathOpt = Annotated[Optional[Path], typer.Option(
+    "--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")]
+AnalyzeCsvPathOpt = Annotated[Optional[Path], typer.Option(
+    "--csv", metavar="PATH", help="Write one row per architecture (as it goes).")]
+AnalyzePlotOpt = Annotated[Optional[Path], typer.Option(
+    metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
+    "panels."))]
+
+
+@app.command()
+@user_errors
+def analyze(file: FileArg, space: SpaceOpt = None,
+            dataset: AnalyzeDatasetOpt = None,
+            data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
+            samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
+            seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
+            archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
+            measure: AnalyzeMeasureOpt = "auto",
+            width: AnalyzeWidthOpt = None,
+            precision: AnalyzePrecisionOpt = "float32",
+            memory: AnalyzeMemoryOpt = "512M",
+            threads: AnalyzeThreadsOpt = None,
+            json_path: AnalyzeJsonPathOpt = None,
+            csv_path: AnalyzeCsvPathOpt = None,
+            top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
+            plot: AnalyzePlotOpt = None,
+            html: HtmlOpt = None, force: ForceOpt = False,
+            allow_outside_imports: OutsideOpt = False) -> None:
+    """Predict expressivity, convergence and generalization of every architecture, and
+    report the space's no-free-lunch trade-off."""
+    import time
+
+    from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
+    started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
+    dataset = _analyze_options(dataset, data, seed, samples, measure, precision, threads, top)
+    budget = memory_size(memory)
+    plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
+    outs = [_output(json_path, "--json", "analyze-json"), _output(csv_path, "--csv", "analyze-csv"),
+            _output(html, "--html", "html"), _output(plot_file, "--plot", "png")]
+    _check_outputs(outs, _spec_inputs(file), force)
+    n_threads, why = choose_threads(threads, rows=samples)
+    sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, _spec_inputs(file, sp), force)
+    dataset = _dataset_for(sp, dataset)
+    width, chosen, total = _analysis_plan(sp, dataset, samples, seed, measure, width, archs)
+    progress = AnalysisProgress(err, total)
+    writer = None
+    try:  # a Ctrl-C from the first progress line on closes it as stopped
+        if total >= progress.EARLY_ARCHS:
+            progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
+        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream  # lazy: loads numpy and scipy
+
+        finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
+        writer = stream = StreamWriter(json_path, csv_path)
+        collector = None
+        if html is not None:
+            from nflc.pages.analyze import AnalyzeCollector  # lazy: loads numpy and scipy
+
+            collector = AnalyzeCollector(total, seed=seed)
+
+        def on_rows(rows: Any) -> None:
+            stream.rows(rows)
+            if collector is not None:
+                collector.rows(rows)
+
+        with limit_threads(n_threads):
+            result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
+                                    progress=progress.update, warn=progress.warn, on_header=stream.header,
+                                    on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
+                                    finite=finite)
+        stream.finish(result)
+    except KeyboardInterrupt:
+        progress.close()
+        kept = ""
+        if writer is not None:
+            writer.close()
+            kept = "; ".join(f"{p} is unchanged, the rows so far are in {p}.partial" for p in writer.partial_paths())
+        _say_interrupted("interrupted" + (f": {kept}" if kept else ""))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+    _print_analysis(sp, result, time.perf_counter() - started, n_threads, json_path, csv_path, plot_file, html,
+                    collector, seed)
+
+
+RankBenchmarkOpt = Annotated[Path, typer.Option(help=(
+    "Results file: {'architectures': [{<encoding>, 'val_accuracy', proxies...}]}; the encoding is 'arch_str', "
+    "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))]
+RankScoreOpt = Annotated[str, typer.Option(help=(
+    "nflc (the default: expressivity), expressivity, convergence, generalization, flops, params, aggregate, "
+    "convergence_nngp, generalization_bound, paths, mean_depth; several joined by commas, or all "
+    "(docs/ANALYZE.md, \"Ranking components\")."))]
+RankKernelWidthOpt = Annotated[int, typer.Option(help=(
+    "Measure conv networks with their channels scaled down so the first cell reads at most this many "
+    "(0: the space's own width)."))]
+RankMemoryOpt = Annotated[str, typer.Option(help=(
+    "Memory one network's kernels may take (e.g. 1G); a network over it is named and ranked last."))]
+RankCacheOpt = Annotated[Optional[Path], typer.Option(help=(
+    "SQLite file of measured kernels, reused by later runs (default: $NFLC_CACHE, else "
+    "~/.cache/nflc/kernels.sqlite)."))]
+RankBenchmarkDatasetOpt = Annotated[Optional[str], typer.Option(
+    help=("With NAS-Bench-Suite-Zero's JSON (results of several datasets): which one (default cifar10)."),
+    show_default=False)]
+RankJsonPathOpt = Annotated[Optional[Path], typer.Option(
+    "--json", help="Write the summary and per architecture its entry, nflc id, params and scores.")]
+
+
 @app.command()
 @user_errors
 def rank(file: FileArg,
-         benchmark: Annotated[Path, typer.Option(help=(
-             "Results file: {'architectures': [{<encoding>, 'val_accuracy', proxies...}]}; the encoding is 'arch_str', "
-             "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))],
+         benchmark: RankBenchmarkOpt,
          space: SpaceOpt = None,
-         score: Annotated[str, typer.Option(help=(
-             "nflc (the default: expressivity), expressivity, convergence, generalization, flops, params, aggregate, "
-             "convergence_nngp, generalization_bound, paths, mean_depth; several joined by commas, or all "
-             "(docs/ANALYZE.md, \"Ranking components\")."))] = "nflc",
+         score: RankScoreOpt = "nflc",
          jobs: Annotated[int, typer.Option(help="Processes measuring kernels at once (one thread each).")] = 1,
          samples: Annotated[int, typer.Option(help="Data-free inputs the kernels are measured on.")] = 16,
          seed: Annotated[int, typer.Option(help="Seed of the inputs and of the networks' initialisation.")] = 0,
-         kernel_width: Annotated[int, typer.Option(help=(
-             "Measure conv networks with their channels scaled down so the first cell reads at most this many "
-             "(0: the space's own width)."))] = 16,
-         memory: Annotated[str, typer.Option(help=(
-             "Memory one network's kernels may take (e.g. 1G); a network over it is named and ranked last."))] = "1G",
-         cache: Annotated[Optional[Path], typer.Option(help=(
-             "SQLite file of measured kernels, reused by later runs (default: $NFLC_CACHE, else "
-             "~/.cache/nflc/kernels.sqlite)."))] = None,
+         kernel_width: RankKernelWidthOpt = 16,
+         memory: RankMemoryOpt = "1G",
+         cache: RankCacheOpt = None,
          no_cache: Annotated[bool, typer.Option("--no-cache", help="Measure everything again; store nothing.")] = False,
          bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals (0: none).")] = 1000,
-         benchmark_dataset: Annotated[Optional[str], typer.Option(
-             help=("With NAS-Bench-Suite-Zero's JSON (results of several datasets): which one (default cifar10)."),
-             show_default=False)] = None,
-         json_path: Annotated[Optional[Path], typer.Option(
-             "--json", help="Write the summary and per architecture its entry, nflc id, params and scores.")] = None,
+         benchmark_dataset: RankBenchmarkDatasetOpt = None,
+         json_path: RankJsonPathOpt = None,
          html: HtmlOpt = None, force: ForceOpt = False,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
@@ -949,34 +991,61 @@ def convert(file: FileArg,
     out.print(result if isinstance(result, (str, int)) else json.dumps(result), markup=False)
 
 
+VerifyDatasetOpt = Annotated[Optional[str], typer.Option(
+    help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32) or a path: an .npz file with "
+    "arrays x and y, or a CIFAR-10 folder (default: the shipped dataset whose inputs fit the space)."),
+    show_default=False)]
+VerifyUntilConvergedOpt = Annotated[bool, typer.Option(
+    "--until-converged", help=("Train each network until its training loss has converged (--stop-rule, "
+    "--plateau-window, --plateau-tol), at most --max-epochs."))]
+VerifyMaxEpochsOpt = Annotated[Optional[int], typer.Option(
+    help=("With --until-converged: the most epochs a network trains (default 3000, the paper's length)."))]
+VerifyStopRuleOpt = Annotated[Optional[str], typer.Option(
+    help=("With --until-converged: slope (default: the log-loss slope fitted over the last half of the run "
+    "predicts less than --plateau-tol decrease over the next window, at 2.5 standard errors) or window "
+    "(two window means within --plateau-tol; nflc's earlier rule)."))]
+VerifyMinEpochsOpt = Annotated[Optional[int], typer.Option(
+    help=("With --stop-rule slope: the first epoch at which a run may stop (default twice the window)."))]
+VerifyPlateauWindowOpt = Annotated[Optional[int], typer.Option(
+    help=("With --until-converged: the rule's window in epochs (default 50 for slope, 20 for window); "
+    "measured losses are means over it."))]
+VerifyPlateauTolOpt = Annotated[Optional[float], typer.Option(
+    help=("With --until-converged: the relative decrease per window below which the loss has converged "
+    "(default 0.01)."))]
+VerifyPopulationOpt = Annotated[Optional[bool], typer.Option(
+    "--population/--no-population",
+    help=("Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a "
+    "GPU, small networks on a CPU)."))]
+VerifyGroupSizeOpt = Annotated[Optional[int], typer.Option(
+    help=("Architectures per population (default 1024 on CUDA, 64 on CPU)."))]
+VerifyThreadsOpt = Annotated[Optional[int], typer.Option(
+    help=("CPU threads for torch and BLAS (default: the cores other jobs leave free; NFLC_THREADS or "
+    "OMP_NUM_THREADS override it)."), show_default=False)]
+VerifyExecutorOpt = Annotated[str, typer.Option(
+    help=("local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address)."))]
+VerifyAddressOpt = Annotated[Optional[str], typer.Option(
+    help=("With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto."))]
+VerifyWorkersOpt = Annotated[Optional[int], typer.Option(
+    help=("With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / "
+    "--gpus-per-worker)."))]
+VerifyGpusPerWorkerOpt = Annotated[Optional[float], typer.Option(
+    help=("With --executor ray: GPUs per worker (a fraction shares a GPU between populations)."))]
+
+
 @app.command()
 @user_errors
 def verify(file: FileArg, space: SpaceOpt = None,
            archs: Annotated[str, typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = "all",
-           dataset: Annotated[Optional[str], typer.Option(
-               help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32) or a path: an .npz file with "
-                     "arrays x and y, or a CIFAR-10 folder (default: the shipped dataset whose inputs fit the space)."),
-               show_default=False)] = None,
+           dataset: VerifyDatasetOpt = None,
            samples: Annotated[Optional[int], typer.Option(help="Use a class-stratified subset of N samples (quick runs).")] = None,
            test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
            epochs: Annotated[Optional[int], typer.Option(help="Epochs per architecture (default 100).")] = None,
-           until_converged: Annotated[bool, typer.Option(
-               "--until-converged", help=("Train each network until its training loss has converged (--stop-rule, "
-                                          "--plateau-window, --plateau-tol), at most --max-epochs."))] = False,
-           max_epochs: Annotated[Optional[int], typer.Option(
-               help=("With --until-converged: the most epochs a network trains (default 3000, the paper's length)."))] = None,
-           stop_rule: Annotated[Optional[str], typer.Option(
-               help=("With --until-converged: slope (default: the log-loss slope fitted over the last half of the run "
-                     "predicts less than --plateau-tol decrease over the next window, at 2.5 standard errors) or window "
-                     "(two window means within --plateau-tol; nflc's earlier rule)."))] = None,
-           min_epochs: Annotated[Optional[int], typer.Option(
-               help=("With --stop-rule slope: the first epoch at which a run may stop (default twice the window)."))] = None,
-           plateau_window: Annotated[Optional[int], typer.Option(
-               help=("With --until-converged: the rule's window in epochs (default 50 for slope, 20 for window); "
-                     "measured losses are means over it."))] = None,
-           plateau_tol: Annotated[Optional[float], typer.Option(
-               help=("With --until-converged: the relative decrease per window below which the loss has converged "
-                     "(default 0.01)."))] = None,
+           until_converged: VerifyUntilConvergedOpt = False,
+           max_epochs: VerifyMaxEpochsOpt = None,
+           stop_rule: VerifyStopRuleOpt = None,
+           min_epochs: VerifyMinEpochsOpt = None,
+           plateau_window: VerifyPlateauWindowOpt = None,
+           plateau_tol: VerifyPlateauTolOpt = None,
            lr: Annotated[float, typer.Option(help="Constant SGD learning rate (no momentum, no weight decay).")] = 0.1,
            batch: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
            width: Annotated[Optional[int], typer.Option(help="Override the space's width constant.")] = None,
@@ -984,32 +1053,21 @@ def verify(file: FileArg, space: SpaceOpt = None,
            device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
            db: Annotated[Path, typer.Option(help="Results database (SQLite); rerunning resumes it.")] = Path("results.sqlite"),
            seed: Annotated[int, typer.Option(help="Seed of --archs sample:K, the data split, weights and minibatch order.")] = 0,
-           population: Annotated[Optional[bool], typer.Option(
-               "--population/--no-population",
-               help=("Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a "
-                     "GPU, small networks on a CPU)."))] = None,
-           group_size: Annotated[Optional[int], typer.Option(
-               help=("Architectures per population (default 1024 on CUDA, 64 on CPU)."))] = None,
+           population: VerifyPopulationOpt = None,
+           group_size: VerifyGroupSizeOpt = None,
            checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N epochs.")] = 1,
            lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another process's lock on --db.")] = 30.0,
-           threads: Annotated[Optional[int], typer.Option(
-               help=("CPU threads for torch and BLAS (default: the cores other jobs leave free; NFLC_THREADS or "
-                     "OMP_NUM_THREADS override it)."), show_default=False)] = None,
-           executor: Annotated[str, typer.Option(
-               help=("local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address)."))] = "local",
-           address: Annotated[Optional[str], typer.Option(
-               help=("With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto."))] = None,
-           workers: Annotated[Optional[int], typer.Option(
-               help=("With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / "
-                     "--gpus-per-worker)."))] = None,
-           gpus_per_worker: Annotated[Optional[float], typer.Option(
-               help=("With --executor ray: GPUs per worker (a fraction shares a GPU between populations)."))] = None,
+           threads: VerifyThreadsOpt = None,
+           executor: VerifyExecutorOpt = "local",
+           address: VerifyAddressOpt = None,
+           workers: VerifyWorkersOpt = None,
+           gpus_per_worker: VerifyGpusPerWorkerOpt = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
     from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
-    from nflc.verify.config import MAX_EPOCHS, make_config, solves_width, stopping_rule  # lazy: loads numpy and torch
+    from nflc.verify.config import MAX_EPOCHS, make_config, stopping_rule  # lazy: loads numpy and torch
     from nflc.verify.run import recorded_threads  # lazy: loads numpy and torch
     from nflc.verify.run import verify as run_verify  # lazy: loads numpy and torch
 
@@ -1033,7 +1091,6 @@ def verify(file: FileArg, space: SpaceOpt = None,
     config = make_config(sp, dataset=dataset, samples=samples, test_fraction=test_fraction, width=width,
                          epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
                          plateau=plateau)
-    dataset = config.data.dataset
     progress, close = (None, lambda: None) if quiet else sweep_progress(epochs, err)
     try:
         with limit_threads(n_threads):
@@ -1046,10 +1103,18 @@ def verify(file: FileArg, space: SpaceOpt = None,
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         close()
+    _print_verify(sp, res, config, plateau, epochs, lr, batch, db, n_threads, runner is None)
+
+
+def _print_verify(sp: Space, res: Any, config: Any, plateau: Any, epochs: int, lr: float, batch: int, db: Path,
+                  n_threads: int, local: bool) -> None:
+    """``nflc verify``'s summary of a run (``local``: trained in this process)."""
+    from nflc.verify.config import solves_width  # lazy: loads torch
+
     width_text = "solved per architecture for the budget" if solves_width(sp) else config.width
     length = (f"until converged ({getattr(plateau, 'rule', 'window')} rule, window {plateau.window}, tol {plateau.tol:g}), "
               f"at most {epochs} epochs" if plateau is not None else f"{epochs} epochs")
-    out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
+    out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {config.data.dataset} ({res.train_size} train / "
               f"{res.test_size} test), width {width_text}, {length}, lr {lr:g}, batch {batch}")
     if res.extended is not None:
         before, after, n = res.extended
@@ -1059,7 +1124,7 @@ def verify(file: FileArg, space: SpaceOpt = None,
         out.print(f"converged {res.converged} of {len(res.trained)} trained in this call; the others stopped at {epochs} epochs")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
               f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s"
-              + (f", {n_threads} thread{'s' if n_threads > 1 else ''}" if runner is None else ""))
+              + (f", {n_threads} thread{'s' if n_threads > 1 else ''}" if local else ""))
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
 
 
@@ -1094,6 +1159,10 @@ def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_pe
     return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0)
 
 
+ReportSpecOpt = Annotated[Optional[Path], typer.Option(
+    help="With --html: the spec the run trained, to draw each architecture.")]
+
+
 @app.command()
 @user_errors
 def report(db: Annotated[Path, typer.Option(help="Results database written by 'nflc verify'.")],
@@ -1104,12 +1173,10 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
            seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
            top: Annotated[int, typer.Option(help="Rows of the table (best by each measured aspect).")] = 5,
            html: HtmlOpt = None,
-           spec: Annotated[Optional[Path], typer.Option(
-               help="With --html: the spec the run trained, to draw each architecture.")] = None,
+           spec: ReportSpecOpt = None,
            space: SpaceOpt = None, force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Report a verification run: measured aspects, Kendall tau with topology and with the
     predictions, and the no-free-lunch verdict on measured data."""
-    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
     from nflc.verify.report import PLOT_FILES, best_by_aspect, build_report, to_json_dict, write_plots  # lazy: loads torch
 
     if bootstrap < 0:
@@ -1146,7 +1213,28 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
               f"training loss converged ({rule.get('rule')} rule) in {sum(bool(a.converged) for a in judged)} of {len(judged)}")
     for note in rep.notes:
         out.print(f"[yellow]note:[/] {note}")
-    best = best_by_aspect(rep, top)
+    _print_measured_tables(rep, best_by_aspect(rep, top), top)
+    if rep.nfl is not None:
+        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True, notes=rep.nfl.notes)
+    if json_path is not None:
+        write_text(json_path, json.dumps(to_json_dict(rep), indent=1))
+        out.print(f"wrote {json_path}")
+    if plot is not None:
+        for path in write_plots(rep, plot):
+            out.print(f"wrote {path}")
+    if html is not None:
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.report import report_page  # lazy: loads numpy and scipy
+
+        size = write_page(report_page(rep, drawn, seed=seed), html)
+        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
+
+
+def _print_measured_tables(rep: Any, best: dict[str, list[Any]], top: int) -> None:
+    """``nflc report``'s tables: the best by each aspect, and the taus with topology and
+    with the predictions."""
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
+
     if best[ASPECTS[0]] and top > 0:
         table = Table(title=f"measured: the best {top} by each aspect", title_justify="left")
         table.add_column("best in")
@@ -1184,20 +1272,6 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
                        "-" if t.ci_low is None else f"[{t.ci_low:.3f}, {t.ci_high:.3f}]",
                        "-" if t.p_value is None else f"{t.p_value:.2g}")
         out.print(pt)
-    if rep.nfl is not None:
-        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True, notes=rep.nfl.notes)
-    if json_path is not None:
-        write_text(json_path, json.dumps(to_json_dict(rep), indent=1))
-        out.print(f"wrote {json_path}")
-    if plot is not None:
-        for path in write_plots(rep, plot):
-            out.print(f"wrote {path}")
-    if html is not None:
-        from nflc.pages import write as write_page  # lazy: loads numpy
-        from nflc.pages.report import report_page  # lazy: loads numpy and scipy
-
-        size = write_page(report_page(rep, drawn, seed=seed), html)
-        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
 def main() -> None:

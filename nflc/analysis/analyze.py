@@ -34,7 +34,7 @@ import heapq
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -536,6 +536,116 @@ def _group_pass(items: Iterable, total: int, chunk: int, progress: Any) -> tuple
     return _Groups(group_of, rep_pos, size, index_of), big_indices
 
 
+def _group_kernels(space: Space, grouping: _Groups, arch_at: Callable[[int], Architecture], x: np.ndarray,
+                   y: np.ndarray | None, seed: int, measure: Measure, finite: FiniteSettings,
+                   warn: Callable[[str], None] | None, progress: Callable[..., None] | None
+                   ) -> tuple[dict[int, dict], int, str | None]:
+    """The kernels of every group, on its representative (representatives in order): exact
+    where they apply, else finite-width measurements (none under ``measure="none"``);
+    ``(kernels by group, architectures with exact kernels, a note on the others)``."""
+    n = len(grouping.group_of)
+    n_groups = grouping.count
+    net_reason = network_support(space.ir)
+    exact_reps: list[int] = []  # positions (architectures are made again when needed: their graphs are large)
+    finite_reps: list[int] = []
+    for p in np.sort(grouping.rep_pos).tolist():
+        if net_reason is None and measure != "finite" and _exact_reason(arch_at(p)) is None:
+            exact_reps.append(p)
+        else:
+            finite_reps.append(p)
+    first_reason = None
+    if finite_reps:
+        first_reason = net_reason or _exact_reason(arch_at(finite_reps[0]))
+    kern: dict[int, dict] = {}  # group -> kernels
+    done = 0
+    if progress:
+        progress(0, n_groups)
+
+    def finished() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, n_groups)
+
+    if exact_reps:
+        xs = normalize_inputs(x)
+        for p, ck in zip(exact_reps, K.space_kernels((_cell_graph(arch_at(p)) for p in exact_reps), xs), strict=True):
+            kern[int(grouping.group_of[p])] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None),
+                                               "ntk": _eig_summary(ck.ntk, y)}
+            finished()
+    if finite_reps and measure != "none" and warn is not None:
+        message = finite_warning(estimate_finite([arch_at(p) for p in finite_reps], x, seed, settings=finite))
+        if message:
+            warn(message)
+    for p in finite_reps:
+        if measure != "none":
+            a = arch_at(p)
+            kern[int(grouping.group_of[p])] = {**_finite_kernels(a, x, y, seed, finite), "measured_on": a.id}
+        finished()
+    n_exact = int(sum(grouping.size[grouping.group_of[p]] for p in exact_reps))
+    note = None
+    if n_exact < n:
+        note = (f"exact infinite-width kernels do not apply to {n - n_exact} architecture(s) ({first_reason}); "
+                + ("they carry finite-width measurements at initialisation, one per computing graph"
+                   if measure != "none" else "no kernels computed (--measure none): no convergence or "
+                   "generalization score for them"))
+    return kern, n_exact, note
+
+
+class _Scored(NamedTuple):
+    cols: dict[str, np.ndarray]
+    paths: np.ndarray
+    mean_depth: np.ndarray
+    sum_depth: np.ndarray
+    best: dict[str, list]
+    provenance: dict
+
+
+def _score_pass(items: Iterable[Architecture], grouping: _Groups, kern: dict[int, dict], samples: int, top: int,
+                chunk: int, on_rows: Callable[[list[ArchAnalysis]], None] | None,
+                progress: Callable[..., None] | None) -> _Scored:
+    """The second pass: every architecture's row from its group's kernels, to ``on_rows`` a
+    chunk at a time in order, keeping its three scores, P, depths and the best ``top``."""
+    n = len(grouping.group_of)
+    cols = {asp: np.empty(n) for asp in ASPECTS}
+    paths = np.empty(n, dtype=np.float64)
+    mean_depth = np.empty(n)
+    sum_depth = np.empty(n)
+    best: dict[str, list] = {asp: [] for asp in ASPECTS}
+    provenance: dict = {}
+    rows: list[ArchAnalysis] = []
+    for pos, a in enumerate(items):
+        g = int(grouping.group_of[pos])
+        r = int(grouping.rep_pos[g])
+        kk = dict(kern.get(g, _NONE_KERNELS))
+        if r == pos:
+            kk.pop("measured_on", None)  # a finite-width group's other members say whose module they share
+        topos = cell_topologies(a)
+        res = analyze_architecture(a, topology_summary(a, topos), kk, kk["source"], samples, curvature(a, topos))
+        res.group, res.group_size = int(grouping.index_of[r]), int(grouping.size[g])
+        for asp in ASPECTS:
+            cols[asp][pos] = res.scores[asp].value
+        paths[pos] = res.topology["paths"]
+        mean_depth[pos] = res.topology["mean_depth"]
+        sum_depth[pos] = res.topology["sum_depth"]
+        if pos == 0:
+            provenance = {name: v.model_dump(exclude={"value"}) for name, v in res.scores.items()}
+        if top and r == pos and res.topology["paths"] > 0:
+            _keep_best(best, res, pos, top)
+        rows.append(res)
+        if len(rows) >= chunk:
+            if on_rows:
+                on_rows(rows)
+            rows = []
+            if progress:
+                progress(pos + 1, n, "scoring")
+    if rows and on_rows:
+        on_rows(rows)
+    if progress:
+        progress(n, n, "scoring")
+    return _Scored(cols, paths, mean_depth, sum_depth, best, provenance)
+
+
 def analyze_stream(space: Space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
                    measure: Measure = "auto", progress: Callable[..., None] | None = None,
                    warn: Callable[[str], None] | None = None, on_header: Callable[[StreamHeader], None] | None = None,
@@ -581,93 +691,15 @@ def analyze_stream(space: Space, data: str = "mnist5k", samples: int = 256, seed
             return listed[pos]
         return space.architecture(int(grouping.index_of[pos]))
 
-    # ---- kernels, one per group, on its representative (representatives in order)
-    net_reason = network_support(space.ir)
-    exact_reps: list[int] = []  # positions (architectures are made again when needed: their graphs are large)
-    finite_reps: list[int] = []
-    for p in np.sort(grouping.rep_pos).tolist():
-        if net_reason is None and measure != "finite" and _exact_reason(arch_at(p)) is None:
-            exact_reps.append(p)
-        else:
-            finite_reps.append(p)
-    first_reason = None
-    if finite_reps:
-        first_reason = net_reason or _exact_reason(arch_at(finite_reps[0]))
-    kern: dict[int, dict] = {}  # group -> kernels
-    done = 0
-    if progress:
-        progress(0, n_groups)
-
-    def finished() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, n_groups)
-
-    if exact_reps:
-        xs = normalize_inputs(x)
-        for p, ck in zip(exact_reps, K.space_kernels((_cell_graph(arch_at(p)) for p in exact_reps), xs), strict=True):
-            kern[int(grouping.group_of[p])] = {"source": "exact", "nngp": _eig_summary(ck.nngp, None),
-                                               "ntk": _eig_summary(ck.ntk, y)}
-            finished()
-    if finite_reps and measure != "none" and warn is not None:
-        message = finite_warning(estimate_finite([arch_at(p) for p in finite_reps], x, seed, settings=finite))
-        if message:
-            warn(message)
-    for p in finite_reps:
-        if measure != "none":
-            a = arch_at(p)
-            kern[int(grouping.group_of[p])] = {**_finite_kernels(a, x, y, seed, finite), "measured_on": a.id}
-        finished()
-    n_exact = int(sum(grouping.size[grouping.group_of[p]] for p in exact_reps))
-    note = None
-    if n_exact < n:
-        note = (f"exact infinite-width kernels do not apply to {n - n_exact} architecture(s) ({first_reason}); "
-                + ("they carry finite-width measurements at initialisation, one per computing graph"
-                   if measure != "none" else "no kernels computed (--measure none): no convergence or "
-                   "generalization score for them"))
+    kern, n_exact, note = _group_kernels(space, grouping, arch_at, x, y, seed, measure, finite, warn, progress)
     header = StreamHeader(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=n_exact == n,
                           exact_note=note, architectures=n, groups=n_groups)
     if on_header:
         on_header(header)
 
-    # ---- scoring: a second pass, rows in order
-    cols = {asp: np.empty(n) for asp in ASPECTS}
-    paths = np.empty(n, dtype=np.float64)
-    mean_depth = np.empty(n)
-    sum_depth = np.empty(n)
-    best: dict[str, list] = {asp: [] for asp in ASPECTS}
-    provenance: dict = {}
-    rows: list[ArchAnalysis] = []
-    for pos, a in enumerate(items()):
-        g = int(grouping.group_of[pos])
-        r = int(grouping.rep_pos[g])
-        kk = dict(kern.get(g, _NONE_KERNELS))
-        if r == pos:
-            kk.pop("measured_on", None)  # a finite-width group's other members say whose module they share
-        topos = cell_topologies(a)
-        res = analyze_architecture(a, topology_summary(a, topos), kk, kk["source"], samples, curvature(a, topos))
-        res.group, res.group_size = int(grouping.index_of[r]), int(grouping.size[g])
-        for asp in ASPECTS:
-            cols[asp][pos] = res.scores[asp].value
-        paths[pos] = res.topology["paths"]
-        mean_depth[pos] = res.topology["mean_depth"]
-        sum_depth[pos] = res.topology["sum_depth"]
-        if pos == 0:
-            provenance = {name: v.model_dump(exclude={"value"}) for name, v in res.scores.items()}
-        if top and r == pos and res.topology["paths"] > 0:
-            _keep_best(best, res, pos, top)
-        rows.append(res)
-        if len(rows) >= chunk:
-            if on_rows:
-                on_rows(rows)
-            rows = []
-            if progress:
-                progress(pos + 1, n, "scoring")
-    if rows and on_rows:
-        on_rows(rows)
-    if progress:
-        progress(n, n, "scoring")
+    scored = _score_pass(items(), grouping, kern, samples, top, chunk, on_rows, progress)
+    cols, paths, mean_depth, sum_depth = scored.cols, scored.paths, scored.mean_depth, scored.sum_depth
+    best, provenance = scored.best, scored.provenance
     ids: dict[int, str] = {}
 
     def id_of(pos: int) -> str:
