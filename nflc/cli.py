@@ -118,8 +118,7 @@ OutsideOpt = Annotated[bool, typer.Option("--allow-outside-imports", help="Let i
 FileArg = Annotated[Path, typer.Argument(help="A .nfl spec file.", show_default=False)]
 HtmlOpt = Annotated[Optional[Path], typer.Option(
     "--html", metavar="PATH", help="Write a self-contained interactive HTML page (opens offline; docs/PAGES.md).")]
-ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Replace existing output files that are not nflc's own output of their kind.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files that are not nflc's own output of their kind.")]
 
 
 def _fail(exc: NflcError) -> None:
@@ -287,7 +286,7 @@ def list_(file: FileArg, space: SpaceOpt = None,
           sample: Annotated[Optional[int], typer.Option(help="Draw K architectures uniformly instead.")] = None,
           seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
           rejected: Annotated[bool, typer.Option(
-              "--rejected", help=("List the architectures the space's filters drop, with the reason."))] = False,
+              "--rejected", help="List the architectures the space's filters drop, with the reason.")] = False,
           as_json: JsonLinesOpt = None, force: ForceOpt = False,
           allow_outside_imports: OutsideOpt = False) -> None:
     """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
@@ -424,7 +423,7 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
              onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="Export ONNX (needs nflc[onnx]).")] = None,
              prune: Annotated[Optional[bool], typer.Option("--prune/--no-prune", help="Drop dead edges (default: the spec's).")] = None,
              allow_rejected: Annotated[bool, typer.Option(
-                 "--allow-rejected", help=("Compile an architecture the space's filters drop."))] = False,
+                 "--allow-rejected", help="Compile an architecture the space's filters drop.")] = False,
              force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Compile one architecture to a torch module (print, save, export)."""
     check_seed(seed)
@@ -639,10 +638,8 @@ AnalyzeMemoryOpt = Annotated[str, typer.Option(
 AnalyzeThreadsOpt = Annotated[Optional[int], typer.Option(
     help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
     "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)]
-AnalyzeJsonPathOpt = Annotated[Optional[Path], typer.Option(
-    "--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")]
-AnalyzeCsvPathOpt = Annotated[Optional[Path], typer.Option(
-    "--csv", metavar="PATH", help="Write one row per architecture (as it goes).")]
+AnalyzeJsonPathOpt = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")]
+AnalyzeCsvPathOpt = Annotated[Optional[Path], typer.Option("--csv", metavar="PATH", help="Write one row per architecture (as it goes).")]
 AnalyzePlotOpt = Annotated[Optional[Path], typer.Option(
     metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
     "panels."))]
@@ -999,13 +996,13 @@ VerifyUntilConvergedOpt = Annotated[bool, typer.Option(
     "--until-converged", help=("Train each network until its training loss has converged (--stop-rule, "
     "--plateau-window, --plateau-tol), at most --max-epochs."))]
 VerifyMaxEpochsOpt = Annotated[Optional[int], typer.Option(
-    help=("With --until-converged: the most epochs a network trains (default 3000, the paper's length)."))]
+    help="With --until-converged: the most epochs a network trains (default 3000, the paper's length).")]
 VerifyStopRuleOpt = Annotated[Optional[str], typer.Option(
     help=("With --until-converged: slope (default: the log-loss slope fitted over the last half of the run "
     "predicts less than --plateau-tol decrease over the next window, at 2.5 standard errors) or window "
     "(two window means within --plateau-tol; nflc's earlier rule)."))]
 VerifyMinEpochsOpt = Annotated[Optional[int], typer.Option(
-    help=("With --stop-rule slope: the first epoch at which a run may stop (default twice the window)."))]
+    help="With --stop-rule slope: the first epoch at which a run may stop (default twice the window).")]
 VerifyPlateauWindowOpt = Annotated[Optional[int], typer.Option(
     help=("With --until-converged: the rule's window in epochs (default 50 for slope, 20 for window); "
     "measured losses are means over it."))]
@@ -1016,20 +1013,19 @@ VerifyPopulationOpt = Annotated[Optional[bool], typer.Option(
     "--population/--no-population",
     help=("Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a "
     "GPU, small networks on a CPU)."))]
-VerifyGroupSizeOpt = Annotated[Optional[int], typer.Option(
-    help=("Architectures per population (default 1024 on CUDA, 64 on CPU)."))]
 VerifyThreadsOpt = Annotated[Optional[int], typer.Option(
     help=("CPU threads for torch and BLAS (default: the cores other jobs leave free; NFLC_THREADS or "
     "OMP_NUM_THREADS override it)."), show_default=False)]
 VerifyExecutorOpt = Annotated[str, typer.Option(
-    help=("local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address)."))]
+    help="local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address).")]
 VerifyAddressOpt = Annotated[Optional[str], typer.Option(
-    help=("With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto."))]
+    help="With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto.")]
+VerifyGroupSizeOpt = Annotated[Optional[int], typer.Option(help="Architectures per population (default 1024 on CUDA, 64 on CPU).")]
 VerifyWorkersOpt = Annotated[Optional[int], typer.Option(
     help=("With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / "
     "--gpus-per-worker)."))]
 VerifyGpusPerWorkerOpt = Annotated[Optional[float], typer.Option(
-    help=("With --executor ray: GPUs per worker (a fraction shares a GPU between populations)."))]
+    help="With --executor ray: GPUs per worker (a fraction shares a GPU between populations).")]
 
 
 @app.command()
@@ -1159,8 +1155,7 @@ def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_pe
     return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0)
 
 
-ReportSpecOpt = Annotated[Optional[Path], typer.Option(
-    help="With --html: the spec the run trained, to draw each architecture.")]
+ReportSpecOpt = Annotated[Optional[Path], typer.Option(help="With --html: the spec the run trained, to draw each architecture.")]
 
 
 @app.command()

@@ -14,6 +14,7 @@ import math
 from nflc.analysis.report import ASPECTS, kendall
 from nflc.pages import document as doc
 from nflc.pages import figures
+from nflc.verify.report import raw_value
 
 if TYPE_CHECKING:
     from nflc.space import Space
@@ -21,17 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["report_page"]
 
 RAW = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
-
-
-def _raw(a: Any, aspect: str, never: int) -> float:
-    """The measured quantity on its raw scale (lower = better); NaN when it has none (a
-    diverged or unfinished run); a threshold never reached counts as ``never``."""
-    if a.status not in ("done", "diverged"):
-        return math.nan
-    if aspect == "convergence":
-        return float(a.convergence) if a.convergence is not None else float(never)
-    v = getattr(a, aspect)
-    return math.nan if v is None else float(v)
 
 
 COLUMNS = [doc.Column(key="index", label="index", kind="int"), doc.Column(key="id", label="id", kind="text"),
@@ -80,7 +70,7 @@ def report_page(rep: Any, space: Space | None = None, engine: str | None = None,
         t = rep.measured_vs_topology.get(asp, {})
         taus = (t["paths"].tau if "paths" in t else None, t["mean_depth"].tau if "mean_depth" in t else None)
         div = f"fig-measured-{asp}"
-        figs[div] = figures.topology_panel(f"measured {asp}: {RAW[asp]}", [_raw(a, asp, never) for a in fin], paths, depth,
+        figs[div] = figures.topology_panel(f"measured {asp}: {RAW[asp]}", [raw_value(a, asp, never) for a in fin], paths, depth,
                                            rows_at, ids, taus)
         measured_divs.append(div)
     if any(a.predicted is not None for a in fin):
@@ -147,7 +137,7 @@ def _scatters(rep: Any, finished: list[int], fin: list[Any], row_of: dict[int, i
         sub = f"Kendall tau {'n/a' if t.tau is None else f'{t.tau:+.2f}'}{ci} (95% bootstrap), {t.n} architectures"
         div = f"fig-pvm-{asp}"
         figs[div] = figures.scatter(asp, [(a.predicted or {}).get(asp) for _, a in pts],
-                                    [-_raw(a, asp, never) for _, a in pts], [row_of.get(k, -1) for k, _ in pts],
+                                    [-raw_value(a, asp, never) for _, a in pts], [row_of.get(k, -1) for k, _ in pts],
                                     [a.id for _, a in pts], "predicted score (higher = better)",
                                     f"-({RAW[asp]})", subtitle=sub)
         divs.append(div)

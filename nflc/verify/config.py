@@ -18,7 +18,7 @@ from nflc.datafiles import fingerprint
 from nflc.errors import SettingError
 from nflc.limits import check_dataset_name, check_learning_rate, check_seed
 from nflc.verify.plateau import Plateau, SlopeRule, StopRule
-from nflc.verify.train import TrainConfig
+from nflc.verify.train import TrainConfig, without_unset
 
 if TYPE_CHECKING:
     from nflc.space import Space
@@ -49,10 +49,7 @@ class DataConfig(BaseModel):
     @model_serializer(mode="wrap")
     def _drop_unset_sha256(self, handler: Any) -> dict[str, Any]:
         # a shipped dataset serialises as before the field existed: older databases still resume
-        data = handler(self)
-        if data.get("sha256") is None:
-            data.pop("sha256", None)
-        return data
+        return without_unset(handler(self), "sha256")
 
 
 class VerifyConfig(BaseModel):

@@ -66,6 +66,7 @@ __all__ = [
     "bootstrap_kendall",
     "best_by_aspect",
     "build_report",
+    "raw_value",
     "late_loss_drop",
     "left_chance",
     "to_json_dict",
@@ -207,8 +208,9 @@ def bootstrap_kendall(x: Sequence[float], y: Sequence[float], resamples: int = 1
     return TauCI(**base.model_dump(), ci_low=float(lo), ci_high=float(hi), resamples=len(taus))
 
 
-def _raw(a: MeasuredArch, aspect: str, never: int) -> float:
-    """The measured quantity on its raw scale (NaN when it has none)."""
+def raw_value(a: MeasuredArch, aspect: str, never: int) -> float:
+    """The measured quantity on its raw scale (lower = better); NaN when it has none (a
+    diverged or unfinished run); a threshold never reached counts as ``never``."""
     if a.status not in ("done", "diverged"):
         return math.nan
     if aspect == "convergence":
@@ -219,7 +221,7 @@ def _raw(a: MeasuredArch, aspect: str, never: int) -> float:
 
 def _oriented(a: MeasuredArch, aspect: str, never: int) -> float:
     """Higher = better; a diverged run is worst (-inf) in expressivity and generalization."""
-    raw = _raw(a, aspect, never)
+    raw = raw_value(a, aspect, never)
     if math.isnan(raw):
         return -math.inf if a.diverged else math.nan
     return -raw
@@ -420,7 +422,7 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     topo: dict[str, dict[str, Tau]] = {}
     if have_topology and ranked:
         for asp in ASPECTS:
-            raw = [_raw(a, asp, never) for a in ranked]
+            raw = [raw_value(a, asp, never) for a in ranked]
             topo[asp] = {"paths": kendall(raw, [_num(a.paths) for a in ranked]),
                          "mean_depth": kendall(raw, [_num(a.mean_depth) for a in ranked])}
 
@@ -496,7 +498,7 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
         path = out / "measured_topology.png"
         labels = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
         measured: dict[str, Sequence[Optional[float]]] = {
-            f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS}
+            f"{asp}: {labels[asp]}": [raw_value(a, asp, never) for a in finished] for asp in ASPECTS}
         p, d = [_num(a.paths) for a in finished], [_num(a.mean_depth) for a in finished]
         topology_panels(path, p, d, measured, f"{report.space}: measured aspects ({len(finished)} architectures)")
         written.append(path)

@@ -40,6 +40,7 @@ __all__ = [
     "StopReason",
     "TrainResult",
     "finished",
+    "without_unset",
     "derive_seed",
     "evaluate",
     "measure",
@@ -48,6 +49,14 @@ __all__ = [
 ]
 
 EVAL_CHUNK = 4096  # rows per forward pass when evaluating; fixed so sums are reproducible
+
+
+def without_unset(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """A model's serialised ``data`` without ``key`` when it is None: a field added later
+    serialises as before it existed, so configurations stored by an older nflc still match."""
+    if data.get(key) is None:
+        data.pop(key, None)
+    return data
 
 
 class TrainConfig(BaseModel):
@@ -71,10 +80,7 @@ class TrainConfig(BaseModel):
     def _drop_unset_plateau(self, handler: Any) -> dict[str, Any]:
         # A fixed-length run serialises as before the field existed, so the configuration
         # stored in an older results database still matches and resumes.
-        data = handler(self)
-        if data.get("plateau") is None:
-            data.pop("plateau", None)
-        return data
+        return without_unset(handler(self), "plateau")
 
     def stops_after(self, history: Sequence["EpochRecord"]) -> bool:
         """Whether a finite run with this ``history`` is finished: ``epochs`` reached, or
