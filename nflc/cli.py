@@ -7,31 +7,28 @@ and every :class:`NflcError` into ``file:line:col`` diagnostics with exit code 2
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import signal
+import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from typer.core import TyperGroup
 
+import nflc
+from nflc import __version__
+from nflc import encodings as enc
 from nflc.cli_progress import AnalysisProgress, sweep_progress
 from nflc.errors import NflcError, SettingError
-from nflc.limits import memory_size
-from nflc import __version__
-from nflc.outputs import atomic_path
-from nflc.outputs import check_outputs
-from nflc.outputs import Output
-from nflc.outputs import Input, spec_files
-import nflc
-from nflc.outputs import write_bytes, write_text
-from nflc.limits import check_seed
-from nflc.limits import check_dataset_name, check_samples
-from nflc.limits import check_threads
-from nflc import encodings as enc
-from nflc.outputs import database_files
+from nflc.limits import check_dataset_name, check_samples, check_seed, check_threads, memory_size
+from nflc.outputs import Input, Output, atomic_path, check_outputs, database_files, spec_files, write_bytes, write_text
 
 if TYPE_CHECKING:
     from nflc.space import Architecture, Space
@@ -156,8 +153,6 @@ def user_errors(fn: Any) -> Callable[..., Any]:
 def _say_interrupted(message: str) -> None:
     """After Ctrl-C: ignore further ones (they must not cut the message or the clean-up
     short), and say what happened."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     err.print(message, markup=False)
 
@@ -172,8 +167,6 @@ def print_table(table: Table, console: Console | None = None) -> None:
     narrow for the table, it is printed at its natural width, wider than the console (a
     terminal then wraps the line where it must; the id stays one token to copy), never
     with an id broken across lines or shortened with an ellipsis."""
-    from rich.measure import Measurement
-
     console = console or out
     for col in table.columns:
         if col.no_wrap:
@@ -290,8 +283,6 @@ def list_(file: FileArg, space: SpaceOpt = None,
           as_json: JsonLinesOpt = None, force: ForceOpt = False,
           allow_outside_imports: OutsideOpt = False) -> None:
     """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
-    import itertools
-
     outs = [_output(as_json, "--json", "json-lines")]
     _check_outputs(outs, _spec_inputs(file), force)
 
@@ -429,7 +420,7 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
     check_seed(seed)
     outs = [_output(out_path, "--out", "checkpoint"), _output(onnx_path, "--onnx", "onnx")]
     _check_outputs(outs, _spec_inputs(file), force)
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     from nflc.backends.export import export_onnx, save_checkpoint  # lazy: loads numpy and torch
 
@@ -666,8 +657,6 @@ def analyze(file: FileArg, space: SpaceOpt = None,
             allow_outside_imports: OutsideOpt = False) -> None:
     """Predict expressivity, convergence and generalization of every architecture, and
     report the space's no-free-lunch trade-off."""
-    import time
-
     from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
     started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
     dataset = _analyze_options(dataset, data, seed, samples, measure, precision, threads, top)
@@ -819,8 +808,6 @@ def rank(file: FileArg,
 def _open_cache(path: Optional[Path]) -> Any:
     """The kernel cache at ``path`` (default: the user's cache folder); None, with a warning,
     when it cannot be opened (the run then measures without it)."""
-    import sqlite3
-
     from nflc.analysis.score_cache import KernelCache, default_cache_path  # lazy: loads numpy and scipy
 
     target = path or default_cache_path()
@@ -890,8 +877,6 @@ def score(file: FileArg, space: SpaceOpt = None,
               "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': standard output) instead of a table.")] = None,
           force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Score architectures without data, training or accuracies (higher = predicted better): what a search loop calls."""
-    import time
-
     from nflc.rank import architectures_from_file, score_architectures  # lazy: loads numpy and scipy
 
     if archs is not None and from_file is not None:
@@ -1271,7 +1256,6 @@ def _print_measured_tables(rep: Any, best: dict[str, list[Any]], top: int) -> No
 
 def main() -> None:
     # typer/click report their own usage errors with exit code 2 already
-    import signal
 
     try:
         app()

@@ -206,7 +206,7 @@ def _points(text: str) -> list[Point]:
 
 def _graphviz_panels(specs_: Sequence[_Spec]) -> list[Panel]:
     """Every spec laid out by one ``dot`` run (each graph takes about a millisecond)."""
-    import graphviz
+    import graphviz  # graphviz: optional, used when installed
 
     src = "\n".join(_dot_source(s, f"g{i}") for i, s in enumerate(specs_))
     raw = graphviz.pipe("dot", "json0", src.encode()).decode()
@@ -356,12 +356,12 @@ def gid(kind: str, panel: str, *names: str) -> str:
 
 
 def _render(drawing: Drawing, fmt: str) -> bytes:
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse, FancyBboxPatch, PathPatch, Polygon
-    from matplotlib.path import Path as MPath
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
+    from matplotlib.patches import Ellipse, FancyBboxPatch, PathPatch, Polygon  # matplotlib: loaded only when a figure is drawn
+    from matplotlib.path import Path as MPath  # matplotlib: loaded only when a figure is drawn
 
     head_h = 38.0 + (16.0 if drawing.note else 0.0)
     title_h = 18.0

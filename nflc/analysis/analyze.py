@@ -30,10 +30,12 @@ For every architecture:
 
 from __future__ import annotations
 
+import csv
 import heapq
 import json
 import math
 import time
+from array import array
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
@@ -44,16 +46,17 @@ from nflc.analysis import groups
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
+from nflc.analysis.progress import format_seconds
 from nflc.analysis.report import ASPECTS, NflReport, nfl_report
 from nflc.errors import NflcError
-from nflc.space import available_memory
-from nflc.analysis.progress import format_seconds
 from nflc.outputs import PartialFile
+from nflc.space import available_memory
 
 if TYPE_CHECKING:
-    from nflc.space import Architecture, Space
-    import torch
     import networkx as nx
+    import torch
+
+    from nflc.space import Architecture, Space
 
 Measure = Literal["auto", "finite", "none"]
 
@@ -287,7 +290,7 @@ class FiniteSettings(BaseModel):
 
 
 def _torch_dtype(settings: FiniteSettings) -> torch.dtype:
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     return torch.float32 if settings.precision == "float32" else torch.float64
 
@@ -297,7 +300,7 @@ def _finite_module(arch: Architecture, seed: int, settings: FiniteSettings) -> t
 
 
 def _finite_kernels(arch: Architecture, x: np.ndarray, y: Any, seed: int, settings: FiniteSettings | None = None) -> dict:
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     from nflc.analysis import empirical as E  # lazy: loads torch
 
@@ -326,7 +329,7 @@ class FiniteEstimate(BaseModel):
 
 
 def _finite_plan(arch: Architecture, x: np.ndarray, seed: int, settings: FiniteSettings) -> Any:
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     from nflc.analysis import empirical as E  # lazy: loads torch
 
@@ -348,7 +351,7 @@ def finite_bytes(arch: Architecture, x: np.ndarray, settings: FiniteSettings | N
 
 
 def _gemm_seconds_per_mac() -> float:
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     a = torch.randn(64, 2**15, dtype=torch.float64)
     a @ a.T
@@ -494,8 +497,6 @@ class _Groups:
 
 def _group_pass(items: Iterable, total: int, chunk: int, progress: Any) -> tuple[_Groups, list | None]:
     """One pass: digest, parameters and index of every architecture, then the groups."""
-    from array import array
-
     digests = array("B")
     params = array("q")
     indices = array("q")
@@ -845,8 +846,6 @@ class StreamWriter:
 
     def header(self, h: StreamHeader) -> None:
         """Open the files (nothing is written before the kernels are done) and write the heads."""
-        import csv
-
         if self.csv_path is not None:
             self.csv_fh = PartialFile(self.csv_path, newline="")
             self.csv = csv.writer(self.csv_fh)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+
 from nflc.outputs import atomic_path
 
 Row = tuple[str, dict[str, Sequence[Optional[float]]]]
@@ -74,11 +75,11 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
     the value with P and with the mean depth under it (architectures with P > 0 and a
     finite value, as in the reports). Returns those taus,
     ``{(row label, panel name): (tau with P, tau with mean depth)}``."""
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm, Normalize
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
+    from matplotlib.colors import LogNorm, Normalize  # matplotlib: loaded only when a figure is drawn
 
     from nflc.analysis.report import kendall  # lazy: loads scipy
 

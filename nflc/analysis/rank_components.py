@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import rankdata
+
+from nflc.analysis.exact import architecture_kernels, exact_support
 from nflc.space import Space
-from nflc.analysis.exact import exact_support
-from nflc.analysis.exact import architecture_kernels
 
 if TYPE_CHECKING:
     from nflc.space import Architecture, Space
@@ -214,7 +214,7 @@ def measure_kernels(arch: Architecture, settings: KernelSettings | None = None) 
 
 
 def _finite(arch: Architecture, settings: KernelSettings, t0: float) -> Kernels:
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     from nflc.analysis import empirical as E  # lazy: loads torch
     from nflc.data import canonical_inputs  # lazy: loads torch

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -57,7 +56,7 @@ def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor
     check it with onnx.checker, and return the largest difference between onnxruntime's and
     torch's outputs on ``example`` (None when onnxruntime is absent)."""
     try:
-        import onnx
+        import onnx  # onnx: an optional extra (pip install nflc[onnx])
     except ImportError:
         raise NflcError("ONNX export needs the 'onnx' package", hint="pip install 'nflc[onnx]'") from None
     module = module.eval()
@@ -72,7 +71,7 @@ def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor
             onnx.save(model, str(tmp))
         onnx.checker.check_model(model)
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # onnxruntime: an optional extra (pip install nflc[onnx])
     except ImportError:
         return None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

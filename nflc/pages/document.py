@@ -20,8 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from nflc import drawing
-from nflc.outputs import Output, check_output
-from nflc.outputs import write_bytes
+from nflc.outputs import Output, check_output, write_bytes
 
 if TYPE_CHECKING:
     from nflc.space import Architecture
@@ -188,7 +187,7 @@ def _asset(name: str) -> str:
 
 
 def render(page: Page) -> str:
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # plotly: loaded only when a page is written
 
     data = page.model_dump()
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")

@@ -45,16 +45,16 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
-from nflc.errors import NflcError
-from nflc.verify.plateau import DEFAULT_RULE, StopRule, converged_at, fit_length, levelled_off, log_slope, measure_window
-from nflc.verify.train import TrainConfig, measure
-from nflc.data import load_dataset, train_test_split
-from nflc.verify.config import DataConfig
-from nflc.verify.run import chance_loss
-from nflc.readers import read_json
-from nflc.verify.store import ResultStore
 from nflc.analysis.plots import save_png, topology_grid, topology_panels
+from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
+from nflc.data import load_dataset, train_test_split
+from nflc.errors import NflcError
+from nflc.readers import read_json
+from nflc.verify.config import DataConfig
+from nflc.verify.plateau import DEFAULT_RULE, StopRule, converged_at, fit_length, levelled_off, log_slope, measure_window
+from nflc.verify.run import chance_loss
+from nflc.verify.store import ResultStore
+from nflc.verify.train import TrainConfig, measure
 
 __all__ = [
     "CHANCE_MARGIN",
@@ -189,7 +189,7 @@ class VerifyReport(BaseModel):
 
 def bootstrap_kendall(x: Sequence[float], y: Sequence[float], resamples: int = 1000, seed: int = 0) -> TauCI:
     """Kendall tau of finite pairs with a seeded percentile-bootstrap 95% interval."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # scipy: loaded only when a tau is bootstrapped
 
     base = kendall(x, y)
     pairs = np.array([(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)], dtype=np.float64)
@@ -481,10 +481,10 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     and, with an analysis, ``fig3_measured_vs_predicted.png`` (those panels above the
     predicted scores' panels, the paper's Fig. 4) and ``predicted_vs_measured.png`` (one
     scatter per aspect, Kendall tau in the title). Each replaces an earlier one atomically."""
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
 
     out = Path(directory)
     try:

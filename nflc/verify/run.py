@@ -26,6 +26,7 @@ and the checks of its settings: :mod:`nflc.verify.config`).
 from __future__ import annotations
 
 import functools
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -42,9 +43,10 @@ from nflc.verify.store import ResultStore
 from nflc.verify.train import resolve_device
 
 if TYPE_CHECKING:
-    from nflc.space import Architecture, Space
     import torch
+
     from nflc.data import Dataset
+    from nflc.space import Architecture, Space
 
 __all__ = [
     "VerifySummary",
@@ -79,9 +81,7 @@ def chance_loss(labels: Any, classes: int) -> float:
     """Cross-entropy of the best constant prediction on ``labels``: the entropy (nats) of
     their class frequencies (ln C for balanced classes). A network whose training loss
     never falls clearly below it has not learned anything."""
-    import math
-
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     counts = torch.bincount(torch.as_tensor(labels), minlength=classes).double()
     p = counts[counts > 0] / counts.sum()
