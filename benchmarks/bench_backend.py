@@ -97,7 +97,7 @@ def copy_state(src: nn.Module, dst: nn.Module) -> None:
     """Copy src's tensors into dst by registration order (the shapes must agree one by one)."""
     a, b = src.state_dict(), dst.state_dict()
     assert len(a) == len(b), (len(a), len(b))
-    for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+    for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
         assert va.shape == vb.shape, (ka, kb, va.shape, vb.shape)
         vb.copy_(va)
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 import nflc
-from nflc.verify.run import make_config, verify
+from nflc.verify.config import make_config
+from nflc.verify.run import verify
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "nfl_h3.nfl"
 

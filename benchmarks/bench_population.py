@@ -5,9 +5,10 @@
 
 For each width: a seeded sample of ``--archs`` nfl_h3 architectures (the stem re-declared
 for the dataset's input size), MNIST-5k (4000 train / 1000 test) by default, the paper's
-protocol (SGD, lr 0.1, batch 128) with every per-epoch full-pass evaluation included. One-at-a-time is :func:`nflc.verify.train.train` on each compiled
-module (what ``run_sweep`` does); population is :func:`train_population` on the same
-modules and seeds (a sweep's: one data order for all). The two are timed alternately,
+protocol (SGD, lr 0.1, batch 128) with every per-epoch full-pass evaluation included.
+One-at-a-time is :func:`nflc.verify.train.train` on each compiled module (what
+``run_training`` does); population is :func:`train_population` on the same modules and
+seeds (a sweep's: one data order for all). The two are timed alternately,
 ``--rounds`` times, so background load hits both alike; the median of each is reported
 with the speedup and the per-epoch losses' largest and median difference between the two
 (the same numbers up to float round-off, which SGD at lr 0.1 can amplify in an unlucky
@@ -38,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
-from nflc.verify.sweep import arch_seeds
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "nfl_h3.nfl"
@@ -107,19 +108,19 @@ def main() -> None:
           f"{'GFLOP':>7} {'|loss diff| max':>16} {'median':>9}")
     for width in (int(w) for w in args.widths.split(",")):
         seeds = [arch_seeds(config.seed, a.id) for a in archs]
-        modules = [a.to_module(seed=init, width=width) for a, (init, _) in zip(archs, seeds)]
+        modules = [a.to_module(seed=init, width=width) for a, (init, _) in zip(archs, seeds, strict=True)]
         flops = sum(matmul_flops(copy.deepcopy(m), train_set, test_set, args.epochs, config.batch) for m in modules)
         alone_times, pop_times = [], []
         for _ in range(args.rounds):
             mods = copy.deepcopy(modules)
             t0 = time.perf_counter()
-            alone = [train(m, train_set, test_set, config, seed=s) for m, (_, s) in zip(mods, seeds)]
+            alone = [train(m, train_set, test_set, config, seed=s) for m, (_, s) in zip(mods, seeds, strict=True)]
             alone_times.append(time.perf_counter() - t0)
             mods = copy.deepcopy(modules)
             t0 = time.perf_counter()
             batched = train_population(mods, train_set, test_set, config, seeds=[s for _, s in seeds])
             pop_times.append(time.perf_counter() - t0)
-        diffs = [abs(x - y) for ra, rb in zip(alone, batched) for ea, eb in zip(ra.history, rb.history)
+        diffs = [abs(x - y) for ra, rb in zip(alone, batched, strict=True) for ea, eb in zip(ra.history, rb.history, strict=True)
                  for x, y in ((ea.train_loss, eb.train_loss), (ea.test_loss, eb.test_loss))]
         a, p = statistics.median(alone_times), statistics.median(pop_times)
         ceiling = f"{a / (flops / peak):>7.1f}x" if peak else f"{'-':>8}"

@@ -31,8 +31,9 @@ import torch
 import nflc
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.population import train_population
-from nflc.verify.run import make_config, verify
-from nflc.verify.sweep import arch_seeds
+from nflc.verify.config import make_config
+from nflc.verify.run import verify
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "nfl_h3.nfl"
@@ -56,11 +57,11 @@ def equivalence(space, split, device: str) -> dict:
     mods = [space.architecture(i).to_module(seed=arch_seeds(0, i)[0], width=64) for i in EDGE_KINDS]
     seeds = [arch_seeds(0, i)[1] for i in EDGE_KINDS]
     cpu = TrainConfig(**{**config.model_dump(), "device": "cpu"})
-    alone = [train(m, *split, cpu, seed=s) for m, s in zip(copy.deepcopy(mods), seeds)]
+    alone = [train(m, *split, cpu, seed=s) for m, s in zip(copy.deepcopy(mods), seeds, strict=True)]
     batched = train_population(copy.deepcopy(mods), *split, config, seeds=seeds)
-    diff = max(abs(x - y) for a, b in zip(alone, batched) for ea, eb in zip(a.history, b.history)
+    diff = max(abs(x - y) for a, b in zip(alone, batched, strict=True) for ea, eb in zip(a.history, b.history, strict=True)
                for x, y in ((ea.train_loss, eb.train_loss), (ea.test_loss, eb.test_loss)))
-    same_convergence = all(a.aspects.convergence == b.aspects.convergence for a, b in zip(alone, batched))
+    same_convergence = all(a.aspects.convergence == b.aspects.convergence for a, b in zip(alone, batched, strict=True))
     return {"max_loss_diff": diff, "same_convergence_epochs": same_convergence}
 
 
@@ -68,7 +69,7 @@ def speedup(space, split, device: str, archs: int) -> dict:
     config = TrainConfig(epochs=1, lr=0.1, batch=128, seed=0, device=device)
     chosen = space.sample(archs, seed=0)
     seeds = [arch_seeds(0, a.id) for a in chosen]
-    mods = [a.to_module(seed=i, width=256) for a, (i, _) in zip(chosen, seeds)]
+    mods = [a.to_module(seed=i, width=256) for a, (i, _) in zip(chosen, seeds, strict=True)]
     train_population(copy.deepcopy(mods[:2]), *split, config, seeds=[s for _, s in seeds[:2]])  # warm up
     times = {}
     for name in ("alone", "population"):
@@ -76,7 +77,7 @@ def speedup(space, split, device: str, archs: int) -> dict:
         sync(device)
         t0 = time.perf_counter()
         if name == "alone":
-            for m, (_, s) in zip(ms, seeds):
+            for m, (_, s) in zip(ms, seeds, strict=True):
                 train(m, *split, config, seed=s)
         else:
             train_population(ms, *split, config, seeds=[s for _, s in seeds])

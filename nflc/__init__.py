@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from nflc.errors import NflcError, SpaceError
+from nflc.errors import did_you_mean
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
+    import torch
 
 if TYPE_CHECKING:
     from nflc.space import Architecture, Space
@@ -39,7 +44,7 @@ def __getattr__(name: str) -> Any:
     """``nflc.Space``, ``nflc.Architecture`` and the submodules (``nflc.space``, ...), loaded
     when first used."""
     if name in ("Space", "Architecture"):
-        from nflc import space
+        from nflc import space  # lazy: `import nflc` loads nothing heavy
 
         return getattr(space, name)
     try:
@@ -52,8 +57,8 @@ def __getattr__(name: str) -> Any:
 
 def load_all(path: str | Path, allow_outside: bool = False) -> dict[str, Space]:
     """Every space of a .nfl file, by name."""
-    from nflc.ir.lower import compile_path
-    from nflc.space import Space
+    from nflc.ir.lower import compile_path  # lazy: loads lark and pydantic
+    from nflc.space import Space  # lazy: loads lark and networkx and pydantic
 
     prog = compile_path(path, allow_outside=allow_outside)
     return {name: Space(ir, prog.sources_by_space[name], prog.warnings) for name, ir in prog.spaces.items()}
@@ -62,8 +67,6 @@ def load_all(path: str | Path, allow_outside: bool = False) -> dict[str, Space]:
 def _pick(spaces: dict[str, Space], space: str | None, where: str) -> Space:
     if space is not None:
         if space not in spaces:
-            from nflc.errors import did_you_mean
-
             raise SpaceError(f"{where} has no space '{space}'", hint=did_you_mean(space, spaces) or
                              f"its spaces: {', '.join(spaces)}")
         return spaces[space]
@@ -80,22 +83,22 @@ def load(path: str | Path, space: str | None = None, allow_outside: bool = False
 
 def loads(text: str, space: str | None = None, file: str = "<string>") -> Space:
     """The space of .nfl source text."""
-    from nflc.ir.lower import compile_text
-    from nflc.space import Space
+    from nflc.ir.lower import compile_text  # lazy: loads lark and pydantic
+    from nflc.space import Space  # lazy: loads lark and networkx and pydantic
 
     prog = compile_text(text, file)
     spaces = {name: Space(ir, prog.sources_by_space[name], prog.warnings) for name, ir in prog.spaces.items()}
     return _pick(spaces, space, file)
 
 
-def compile(arch: Architecture, seed: int = 0, **options):
+def compile(arch: Architecture, seed: int = 0, **options: Any) -> torch.nn.Module:
     """The torch module of an architecture (same as ``arch.to_module``)."""
     return arch.to_module(seed=seed, **options)
 
 
-def kernels(arch: Architecture, x):
+def kernels(arch: Architecture, x: Any) -> Any:
     """Exact infinite-width NNGP and NTK (float64 N x N) of an architecture on inputs x (N, d)."""
-    from nflc.analysis.exact import architecture_kernels
+    from nflc.analysis.exact import architecture_kernels  # lazy: loads numpy
 
     return architecture_kernels(arch, x)
 
@@ -110,22 +113,22 @@ def score(archs: Architecture | Iterable[Architecture], kind: str = "nflc") -> f
         >>> space = nflc.load("specs/nb201.nfl", space="nb201")
         >>> best = max(space.sample(100, seed=0), key=nflc.score)
     """
-    from nflc.rank import score_architectures
-    from nflc.space import Architecture
+    from nflc.rank import score_architectures  # lazy: loads numpy and scipy
+    from nflc.space import Architecture  # lazy: loads lark and networkx and pydantic
 
     if isinstance(archs, Architecture):
         return score_architectures([archs], kind)[0].score
     return [r.score for r in score_architectures(archs, kind)]
 
 
-def load_checkpoint(path: str | Path, space: Space):
+def load_checkpoint(path: str | Path, space: Space) -> tuple[Architecture, torch.nn.Module]:
     """``(architecture, module)`` from a file ``nflc compile SPEC ID --out PATH`` wrote: the
     module rebuilt from ``space`` (the same spec; the file records its hash and refuses
     another) with the saved weights, in eval mode.
 
         >>> arch, module = nflc.load_checkpoint("m.pt", nflc.load("specs/nfl_h3.nfl"))
     """
-    from nflc.backends.export import load_checkpoint as _load
+    from nflc.backends.export import load_checkpoint as _load  # lazy: loads numpy and torch
 
     arch, module = _load(space, path)
     return arch, module.eval()

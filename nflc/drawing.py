@@ -24,12 +24,15 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
 from pydantic import BaseModel
 
 from nflc.errors import NflcError
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
 
 Point = tuple[float, float]
 Engine = Literal["graphviz", "networkx"]
@@ -136,7 +139,7 @@ def network_spec(g: nx.DiGraph, title: str) -> _Spec:
     return _Spec(name="network", title=title, nodes=nodes, edges=edges)
 
 
-def specs(arch, network: bool = False) -> list[_Spec]:
+def specs(arch: Architecture, network: bool = False) -> list[_Spec]:
     """What :func:`draw` lays out for ``arch``: its network, or each cell instance's graph."""
     if network:
         return [network_spec(arch.network_graph, "network")]
@@ -203,7 +206,7 @@ def _points(text: str) -> list[Point]:
 
 def _graphviz_panels(specs_: Sequence[_Spec]) -> list[Panel]:
     """Every spec laid out by one ``dot`` run (each graph takes about a millisecond)."""
-    import graphviz
+    import graphviz  # graphviz: optional, used when installed
 
     src = "\n".join(_dot_source(s, f"g{i}") for i, s in enumerate(specs_))
     raw = graphviz.pipe("dot", "json0", src.encode()).decode()
@@ -329,11 +332,11 @@ def layout(specs_: Sequence[_Spec], engine: str | None = None) -> tuple[Engine, 
     return chosen, [_networkx_panel(s) for s in specs_]
 
 
-def title_of(arch) -> str:
+def title_of(arch: Architecture) -> str:
     return f"{arch.space.name} #{arch.index}"
 
 
-def draw(arch, network: bool = False, engine: str | None = None) -> Drawing:
+def draw(arch: Architecture, network: bool = False, engine: str | None = None) -> Drawing:
     """The drawing of one architecture: each cell instance's graph, or (``network``) the
     whole network; a rejected architecture carries the reason in ``note``."""
     chosen, panels = layout(specs(arch, network), engine)
@@ -353,12 +356,12 @@ def gid(kind: str, panel: str, *names: str) -> str:
 
 
 def _render(drawing: Drawing, fmt: str) -> bytes:
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse, FancyBboxPatch, PathPatch, Polygon
-    from matplotlib.path import Path as MPath
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
+    from matplotlib.patches import Ellipse, FancyBboxPatch, PathPatch, Polygon  # matplotlib: loaded only when a figure is drawn
+    from matplotlib.path import Path as MPath  # matplotlib: loaded only when a figure is drawn
 
     head_h = 38.0 + (16.0 if drawing.note else 0.0)
     title_h = 18.0

@@ -11,9 +11,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 def main() -> None:
     try:
-        from nflc.cli import main as cli_main
+        from nflc.cli import main as cli_main  # the command line loads only here, inside the Ctrl-C handler
     except KeyboardInterrupt:
-        import signal
+        import signal  # only when interrupted
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
         sys.stderr.write("interrupted\n")

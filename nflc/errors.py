@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 
 def source_lines(text: str) -> list[str]:
@@ -123,6 +124,21 @@ class NflcError(Exception):
     def __str__(self) -> str:  # the first diagnostic, rendered with its position
         d = self.diagnostics[0]
         return f"{d.span}: {d.message}" if d.span else d.message
+
+
+class SettingError(NflcError):
+    """A bad value of a setting. Its message and hint name each setting in backticks
+    (`` `max_epochs` ``), so the library speaks no front end's words; a front end respells
+    them (:meth:`respelled`: the command line as its flags, ``--max-epochs``)."""
+
+    def respelled(self, spell: Callable[[str], str]) -> NflcError:
+        """The same error with every `` `name` `` replaced by ``spell(name)``."""
+        d = self.diagnostics[0]
+
+        def respell(text: str) -> str:
+            return re.sub(r"`(\w+)`", lambda m: spell(m.group(1)), text)
+
+        return NflcError(respell(d.message), d.span, respell(d.hint) if d.hint else None)
 
 
 class SyntaxError_(NflcError):

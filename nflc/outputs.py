@@ -32,9 +32,12 @@ import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, IO, Iterator, Optional, Sequence
 
 from nflc.errors import NflcError
+
+if TYPE_CHECKING:
+    from nflc.space import Space
 
 __all__ = [
     "KINDS",
@@ -164,7 +167,7 @@ def database_files(db: Path, what: str = "--db") -> list[Input]:
     return [Input(db, what)] + [Input(db.with_name(db.name + s), f"{what} ({s[1:]} file)") for s in ("-wal", "-shm", "-journal")]
 
 
-def spec_files(space) -> list[Input]:
+def spec_files(space: Space) -> list[Input]:
     """The files a loaded space was read from: its spec and every file it imports."""
     sources = getattr(getattr(space, "source", None), "sources", None) or {}
     return [Input(Path(name), "a file the spec imports") for name in sources if not name.startswith("<")]

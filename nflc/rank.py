@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from pydantic import BaseModel
@@ -37,6 +37,9 @@ from scipy.stats import kendalltau, spearmanr
 from nflc.analysis.rank_stats import Interval, Lead
 from nflc.encodings import ENCODING_KEYS, EncodingError, entry_id, not_in_space
 from nflc.errors import NflcError, SpaceError, did_you_mean
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 _NOT_PROXIES = ENCODING_KEYS | {"val_accuracy", "proxy_seconds", "test_accuracy"}
 _SECONDS = "_seconds"  # NAS-Bench-301's file: `<proxy>_seconds` is that proxy's time, not a proxy
@@ -70,7 +73,7 @@ def score_names(text: str) -> list[str]:
 
 
 def _graph_feature(name: str) -> Callable:
-    def topo(attr):
+    def topo(attr: Any) -> Callable[[Any], float]:
         return lambda a: float(getattr(a.topology(), attr))
 
     return {"paths": topo("paths"), "mean_depth": topo("mean_depth"),
@@ -289,7 +292,7 @@ def correlate(name: str, score: np.ndarray, acc: np.ndarray, seconds: float | No
                        seconds_per_arch=seconds)
 
 
-def _entries_in_space(space, benchmark, entries: list[Entry]) -> list:
+def _entries_in_space(space: Space, benchmark: Any, entries: list[Entry]) -> list:
     archs, problems = [], []
     for i, e in enumerate(entries):
         try:
@@ -314,8 +317,8 @@ def _timed(fn: Callable, archs: list) -> tuple[np.ndarray, float]:
     return values, time.perf_counter() - t0
 
 
-def score_columns(archs: list, names: list[str], *, settings=None, jobs: int = 1, cache=None,
-                  progress=None) -> tuple[dict[str, np.ndarray], dict[str, float], list[tuple[int, str]], KernelRun | None]:
+def score_columns(archs: list, names: list[str], *, settings: Any = None, jobs: int = 1, cache: Any = None,
+                  progress: Any = None) -> tuple[dict[str, np.ndarray], dict[str, float], list[tuple[int, str]], KernelRun | None]:
     """Every score of ``names`` for every architecture: ``(values, seconds per architecture,
     failures (position, reason), how the kernels were obtained)``. Kernel components of a
     network whose kernels could not be computed are ``-inf`` (ranked last), and so is its
@@ -370,8 +373,8 @@ def score_columns(archs: list, names: list[str], *, settings=None, jobs: int = 1
     return out, out_secs, failures, run
 
 
-def rank(space, benchmark: str | Path, score: str = "nflc", dataset: str | None = None, *, settings=None,
-         jobs: int = 1, cache=None, progress=None, resamples: int = 1000, seed: int = 0) -> RankResult:
+def rank(space: Space, benchmark: str | Path, score: str = "nflc", dataset: str | None = None, *, settings: Any = None,
+         jobs: int = 1, cache: Any = None, progress: Any = None, resamples: int = 1000, seed: int = 0) -> RankResult:
     """Score every architecture of a benchmark file and compare each score's ranking with its
     accuracy, next to every proxy column: Kendall tau, Spearman rho and their bootstrap
     intervals (``resamples``; 0: none), and each score's lead over the best proxy column."""
@@ -438,8 +441,8 @@ class ArchScore(BaseModel):
     score: float  # -inf: no input-output path (ranks last)
 
 
-def score_architectures(archs: Iterable, score: str = "nflc", *, settings=None, jobs: int = 1, cache=None,
-                        progress=None) -> list[ArchScore]:
+def score_architectures(archs: Iterable, score: str = "nflc", *, settings: Any = None, jobs: int = 1, cache: Any = None,
+                        progress: Any = None) -> list[ArchScore]:
     """nflc's data-free score of each architecture, in order (higher = predicted better;
     ``score`` one of :data:`SCORES`). What a search loop calls instead of training. The
     kernel scores measure each network (``settings``, ``jobs``, ``cache`` as for :func:`rank`;
@@ -456,7 +459,7 @@ def score_architectures(archs: Iterable, score: str = "nflc", *, settings=None, 
             for a, v in zip(archs, values[names[0]], strict=True)]
 
 
-def _item_architecture(space, item: object):
+def _item_architecture(space: Space, item: object) -> Architecture:
     """One architecture of ``--from-file``: an id or index, an encoding's value (op
     indices, a NASLib tuple, ``(matrix, ops)``, a genotype, a compact form), or an entry
     object with an encoding key (a benchmark file's entry, accuracy optional)."""
@@ -477,10 +480,10 @@ def _item_architecture(space, item: object):
                 raise not_an_id from None
             return space.architecture(to_id(value, detect_format(value)))
     fmt = detect_format(item)
-    return space.architecture(item if fmt == "id" else to_id(item, fmt))
+    return space.architecture(item if fmt == "id" else to_id(item, fmt))  # type: ignore[arg-type]  # "id": a str or int
 
 
-def architectures_from_file(space, path: str | Path, dataset: str | None = None) -> list:
+def architectures_from_file(space: Space, path: str | Path, dataset: str | None = None) -> list:
     """The architectures a JSON file lists, in its order: a list of items
     (:func:`_item_architecture`), nflc's benchmark form (accuracies not needed) or
     NAS-Bench-Suite-Zero's. Every item that is malformed or not in the space is reported

@@ -30,11 +30,13 @@ For every architecture:
 
 from __future__ import annotations
 
+import csv
 import heapq
 import json
 import math
 import time
-from typing import Any, Callable, Iterable, Literal, Sequence
+from array import array
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -44,9 +46,17 @@ from nflc.analysis import groups
 from nflc.analysis import kernels as K
 from nflc.analysis.exact import exact_support, network_support, normalize_inputs
 from nflc.analysis.indicators import expected_jacobian_norm
-from nflc.analysis.report import ASPECTS, NflReport, Tau, caveats
+from nflc.analysis.progress import format_seconds
+from nflc.analysis.report import ASPECTS, NflReport, nfl_report
 from nflc.errors import NflcError
+from nflc.outputs import PartialFile
 from nflc.space import available_memory
+
+if TYPE_CHECKING:
+    import networkx as nx
+    import torch
+
+    from nflc.space import Architecture, Space
 
 Measure = Literal["auto", "finite", "none"]
 
@@ -94,9 +104,9 @@ class Analysis(BaseModel):
 # ------------------------------------------------------------------ inputs
 
 
-def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, DataInfo]:
+def analysis_inputs(space: Space, data: str, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, DataInfo]:
     """(inputs shaped like the space's input, centred one-hot labels or None, description)."""
-    from nflc import data as datasets
+    from nflc import data as datasets  # lazy: loads torch
 
     shape = tuple(space.ir.input_shape)
     d = int(np.prod(shape))
@@ -120,7 +130,7 @@ def analysis_inputs(space, data: str, samples: int, seed: int) -> tuple[np.ndarr
 KERNEL_MATRICES = 4  # N x N float64 matrices any analysis holds at once, at least (see check_kernel_memory)
 
 
-def kernel_bytes(space, samples: int, exact: bool) -> int:
+def kernel_bytes(space: Space, samples: int, exact: bool) -> int:
     """A lower bound of the memory an analysis of ``space`` on ``samples`` inputs needs:
     the inputs (twice: as loaded and normalized) and the ``N x N`` float64 matrices held at
     once: for exact kernels the cell's forward statistics (a second moment per pair of its
@@ -134,11 +144,9 @@ def kernel_bytes(space, samples: int, exact: bool) -> int:
     return 8 * (2 * samples * d + matrices * samples * samples)
 
 
-def check_kernel_memory(space, samples: int, data: str, measure: str) -> None:
+def check_kernel_memory(space: Space, samples: int, data: str, measure: str) -> None:
     """Refuse, before allocating anything, an analysis whose kernels cannot fit in this
     machine's memory (``--samples 200000`` would ask for hundreds of GiB)."""
-    from nflc.limits import available_memory
-
     exact = network_support(space.ir) is None and measure != "finite"
     need = kernel_bytes(space, samples, exact)
     free = available_memory()
@@ -151,13 +159,13 @@ def check_kernel_memory(space, samples: int, data: str, measure: str) -> None:
 # ------------------------------------------------------------------ per-architecture pieces
 
 
-def placements(arch) -> list[tuple[str, int]]:
+def placements(arch: Architecture) -> list[tuple[str, int]]:
     """(instance, width m) of every cell placement in network order."""
     ir = arch.space.lowered(arch.constants_override)
     return [(st.instance, st.shape_in[0]) for st in ir.network if st.kind == "cell"]
 
 
-def cell_topologies(arch) -> dict:
+def cell_topologies(arch: Architecture) -> dict:
     """Every cell instance's :class:`nflc.space.topology.Topology`, equal to
     ``arch.topology(k)``, computed from the cell's edge tuples without the space's memo
     (:meth:`nflc.space.CellSpace.topology`: a streamed analysis of a million cells would
@@ -166,7 +174,7 @@ def cell_topologies(arch) -> dict:
     return {k: sp.cell(sp.cell_of[k].name).topology(arch.cell_index(k)) for k in sp.instances}
 
 
-def topology_summary(arch, topologies: dict | None = None) -> dict:
+def topology_summary(arch: Architecture, topologies: dict | None = None) -> dict:
     """The cell's topology (docs/THEORY.md section 2), and network-level P and mean depth: paths
     multiply along a chain of cell placements and depths add. ``topologies``: the cells'
     (:func:`cell_topologies`) when the caller has them."""
@@ -187,7 +195,7 @@ def topology_summary(arch, topologies: dict | None = None) -> dict:
     return {"paths": paths, "mean_depth": mean_depth, "sum_depth": sum_depth, "placements": len(places), "cells": cells}
 
 
-def curvature(arch, topologies: dict | None = None) -> float:
+def curvature(arch: Architecture, topologies: dict | None = None) -> float:
     """The paper's closed-form curvature ``1 / prod_placements E||J||_cell`` (Thm 4.1 per
     placement, :func:`nflc.analysis.indicators.expected_jacobian_norm`; a chain of
     placements multiplies their path sums). 0.0 when some placement has no path."""
@@ -240,7 +248,7 @@ def _generalization(sum_depth: int, ntk: dict, n: int) -> tuple[float, str]:
             "-(sum_p d_p) / sqrt(lambda_min(Theta))  [paper Thm 4.5, label-free form]")
 
 
-def _jsonable(v):
+def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return v
@@ -250,7 +258,7 @@ EXPRESSIVITY_FORMULA = ("sum_p d_p over input-output paths: the depth term of pa
                         "sum_p exp(-5 d_p / 8m)  [docs/ANALYZE.md]")
 
 
-def analyze_architecture(arch, topo: dict, kern: dict, source: str, n: int, kappa: float | None = None) -> ArchAnalysis:
+def analyze_architecture(arch: Architecture, topo: dict, kern: dict, source: str, n: int, kappa: float | None = None) -> ArchAnalysis:
     sum_depth = topo["sum_depth"]
     kappa = curvature(arch) if kappa is None else kappa
     conv = kern.get("nngp", {}).get("pair_bound", math.nan)
@@ -281,20 +289,20 @@ class FiniteSettings(BaseModel):
     width: int | None = None
 
 
-def _torch_dtype(settings: FiniteSettings):
-    import torch
+def _torch_dtype(settings: FiniteSettings) -> torch.dtype:
+    import torch  # torch: loaded only when a network is built or trained
 
     return torch.float32 if settings.precision == "float32" else torch.float64
 
 
-def _finite_module(arch, seed: int, settings: FiniteSettings):
+def _finite_module(arch: Architecture, seed: int, settings: FiniteSettings) -> torch.nn.Module:
     return arch.to_module(seed=seed, width=settings.width).to(_torch_dtype(settings))
 
 
-def _finite_kernels(arch, x: np.ndarray, y, seed: int, settings: FiniteSettings | None = None) -> dict:
-    import torch
+def _finite_kernels(arch: Architecture, x: np.ndarray, y: Any, seed: int, settings: FiniteSettings | None = None) -> dict:
+    import torch  # torch: loaded only when a network is built or trained
 
-    from nflc.analysis import empirical as E
+    from nflc.analysis import empirical as E  # lazy: loads torch
 
     settings = settings or FiniteSettings()
     dtype = _torch_dtype(settings)
@@ -320,10 +328,10 @@ class FiniteEstimate(BaseModel):
     passes: float = 1.0  # forward + backward passes over the inputs the largest network needs (streamed blocks)
 
 
-def _finite_plan(arch, x: np.ndarray, seed: int, settings: FiniteSettings):
-    import torch
+def _finite_plan(arch: Architecture, x: np.ndarray, seed: int, settings: FiniteSettings) -> Any:
+    import torch  # torch: loaded only when a network is built or trained
 
-    from nflc.analysis import empirical as E
+    from nflc.analysis import empirical as E  # lazy: loads torch
 
     dtype = _torch_dtype(settings)
     module = _finite_module(arch, seed, settings)
@@ -333,7 +341,7 @@ def _finite_plan(arch, x: np.ndarray, seed: int, settings: FiniteSettings):
     return plan, params
 
 
-def finite_bytes(arch, x: np.ndarray, settings: FiniteSettings | None = None) -> int:
+def finite_bytes(arch: Architecture, x: np.ndarray, settings: FiniteSettings | None = None) -> int:
     """Peak memory of :func:`_finite_kernels` on ``len(x)`` inputs: the streamed computation's
     planned working set (what one forward keeps for the backward, times the inputs of a
     chunk; the held per-sample gradients of a block; the N x N kernels; measured by one
@@ -343,7 +351,7 @@ def finite_bytes(arch, x: np.ndarray, settings: FiniteSettings | None = None) ->
 
 
 def _gemm_seconds_per_mac() -> float:
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     a = torch.randn(64, 2**15, dtype=torch.float64)
     a @ a.T
@@ -413,8 +421,6 @@ WARN_BYTES = 2**30
 
 def finite_warning(est: FiniteEstimate) -> str | None:
     """A warning when the finite-width measurements will take minutes or gigabytes, else None."""
-    from nflc.analysis.progress import format_seconds
-
     slow = est.seconds is not None and est.seconds > WARN_SECONDS
     big = est.bytes_per_network > WARN_BYTES
     if not (slow or big):
@@ -482,7 +488,7 @@ class _Groups:
     """Computing-graph groups of the analysed architectures, from one pass that keeps 16
     bytes of key, the parameter count and the index per architecture (then sorts)."""
 
-    def __init__(self, group_of: np.ndarray, rep_pos: np.ndarray, size: np.ndarray, index_of):
+    def __init__(self, group_of: np.ndarray, rep_pos: np.ndarray, size: np.ndarray, index_of: Any) -> None:
         self.group_of, self.rep_pos, self.size, self.index_of = group_of, rep_pos, size, index_of
 
     @property
@@ -490,10 +496,8 @@ class _Groups:
         return len(self.rep_pos)
 
 
-def _group_pass(items: Iterable, total: int, chunk: int, progress) -> tuple[_Groups, list | None]:
+def _group_pass(items: Iterable, total: int, chunk: int, progress: Any) -> tuple[_Groups, list | None]:
     """One pass: digest, parameters and index of every architecture, then the groups."""
-    from array import array
-
     digests = array("B")
     params = array("q")
     indices = array("q")
@@ -534,156 +538,15 @@ def _group_pass(items: Iterable, total: int, chunk: int, progress) -> tuple[_Gro
     return _Groups(group_of, rep_pos, size, index_of), big_indices
 
 
-def _kendall(a: np.ndarray, b: np.ndarray) -> Tau:
-    """:func:`nflc.analysis.report.kendall` on arrays."""
-    from scipy.stats import kendalltau
-
-    ok = np.isfinite(a) & np.isfinite(b)
-    x, y = a[ok], b[ok]
-    n = int(ok.sum())
-    if n < 2 or np.unique(x).size < 2 or np.unique(y).size < 2:
-        return Tau(tau=None, p_value=None, n=n)
-    res = kendalltau(x, y)
-    return Tau(tau=float(res.statistic), p_value=float(res.pvalue), n=n)
-
-
-def _winner_mask(s: np.ndarray) -> np.ndarray:
-    """:func:`nflc.analysis.report.winners` as a mask: the best score, ties to 1e-9 relative."""
-    valid = ~np.isnan(s)
-    if not valid.any():
-        return np.zeros(len(s), dtype=bool)
-    best = s[valid].max()
-    with np.errstate(invalid="ignore"):
-        close = (s == best) | (np.isfinite(s) & np.isfinite(best)
-                               & (np.abs(s - best) <= 1e-9 * np.maximum(np.maximum(np.abs(s), abs(best)), 1e-300)))
-    return valid & close
-
-
-def pareto_mask(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
-    """Rows no other row dominates (at least as high everywhere, higher somewhere): what
-    :func:`nflc.analysis.report.pareto_front` keeps, for millions of rows of three scores.
-
-    Identical rows are merged; the distinct ones sorted in descending lexicographic order,
-    where only an earlier row can dominate a later one, and a row is dominated exactly when
-    an earlier one is at least as high in the other two scores; checked a block at a time
-    against the front so far and within the block."""
-    v = np.asarray(vectors, dtype=np.float64) + 0.0  # -0.0 -> 0.0: equal values, equal rows
-    n = len(v)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    order = np.lexsort(tuple(-v[:, k] for k in range(v.shape[1] - 1, -1, -1)))
-    sv = v[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = np.any(sv[1:] != sv[:-1], axis=1)
-    uniq = sv[new]
-    uid = np.cumsum(new) - 1  # distinct row of each sorted row
-    rest = uniq[:, 1:]
-    keep = np.zeros(len(uniq), dtype=bool)
-    front = np.zeros((0, rest.shape[1]))
-    for s in range(0, len(uniq), block):
-        blk = rest[s:s + block]
-        dom = np.zeros(len(blk), dtype=bool)
-        for f in range(0, len(front), 4 * block):
-            fr = front[f:f + 4 * block]
-            dom |= np.all(fr[None, :, :] >= blk[:, None, :], axis=2).any(axis=1)
-        within = np.all(blk[None, :, :] >= blk[:, None, :], axis=2)  # [i, j]: row j at least as high as row i
-        dom |= np.tril(within, k=-1).any(axis=1)
-        keep[s:s + block] = ~dom
-        front = np.concatenate([front, blk[~dom]])
-    mask = np.empty(n, dtype=bool)
-    mask[order] = keep[uid]
-    return mask
-
-
-def array_report(id_of: Callable[[int], str], scores: dict[str, np.ndarray], paths: np.ndarray, mean_depth: np.ndarray,
-                 groups: np.ndarray, complete: bool = True, sum_depth: np.ndarray | None = None) -> NflReport:
-    """:func:`nflc.analysis.report.nfl_report` on columns (positions in analysis order),
-    with ids looked up only for the architectures the report names; ``sum_depth`` (the
-    total path depths) lets the caveats count the networks without a parameterized path."""
-    keep = np.flatnonzero(paths > 0)
-    left = [id_of(int(i)) for i in np.flatnonzero(~(paths > 0))]
-    notes = caveats(len(keep), int(np.sum(sum_depth[keep] == 0)) if sum_depth is not None else 0)
-    if not len(keep):
-        return NflReport(winners={a: [] for a in ASPECTS}, one_wins_all=False, all_three_winners=[], pareto_front=[],
-                         kendall={}, left_out=left, verdict="no architecture has an input-output path")
-    sc = {a: scores[a][keep] for a in ASPECTS}
-    grp = groups[keep]
-    kt = {a: {"paths": _kendall(sc[a], paths[keep].astype(np.float64)), "mean_depth": _kendall(sc[a], mean_depth[keep])}
-          for a in ASPECTS}
-    missing = [a for a in ASPECTS if (np.isnan(sc[a]).any() if complete else np.isnan(sc[a]).all())]
-    masks = {a: (np.zeros(len(keep), dtype=bool) if a in missing else _winner_mask(sc[a])) for a in ASPECTS}
-    win = {a: [id_of(int(keep[i])) for i in np.flatnonzero(m)] for a, m in masks.items()}
-    win_groups = {a: int(np.unique(grp[m]).size) for a, m in masks.items()}
-    if missing:
-        # the same wording as nfl_report: computed there on the few architectures it needs
-        n_missing = {a: int(np.isnan(sc[a]).sum()) for a in missing}
-        what = "; ".join(f"{a} for {n_missing[a]} of {len(keep)}" for a in missing)
-        return NflReport(winners=win, one_wins_all=False, all_three_winners=[], pareto_front=[], kendall=kt,
-                         left_out=left, missing=missing, winner_groups=win_groups, notes=notes,
-                         verdict=f"no verdict: scores not computed ({what} architectures)"
-                                 + ("; the exact kernels do not apply and --measure none skips the finite-width ones"
-                                    if complete else ""))
-    both = masks[ASPECTS[0]] & masks[ASPECTS[1]] & masks[ASPECTS[2]]
-    common = [id_of(int(keep[i])) for i in np.flatnonzero(both)]
-    front_mask = pareto_mask(np.stack([sc[a] for a in ASPECTS], axis=1))
-    front = [id_of(int(keep[i])) for i in np.flatnonzero(front_mask)]
-    front_groups = int(np.unique(grp[front_mask]).size)
-    if common:
-        verdict = f"free lunch: {common[0]} is best in all three aspects"
-    else:
-        verdict = (f"no free lunch: no architecture is best in all three aspects; "
-                   f"{len(front)} architecture(s) ({front_groups} distinct computing graph(s)) are Pareto-optimal")
-    return NflReport(winners=win, one_wins_all=bool(common), all_three_winners=common, pareto_front=front,
-                     kendall=kt, left_out=left, winner_groups=win_groups, pareto_groups=front_groups, verdict=verdict,
-                     notes=notes)
-
-
-def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
-                   measure: Measure = "auto", progress: Callable[..., None] | None = None,
-                   warn: Callable[[str], None] | None = None, on_header: Callable[[StreamHeader], None] | None = None,
-                   on_rows: Callable[[list[ArchAnalysis]], None] | None = None, top: int = 0, chunk: int = CHUNK,
-                   keep_columns: bool = False, finite: FiniteSettings | None = None) -> StreamSummary:
-    """Analyze ``archs`` (default: the whole space) without holding them: rows go to
-    ``on_rows`` a chunk at a time, in order.
-
-    Three steps, each in chunks of ``chunk`` architectures:
-
-    1. grouping: one pass over the architectures keeps a 16-byte digest of each one's
-       computing graph (:func:`nflc.analysis.groups.function_digest`), its parameter count
-       and index, then sorts them into groups (``progress(done, total, "grouping")``);
-    2. kernels, once per group, on its representative (``progress(done, groups)``, then
-       ``on_header``);
-    3. scoring: a second pass builds every architecture's row from its group's kernels
-       (``progress(done, total, "scoring")``), sends it to ``on_rows`` and keeps its three
-       scores, P, mean depth and group for the report (:func:`array_report`).
-
-    What stays in memory is about :data:`nflc.analysis.groups.BYTES_PER_ARCH` bytes per architecture, the
-    kernel summaries of the groups, and the best ``top`` rows by each aspect.
-    """
-    t0 = time.perf_counter()
-    finite = finite or FiniteSettings()
-    listed = list(archs) if archs is not None else None
-    total = len(listed) if listed is not None else space.count()
-    if total == 0:
-        raise NflcError(f"space '{space.name}' has no architecture to analyze", hint="check its budgets and constraints")
-    groups.check_count(space.name, total)
-    x, y, info = analysis_inputs(space, data, samples, seed)
-    if progress:
-        progress(0, total, "grouping")
-
-    def items() -> Iterable:
-        return iter(listed) if listed is not None else iter(space)
-
-    grouping, _ = _group_pass(items(), total, chunk, progress)
+def _group_kernels(space: Space, grouping: _Groups, arch_at: Callable[[int], Architecture], x: np.ndarray,
+                   y: np.ndarray | None, seed: int, measure: Measure, finite: FiniteSettings,
+                   warn: Callable[[str], None] | None, progress: Callable[..., None] | None
+                   ) -> tuple[dict[int, dict], int, str | None]:
+    """The kernels of every group, on its representative (representatives in order): exact
+    where they apply, else finite-width measurements (none under ``measure="none"``);
+    ``(kernels by group, architectures with exact kernels, a note on the others)``."""
     n = len(grouping.group_of)
     n_groups = grouping.count
-
-    def arch_at(pos: int):
-        if listed is not None:
-            return listed[pos]
-        return space.architecture(int(grouping.index_of[pos]))
-
-    # ---- kernels, one per group, on its representative (representatives in order)
     net_reason = network_support(space.ir)
     exact_reps: list[int] = []  # positions (architectures are made again when needed: their graphs are large)
     finite_reps: list[int] = []
@@ -728,12 +591,24 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
                 + ("they carry finite-width measurements at initialisation, one per computing graph"
                    if measure != "none" else "no kernels computed (--measure none): no convergence or "
                    "generalization score for them"))
-    header = StreamHeader(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=n_exact == n,
-                          exact_note=note, architectures=n, groups=n_groups)
-    if on_header:
-        on_header(header)
+    return kern, n_exact, note
 
-    # ---- scoring: a second pass, rows in order
+
+class _Scored(NamedTuple):
+    cols: dict[str, np.ndarray]
+    paths: np.ndarray
+    mean_depth: np.ndarray
+    sum_depth: np.ndarray
+    best: dict[str, list]
+    provenance: dict
+
+
+def _score_pass(items: Iterable[Architecture], grouping: _Groups, kern: dict[int, dict], samples: int, top: int,
+                chunk: int, on_rows: Callable[[list[ArchAnalysis]], None] | None,
+                progress: Callable[..., None] | None) -> _Scored:
+    """The second pass: every architecture's row from its group's kernels, to ``on_rows`` a
+    chunk at a time in order, keeping its three scores, P, depths and the best ``top``."""
+    n = len(grouping.group_of)
     cols = {asp: np.empty(n) for asp in ASPECTS}
     paths = np.empty(n, dtype=np.float64)
     mean_depth = np.empty(n)
@@ -741,7 +616,7 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
     best: dict[str, list] = {asp: [] for asp in ASPECTS}
     provenance: dict = {}
     rows: list[ArchAnalysis] = []
-    for pos, a in enumerate(items()):
+    for pos, a in enumerate(items):
         g = int(grouping.group_of[pos])
         r = int(grouping.rep_pos[g])
         kk = dict(kern.get(g, _NONE_KERNELS))
@@ -770,6 +645,63 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
         on_rows(rows)
     if progress:
         progress(n, n, "scoring")
+    return _Scored(cols, paths, mean_depth, sum_depth, best, provenance)
+
+
+def analyze_stream(space: Space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Sequence | None = None,
+                   measure: Measure = "auto", progress: Callable[..., None] | None = None,
+                   warn: Callable[[str], None] | None = None, on_header: Callable[[StreamHeader], None] | None = None,
+                   on_rows: Callable[[list[ArchAnalysis]], None] | None = None, top: int = 0, chunk: int = CHUNK,
+                   keep_columns: bool = False, finite: FiniteSettings | None = None) -> StreamSummary:
+    """Analyze ``archs`` (default: the whole space) without holding them: rows go to
+    ``on_rows`` a chunk at a time, in order.
+
+    Three steps, each in chunks of ``chunk`` architectures:
+
+    1. grouping: one pass over the architectures keeps a 16-byte digest of each one's
+       computing graph (:func:`nflc.analysis.groups.function_digest`), its parameter count
+       and index, then sorts them into groups (``progress(done, total, "grouping")``);
+    2. kernels, once per group, on its representative (``progress(done, groups)``, then
+       ``on_header``);
+    3. scoring: a second pass builds every architecture's row from its group's kernels
+       (``progress(done, total, "scoring")``), sends it to ``on_rows`` and keeps its three
+       scores, P, mean depth and group for the report (:func:`nflc.analysis.report.nfl_report`).
+
+    What stays in memory is about :data:`nflc.analysis.groups.BYTES_PER_ARCH` bytes per architecture, the
+    kernel summaries of the groups, and the best ``top`` rows by each aspect.
+    """
+    t0 = time.perf_counter()
+    finite = finite or FiniteSettings()
+    listed = list(archs) if archs is not None else None
+    total = len(listed) if listed is not None else space.count()
+    if total == 0:
+        raise NflcError(f"space '{space.name}' has no architecture to analyze", hint="check its budgets and constraints")
+    groups.check_count(space.name, total)
+    x, y, info = analysis_inputs(space, data, samples, seed)
+    if progress:
+        progress(0, total, "grouping")
+
+    def items() -> Iterable:
+        return iter(listed) if listed is not None else iter(space)
+
+    grouping, _ = _group_pass(items(), total, chunk, progress)
+    n = len(grouping.group_of)
+    n_groups = grouping.count
+
+    def arch_at(pos: int) -> Architecture:
+        if listed is not None:
+            return listed[pos]
+        return space.architecture(int(grouping.index_of[pos]))
+
+    kern, n_exact, note = _group_kernels(space, grouping, arch_at, x, y, seed, measure, finite, warn, progress)
+    header = StreamHeader(space=space.name, spec_hash=space.spec_hash, data=info, exact_kernels=n_exact == n,
+                          exact_note=note, architectures=n, groups=n_groups)
+    if on_header:
+        on_header(header)
+
+    scored = _score_pass(items(), grouping, kern, samples, top, chunk, on_rows, progress)
+    cols, paths, mean_depth, sum_depth = scored.cols, scored.paths, scored.mean_depth, scored.sum_depth
+    best, provenance = scored.best, scored.provenance
     ids: dict[int, str] = {}
 
     def id_of(pos: int) -> str:
@@ -777,14 +709,14 @@ def analyze_stream(space, data: str = "mnist5k", samples: int = 256, seed: int =
             ids[pos] = arch_at(pos).id
         return ids[pos]
 
-    report = array_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True, sum_depth=sum_depth)
+    report = nfl_report(id_of, cols, paths, mean_depth, grouping.group_of, complete=True, sum_depth=sum_depth)
     tops = {asp: [row for _, _, row in sorted(best[asp], key=lambda t: (-t[0], -t[1]))] for asp in ASPECTS}
     columns = {"paths": paths, "mean_depth": mean_depth, **cols} if keep_columns else None
     return StreamSummary(header=header, report=report, seconds=time.perf_counter() - t0, provenance=provenance,
                          top=tops, columns=columns)
 
 
-def _plain_cell(arch) -> str | None:
+def _plain_cell(arch: Architecture) -> str | None:
     """The instance of a single-cell architecture whose cell graph is its edges alone (no
     frame, no node ops, the space's own shapes), else None."""
     sp = arch.space
@@ -795,7 +727,7 @@ def _plain_cell(arch) -> str | None:
     return None if c.inputs > 1 or c.output == "concat" or c.is_node_cell else k
 
 
-def _cell_graph(arch):
+def _cell_graph(arch: Architecture) -> nx.DiGraph:
     """``arch.graph``, built without the space's cache of graphs: a pass over a million
     representatives would otherwise fill it with 65,536 graphs (half a gigabyte)."""
     k = _plain_cell(arch)
@@ -804,7 +736,7 @@ def _cell_graph(arch):
     return arch.space.cell(arch.space.cell_of[k].name).graph(arch.cell_index(k))
 
 
-def _exact_reason(arch) -> str | None:
+def _exact_reason(arch: Architecture) -> str | None:
     """:func:`nflc.analysis.exact.exact_support`, reading a plain cell's edge kinds from the
     space's edge table instead of building its graph (the same reason, word for word)."""
     k = _plain_cell(arch)
@@ -839,7 +771,7 @@ def _keep_best(best: dict[str, list], res: ArchAnalysis, pos: int, top: int) -> 
             heapq.heapreplace(best[asp], item)
 
 
-def analyze(space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
+def analyze(space: Space, data: str = "mnist5k", samples: int = 256, seed: int = 0, archs: Iterable | None = None,
             measure: Measure = "auto", progress: Callable[..., None] | None = None,
             warn: Callable[[str], None] | None = None, finite: FiniteSettings | None = None) -> Analysis:
     """Analyze ``archs`` (default: the whole space) of ``space`` on ``data``, in memory.
@@ -868,7 +800,7 @@ def row_json(a: ArchAnalysis) -> dict:
             "indicators": {k: _jsonable(v) for k, v in a.indicators.items()}, "group": a.group, "group_size": a.group_size}
 
 
-def _fix(o):
+def _fix(o: Any) -> Any:
     if isinstance(o, dict):
         return {k: _fix(v) for k, v in o.items()}
     if isinstance(o, list):
@@ -915,10 +847,6 @@ class StreamWriter:
 
     def header(self, h: StreamHeader) -> None:
         """Open the files (nothing is written before the kernels are done) and write the heads."""
-        import csv
-
-        from nflc.outputs import PartialFile
-
         if self.csv_path is not None:
             self.csv_fh = PartialFile(self.csv_path, newline="")
             self.csv = csv.writer(self.csv_fh)

@@ -387,7 +387,7 @@ def _probe_shapes(module: nn.Module, layers: list[_Layer], x1: torch.Tensor, rea
     for ly in layers:
         ly.calls = []
 
-    def hook(mod, inputs, out):
+    def hook(mod: Any, inputs: Any, out: Any) -> None:
         order.append(mod)
         ly = by_mod.get(id(mod))
         if ly is None or not ly.dense:
@@ -470,7 +470,7 @@ class _Stream:
             return reduce
 
         def forward_hook(idx: int) -> Callable:
-            def hook(_m, inputs, out):
+            def hook(_m: Any, inputs: Any, out: Any) -> None:
                 if not isinstance(out, torch.Tensor):
                     raise ValueError(f"module {self.layers[idx].name!r} returned {type(out).__name__}, not a tensor")
                 u = inputs[0]
@@ -488,7 +488,7 @@ class _Stream:
 
             return hook
 
-        def feature_hook(_m, inputs, _o):
+        def feature_hook(_m: Any, inputs: Any, _o: Any) -> None:
             feats.append(inputs[0].detach().reshape(b, -1).to(_F64))
 
         saved: dict[int, int] = {}
@@ -633,7 +633,7 @@ def plan_kernels(module: nn.Module, x: torch.Tensor, *, output: Output = None, p
     return _prepare(module, x, output, param_scale, dtype, memory, chunk, block, layer)[0]
 
 
-def _prepare(module, x, output, param_scale, dtype, memory, chunk, block, layer):
+def _prepare(module: Any, x: Any, output: Any, param_scale: Any, dtype: Any, memory: Any, chunk: Any, block: Any, layer: Any) -> Any:
     scale = dict(param_scale or {})
     names = {n for n, p in module.named_parameters() if p.requires_grad}
     unknown = sorted(set(scale) - names)

@@ -8,11 +8,16 @@ no biases, He-normal initialisation and cell edges of kind zero / skip / linear_
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from nflc.analysis import kernels as K
 
-def network_support(ir) -> str | None:
+if TYPE_CHECKING:
+    from nflc.space import Architecture
+
+def network_support(ir: Any) -> str | None:
     """None when the macro network is the paper's skeleton, else the reason it is not."""
     stages = [st for st in ir.network if not (st.kind == "prim" and st.prim.name == "flatten")]
     names = [st.prim.name if st.kind == "prim" else "cell" for st in stages]
@@ -27,7 +32,7 @@ def network_support(ir) -> str | None:
     return None
 
 
-def exact_support(arch) -> str | None:
+def exact_support(arch: Architecture) -> str | None:
     """None when the exact kernels apply to ``arch``, else the reason they do not."""
     reason = network_support(arch.space.lowered(arch.constants_override))
     if reason:
@@ -46,7 +51,7 @@ def normalize_inputs(x: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, x * np.sqrt(x.shape[1]) / np.where(norms > 0, norms, 1), 0.0)
 
 
-def architecture_kernels(arch, x) -> K.CellKernels:
+def architecture_kernels(arch: Architecture, x: Any) -> K.CellKernels:
     """Exact NNGP and NTK (float64, N x N) of ``arch`` on raw inputs ``x`` (N, ...).
 
     Raises ``ValueError`` saying why when the architecture is outside the exact family.

@@ -22,18 +22,21 @@ key to 16 bytes, which is what a streamed analysis keeps per architecture.
 from __future__ import annotations
 
 import hashlib
-from typing import Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 from nflc.errors import NflcError
 from nflc.space import canonical
 from nflc.space.topology import on_path_edges
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 BYTES_PER_ARCH = 100  # what a streamed analysis keeps per architecture: grouping (digest, parameters, index, group), report columns
 MAX_ARCHS = 2**25  # the most architectures one analysis takes (about 3.4 GB at BYTES_PER_ARCH)
 TABLE_MAX = 2**16  # cells with at most this many choices: the space's walked table of representatives
 
 
-def _live_key(arch, instance: str) -> tuple:
+def _live_key(arch: Architecture, instance: str) -> tuple:
     """Fallback for cells too large to walk: the live edges themselves (no renumbering)."""
     g = arch.space.cell_graph(arch.space.cell_of[instance].name, arch.cell_index(instance))
     h = max(g.nodes)
@@ -42,7 +45,7 @@ def _live_key(arch, instance: str) -> tuple:
     return ("live", on_path_edges(edges, h))
 
 
-def _per_architecture(sp, cs) -> bool:
+def _per_architecture(sp: Space, cs: Any) -> bool:
     """Whether ``cell``'s canonical forms are computed per architecture
     (:attr:`nflc.space.CellSpace.shared_forms`) rather than read from the space's walked
     table of representatives: large edge cells within reach of the exact form, in spaces
@@ -50,10 +53,10 @@ def _per_architecture(sp, cs) -> bool:
     return cs.count > TABLE_MAX and not sp.ir.unique and not cs.ir.is_node_cell and canonical.has_exact_form(cs.ir)
 
 
-def function_key(arch) -> Hashable:
+def function_key(arch: Architecture) -> Hashable:
     """A key equal for two architectures of one space exactly when they compute the same function."""
     sp = arch.space
-    parts = []
+    parts: list[Any] = []
     for k in sp.instances:
         cs = sp.cell(sp.cell_of[k].name)
         if _per_architecture(sp, cs):
@@ -66,7 +69,7 @@ def function_key(arch) -> Hashable:
     return tuple(parts), tuple(sorted(arch.constants_override.items()))
 
 
-def function_digest(arch) -> bytes:
+def function_digest(arch: Architecture) -> bytes:
     """16 bytes equal for two architectures exactly when their :func:`function_key` are
     (a 128-bit BLAKE2 hash of the key: a collision among 10**9 architectures has
     probability below 10**-20)."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from nflc.outputs import atomic_path
 
 Row = tuple[str, dict[str, Sequence[Optional[float]]]]
 Values = Sequence[float] | np.ndarray  # a column of numbers, as a list or an array
@@ -73,13 +75,13 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
     the value with P and with the mean depth under it (architectures with P > 0 and a
     finite value, as in the reports). Returns those taus,
     ``{(row label, panel name): (tau with P, tau with mean depth)}``."""
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm, Normalize
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
+    from matplotlib.colors import LogNorm, Normalize  # matplotlib: loaded only when a figure is drawn
 
-    from nflc.analysis.report import kendall
+    from nflc.analysis.report import kendall  # lazy: loads scipy
 
     drawn: dict[tuple[str, str], tuple[Optional[float], Optional[float]]] = {}
     cols = max(len(values) for _, values in rows)
@@ -118,10 +120,8 @@ def topology_grid(path: str | Path, paths: Sequence[float], mean_depth: Sequence
     return drawn
 
 
-def save_png(fig, path: str | Path) -> None:
+def save_png(fig: Any, path: str | Path) -> None:
     """Save ``fig`` as a PNG marked as nflc's (Software: nflc), replacing ``path`` atomically."""
-    from nflc.outputs import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png", metadata={"Software": "nflc"})
 

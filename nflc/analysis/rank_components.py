@@ -37,11 +37,17 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import rankdata
+
+from nflc.analysis.exact import architecture_kernels, exact_support
+from nflc.space import Space
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 __all__ = [
     "ASPECT_OF",
@@ -124,7 +130,7 @@ class KernelFailure(Exception):
 # ------------------------------------------------------------------ the reduced width
 
 
-def channel_constants(space) -> dict[str, int]:
+def channel_constants(space: Space) -> dict[str, int]:
     """The space's integer constants that set its cells' channel counts: those whose doubling
     changes the input channels of the first cell stage (``classes`` never does)."""
     ir = space.ir
@@ -144,17 +150,17 @@ def channel_constants(space) -> dict[str, int]:
     return found
 
 
-def _first_cell_channels(ir) -> int | None:
+def _first_cell_channels(ir: Any) -> int | None:
     for st in ir.network:
         if st.kind == "cell":
             return int(st.shape_in[0])
     return None
 
 
-_SPACES: dict[tuple[str, int | None], tuple[object, dict[str, int]]] = {}
+_SPACES: dict[tuple[str, int | None], tuple[Space, dict[str, int]]] = {}
 
 
-def kernel_space(space, width: int | None):
+def kernel_space(space: Space, width: int | None) -> tuple[Space, dict[str, int]]:
     """``(space at the reduced width, the constants changed)``: every channel constant scaled
     by ``width / (channels of the first cell's input)`` (rounded, at least 1), never up. The
     space itself with ``{}`` when ``width`` is None, when nothing would shrink, when the space
@@ -163,15 +169,13 @@ def kernel_space(space, width: int | None):
     hit = _SPACES.get(key)
     if hit is not None:
         return hit
-    out: tuple[object, dict[str, int]] = (space, {})
+    out: tuple[Space, dict[str, int]] = (space, {})
     first = _first_cell_channels(space.ir)
     if width is not None and first is not None and width < first and not space.numeric:
         scale = width / first
         over = {k: max(1, round(v * scale)) for k, v in channel_constants(space).items()}
         over = {k: v for k, v in over.items() if v != space.ir.constants[k]}
         if over:
-            from nflc.space import Space
-
             try:
                 out = (Space(space.lowered(over), space.source, space.warnings), over)
             except Exception:  # noqa: BLE001 - the space's own width is always measurable
@@ -185,7 +189,7 @@ def kernel_space(space, width: int | None):
 # ------------------------------------------------------------------ measuring
 
 
-def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
+def measure_kernels(arch: Architecture, settings: KernelSettings | None = None) -> Kernels:
     """The architecture's NTK and NNGP on ``settings.samples`` data-free inputs.
 
     Exact infinite-width kernels for the paper's MLP skeleton (the canonical Gram ``q_in = I``);
@@ -196,14 +200,10 @@ def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
     settings = settings or KernelSettings()
     t0 = time.perf_counter()
     try:
-        from nflc.analysis.exact import exact_support
-
         exact = exact_support(arch) is None
     except Exception:  # noqa: BLE001 - not in the exact family
         exact = False
     if exact:
-        from nflc.analysis.exact import architecture_kernels
-
         d = int(np.prod(arch.space.ir.input_shape))
         x = np.sqrt(d) * np.eye(settings.samples, d) if d >= settings.samples else None
         if x is not None:
@@ -213,11 +213,11 @@ def measure_kernels(arch, settings: KernelSettings | None = None) -> Kernels:
     return _finite(arch, settings, t0)
 
 
-def _finite(arch, settings: KernelSettings, t0: float) -> Kernels:
-    import torch
+def _finite(arch: Architecture, settings: KernelSettings, t0: float) -> Kernels:
+    import torch  # torch: loaded only when a network is built or trained
 
-    from nflc.analysis import empirical as E
-    from nflc.data import canonical_inputs
+    from nflc.analysis import empirical as E  # lazy: loads torch
+    from nflc.data import canonical_inputs  # lazy: loads torch
 
     dtype = torch.float32 if settings.precision == "float32" else torch.float64
     try:

@@ -17,12 +17,18 @@ directly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import concurrent.futures as cf
 import multiprocessing
 from collections.abc import Callable, Sequence
 
 from nflc.analysis.rank_components import KernelFailure, Kernels, KernelSettings, measure_kernels
 from nflc.analysis.score_cache import KernelCache, cache_key
+from nflc.analysis.threads import limit_threads
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 __all__ = ["Result", "measure_all"]
 
@@ -32,15 +38,13 @@ Progress = Callable[[int, int], None]  # (done, total) in units of measurements
 _WORKER: dict = {}
 
 
-def _init_worker(space, settings: KernelSettings) -> None:
-    from nflc.analysis.threads import limit_threads
-
+def _init_worker(space: Space, settings: KernelSettings) -> None:
     _WORKER["space"], _WORKER["settings"] = space, settings
     _WORKER["threads"] = limit_threads(1)
     _WORKER["threads"].__enter__()  # for the worker's life: one BLAS / torch thread
 
 
-def _measure_one(arch) -> Result:
+def _measure_one(arch: Architecture) -> Result:
     try:
         return measure_kernels(arch, _WORKER.get("settings"))
     except KernelFailure as exc:
@@ -86,8 +90,6 @@ def measure_all(archs: Sequence, settings: KernelSettings, *, jobs: int = 1, cac
     if not todo:
         pass
     elif jobs == 1 or len(todo) == 1:
-        from nflc.analysis.threads import limit_threads
-
         _WORKER["settings"] = settings
         with limit_threads(1):
             for n, k in enumerate(todo, 1):

@@ -396,7 +396,7 @@ def node_cell_graph(cell: CellIR, choice: tuple[int, ...], shape_in: tuple[int, 
     else:  # only the projection feeds the output: its width is c_out exactly
         plans, xs = [plan], [c_out]
 
-    def at_x(cost) -> Fraction:
+    def at_x(cost: Any) -> Fraction:
         ys = [cost(p) for p in plans]
         return _interpolate(xs, ys, x) if len(xs) > 1 else Fraction(ys[0])
 

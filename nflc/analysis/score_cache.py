@@ -17,6 +17,8 @@ the file (SQLite's write-ahead log, a busy timeout).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import hashlib
 import json
 import os
@@ -28,6 +30,9 @@ import networkx as nx
 import numpy as np
 
 from nflc.analysis.rank_components import Kernels, KernelSettings
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
 
 __all__ = ["VERSION", "KernelCache", "cache_key", "computing_graph", "default_cache_path"]
 
@@ -46,7 +51,7 @@ def default_cache_path() -> Path:
     return base / "nflc" / "kernels.sqlite"
 
 
-def computing_graph(arch) -> list:
+def computing_graph(arch: Architecture) -> list:
     """Per cell placement (in the space's order) the edges ``(s, t, op)`` and node ops ``(v, op)``
     the cell's output depends on, in the space's numbering.
 
@@ -71,14 +76,14 @@ def computing_graph(arch) -> list:
     return out
 
 
-def _order(v) -> tuple:
+def _order(v: Any) -> tuple:
     # integer nodes in order; a named source ('in') first and a named sink ('out') last
     if isinstance(v, int):
         return (1, v, "")
     return (0, 0, str(v)) if str(v) == "in" else (2, 0, str(v))
 
 
-def cache_key(arch, settings: KernelSettings) -> str:
+def cache_key(arch: Architecture, settings: KernelSettings) -> str:
     doc = {"version": VERSION, "space": arch.space.spec_hash, "graph": computing_graph(arch),
            "constants": sorted(arch.constants_override.items()), "settings": settings.key_fields()}
     return hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=20).hexdigest()

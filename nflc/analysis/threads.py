@@ -75,12 +75,12 @@ def limit_threads(n: int) -> Iterator[None]:
     """At most ``n`` threads in numpy/scipy's BLAS and OpenMP (threadpoolctl) and in torch
     (intra-op), restored on exit."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # threadpoolctl: loaded only when threads are limited
     except ImportError:  # BLAS then keeps its own setting
         limits = None
     else:
         limits = threadpool_limits(limits=n)
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -96,12 +96,12 @@ def set_threads(n: int) -> None:
     """At most ``n`` threads in numpy/scipy's BLAS and OpenMP and in torch for the rest of
     the process (a script's whole run; :func:`limit_threads` restores them)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # threadpoolctl: loaded only when threads are limited
     except ImportError:
         pass
     else:
         threadpool_limits(limits=n)
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     torch.set_num_threads(n)
 

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from nflc.errors import NflcError
+from nflc.outputs import atomic_path
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture, Space
 
 
-def save_checkpoint(arch, module: torch.nn.Module, path: str | Path, seed: int) -> None:
+def save_checkpoint(arch: Architecture, module: torch.nn.Module, path: str | Path, seed: int) -> None:
     """A checkpoint that says what it is: spec hash, space, options, architecture id and
     seed; written atomically (a failure leaves an earlier file at ``path`` as it was)."""
-    from nflc.outputs import atomic_path
-
     with atomic_path(path) as tmp:
         torch.save({"state_dict": module.state_dict(), "spec_hash": arch.space.spec_hash, "space": arch.space.name,
                     "options": dict(arch.space.options), "arch_id": arch.id, "index": arch.index, "seed": seed,
                     "constants": arch.constants}, tmp)
 
 
-def load_checkpoint(space, path: str | Path) -> tuple[object, torch.nn.Module]:
+def load_checkpoint(space: Space, path: str | Path) -> tuple[Architecture, torch.nn.Module]:
     """(architecture, module with the saved weights); refuses a checkpoint of another spec.
 
     The options the module was compiled with (``--prune``, ``bias=``, ``init=``) travel in
@@ -53,11 +56,9 @@ def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor
     check it with onnx.checker, and return the largest difference between onnxruntime's and
     torch's outputs on ``example`` (None when onnxruntime is absent)."""
     try:
-        import onnx
+        import onnx  # onnx: an optional extra (pip install nflc[onnx])
     except ImportError:
         raise NflcError("ONNX export needs the 'onnx' package", hint="pip install 'nflc[onnx]'") from None
-    from nflc.outputs import atomic_path
-
     module = module.eval()
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():
@@ -70,7 +71,7 @@ def export_onnx(module: torch.nn.Module, path: str | Path, example: torch.Tensor
             onnx.save(model, str(tmp))
         onnx.checker.check_model(model)
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # onnxruntime: an optional extra (pip install nflc[onnx])
     except ImportError:
         return None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -131,7 +131,7 @@ class NodeCellModule(nn.Module):
     (``vertex_op``, then ``input_op``), so its weights load entry by entry.
     """
 
-    def __init__(self, plan, ops_: dict[int, nn.Module], projections: dict[int, nn.Module]):
+    def __init__(self, plan: Any, ops_: dict[int, nn.Module], projections: dict[int, nn.Module]) -> None:
         super().__init__()
         self.ops = nn.ModuleList([ops_[t] for t in plan.nodes])
         self.projections = nn.ModuleList([projections[t] for t in plan.projections])

@@ -10,7 +10,7 @@ default draw, for the caller (who draws them, ``init = "scheme"``) to initialise
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -89,7 +89,7 @@ def darts_conv(name: str, c_in: int, c_out: int, k: int, stride: int, dilation: 
 _SKIP_DRAW_NUMEL = 8192  # below this, building on "meta" costs more than torch's own draw
 
 
-def _weighted(cls: type, skip_init: bool, *args, **kwargs) -> nn.Module:
+def _weighted(cls: type, skip_init: bool, *args: Any, **kwargs: Any) -> nn.Module:
     """A Linear(in, out) or Conv2d(in, out, k, ...). With ``skip_init`` the caller
     initialises the weights, so large layers skip torch's default draw (allocated, not drawn)."""
     numel = args[0] * args[1] * (args[2] ** 2 if cls is nn.Conv2d else 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -143,7 +143,7 @@ class CellIR(BaseModel):
                 tuple((e.src, e.dst, tuple(c.label for c in e.choices)) for e in self.edges),
                 tuple((nd.node, tuple(c.label for c in nd.choices)) for nd in self.node_ops))
 
-    def node_shapes(self, shape_in) -> list[tuple[int, ...]]:
+    def node_shapes(self, shape_in: Sequence[int]) -> list[tuple[int, ...]]:
         """The shape of every node X0..X(nodes-1) when the cell is placed on ``shape_in`` (a
         two-input cell's inputs are preprocessed to ``channels`` at ``shape_in``'s size)."""
         shape_in = tuple(shape_in)
@@ -154,14 +154,14 @@ class CellIR(BaseModel):
             return [first] * self.inputs + [inner] * (self.nodes - self.inputs)
         return [shape_in] + [inner] * (self.nodes - 1)
 
-    def output_shape(self, shape_in) -> tuple[int, ...]:
+    def output_shape(self, shape_in: Sequence[int]) -> tuple[int, ...]:
         """The shape of the cell's output: its last node, or the concatenation of its intermediates."""
         last = self.node_shapes(shape_in)[-1]
         if self.output == "concat":
             return (last[0] * len(self.intermediates), *last[1:])
         return last
 
-    def edge_shapes(self, shape_in) -> list[tuple[int, ...]]:
+    def edge_shapes(self, shape_in: Sequence[int]) -> list[tuple[int, ...]]:
         """The input shape of every edge (its source node's shape), in edge order."""
         nodes = self.node_shapes(shape_in)
         return [nodes[e.src] for e in self.edges]

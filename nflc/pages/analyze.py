@@ -11,6 +11,8 @@ the panels draw one marker per (mean depth, P) cell.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from array import array
 
 import numpy as np
@@ -18,6 +20,9 @@ import numpy as np
 from nflc.analysis.report import ASPECTS
 from nflc.pages import document as doc
 from nflc.pages import figures
+
+if TYPE_CHECKING:
+    from nflc.space import Space
 
 __all__ = ["AnalyzeCollector", "analyze_page"]
 
@@ -35,7 +40,7 @@ class AnalyzeCollector:
         self.sample = None if total <= doc.MAX_ROWS else set(doc.table_positions(total, set(), seed))
         self.ids: dict[int, str] = {}
 
-    def rows(self, rows) -> None:
+    def rows(self, rows: Any) -> None:
         for a in rows:
             pos = len(self.index)
             self.index.append(a.index)
@@ -46,7 +51,7 @@ class AnalyzeCollector:
                 self.ids[pos] = a.id
 
 
-def _positions_of(space, ids: list[str], index: np.ndarray) -> dict[str, int]:
+def _positions_of(space: Space, ids: list[str], index: np.ndarray) -> dict[str, int]:
     """Where the architectures named by id sit in the analysis (index lookup, any order)."""
     order = np.argsort(index, kind="stable")
     sorted_index = index[order]
@@ -67,7 +72,7 @@ COLUMNS = [doc.Column(key="index", label="index", kind="int"), doc.Column(key="i
            doc.Column(key="pareto", label="Pareto", kind="text"), doc.Column(key="best", label="best in", kind="text")]
 
 
-def analyze_page(space, result, collector: AnalyzeCollector, engine: str | None = None, seed: int = 0) -> doc.Page:
+def analyze_page(space: Space, result: Any, collector: AnalyzeCollector, engine: str | None = None, seed: int = 0) -> doc.Page:
     """The page of a finished streamed analysis (``result``: its
     :class:`~nflc.analysis.analyze.StreamSummary`, run with ``keep_columns=True``)."""
     rep, head = result.report, result.header
@@ -123,7 +128,7 @@ def analyze_page(space, result, collector: AnalyzeCollector, engine: str | None 
                     layout_engine=drawings.engine)
 
 
-def _summary(space, rep, head, result) -> str:
+def _summary(space: Space, rep: Any, head: Any, result: Any) -> str:
     kernels = doc.esc(head.exact_note) if head.exact_note else "exact infinite-width NNGP and NTK (float64)"
     rows = []
     for a in ASPECTS:
@@ -146,7 +151,7 @@ def _summary(space, rep, head, result) -> str:
                        + winners + front + left + notes, "summary")
 
 
-def _taus(rep) -> str:
+def _taus(rep: Any) -> str:
     rows = []
     for a in ASPECTS:
         k = rep.kendall.get(a, {})

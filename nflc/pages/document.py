@@ -14,12 +14,16 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from nflc import drawing
+from nflc.outputs import Output, check_output, write_bytes
+
+if TYPE_CHECKING:
+    from nflc.space import Architecture
 
 MAX_ROWS = 10_000  # architectures in a page's table; above, a seeded sample plus every one the summary names
 PAGE_ROWS = 25
@@ -78,7 +82,7 @@ class Drawings:
         self.engine = drawing.layout_engine(engine)
         self.specs: dict[str, Any] = {}
 
-    def add(self, arch) -> dict:
+    def add(self, arch: Architecture) -> dict:
         graphs = None
         keys = []
         for k in arch.space.instances:
@@ -183,7 +187,7 @@ def _asset(name: str) -> str:
 
 
 def render(page: Page) -> str:
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # plotly: loaded only when a page is written
 
     data = page.model_dump()
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -205,15 +209,11 @@ def check_html_target(path: Path, option: str = "--html", force: bool = False) -
     """Refuse, before any work, a path the page cannot or must not be written to
     (:func:`nflc.outputs.check_output`: a directory, a missing directory, one this process
     may not create a file in, a file that is not an nflc page without ``force``)."""
-    from nflc.outputs import Output, check_output
-
     check_output(Output(path, option, "html"), force)
 
 
 def write(page: Page, path: Path) -> int:
     """Write the page (replacing an earlier one atomically); returns its size in bytes."""
-    from nflc.outputs import write_bytes
-
     data = render(page).encode("utf-8")
     write_bytes(path, data)
     return len(data)

@@ -7,21 +7,26 @@ Built from :class:`nflc.rank.RankResult` and the file's entries (:func:`nflc.ran
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import math
 
 from nflc.pages import document as doc
 from nflc.pages import figures
 
+if TYPE_CHECKING:
+    from nflc.space import Space
+
 __all__ = ["rank_page"]
 
 
-def _score(v) -> float:
+def _score(v: Any) -> float:
     if isinstance(v, str):
         return {"inf": math.inf, "-inf": -math.inf}.get(v, math.nan)
     return float(v)
 
 
-def rank_page(space, result, entries, engine: str | None = None, seed: int = 0) -> doc.Page:
+def rank_page(space: Space, result: Any, entries: Any, engine: str | None = None, seed: int = 0) -> doc.Page:
     """The page of a ranking; ``entries`` are the benchmark file's, in the result's order."""
     proxies = sorted({k for e in entries for k in e.proxies})
     n = len(result.per_arch)

@@ -7,26 +7,21 @@ Built from :class:`nflc.verify.report.VerifyReport`, what ``nflc report --json``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import math
 
 from nflc.analysis.report import ASPECTS, kendall
 from nflc.pages import document as doc
 from nflc.pages import figures
+from nflc.verify.report import raw_value
+
+if TYPE_CHECKING:
+    from nflc.space import Space
 
 __all__ = ["report_page"]
 
 RAW = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
-
-
-def _raw(a, aspect: str, never: int) -> float:
-    """The measured quantity on its raw scale (lower = better); NaN when it has none (a
-    diverged or unfinished run); a threshold never reached counts as ``never``."""
-    if a.status not in ("done", "diverged"):
-        return math.nan
-    if aspect == "convergence":
-        return float(a.convergence) if a.convergence is not None else float(never)
-    v = getattr(a, aspect)
-    return math.nan if v is None else float(v)
 
 
 COLUMNS = [doc.Column(key="index", label="index", kind="int"), doc.Column(key="id", label="id", kind="text"),
@@ -40,7 +35,7 @@ COLUMNS = [doc.Column(key="index", label="index", kind="int"), doc.Column(key="i
            doc.Column(key="pareto", label="Pareto", kind="text")]
 
 
-def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> doc.Page:
+def report_page(rep: Any, space: Space | None = None, engine: str | None = None, seed: int = 0) -> doc.Page:
     """The page of a verification report; ``space`` (the spec the run trained) adds the
     architectures' drawings."""
     never = int(rep.config.get("train", {}).get("epochs", 0)) + 1
@@ -60,7 +55,7 @@ def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> do
                      doc.cell(a.generalization), doc.cell(a.test_acc),
                      "" if a.converged is None else ("yes" if a.converged else "no"), doc.cell(a.final_slope),
                      *(doc.cell(pred.get(x)) for x in ASPECTS), "yes" if a.id in pareto else ""])
-        if drawings is not None:
+        if drawings is not None and space is not None:
             row_drawings.append(drawings.add(space.architecture(a.id)))
 
     finished = [k for k, a in enumerate(archs) if a.status in ("done", "diverged") and a.paths is not None]
@@ -75,32 +70,13 @@ def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> do
         t = rep.measured_vs_topology.get(asp, {})
         taus = (t["paths"].tau if "paths" in t else None, t["mean_depth"].tau if "mean_depth" in t else None)
         div = f"fig-measured-{asp}"
-        figs[div] = figures.topology_panel(f"measured {asp}: {RAW[asp]}", [_raw(a, asp, never) for a in fin], paths, depth,
+        figs[div] = figures.topology_panel(f"measured {asp}: {RAW[asp]}", [raw_value(a, asp, never) for a in fin], paths, depth,
                                            rows_at, ids, taus)
         measured_divs.append(div)
-    has_pred = any(a.predicted is not None for a in fin)
-    if has_pred:
-        for asp in ASPECTS:
-            vals = [(a.predicted or {}).get(asp) for a in fin]
-            num = [math.nan if v is None else float(v) for v in vals]
-            keep = [i for i, p in enumerate(paths) if p > 0]
-            taus = (kendall([num[i] for i in keep], [paths[i] for i in keep]).tau,
-                    kendall([num[i] for i in keep], [depth[i] for i in keep]).tau)
-            div = f"fig-predicted-{asp}"
-            figs[div] = figures.topology_panel(f"predicted {asp}", num, paths, depth, rows_at, ids, taus)
-            predicted_divs.append(div)
+    if any(a.predicted is not None for a in fin):
+        predicted_divs = _predicted_panels(fin, paths, depth, rows_at, ids, figs)
     if rep.predicted_vs_measured:
-        for asp in ASPECTS:
-            t = rep.predicted_vs_measured[asp]
-            pts = [(k, a) for k, a in zip(finished, fin, strict=True) if a.predicted is not None and (a.paths or 0) > 0]
-            ci = f" [{t.ci_low:+.2f}, {t.ci_high:+.2f}]" if t.ci_low is not None and t.ci_high is not None else ""
-            sub = f"Kendall tau {'n/a' if t.tau is None else f'{t.tau:+.2f}'}{ci} (95% bootstrap), {t.n} architectures"
-            div = f"fig-pvm-{asp}"
-            figs[div] = figures.scatter(asp, [(a.predicted or {}).get(asp) for _, a in pts],
-                                        [-_raw(a, asp, never) for _, a in pts], [row_of.get(k, -1) for k, _ in pts],
-                                        [a.id for _, a in pts], "predicted score (higher = better)",
-                                        f"-({RAW[asp]})", subtitle=sub)
-            scatter_divs.append(div)
+        scatter_divs = _scatters(rep, finished, fin, row_of, never, figs)
 
     sections = [_summary(rep)]
     sections.append(doc.section(
@@ -134,7 +110,41 @@ def report_page(rep, space=None, engine: str | None = None, seed: int = 0) -> do
                     layout_engine=drawings.engine if drawings is not None else None)
 
 
-def _summary(rep) -> str:
+def _predicted_panels(fin: list[Any], paths: list[float], depth: list[float], rows_at: list[int], ids: list[str],
+                      figs: dict[str, dict]) -> list[str]:
+    """The predicted scores against topology (the paper's Fig. 4), into ``figs``; their divs."""
+    divs = []
+    for asp in ASPECTS:
+        vals = [(a.predicted or {}).get(asp) for a in fin]
+        num = [math.nan if v is None else float(v) for v in vals]
+        keep = [i for i, p in enumerate(paths) if p > 0]
+        taus = (kendall([num[i] for i in keep], [paths[i] for i in keep]).tau,
+                kendall([num[i] for i in keep], [depth[i] for i in keep]).tau)
+        div = f"fig-predicted-{asp}"
+        figs[div] = figures.topology_panel(f"predicted {asp}", num, paths, depth, rows_at, ids, taus)
+        divs.append(div)
+    return divs
+
+
+def _scatters(rep: Any, finished: list[int], fin: list[Any], row_of: dict[int, int], never: int,
+              figs: dict[str, dict]) -> list[str]:
+    """Each predicted score against its measured aspect, into ``figs``; their divs."""
+    divs = []
+    for asp in ASPECTS:
+        t = rep.predicted_vs_measured[asp]
+        pts = [(k, a) for k, a in zip(finished, fin, strict=True) if a.predicted is not None and (a.paths or 0) > 0]
+        ci = f" [{t.ci_low:+.2f}, {t.ci_high:+.2f}]" if t.ci_low is not None and t.ci_high is not None else ""
+        sub = f"Kendall tau {'n/a' if t.tau is None else f'{t.tau:+.2f}'}{ci} (95% bootstrap), {t.n} architectures"
+        div = f"fig-pvm-{asp}"
+        figs[div] = figures.scatter(asp, [(a.predicted or {}).get(asp) for _, a in pts],
+                                    [-raw_value(a, asp, never) for _, a in pts], [row_of.get(k, -1) for k, _ in pts],
+                                    [a.id for _, a in pts], "predicted score (higher = better)",
+                                    f"-({RAW[asp]})", subtitle=sub)
+        divs.append(div)
+    return divs
+
+
+def _summary(rep: Any) -> str:
     parts = []
     if rep.nfl is not None:
         rows = []
@@ -154,7 +164,7 @@ def _summary(rep) -> str:
     return doc.section("No free lunch? (measured)", "".join(parts) + f"<p>Measured as:</p><ul>{measured}</ul>", "summary")
 
 
-def _taus(rep) -> str:
+def _taus(rep: Any) -> str:
     body = ""
     if rep.measured_vs_topology:
         rows = []

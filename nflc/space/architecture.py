@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -47,7 +47,7 @@ class Architecture:
     def __repr__(self) -> str:
         return f"<Architecture {self.space.name}#{self.index} {self.id}>"
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: Any) -> bool:
         return isinstance(other, Architecture) and other.space is self.space and other.index == self.index
 
     def __hash__(self) -> int:

@@ -4,7 +4,7 @@ node cell (NAS-Bench-101's) computes for one choice."""
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import networkx as nx
 
@@ -105,7 +105,7 @@ def cell_graph(cell: CellIR, choice: tuple[int, ...], shape: tuple[int, ...],
     return g
 
 
-def node_op_parameterized(choice) -> bool:
+def node_op_parameterized(choice: Any) -> bool:
     """Whether a node cell's op choice (an IR choice) is a parameterized layer."""
     return ops.seq_parameterized(choice.prim_tuple())
 
@@ -213,7 +213,7 @@ def dag_pairs(nodes: int) -> list[tuple[int, int]]:
     return [(s, d) for d in range(1, nodes) for s in range(d)]
 
 
-def prune_dag(nodes: int, edges) -> tuple[set[int], list[tuple[int, int]]]:
+def prune_dag(nodes: int, edges: Any) -> tuple[set[int], list[tuple[int, int]]]:
     """NAS-Bench-101's pruning: the nodes and edges on some path from node 0 to the last node.
 
     Returns ``(live nodes, live edges)``; both empty when the output is not reachable.
@@ -238,7 +238,7 @@ class NodeCellPlan:
     channels, in order (the output last).
     """
 
-    def __init__(self, cell: CellIR, choice: tuple[int, ...], shape_in, c_out: int):
+    def __init__(self, cell: CellIR, choice: tuple[int, ...], shape_in: Any, c_out: int) -> None:
         h = cell.nodes - 1
         ne = len(cell.edges)
         edges = [(e.src, e.dst) for e, d in zip(cell.edges, choice, strict=False) if e.choices[d].prim_tuple()[0].name != "zero"]

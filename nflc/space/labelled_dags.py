@@ -23,7 +23,7 @@ from nflc.space.graph import dag_pairs, prune_dag
 MAX_PAIRS = 24  # 2**24 edge sets: the most this walks
 
 
-def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, with_keys: bool = False):
+def unique_labelled_dags(nodes: int, n_ops: int, max_edges: int | None = None, with_keys: bool = False) -> Any:
     """The representatives of the isomorphism classes of NAS-Bench-101-style cells.
 
     A cell is valid when the output is reachable and its pruned graph has at most

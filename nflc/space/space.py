@@ -32,6 +32,7 @@ from nflc.space.cell import ENUMERATION_LIMIT, CellSpace
 from nflc.space.cost import CostModel
 from nflc.space.filters import Rejected, is_cell_require, reject_all_warning
 from nflc.space.radix import decode, encode, radix_product
+from nflc.space.select import select
 from nflc.space.topology import Topology
 
 
@@ -209,6 +210,10 @@ class Space:
         if re.fullmatch(r"\s*-[0-9]+\s*", ident):
             raise SpaceError(f"index {ident.strip()} is out of range: space '{self.name}' has indices 0..{self.raw_count() - 1}")
         return Architecture(self, self.parse_id(ident))
+
+    def select(self, spec: str | None, seed: int = 0) -> list[Architecture] | None:
+        """``all`` (None: the whole space), ``sample:K`` or ``ID,ID,...``: :func:`nflc.space.select.select`."""
+        return select(self, spec, seed)
 
     def sample(self, k: int, seed: int = 0, max_tries: int = 100_000) -> list[Architecture]:
         """k distinct architectures drawn uniformly from the filtered space (seeded).

@@ -19,7 +19,7 @@ one dynamic programme over the topological order (``counts[t][k]`` = paths ``0 -
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict
@@ -31,7 +31,7 @@ PathEdge = tuple[int, int, int]  # (source, target, parameterized layers on the 
 
 
 # ---------------------------------------------------------------- edge tuples
-def on_path_edges(edges, h: int) -> tuple:
+def on_path_edges(edges: Any, h: int) -> tuple:
     """The edges on some path from node 0 to node ``h`` (the *live* edges), in their order.
 
     ``edges``: tuples whose first two items are source and target, sorted by target, then

@@ -12,7 +12,6 @@ from nflc.verify.store import (
 )
 from nflc.verify.driver import ArchTrainer, LocalExecutor, SweepEvent, SweepSummary, run_training
 from nflc.verify.protocol import arch_seeds
-from nflc.verify.sweep import run_sweep
 from nflc.verify.train import (
     Aspects,
     Checkpoint,
@@ -48,7 +47,6 @@ __all__ = [
     "evaluate",
     "measure",
     "resolve_device",
-    "run_sweep",
     "run_training",
     "train",
 ]

@@ -34,9 +34,10 @@ from torch import nn
 
 from nflc.data import Dataset
 from nflc.errors import NflcError
+from nflc.verify.population import batching_pays, member_layout, train_population
 from nflc.verify.protocol import arch_seeds
 from nflc.verify.store import ResultStore, StoreError, StoreMismatchError
-from nflc.verify.train import (Aspects, Checkpoint, CheckpointError, EpochRecord, TrainConfig, TrainResult, resolve_device,
+from nflc.verify.train import (Aspects, Checkpoint, CheckpointError, EpochRecord, StopReason, TrainConfig, TrainResult, resolve_device,
                                train)
 
 __all__ = [
@@ -91,6 +92,7 @@ class SweepSummary(BaseModel):
     batched: list[str] = []  # trained in this call in populations
     alone: list[str] = []  # trained in this call one at a time
     retried: int = 0  # groups planned again after their executor failed
+    stopped: dict[str, StopReason] = {}  # trained in this call: why each stopped (TrainResult.stopped)
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,6 +132,7 @@ class EpochDone:
 class ArchDone:
     arch_id: str
     aspects: Aspects
+    stopped: StopReason  # :attr:`nflc.verify.train.TrainResult.stopped`
 
 
 Event = Union[EpochDone, ArchDone]
@@ -149,8 +152,6 @@ def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainCon
     """Train ``group`` in this process, sending every epoch (with its checkpoint when one
     is due every ``checkpoint_every`` epochs) and every result to ``emit``: what each
     executor runs, wherever it runs it."""
-    from nflc.verify.population import train_population
-
     train_set, test_set = dataset
     if group.batched:
         ids = group.ids
@@ -160,12 +161,12 @@ def train_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainCon
             on_epoch=lambda i, r, snap: emit(EpochDone(ids[i], r, _due(r, snap, checkpoint_every, config))),
             eval_members=group.eval_members)
         for m, result in zip(group.members, results, strict=True):
-            emit(ArchDone(m.arch_id, result.aspects))
+            emit(ArchDone(m.arch_id, result.aspects, result.stopped))
         return
     (m,) = group.members
     result = train_fn(m.module, train_set, test_set, config, seed=m.seed, resume=m.resume, history=m.history,
                       on_epoch=lambda r, snap: emit(EpochDone(m.arch_id, r, _due(r, snap, checkpoint_every, config))))
-    emit(ArchDone(m.arch_id, result.aspects))
+    emit(ArchDone(m.arch_id, result.aspects, result.stopped))
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Plan:
         self._ready: collections.deque[Group] = collections.deque()
         self._alone: list[str] = []  # built again when their turn comes
 
-    def _event(self, kind, arch_id: str, **kw) -> None:
+    def _event(self, kind: Any, arch_id: str, **kw: Any) -> None:
         self._report(SweepEvent(kind, arch_id=arch_id, index=self.position[arch_id], total=len(self.ids), **kw))
 
     def member(self, arch_id: str, module: Optional[nn.Module] = None) -> Member:
@@ -217,8 +218,6 @@ class Plan:
 
     def _scan(self) -> None:
         """Advance through the architectures until a group is ready (or none are left)."""
-        from nflc.verify.population import batching_pays, member_layout
-
         while not self._ready and self._cursor < len(self.ids):
             arch_id = self.ids[self._cursor]
             self._cursor += 1
@@ -350,13 +349,26 @@ def _describe(error: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
+def _sweep_ids(items: Iterable[Union[str, tuple]], checkpoint_every: int, group_size: int) -> list[str]:
+    """The architecture ids of a sweep's ``items``, its settings checked."""
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    ids = [_arch_id(item) for item in items]
+    duplicates = sorted(a for a, n in collections.Counter(ids).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
+    return ids
+
+
 def run_training(
     items: Iterable[Union[str, tuple]],
     build_module: Callable[[str, int], nn.Module],
     dataset: tuple[Dataset, Dataset],
     config: TrainConfig,
     store: ResultStore,
-    progress: Union[bool, Callable[[SweepEvent], None], None] = None,
+    progress: Optional[Callable[[SweepEvent], None]] = None,
     *,
     executor: Optional[Executor] = None,
     population: bool = False,
@@ -372,39 +384,25 @@ def run_training(
     ``build_module(arch_id, seed)``: a fresh module whose initial weights depend only on
     ``seed``. ``population``: train the population family in groups of ``group_size``
     (``only_when_faster``: only networks for which batching pays on this device).
-    ``progress``: ``True`` for a progress bar on stderr, or a callable receiving
-    :class:`SweepEvent`s. A group whose executor fails is planned again from its
+    ``progress``: a callable receiving :class:`SweepEvent`s (``nflc verify`` shows them
+    with :func:`nflc.cli_progress.sweep_progress`). A group whose executor fails is planned again from its
     members' last checkpoints, at most ``max_retries`` times per architecture.
     """
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    ids = [_arch_id(item) for item in items]
-    duplicates = sorted(a for a, n in collections.Counter(ids).items() if n > 1)
-    if duplicates:
-        raise ValueError(f"architecture ids must be unique; repeated: {', '.join(duplicates)}")
+    ids = _sweep_ids(items, checkpoint_every, group_size)
     _check_config_in_store(store, config)
     store.register(ids)
-    close: Callable[[], None] = lambda: None  # noqa: E731
-    if progress is True:
-        from nflc.verify.run import rich_progress  # the display `nflc verify` shows
-
-        report, close = rich_progress(config.epochs)
-    elif callable(progress):
-        report = progress
-    else:
-        report = lambda event: None  # noqa: E731
+    report: Callable[[SweepEvent], None] = progress if progress is not None else (lambda event: None)
     executor = executor or LocalExecutor()
     plan = Plan(ids, build_module, store, config, report, population=population, group_size=group_size,
                 only_when_faster=only_when_faster)
     pending: dict[str, list[EpochRecord]] = {}
     trained: list[str] = []
+    stopped: dict[str, StopReason] = {}
     batched: set[str] = set()
     failures: collections.Counter[str] = collections.Counter()
     retried = 0
 
-    def event(kind, arch_id: str, **kw) -> None:
+    def event(kind: Any, arch_id: str, **kw: Any) -> None:
         report(SweepEvent(kind, arch_id=arch_id, index=plan.position[arch_id], total=len(ids), **kw))
 
     def handle(group: Group, ev: Event) -> None:
@@ -418,6 +416,7 @@ def run_training(
         else:
             store.finish(ev.arch_id, pending.pop(ev.arch_id, []), ev.aspects, keep_final=config.plateau is None)
             trained.append(ev.arch_id)
+            stopped[ev.arch_id] = ev.stopped
             if group.batched:
                 batched.add(ev.arch_id)
             event("finish", ev.arch_id, epoch=ev.aspects.epochs, aspects=ev.aspects)
@@ -434,15 +433,12 @@ def run_training(
         retried += 1
         plan.retry(unfinished, group.batched)
 
-    try:
-        executor.run(plan, dataset, config, checkpoint_every, handle, failed)
-    finally:
-        close()
+    executor.run(plan, dataset, config, checkpoint_every, handle, failed)
 
     results = store.results()
     in_sweep = {a: results[a] for a in ids if a in results}
     return SweepSummary(trained=trained, skipped=plan.skipped,
                         diverged=[a for a, asp in in_sweep.items() if asp.diverged], results=in_sweep,
                         batched=[a for a in trained if a in batched], alone=[a for a in trained if a not in batched],
-                        retried=retried)
+                        retried=retried, stopped=stopped)
 

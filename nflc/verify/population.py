@@ -17,9 +17,9 @@ Training is the sum over members of each member's mean minibatch loss, so each m
 gradient is exactly its own; plain SGD (no momentum, no weight decay) then updates each
 member as :func:`nflc.verify.train.train` would. Every member draws its minibatches from
 its own seeded generator, the same ``randperm`` per epoch as ``train``, so an architecture
-gets the same numbers, to float round-off, whether it is trained alone (``run_sweep``) or in
+gets the same numbers, to float round-off, whether it is trained alone (``run_training``) or in
 any population, and the two paths can share one results database. A sweep seeds every
-architecture's data order alike (:func:`nflc.verify.sweep.arch_seeds`: common random
+architecture's data order alike (:func:`nflc.verify.protocol.arch_seeds`: common random
 numbers), so its members' orders coincide and the population draws one minibatch for all
 (one gather, broadcast to every member's stem ``bmm``). Members with different orders
 (other seeds) each get their own minibatch. Every product is a member's own ``bmm`` slice,
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +50,6 @@ from torch import nn
 from nflc import ops
 from nflc.backends.torch import CellModule, Network
 from nflc.data import Dataset
-from nflc.verify.store import ResultStore
-from nflc.verify.driver import SweepEvent, SweepSummary
 from nflc.verify.protocol import diverged as _diverged, sgd, sgd_state, shuffle_generator, stochastic_seed
 from nflc.verify.train import (
     EVAL_CHUNK,
@@ -59,20 +57,18 @@ from nflc.verify.train import (
     EpochRecord,
     TrainConfig,
     TrainResult,
-    measure,
+    finished,
     resolve_device,
 )
 
 __all__ = [
     "MemberLayout",
     "Population",
-    "PopulationSummary",
     "PopulationCallback",
     "batching_pays",
     "forward_flops_per_row",
     "member_layout",
     "population_support",
-    "run_population",
     "train_population",
 ]
 
@@ -315,6 +311,83 @@ def _evaluate(pop: Population, members: int, x: torch.Tensor, y: torch.Tensor, r
     return (loss / n).tolist(), (correct.double() / n).tolist()
 
 
+def _members(a: int, seeds: Sequence[int], resume: Optional[Sequence[Optional[Checkpoint]]],
+             histories: Optional[Sequence[Sequence[EpochRecord]]]
+             ) -> tuple[list[Optional[Checkpoint]], list[list[EpochRecord]], int]:
+    """Every member's checkpoint and history (checked: one per module, all after the same
+    epoch), and that epoch."""
+    if len(seeds) != a:
+        raise ValueError(f"{a} modules but {len(seeds)} seeds")
+    resumes: list[Optional[Checkpoint]] = list(resume) if resume is not None else [None] * a
+    records: list[list[EpochRecord]] = [list(h) for h in histories] if histories is not None else [[] for _ in range(a)]
+    if len(resumes) != a or len(records) != a:
+        raise ValueError("resume and histories need one entry per module")
+    if a == 0:
+        return resumes, records, 0
+    starts = {0 if r is None else r.epoch for r in resumes}
+    if len(starts) != 1:
+        raise ValueError(f"members of a population must resume after the same epoch, got {sorted(starts)}")
+    done_epochs = starts.pop()
+    for i, h in enumerate(records):
+        if len(h) != done_epochs:
+            raise ValueError(f"member {i}: resuming after epoch {done_epochs} needs {done_epochs} epochs of history, got {len(h)}")
+    return resumes, records, done_epochs
+
+
+def _member_generators(pop: Population, seeds: Sequence[int], resume: Sequence[Optional[Checkpoint]]
+                       ) -> tuple[list[torch.Generator], list[torch.Tensor]]:
+    """Each member's minibatch generator and the global-generator state ``train`` would
+    checkpoint (nothing in this family draws from it); a resumed member's weights loaded."""
+    shuffles = []
+    torch_rngs = []
+    for i, s in enumerate(seeds):
+        g = shuffle_generator(s)
+        ckpt = resume[i]
+        if ckpt is not None:
+            g.set_state(ckpt.shuffle_rng)
+            pop.load_member_state(i, ckpt.model)
+        shuffles.append(g)
+        torch_rngs.append(ckpt.torch_rng if ckpt is not None
+                          else torch.Generator().manual_seed(stochastic_seed(s)).get_state())
+    return shuffles, torch_rngs
+
+
+def _population_epoch(pop: Population, shuffles: Sequence[torch.Generator], x_train: torch.Tensor, y_train: torch.Tensor,
+                 config: TrainConfig, device: torch.device) -> torch.Tensor:
+    """One epoch of plain SGD for every member (its own minibatch order); whether each
+    member's losses stayed finite."""
+    k, n = len(shuffles), len(y_train)
+    optimizer = sgd(pop.parameters(), config.lr)
+    pop.train()
+    orders = torch.stack([torch.randperm(n, generator=g) for g in shuffles])
+    # members seeded alike (a sweep's shared data order) draw one minibatch for all
+    shared = bool((orders == orders[:1]).all())
+    orders = (orders[:1] if shared else orders).to(device)
+    finite = torch.ones(k, dtype=torch.bool, device=device)
+    for start in range(0, n, config.batch):
+        idx = orders[:, start : start + config.batch]  # (1 or k, b): the minibatch of each member
+        b = idx.shape[1]
+        logits = pop(x_train[idx[0]] if shared else x_train[idx])
+        target = y_train[idx].expand(k, b).reshape(k * b)
+        losses = F.cross_entropy(logits.reshape(k * b, -1), target, reduction="none")
+        losses = losses.view(k, b).mean(dim=1)
+        finite &= torch.isfinite(losses)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # each member's gradient is that of its own mean loss
+        optimizer.step()
+    return finite
+
+
+def _keep_rows(pop: Population, modules: list[nn.Module], active: list[int], keep: list[int], device: torch.device
+               ) -> tuple[Population, list[nn.Module], list[int]]:
+    """The population of the rows ``keep`` (their modules take their current weights)."""
+    modules = [modules[row] for row in keep]
+    states = [pop.member_state(row) for row in keep]
+    for module, state in zip(modules, states, strict=True):
+        module.load_state_dict(state)
+    return Population(modules).to(device), modules, [active[row] for row in keep]
+
+
 def train_population(
     modules: Sequence[nn.Module],
     train_set: Dataset,
@@ -336,42 +409,17 @@ def train_population(
     one evaluation chunk (members x rows x width floats), sized for ``eval_members``
     members (default: this population's size). The chunk length is the only thing that
     the population's size changes in a member's numbers (the float64 loss sums), so
-    populations of different sizes sized alike (``run_population`` sizes every group for
+    populations of different sizes sized alike (``run_training(population=True)`` sizes every group for
     its ``group_size``) give every member the same numbers bit for bit on a CPU.
     """
     a = len(modules)
-    if len(seeds) != a:
-        raise ValueError(f"{a} modules but {len(seeds)} seeds")
-    resumes: list[Optional[Checkpoint]] = list(resume) if resume is not None else [None] * a
-    records: list[list[EpochRecord]] = [list(h) for h in histories] if histories is not None else [[] for _ in range(a)]
-    resume, histories = resumes, records
-    if len(resume) != a or len(histories) != a:
-        raise ValueError("resume and histories need one entry per module")
+    resume, histories, done_epochs = _members(a, seeds, resume, histories)
     if a == 0:
         return []
-    starts = {0 if r is None else r.epoch for r in resume}
-    if len(starts) != 1:
-        raise ValueError(f"members of a population must resume after the same epoch, got {sorted(starts)}")
-    done_epochs = starts.pop()
-    for i, h in enumerate(histories):
-        if len(h) != done_epochs:
-            raise ValueError(f"member {i}: resuming after epoch {done_epochs} needs {done_epochs} epochs of history, got {len(h)}")
-
     device = resolve_device(config.device)
     pop = Population(modules)
     opt_state = [sgd_state(m, config.lr) for m in modules]
-    shuffles = []
-    torch_rngs = []
-    for i, s in enumerate(seeds):
-        g = shuffle_generator(s)
-        ckpt = resume[i]
-        if ckpt is not None:
-            g.set_state(ckpt.shuffle_rng)
-            pop.load_member_state(i, ckpt.model)
-        shuffles.append(g)
-        # the global-generator state train() would checkpoint: nothing in this family draws from it
-        torch_rngs.append(ckpt.torch_rng if ckpt is not None
-                          else torch.Generator().manual_seed(stochastic_seed(s)).get_state())
+    shuffles, torch_rngs = _member_generators(pop, seeds, resume)
     pop.to(device)
     flat = (lambda x: x.reshape(len(x), -1)) if pop.layouts[0].flatten else (lambda x: x)
     x_train, y_train = flat(train_set.x).to(device), train_set.y.to(device)
@@ -385,30 +433,11 @@ def train_population(
     sub_pop, sub_modules = pop, list(modules)
 
     def finish(i: int, diverged: bool) -> None:
-        results[i] = TrainResult(history=histories[i], aspects=measure(histories[i], config.threshold, window=config.window,
-                                                                          diverged=diverged))
+        results[i] = finished(histories[i], config, diverged)
 
-    n = len(y_train)
     for epoch in range(done_epochs + 1, config.epochs + 1):
         k = len(active)
-        optimizer = sgd(sub_pop.parameters(), config.lr)
-        sub_pop.train()
-        orders = torch.stack([torch.randperm(n, generator=shuffles[i]) for i in active])
-        # members seeded alike (a sweep's shared data order) draw one minibatch for all
-        shared = bool((orders == orders[:1]).all())
-        orders = (orders[:1] if shared else orders).to(device)
-        finite = torch.ones(k, dtype=torch.bool, device=device)
-        for start in range(0, n, config.batch):
-            idx = orders[:, start : start + config.batch]  # (1 or k, b): the minibatch of each member
-            b = idx.shape[1]
-            logits = sub_pop(x_train[idx[0]] if shared else x_train[idx])
-            target = y_train[idx].expand(k, b).reshape(k * b)
-            losses = F.cross_entropy(logits.reshape(k * b, -1), target, reduction="none")
-            losses = losses.view(k, b).mean(dim=1)
-            finite &= torch.isfinite(losses)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # each member's gradient is that of its own mean loss
-            optimizer.step()
+        finite = _population_epoch(sub_pop, [shuffles[i] for i in active], x_train, y_train, config, device)
         tr_loss, tr_acc = _evaluate(sub_pop, k, x_train, y_train, rows)
         te_loss, te_acc = _evaluate(sub_pop, k, x_test, y_test, rows)
         finite_list = finite.tolist()
@@ -434,47 +463,8 @@ def train_population(
         if not keep:
             break
         if len(keep) < k:  # drop diverged members: the others' tensors are copied unchanged
-            sub_modules = [sub_modules[row] for row in keep]
-            states = [sub_pop.member_state(row) for row in keep]
-            active = [active[row] for row in keep]
-            for module, state in zip(sub_modules, states, strict=True):
-                module.load_state_dict(state)
-            sub_pop = Population(sub_modules).to(device)
+            sub_pop, sub_modules, active = _keep_rows(sub_pop, sub_modules, active, keep, device)
     for i in range(a):
         if results[i] is None:  # resumed with nothing left to run
             finish(i, False)
     return [r for r in results if r is not None]  # every member has its result here
-
-
-# ---------------------------------------------------------------------------------------
-# A sweep with populations
-
-
-PopulationSummary = SweepSummary  # its ``batched`` and ``alone`` say how each architecture trained
-
-
-def run_population(
-    items: Iterable[Union[str, tuple]],
-    build_module: Callable[[str, int], nn.Module],
-    dataset: tuple[Dataset, Dataset],
-    config: TrainConfig,
-    store: ResultStore,
-    progress: Union[bool, Callable[[SweepEvent], None], None] = None,
-    *,
-    group_size: int = 64,
-    checkpoint_every: int = 1,
-    only_when_faster: bool = False,
-) -> SweepSummary:
-    """:func:`nflc.verify.sweep.run_sweep`, with the population family trained in groups.
-
-    Same contract as ``run_sweep`` (same seeds, store records, skipping and resuming):
-    architectures whose module is in the population family train ``group_size`` at a
-    time; the others (and none else) train one at a time afterwards. Members of a group
-    share their layout and the epoch they resume after. ``only_when_faster``: networks
-    for which batching does not pay on this device (:func:`batching_pays`) train one at
-    a time too. (The plan and the recording are :func:`nflc.verify.driver.run_training`'s.)
-    """
-    from nflc.verify.driver import run_training
-
-    return run_training(items, build_module, dataset, config, store, progress, population=True,
-                        group_size=group_size, checkpoint_every=checkpoint_every, only_when_faster=only_when_faster)

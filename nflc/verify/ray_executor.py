@@ -55,7 +55,7 @@ def _stream_group(group: Group, dataset: tuple[Dataset, Dataset], config: TrainC
     """The worker side: train ``group`` and yield its events as they happen. Training runs
     in a thread that hands events over a queue, because the trainers report through
     callbacks; an error in it is raised here, failing the task."""
-    import torch
+    import torch  # torch: loaded only when a network is built or trained
 
     events: queue.Queue = queue.Queue()
 
@@ -117,7 +117,7 @@ class RayExecutor:
 
     def prepare(self, config: TrainConfig) -> None:
         try:
-            import ray
+            import ray  # ray: an optional extra (pip install nflc[ray])
         except ImportError:
             raise NflcError("--executor ray needs Ray, which is not installed",
                             hint="pip install 'nflc[ray]'") from None
@@ -154,8 +154,8 @@ class RayExecutor:
 
     def run(self, plan: Plan, dataset: tuple[Dataset, Dataset], config: TrainConfig, checkpoint_every: int,
             handle: Callable[[Group, Event], None], failed: Callable[[Group, BaseException], None]) -> None:
-        import ray
-        from ray.exceptions import RayError
+        import ray  # ray: an optional extra (pip install nflc[ray])
+        from ray.exceptions import RayError  # ray: an optional extra (pip install nflc[ray])
 
         data = ray.put(dataset)  # once in the object store, not once per group
         task = ray.remote(_stream_group).options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker,
@@ -195,7 +195,7 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._started:
-            import ray
+            import ray  # ray: an optional extra (pip install nflc[ray])
 
             ray.shutdown()
             self._started = False

@@ -40,14 +40,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
+from nflc.analysis.plots import save_png, topology_grid, topology_panels
 from nflc.analysis.report import ASPECTS, NflReport, Tau, kendall, nfl_report
+from nflc.data import load_dataset, train_test_split
 from nflc.errors import NflcError
+from nflc.readers import read_json
+from nflc.verify.config import DataConfig
 from nflc.verify.plateau import DEFAULT_RULE, StopRule, converged_at, fit_length, levelled_off, log_slope, measure_window
+from nflc.verify.run import chance_loss
+from nflc.verify.store import ResultStore
 from nflc.verify.train import TrainConfig, measure
 
 __all__ = [
@@ -58,7 +64,9 @@ __all__ = [
     "TauCI",
     "VerifyReport",
     "bootstrap_kendall",
+    "best_by_aspect",
     "build_report",
+    "raw_value",
     "late_loss_drop",
     "left_chance",
     "to_json_dict",
@@ -98,9 +106,6 @@ def _chance_loss(config: dict, run_info: dict) -> Optional[float]:
     if run_info.get("chance_loss") is not None:
         return float(run_info["chance_loss"])
     try:
-        from nflc.data import load_dataset, train_test_split
-        from nflc.verify.run import DataConfig, chance_loss
-
         data = DataConfig(**config["data"])
         ds = load_dataset(data.dataset, seed=data.seed, n=data.samples)
         train, _ = train_test_split(ds, test_fraction=data.test_fraction, seed=data.seed)
@@ -184,7 +189,7 @@ class VerifyReport(BaseModel):
 
 def bootstrap_kendall(x: Sequence[float], y: Sequence[float], resamples: int = 1000, seed: int = 0) -> TauCI:
     """Kendall tau of finite pairs with a seeded percentile-bootstrap 95% interval."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # scipy: loaded only when a tau is bootstrapped
 
     base = kendall(x, y)
     pairs = np.array([(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)], dtype=np.float64)
@@ -203,8 +208,9 @@ def bootstrap_kendall(x: Sequence[float], y: Sequence[float], resamples: int = 1
     return TauCI(**base.model_dump(), ci_low=float(lo), ci_high=float(hi), resamples=len(taus))
 
 
-def _raw(a: MeasuredArch, aspect: str, never: int) -> float:
-    """The measured quantity on its raw scale (NaN when it has none)."""
+def raw_value(a: MeasuredArch, aspect: str, never: int) -> float:
+    """The measured quantity on its raw scale (lower = better); NaN when it has none (a
+    diverged or unfinished run); a threshold never reached counts as ``never``."""
     if a.status not in ("done", "diverged"):
         return math.nan
     if aspect == "convergence":
@@ -215,7 +221,7 @@ def _raw(a: MeasuredArch, aspect: str, never: int) -> float:
 
 def _oriented(a: MeasuredArch, aspect: str, never: int) -> float:
     """Higher = better; a diverged run is worst (-inf) in expressivity and generalization."""
-    raw = _raw(a, aspect, never)
+    raw = raw_value(a, aspect, never)
     if math.isnan(raw):
         return -math.inf if a.diverged else math.nan
     return -raw
@@ -234,8 +240,6 @@ def _number(v: Any) -> Optional[float]:
 
 
 def _load_analysis(path: Path) -> dict:
-    from nflc.readers import read_json
-
     if not Path(path).exists():
         raise NflcError(f"no analysis file at {path}", hint="write one with 'nflc analyze SPEC --json PATH'")
     data = read_json(path, "analysis file", hint="pass the JSON written by 'nflc analyze SPEC --json PATH'")
@@ -253,7 +257,7 @@ def _stored_rule(train_config: Any) -> Optional[StopRule]:
     return TrainConfig.model_validate({"plateau": stored}).plateau if stored else None
 
 
-def _measured(arch_id: str, status: str, info: dict, store, rule: StopRule, threshold: float, window: Optional[int],
+def _measured(arch_id: str, status: str, info: dict, store: Any, rule: StopRule, threshold: float, window: Optional[int],
               chance: Optional[float]) -> MeasuredArch:
     """One architecture of the database, its aspects recomputed from its stored epochs."""
     aspects = store.aspects(arch_id)
@@ -310,12 +314,67 @@ def _convergence_notes(ranked: Sequence[MeasuredArch], trained_with_rule: bool, 
             "(train with --until-converged, or longer)"]
 
 
+def _measured_verdict(ranked: list[MeasuredArch], finished: list[MeasuredArch], chance: Optional[float],
+                      have_topology: bool, never: int, notes: list[str]) -> Optional[NflReport]:
+    """The measured no-free-lunch report over the finished architectures that left chance
+    (a note says which did not)."""
+    # P = 0 networks compute a constant: at chance by construction, and left out as such below
+    stuck = [a for a in ranked if a.left_chance is False]
+    if stuck:
+        notes.append(f"{len(stuck)} of {len(ranked)} architecture(s) never left chance: their training loss never "
+                     f"fell {100 * CHANCE_MARGIN:g}% below {chance:.4f}, the loss of predicting the training class "
+                     "frequencies (the learning rate may be too high or too low for them); they are left out of "
+                     "the measured verdict")
+    stuck_ids = {a.id for a in stuck}
+    contenders = [a for a in finished if a.id not in stuck_ids]
+    nfl = None
+    if contenders:
+        ids = [a.id for a in contenders]
+        scores: dict[str, Sequence[float]] = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
+        paths = [_num(a.paths) if have_topology else 1.0 for a in contenders]
+        depth = [_num(a.mean_depth) if have_topology else 0.0 for a in contenders]
+        nfl = nfl_report(ids, scores, paths, depth)
+    elif finished:
+        notes.append("no architecture left chance: no measured verdict")
+    return nfl
+
+
+def _compare(analysis: str | Path, data: dict, db: str | Path, spec_hash: str, archs: list[MeasuredArch],
+             ranked: list[MeasuredArch], config: dict, run_info: dict, never: int, bootstrap: int, seed: int,
+             notes: list[str]) -> tuple[dict[str, TauCI], dict]:
+    """Each predicted score of the ``analysis`` file against its measured aspect (Kendall
+    tau with a bootstrap interval), and what was matched; the architectures get their
+    predictions."""
+    if data.get("spec_hash") and data["spec_hash"] != spec_hash:
+        raise NflcError(f"analysis file {analysis} is of another spec (hash {data['spec_hash'][:12]}...) than "
+                        f"the results database {db} ({spec_hash[:12]}...)",
+                        hint="analyze the spec the database was trained from: 'nflc analyze SPEC --json PATH'")
+    by_id = {a["id"]: a for a in data["architectures"]}
+    for a in archs:
+        entry = by_id.get(a.id)
+        if entry is not None:
+            a.predicted = {asp: _number(entry["scores"].get(asp)) for asp in ASPECTS}
+    matched = [a for a in ranked if a.predicted is not None]
+    missing = [a.id for a in ranked if a.predicted is None]
+    analysis_meta = {"file": str(analysis), "matched": len(matched), "missing": missing, "data": data.get("data")}
+    width, spec_width = config.get("width"), run_info.get("spec_width")
+    if width is not None and spec_width is not None and width != spec_width and matched:
+        notes.append(f"trained at width {width}, analyzed at the spec's width {spec_width} (the closed-form "
+                     "expressivity score depends on the width; the kernel scores are infinite-width)")
+    if missing:
+        notes.append(f"{len(missing)} finished architecture(s) are not in the analysis file")
+    predicted = {}
+    for i, asp in enumerate(ASPECTS):
+        xs = [_num((a.predicted or {}).get(asp)) for a in matched]
+        ys = [_oriented(a, asp, never) for a in matched]
+        predicted[asp] = bootstrap_kendall(xs, ys, resamples=bootstrap, seed=seed + i)
+    return predicted, analysis_meta
+
+
 def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstrap: int = 1000,
                  seed: int = 0) -> VerifyReport:
     """The report of the results database ``db`` (opened read-only), compared with the
     predictions of ``analysis`` (an ``nflc analyze --json`` file) when given."""
-    from nflc.verify.store import ResultStore
-
     data = _load_analysis(Path(analysis)) if analysis is not None else None  # a bad file is refused before any work
     with ResultStore.open_readonly(db) as store:
         config = store.config
@@ -363,55 +422,13 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
     topo: dict[str, dict[str, Tau]] = {}
     if have_topology and ranked:
         for asp in ASPECTS:
-            raw = [_raw(a, asp, never) for a in ranked]
+            raw = [raw_value(a, asp, never) for a in ranked]
             topo[asp] = {"paths": kendall(raw, [_num(a.paths) for a in ranked]),
                          "mean_depth": kendall(raw, [_num(a.mean_depth) for a in ranked])}
 
-    # P = 0 networks compute a constant: at chance by construction, and left out as such below
-    stuck = [a for a in ranked if a.left_chance is False]
-    if stuck:
-        notes.append(f"{len(stuck)} of {len(ranked)} architecture(s) never left chance: their training loss never "
-                     f"fell {100 * CHANCE_MARGIN:g}% below {chance:.4f}, the loss of predicting the training class "
-                     "frequencies (the learning rate may be too high or too low for them); they are left out of "
-                     "the measured verdict")
-    nfl = None
-    stuck_ids = {a.id for a in stuck}
-    contenders = [a for a in finished if a.id not in stuck_ids]
-    if contenders:
-        ids = [a.id for a in contenders]
-        scores: dict[str, Sequence[float]] = {asp: [_oriented(a, asp, never) for a in contenders] for asp in ASPECTS}
-        paths = [_num(a.paths) if have_topology else 1.0 for a in contenders]
-        depth = [_num(a.mean_depth) if have_topology else 0.0 for a in contenders]
-        nfl = nfl_report(ids, scores, paths, depth)
-    elif finished:
-        notes.append("no architecture left chance: no measured verdict")
-
-    predicted = None
-    analysis_meta = None
-    if analysis is not None and data is not None:
-        if data.get("spec_hash") and data["spec_hash"] != spec_hash:
-            raise NflcError(f"analysis file {analysis} is of another spec (hash {data['spec_hash'][:12]}...) than "
-                            f"the results database {db} ({spec_hash[:12]}...)",
-                            hint="analyze the spec the database was trained from: 'nflc analyze SPEC --json PATH'")
-        by_id = {a["id"]: a for a in data["architectures"]}
-        for a in archs:
-            entry = by_id.get(a.id)
-            if entry is not None:
-                a.predicted = {asp: _number(entry["scores"].get(asp)) for asp in ASPECTS}
-        matched = [a for a in ranked if a.predicted is not None]
-        missing = [a.id for a in ranked if a.predicted is None]
-        analysis_meta = {"file": str(analysis), "matched": len(matched), "missing": missing, "data": data.get("data")}
-        width, spec_width = config.get("width"), run_info.get("spec_width")
-        if width is not None and spec_width is not None and width != spec_width and matched:
-            notes.append(f"trained at width {width}, analyzed at the spec's width {spec_width} (the closed-form "
-                         "expressivity score depends on the width; the kernel scores are infinite-width)")
-        if missing:
-            notes.append(f"{len(missing)} finished architecture(s) are not in the analysis file")
-        predicted = {}
-        for i, asp in enumerate(ASPECTS):
-            xs = [_num((a.predicted or {}).get(asp)) for a in matched]
-            ys = [_oriented(a, asp, never) for a in matched]
-            predicted[asp] = bootstrap_kendall(xs, ys, resamples=bootstrap, seed=seed + i)
+    nfl = _measured_verdict(ranked, finished, chance, have_topology, never, notes)
+    predicted, analysis_meta = (_compare(analysis, data, db, spec_hash, archs, ranked, config, run_info, never, bootstrap,
+                                         seed, notes) if analysis is not None and data is not None else (None, None))
 
     return VerifyReport(db=str(db), space=config.get("space") or run_info.get("space"), spec_hash=spec_hash,
                         config=config, counts=counts, measured_as=MEASURED_AS, architectures=archs,
@@ -420,10 +437,26 @@ def build_report(db: str | Path, analysis: str | Path | None = None, *, bootstra
                         width_solved=bool(run_info.get("width_solved")), notes=notes, chance_loss=chance)
 
 
+def best_by_aspect(report: VerifyReport, top: int) -> dict[str, list[MeasuredArch]]:
+    """Per aspect, the ``top`` finished architectures with the lowest measured value (a
+    missing one last; ties in database order). Like the statistics, it leaves out the
+    networks without an input-output path."""
+    finished = [a for a in report.architectures if a.status in ("done", "diverged") and (a.paths is None or a.paths > 0)]
+
+    def key(aspect: str) -> Callable[[MeasuredArch], float]:
+        def value(a: MeasuredArch) -> float:
+            v = getattr(a, aspect)
+            return v if v is not None else math.inf
+
+        return value
+
+    return {asp: sorted(finished, key=key(asp))[:top] for asp in ASPECTS}
+
+
 def to_json_dict(report: VerifyReport) -> dict:
     """The report as strict JSON (non-finite numbers as null / "inf" / "-inf")."""
 
-    def fix(o):
+    def fix(o: Any) -> Any:
         if isinstance(o, dict):
             return {k: fix(v) for k, v in o.items()}
         if isinstance(o, list):
@@ -448,12 +481,10 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
     and, with an analysis, ``fig3_measured_vs_predicted.png`` (those panels above the
     predicted scores' panels, the paper's Fig. 4) and ``predicted_vs_measured.png`` (one
     scatter per aspect, Kendall tau in the title). Each replaces an earlier one atomically."""
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nflc.analysis.plots import save_png, topology_grid, topology_panels
+    import matplotlib.pyplot as plt  # matplotlib: loaded only when a figure is drawn
 
     out = Path(directory)
     try:
@@ -467,7 +498,7 @@ def write_plots(report: VerifyReport, directory: str | Path) -> list[Path]:
         path = out / "measured_topology.png"
         labels = {"expressivity": "train loss", "convergence": "epochs to threshold", "generalization": "test - train loss"}
         measured: dict[str, Sequence[Optional[float]]] = {
-            f"{asp}: {labels[asp]}": [_raw(a, asp, never) for a in finished] for asp in ASPECTS}
+            f"{asp}: {labels[asp]}": [raw_value(a, asp, never) for a in finished] for asp in ASPECTS}
         p, d = [_num(a.paths) for a in finished], [_num(a.mean_depth) for a in finished]
         topology_panels(path, p, d, measured, f"{report.space}: measured aspects ({len(finished)} architectures)")
         written.append(path)

@@ -73,7 +73,7 @@ __all__ = [
     "epochs_extension",
 ]
 
-# 2: a sweep trains every architecture on one data order (nflc.verify.sweep.arch_seeds);
+# 2: a sweep trains every architecture on one data order (nflc.verify.protocol.arch_seeds);
 # version-1 databases hold per-architecture orders, so mixing them would break the
 # comparison and a resumed sweep's repeatability: they are refused, not continued.
 SCHEMA_VERSION = 2
@@ -330,7 +330,88 @@ def _none_to_nan(value: Optional[float]) -> float:
     return math.nan if value is None else float(value)
 
 
-class ResultStore:
+class _Reads:
+    """What a results database holds, read (the reads of :class:`ResultStore`)."""
+
+    _conn: sqlite3.Connection
+    path: Path
+    run_id: int
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with _translated(self.path):
+            return self._conn.execute(sql, params).fetchall()
+
+    def statuses(self) -> dict[str, str]:
+        """Status of every registered architecture, in registration order."""
+        rows = self._read("SELECT arch_id, status FROM archs WHERE run_id = ? ORDER BY position", (self.run_id,))
+        return dict(rows)
+
+    def status(self, arch_id: str) -> Optional[str]:
+        rows = self._read("SELECT status FROM archs WHERE run_id = ? AND arch_id = ?", (self.run_id, arch_id))
+        return rows[0][0] if rows else None
+
+    def epochs(self, arch_id: str) -> list[EpochRecord]:
+        rows = self._read(
+            "SELECT epoch, train_loss, train_acc, test_loss, test_acc FROM epochs "
+            "WHERE run_id = ? AND arch_id = ? ORDER BY epoch",
+            (self.run_id, arch_id),
+        )
+        return [
+            EpochRecord(epoch=e, train_loss=_none_to_nan(tl), train_acc=ta, test_loss=_none_to_nan(vl), test_acc=va)
+            for e, tl, ta, vl, va in rows
+        ]
+
+    def checkpoint(self, arch_id: str) -> Optional[tuple[int, bytes]]:
+        """``(epoch, state)`` of the architecture's last checkpoint, or None."""
+        rows = self._read(
+            "SELECT epoch, state FROM checkpoints WHERE run_id = ? AND arch_id = ?", (self.run_id, arch_id)
+        )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def aspects(self, arch_id: str) -> Optional[Aspects]:
+        """Measured aspects of a finished architecture, None while it is not finished."""
+        rows = self._read(
+            "SELECT status, expressivity, convergence, generalization, epochs_run FROM archs "
+            "WHERE run_id = ? AND arch_id = ?",
+            (self.run_id, arch_id),
+        )
+        if not rows or rows[0][0] not in FINISHED:
+            return None
+        status, expressivity, convergence, generalization, epochs_run = rows[0]
+        return Aspects(
+            expressivity=expressivity,
+            convergence=convergence,
+            generalization=generalization,
+            diverged=status == "diverged",
+            epochs=epochs_run,
+        )
+
+    def results(self) -> dict[str, Aspects]:
+        """Aspects of every finished architecture, in registration order."""
+        out = {}
+        for arch_id, status in self.statuses().items():
+            if status in FINISHED:
+                aspects = self.aspects(arch_id)
+                assert aspects is not None  # finished rows always carry aspects
+                out[arch_id] = aspects
+        return out
+
+    def info(self, prefix: str = "") -> dict[str, Any]:
+        """Annotations written by :meth:`put_info` whose key starts with ``prefix``."""
+        head = "info:" + prefix
+        rows = self._read("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(head), head))
+        try:
+            return {key[len("info:"):]: json.loads(value) for key, value in rows}
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"results database {self.path}: an 'info:' row of table meta is not JSON ({exc}); the "
+                             "file was edited or is damaged", hint="pass the --db path that 'nflc verify' wrote") from None
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""
+        return "\n".join(row[0] for row in self._read("PRAGMA integrity_check"))
+
+
+class ResultStore(_Reads):
     """Results of one verification run in one SQLite file. Use :meth:`open`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, run_id: int, spec_hash: str, config: str,
@@ -363,7 +444,7 @@ class ResultStore:
 
         Raises :class:`StoreMismatchError` when it holds a different run (resuming it with
         other settings would mix incomparable numbers), except that a fixed-epoch run asked
-        for more epochs is extended (:meth:`_extend`; ``extended`` says so), :class:`StoreBusyError` while
+        for more epochs is extended (:func:`_extend`; ``extended`` says so), :class:`StoreBusyError` while
         another live process writes it, :class:`StoreLockedError` when another process
         keeps it locked longer than ``timeout`` seconds, :class:`StoreError` for a file
         that is not an nflc results database (left untouched).
@@ -379,106 +460,11 @@ class ResultStore:
                 hint="check that the directory exists and is writable, or pass another --db path",
             ) from exc
         try:
-            store = cls._initialise(conn, path, spec_hash, wanted)
+            store = _initialise(conn, path, spec_hash, wanted)
         except BaseException:
             conn.close()
             raise
         return store
-
-    @classmethod
-    def _initialise(cls, conn: sqlite3.Connection, path: Path, spec_hash: str, wanted: str) -> "ResultStore":
-        extended: Optional[tuple[int, int, int]] = None
-        with _translated(path):
-            conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"results database {path} cannot use WAL journaling (got {mode!r})")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Statement by statement: executescript() would COMMIT our transaction.
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif _schema_version(row[0], path) != SCHEMA_VERSION:
-                    raise StoreMismatchError(
-                        f"results database {path} has schema version {row[0]}, this nflc writes {SCHEMA_VERSION}",
-                        hint="use a new --db path",
-                    )
-                runs = conn.execute("SELECT id, spec_hash, config FROM runs ORDER BY id").fetchall()
-                if not runs:
-                    cur = conn.execute(
-                        "INSERT INTO runs (spec_hash, config, created) VALUES (?, ?, ?)", (spec_hash, wanted, _now())
-                    )
-                    run_id = int(cur.lastrowid or 0)  # an INSERT always sets it
-                else:
-                    run_id, stored_hash, stored_config = runs[0]
-                    _parsed_config(stored_config, path)
-                    differences = []
-                    if stored_hash != spec_hash:
-                        differences.append(f"spec hash {stored_hash} -> {spec_hash} (the .nfl space changed)")
-                    extension = epochs_extension(stored_config, wanted) if stored_config != wanted else None
-                    if stored_config != wanted and (extension is None or differences):
-                        differences.append(f"configuration {_describe_config_diff(stored_config, wanted)}")
-                    if extension is not None and not differences:
-                        extended = cls._extend(conn, path, int(run_id), wanted, *extension)
-                    if differences:
-                        raise StoreMismatchError(
-                            f"results database {path} belongs to another run: " + "; ".join(differences),
-                            hint=f"pass a new --db path for this run, or rerun with the settings stored in {path}",
-                        )
-                held = _read_lease(conn)
-                if held is not None and held.alive():
-                    raise StoreBusyError(
-                        f"results database {path} is being written by another nflc process ({held.describe()})",
-                        hint="wait for it to finish, then rerun this command to continue where it stopped; "
-                             "or pass another --db path",
-                    )
-                lease = WriterLease.mine()
-                _write_lease(conn, lease)
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-        store = cls(conn, path, run_id, spec_hash, wanted, lease)
-        store.extended = extended
-        return store
-
-    @staticmethod
-    def _extend(conn: sqlite3.Connection, path: Path, run_id: int, wanted: str, before: int,
-                after: int) -> tuple[int, int, int]:
-        """Make the fixed-epoch run of ``before`` epochs one of ``after`` (in the caller's
-        transaction): its configuration says ``after``, and every network that finished
-        ``before`` epochs with its final state kept becomes ``running`` from that state (its
-        epochs 1..before and a checkpoint at ``before``: the consistency rule of a running
-        one), so the next sweep trains it on from there exactly as an uninterrupted run of
-        ``after`` epochs would have. Diverged networks stay finished. Refused (nothing
-        changed) when the run would shrink, or a finished network has no final state (it
-        was written by an nflc that did not keep it)."""
-        if after < before:
-            raise StoreMismatchError(
-                f"results database {path} holds a run of {before} epochs; a run can be extended, not shortened",
-                hint=f"rerun with --epochs {before} (or more, to extend it), or pass a new --db path")
-        done = conn.execute("SELECT a.arch_id, a.epochs_run, c.epoch FROM archs a LEFT JOIN checkpoints c "
-                            "USING (run_id, arch_id) WHERE a.run_id = ? AND a.status = 'done'", (run_id,)).fetchall()
-        stateless = [a for a, ran, ckpt in done if ckpt != ran]
-        if stateless:
-            raise StoreMismatchError(
-                f"results database {path}: {len(stateless)} finished network(s) kept no final state (e.g. "
-                f"{stateless[0]!r}; written by an older nflc), so the run cannot be extended from {before} to {after} "
-                "epochs", hint=f"rerun with --epochs {before}, or pass a new --db path for the longer run")
-        now = _now()
-        conn.execute("UPDATE runs SET config = ? WHERE id = ?", (wanted, run_id))
-        conn.execute("UPDATE archs SET status = 'running', expressivity = NULL, convergence = NULL, generalization = NULL, "
-                     "epochs_run = NULL, updated = ? WHERE run_id = ? AND status = 'done'", (now, run_id))
-        history = conn.execute("SELECT value FROM meta WHERE key = 'extended'").fetchone()
-        entries = (json.loads(history[0]) if history else []) + [{"from": before, "to": after, "at": now}]
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('extended', ?)", (json.dumps(entries),))
-        return before, after, len(done)
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> "ResultStore":
@@ -598,22 +584,9 @@ class ResultStore:
     def _save_copy(self) -> Optional[Path]:
         """A copy of what this process's connection still reads (the file it opened, even
         deleted), beside the path: ``PATH.recovered`` (``.recovered-2``, ... if taken)."""
-        if self._saved is not None:
-            return self._saved
-        target, n = Path(f"{self.path}.recovered"), 1
-        while target.exists() or target.is_symlink():
-            n += 1
-            target = Path(f"{self.path}.recovered-{n}")
-        try:
-            dest = sqlite3.connect(target)
-            try:
-                self._conn.backup(dest)
-            finally:
-                dest.close()
-        except (sqlite3.Error, OSError):
-            return None
-        self._saved = target
-        return target
+        if self._saved is None:
+            self._saved = _backup_beside(self._conn, self.path)
+        return self._saved
 
     def _check_lease(self) -> None:
         if self.lease is None:
@@ -731,80 +704,118 @@ class ResultStore:
         with self._transaction() as c:
             c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
 
-    # -- reads -----------------------------------------------------------------------
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with _translated(self.path):
-            return self._conn.execute(sql, params).fetchall()
-
-    def statuses(self) -> dict[str, str]:
-        """Status of every registered architecture, in registration order."""
-        rows = self._read("SELECT arch_id, status FROM archs WHERE run_id = ? ORDER BY position", (self.run_id,))
-        return dict(rows)
-
-    def status(self, arch_id: str) -> Optional[str]:
-        rows = self._read("SELECT status FROM archs WHERE run_id = ? AND arch_id = ?", (self.run_id, arch_id))
-        return rows[0][0] if rows else None
-
-    def epochs(self, arch_id: str) -> list[EpochRecord]:
-        rows = self._read(
-            "SELECT epoch, train_loss, train_acc, test_loss, test_acc FROM epochs "
-            "WHERE run_id = ? AND arch_id = ? ORDER BY epoch",
-            (self.run_id, arch_id),
-        )
-        return [
-            EpochRecord(epoch=e, train_loss=_none_to_nan(tl), train_acc=ta, test_loss=_none_to_nan(vl), test_acc=va)
-            for e, tl, ta, vl, va in rows
-        ]
-
-    def checkpoint(self, arch_id: str) -> Optional[tuple[int, bytes]]:
-        """``(epoch, state)`` of the architecture's last checkpoint, or None."""
-        rows = self._read(
-            "SELECT epoch, state FROM checkpoints WHERE run_id = ? AND arch_id = ?", (self.run_id, arch_id)
-        )
-        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
-
-    def aspects(self, arch_id: str) -> Optional[Aspects]:
-        """Measured aspects of a finished architecture, None while it is not finished."""
-        rows = self._read(
-            "SELECT status, expressivity, convergence, generalization, epochs_run FROM archs "
-            "WHERE run_id = ? AND arch_id = ?",
-            (self.run_id, arch_id),
-        )
-        if not rows or rows[0][0] not in FINISHED:
-            return None
-        status, expressivity, convergence, generalization, epochs_run = rows[0]
-        return Aspects(
-            expressivity=expressivity,
-            convergence=convergence,
-            generalization=generalization,
-            diverged=status == "diverged",
-            epochs=epochs_run,
-        )
-
-    def results(self) -> dict[str, Aspects]:
-        """Aspects of every finished architecture, in registration order."""
-        out = {}
-        for arch_id, status in self.statuses().items():
-            if status in FINISHED:
-                aspects = self.aspects(arch_id)
-                assert aspects is not None  # finished rows always carry aspects
-                out[arch_id] = aspects
-        return out
-
-    def info(self, prefix: str = "") -> dict[str, Any]:
-        """Annotations written by :meth:`put_info` whose key starts with ``prefix``."""
-        head = "info:" + prefix
-        rows = self._read("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(head), head))
+def _initialise(conn: sqlite3.Connection, path: Path, spec_hash: str, wanted: str) -> "ResultStore":
+    extended: Optional[tuple[int, int, int]] = None
+    with _translated(path):
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"results database {path} cannot use WAL journaling (got {mode!r})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            return {key[len("info:"):]: json.loads(value) for key, value in rows}
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"results database {self.path}: an 'info:' row of table meta is not JSON ({exc}); the "
-                             "file was edited or is damaged", hint="pass the --db path that 'nflc verify' wrote") from None
+            # Statement by statement: executescript() would COMMIT our transaction.
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif _schema_version(row[0], path) != SCHEMA_VERSION:
+                raise StoreMismatchError(
+                    f"results database {path} has schema version {row[0]}, this nflc writes {SCHEMA_VERSION}",
+                    hint="use a new --db path",
+                )
+            runs = conn.execute("SELECT id, spec_hash, config FROM runs ORDER BY id").fetchall()
+            if not runs:
+                cur = conn.execute(
+                    "INSERT INTO runs (spec_hash, config, created) VALUES (?, ?, ?)", (spec_hash, wanted, _now())
+                )
+                run_id = int(cur.lastrowid or 0)  # an INSERT always sets it
+            else:
+                run_id, stored_hash, stored_config = runs[0]
+                _parsed_config(stored_config, path)
+                differences = []
+                if stored_hash != spec_hash:
+                    differences.append(f"spec hash {stored_hash} -> {spec_hash} (the .nfl space changed)")
+                extension = epochs_extension(stored_config, wanted) if stored_config != wanted else None
+                if stored_config != wanted and (extension is None or differences):
+                    differences.append(f"configuration {_describe_config_diff(stored_config, wanted)}")
+                if extension is not None and not differences:
+                    extended = _extend(conn, path, int(run_id), wanted, *extension)
+                if differences:
+                    raise StoreMismatchError(
+                        f"results database {path} belongs to another run: " + "; ".join(differences),
+                        hint=f"pass a new --db path for this run, or rerun with the settings stored in {path}",
+                    )
+            held = _read_lease(conn)
+            if held is not None and held.alive():
+                raise StoreBusyError(
+                    f"results database {path} is being written by another nflc process ({held.describe()})",
+                    hint="wait for it to finish, then rerun this command to continue where it stopped; "
+                         "or pass another --db path",
+                )
+            lease = WriterLease.mine()
+            _write_lease(conn, lease)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+    store = ResultStore(conn, path, run_id, spec_hash, wanted, lease)
+    store.extended = extended
+    return store
 
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""
-        return "\n".join(row[0] for row in self._read("PRAGMA integrity_check"))
+
+def _extend(conn: sqlite3.Connection, path: Path, run_id: int, wanted: str, before: int,
+            after: int) -> tuple[int, int, int]:
+    """Make the fixed-epoch run of ``before`` epochs one of ``after`` (in the caller's
+    transaction): its configuration says ``after``, and every network that finished
+    ``before`` epochs with its final state kept becomes ``running`` from that state (its
+    epochs 1..before and a checkpoint at ``before``: the consistency rule of a running
+    one), so the next sweep trains it on from there exactly as an uninterrupted run of
+    ``after`` epochs would have. Diverged networks stay finished. Refused (nothing
+    changed) when the run would shrink, or a finished network has no final state (it
+    was written by an nflc that did not keep it)."""
+    if after < before:
+        raise StoreMismatchError(
+            f"results database {path} holds a run of {before} epochs; a run can be extended, not shortened",
+            hint=f"rerun with --epochs {before} (or more, to extend it), or pass a new --db path")
+    done = conn.execute("SELECT a.arch_id, a.epochs_run, c.epoch FROM archs a LEFT JOIN checkpoints c "
+                        "USING (run_id, arch_id) WHERE a.run_id = ? AND a.status = 'done'", (run_id,)).fetchall()
+    stateless = [a for a, ran, ckpt in done if ckpt != ran]
+    if stateless:
+        raise StoreMismatchError(
+            f"results database {path}: {len(stateless)} finished network(s) kept no final state (e.g. "
+            f"{stateless[0]!r}; written by an older nflc), so the run cannot be extended from {before} to {after} "
+            "epochs", hint=f"rerun with --epochs {before}, or pass a new --db path for the longer run")
+    now = _now()
+    conn.execute("UPDATE runs SET config = ? WHERE id = ?", (wanted, run_id))
+    conn.execute("UPDATE archs SET status = 'running', expressivity = NULL, convergence = NULL, generalization = NULL, "
+                 "epochs_run = NULL, updated = ? WHERE run_id = ? AND status = 'done'", (now, run_id))
+    history = conn.execute("SELECT value FROM meta WHERE key = 'extended'").fetchone()
+    entries = (json.loads(history[0]) if history else []) + [{"from": before, "to": after, "at": now}]
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('extended', ?)", (json.dumps(entries),))
+    return before, after, len(done)
+
+
+def _backup_beside(conn: sqlite3.Connection, path: Path) -> Optional[Path]:
+    """A copy of what ``conn`` reads at ``PATH.recovered`` (``.recovered-2``, ... if taken);
+    None when it cannot be written."""
+    target, n = Path(f"{path}.recovered"), 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = Path(f"{path}.recovered-{n}")
+    try:
+        dest = sqlite3.connect(target)
+        try:
+            conn.backup(dest)
+        finally:
+            dest.close()
+    except (sqlite3.Error, OSError):
+        return None
+    return target
 
 
 def _uri(path: Path) -> str:

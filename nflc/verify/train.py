@@ -19,7 +19,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Literal, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,10 @@ __all__ = [
     "EpochCallback",
     "EpochRecord",
     "TrainConfig",
+    "StopReason",
     "TrainResult",
+    "finished",
+    "without_unset",
     "derive_seed",
     "evaluate",
     "measure",
@@ -46,6 +49,14 @@ __all__ = [
 ]
 
 EVAL_CHUNK = 4096  # rows per forward pass when evaluating; fixed so sums are reproducible
+
+
+def without_unset(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """A model's serialised ``data`` without ``key`` when it is None: a field added later
+    serialises as before it existed, so configurations stored by an older nflc still match."""
+    if data.get(key) is None:
+        data.pop(key, None)
+    return data
 
 
 class TrainConfig(BaseModel):
@@ -66,13 +77,10 @@ class TrainConfig(BaseModel):
     plateau: Optional[StopRule] = None
 
     @model_serializer(mode="wrap")
-    def _drop_unset_plateau(self, handler):
+    def _drop_unset_plateau(self, handler: Any) -> dict[str, Any]:
         # A fixed-length run serialises as before the field existed, so the configuration
         # stored in an older results database still matches and resumes.
-        data = handler(self)
-        if data.get("plateau") is None:
-            data.pop("plateau", None)
-        return data
+        return without_unset(handler(self), "plateau")
 
     def stops_after(self, history: Sequence["EpochRecord"]) -> bool:
         """Whether a finite run with this ``history`` is finished: ``epochs`` reached, or
@@ -261,11 +269,31 @@ class EpochCallback(Protocol):
         after an epoch whose losses diverged: nothing to resume."""
 
 
+StopReason = Literal["epochs", "converged", "diverged"]
+
+
 class TrainResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     history: list[EpochRecord]
     aspects: Aspects
+    # why training stopped: the loss stopped being finite ("diverged"), the stopping rule
+    # found it levelled off ("converged", before the cap or exactly at it), or it ran its
+    # ``epochs`` ("epochs")
+    stopped: StopReason
+
+
+def finished(history: list[EpochRecord], config: TrainConfig, diverged: bool) -> TrainResult:
+    """The result of a finished run with this ``history`` (every epoch, resumed ones too)."""
+    if diverged:
+        stopped: StopReason = "diverged"
+    elif len(history) < config.epochs or (
+            config.plateau is not None and levelled_off([r.train_loss for r in history], config.plateau)):
+        stopped = "converged"
+    else:
+        stopped = "epochs"
+    return TrainResult(history=history, aspects=measure(history, config.threshold, window=config.window, diverged=diverged),
+                       stopped=stopped)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -374,4 +402,4 @@ def train(
                 on_epoch(record, None if diverged else snapshot)  # the last epoch too: a final state to keep
             if last:
                 break
-    return TrainResult(history=history, aspects=measure(history, config.threshold, window=config.window, diverged=diverged))
+    return finished(history, config, diverged)

@@ -274,7 +274,7 @@ class ArcCosReference:
         p_node = {}
         for a in range(h + 1):
             by_linear = Counter(
-                tuple(e for e in zip(path, path[1:]) if kind[e] == "linear_relu")
+                tuple(e for e in zip(path, path[1:], strict=False) if kind[e] == "linear_relu")
                 for path in ([[h]] if a == h else nx.all_simple_paths(live, a, h))
             )
             total = np.zeros_like(q_in)

@@ -49,7 +49,7 @@ def reference_ntk(module, x, output=None, scale=None) -> np.ndarray:
         rows.append(
             torch.cat([
                 (torch.zeros_like(p) if g is None else g).reshape(-1) * math.sqrt(scale.get(n, 1.0))
-                for (n, p), g in zip(params, grads)
+                for (n, p), g in zip(params, grads, strict=True)
             ])
         )
     jac = torch.stack(rows)
@@ -137,7 +137,7 @@ def test_frozen_parameters_are_left_out():
 
 
 @pytest.mark.parametrize("n,l,k,o", [(5, 1, 7, 3), (4, 6, 5, 2), (3, 9, 2, 11)])
-def test_weight_ntk_routes_and_blocks_agree(n, l, k, o):
+def test_weight_ntk_routes_and_blocks_agree(n, l, k, o):  # noqa: E741 (l: the layers, as in the paper)
     gen = torch.Generator().manual_seed(n * l)
     u, g = torch.randn(n, l, k, generator=gen), torch.randn(n, l, o, generator=gen)
     jac = torch.einsum("nlo,nlk->nok", g, u).reshape(n, -1)

@@ -31,7 +31,7 @@ def brute_computing_graph(arch) -> tuple:
     live = {e for p in paths(0) for e in p}
     forms = []
     for perm in itertools.permutations(range(1, h)):
-        m = {0: 0, h: h, **{old: new for old, new in zip(range(1, h), perm)}}
+        m = {0: 0, h: h, **{old: new for old, new in zip(range(1, h), perm, strict=True)}}
         forms.append(tuple(sorted((m[s], m[t], op) for s, t, op in live)))
     return min(forms)
 
@@ -63,7 +63,7 @@ def test_shared_kernels_equal_each_members_own(h3):
     x, _, _ = analysis_inputs(h3, "none", 12, 0)
     xs = normalize_inputs(x)
     checked = 0
-    for a, r in zip(archs, res.architectures):
+    for a, r in zip(archs, res.architectures, strict=True):
         own = nflc.kernels(a, xs)
         k = own.nngp
         i, j = np.triu_indices(len(k), 1)
@@ -79,7 +79,7 @@ def test_group_sizes_in_the_report(h3):
     res = analyze(h3, data="none", samples=8, seed=0, archs=archs)
     forms = [brute_computing_graph(a) for a in archs]
     size = {f: forms.count(f) for f in set(forms)}
-    for a, r, f in zip(archs, res.architectures, forms):
+    for _a, r, f in zip(archs, res.architectures, forms, strict=True):
         assert r.group_size == size[f]
     rep = res.report
     for asp, ids in rep.winners.items():
@@ -94,12 +94,12 @@ def test_budget_solved_widths_split_groups():
     sp = nflc.load(ROOT / "specs" / "nfl_h3_budget.nfl")
     archs = list(sp)
     reps = representatives(archs)
-    for a, r in zip(archs, reps):
+    for a, r in zip(archs, reps, strict=True):
         assert a.width == archs[r].width
     forms = [brute_computing_graph(a) for a in archs]
-    split = {f for f in forms if len({a.width for a, g in zip(archs, forms) if g == f}) > 1}
+    split = {f for f in forms if len({a.width for a, g in zip(archs, forms, strict=True) if g == f}) > 1}
     assert split  # the spec has such classes, and they are split by width
     for f in split:
-        widths = {a.width for a, g in zip(archs, forms) if g == f}
-        groups = {r for r, g in zip(reps, forms) if g == f}
+        widths = {a.width for a, g in zip(archs, forms, strict=True) if g == f}
+        groups = {r for r, g in zip(reps, forms, strict=True) if g == f}
         assert len(groups) == len(widths)

@@ -138,14 +138,14 @@ def test_reference_moments_are_the_gaussian_expectations(ref):
         det = a * b - c * c
         norm = 1 / (2 * math.pi * math.sqrt(det))
 
-        def density(v, u):
+        def density(v, u, norm=norm, a=a, b=b, c=c, det=det):
             return norm * math.exp(-0.5 * (b * u * u - 2 * c * u * v + a * v * v) / det)
 
         both = integrate.dblquad(lambda v, u: u * v * density(v, u), 0, np.inf, 0, np.inf, epsabs=1e-12)[0]
         quadrant = integrate.dblquad(density, 0, np.inf, 0, np.inf, epsabs=1e-12)[0]
         assert ref.k1(a, b, c) == pytest.approx(2 * both, rel=1e-7)
         assert ref.k0(a, b, c) == pytest.approx(2 * quadrant, rel=1e-7)
-        mean = integrate.quad(lambda u: u * math.exp(-u * u / (2 * a)) / math.sqrt(2 * math.pi * a), 0, np.inf)[0]
+        mean = integrate.quad(lambda u, a=a: u * math.exp(-u * u / (2 * a)) / math.sqrt(2 * math.pi * a), 0, np.inf)[0]
         assert ref.m1(a) == pytest.approx(math.sqrt(2) * mean, rel=1e-9)
 
 
@@ -225,7 +225,7 @@ def closed_form_p(cell: nx.DiGraph, k0: tuple[np.ndarray, ...]) -> dict[tuple[in
     for a in range(h + 1):
         paths = [[h]] if a == h else nx.all_simple_paths(live, a, h)
         counts.append(Counter(
-            tuple(e for e in zip(p, p[1:]) if cell.edges[e]["kind"] == "linear_relu") for p in paths
+            tuple(e for e in zip(p, p[1:], strict=False) if cell.edges[e]["kind"] == "linear_relu") for p in paths
         ))
     p = {}
     for a in range(h + 1):
@@ -266,7 +266,7 @@ def test_space_kernels_equal_cell_kernels(make_cell, codes):
     cells = [make_cell(c) for c in codes(3)]
     shuffled = random.Random(1).sample(cells, len(cells))
     for batch, cache in ((cells, 512 * 2**20), (shuffled, 3 * 6 * 6 * 8 * 5)):  # 2nd: evicting
-        for cell, shared in zip(batch, space_kernels(batch, x, cache_bytes=cache)):
+        for cell, shared in zip(batch, space_kernels(batch, x, cache_bytes=cache), strict=True):
             alone = cell_kernels(cell, x)
             np.testing.assert_array_equal(shared.nngp, alone.nngp)
             np.testing.assert_array_equal(shared.ntk, alone.ntk)
@@ -274,7 +274,7 @@ def test_space_kernels_equal_cell_kernels(make_cell, codes):
 
 def test_kernels_are_symmetric_psd_float64(make_cell, codes):
     x = np.random.default_rng(6).standard_normal((8, 12))
-    for code, k in zip(codes(3), space_kernels([make_cell(c) for c in codes(3)], x)):
+    for code, k in zip(codes(3), space_kernels([make_cell(c) for c in codes(3)], x), strict=True):
         for mat in (k.nngp, k.ntk):
             assert mat.dtype == np.float64
             np.testing.assert_allclose(mat, mat.T, rtol=1e-13, atol=1e-15)
@@ -349,7 +349,7 @@ def test_compiled_module_is_the_hand_written_network(make_cell, mlp_builder, com
     # copy the hand-written weights into the compiled module in module order: same outputs
     with torch.no_grad():
         for pa, pb in zip([m.weight for m in a.modules() if isinstance(m, nn.Linear)],
-                          [m.weight for m in b.modules() if isinstance(m, nn.Linear)]):
+                          [m.weight for m in b.modules() if isinstance(m, nn.Linear)], strict=True):
             pa.copy_(pb)
     torch.testing.assert_close(a(x), b(x))
 
@@ -392,5 +392,5 @@ def test_monte_carlo_error_shrinks_with_width(code, make_cell, build, mc_inputs)
         errors[width] = [
             math.sqrt(np.mean((s - e) ** 2) / np.mean(e**2)) for s, e in ((nngp, exact.nngp), (ntk, exact.ntk))
         ]
-    for small, large in zip(errors[256], errors[2048]):
+    for small, large in zip(errors[256], errors[2048], strict=True):
         assert large < small / 2, errors

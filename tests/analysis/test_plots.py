@@ -14,7 +14,7 @@ def test_spread_keeps_every_network_of_a_shared_cell_visible_and_inside_its_cell
     ys = [1.0] * 30 + [2.0] * 4 + [3.0]
     values = list(range(35))
     px, py = spread(xs, ys, values, dx=0.02, dy=0.3)
-    positions = set(zip(np.round(px, 9), np.round(py, 9)))
+    positions = set(zip(np.round(px, 9), np.round(py, 9), strict=True))
     assert len(positions) == 35  # no two networks on one point
     assert np.all(np.abs(px - xs) <= 0.02) and np.all(np.abs(py - ys) <= 0.3)
     assert (px[34], py[34]) == (2.0, 3.0)  # alone in its cell: not moved

@@ -134,7 +134,7 @@ ALL_ARCHS = list(itertools.product(ALL_OPS, repeat=6))  # 15625 NB201 cells
 def _paths(g):
     live = nx.DiGraph([(u, v) for u, v, a in g.edges(data=True) if a["kind"] != "zero"])
     live.add_nodes_from(g.nodes)
-    return [list(zip(p[:-1], p[1:])) for p in nx.all_simple_paths(live, 0, max(g.nodes))]
+    return [list(zip(p[:-1], p[1:], strict=True)) for p in nx.all_simple_paths(live, 0, max(g.nodes))]
 
 
 def test_matches_path_enumeration_on_random_dags():

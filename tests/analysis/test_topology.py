@@ -91,7 +91,7 @@ def _enumerate(cell: nx.DiGraph) -> tuple[list[int], set[tuple[int, int]]]:
     live.add_nodes_from(range(h + 1))
     depths, used = [], set()
     for path in nx.all_simple_paths(live, 0, h):
-        edges = list(zip(path, path[1:]))
+        edges = list(zip(path, path[1:], strict=False))
         depths.append(sum(cell.edges[e]["parameterized"] for e in edges))
         used.update(edges)
     return sorted(depths), used

@@ -93,7 +93,7 @@ def test_same_seed_same_weights_different_seed_different_weights(h3, nb201):
         weights = [k for k in s1 if k.endswith("weight") and s1[k].dim() > 1]
         assert weights and not any(torch.equal(s1[k], s3[k]) for k in weights)
     assert all(torch.equal(x, y) for x, y in zip(nflc.compile(a, seed=3).state_dict().values(),
-                                                 a.to_module(seed=3).state_dict().values()))
+                                                 a.to_module(seed=3).state_dict().values(), strict=True))
 
 
 def test_compiling_leaves_the_global_rng_alone(h3):

@@ -25,7 +25,7 @@ def test_h3_every_module_has_exactly_arch_params(h3_compiled):
 
 def test_h3_network_skeleton(h3_compiled):
     """docs/CONTRACTS.md: [Flatten, Linear(d, m), ReLU, CellModule, Linear(m, classes)], no biases."""
-    for a, m in h3_compiled[::50]:
+    for _a, m in h3_compiled[::50]:
         kinds = [type(layer) for layer in m.layers]
         assert kinds == [nn.Flatten, nn.Linear, nn.ReLU, CellModule, nn.Linear]
         stem, readout = m.layers[1], m.layers[4]
@@ -98,7 +98,7 @@ def test_nb201_prune_counts_and_dead_edges(nb201, nb201_compiled):
         pm = pruned_space.architecture(a.index).to_module(seed=0)
         assert n_params(pm) == pruned == pruned_space.architecture(a.index).params, r["arch_str"]
         dead_keys = {f"{e.src}_{e.dst}" for i, e in enumerate(nb201.cell_of["cell"].edges) if i in dead}
-        for layer, player in zip(m.layers, pm.layers):
+        for layer, player in zip(m.layers, pm.layers, strict=True):
             if isinstance(layer, CellModule):
                 assert set(player.edges.keys()) == set(layer.edges.keys()) - dead_keys
     assert any_dead == 138
@@ -137,7 +137,7 @@ def test_nb201_reference_structure(nb201):
             assert isinstance(relu, nn.ReLU)
             assert _conv(conv) == (c, c, (3, 3), (1, 1), (1, 1), False)
             assert _bn(bn) == ("bn", c)
-    for block, (cin, cout) in zip([x for x in m.layers if isinstance(x, ResBlock)], [(16, 32), (32, 64)]):
+    for block, (cin, cout) in zip([x for x in m.layers if isinstance(x, ResBlock)], [(16, 32), (32, 64)], strict=True):
         assert [type(x) for x in block.conv_a] == [nn.ReLU, nn.Conv2d, nn.BatchNorm2d]
         assert _conv(block.conv_a[1]) == (cin, cout, (3, 3), (2, 2), (1, 1), False)
         assert _conv(block.conv_b[1]) == (cout, cout, (3, 3), (1, 1), (1, 1), False)

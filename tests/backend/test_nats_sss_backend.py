@@ -86,7 +86,7 @@ def test_module_numel_and_forward(sss, ident):
     cells = [layer for layer in m.layers if type(layer).__name__ == "CellModule"]
     c = list(map(int, ident.split(":")))
     ins, outs = [c[0], c[1], c[3]], [c[0], c[2], c[4]]
-    for cell, cin, cout in zip(cells, ins, outs):
+    for cell, cin, cout in zip(cells, ins, outs, strict=True):
         skip = cell.edges["0_3"]
         assert isinstance(skip, nn.Identity) == (cin == cout)
 

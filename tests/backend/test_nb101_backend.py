@@ -58,7 +58,7 @@ def check(space: nflc.Space, entry: dict, seed: int) -> None:
     theirs, mine = _reference_state(ref), ours.state_dict()
     assert len(theirs) == len(mine)
     loaded = {}
-    for (k1, v1), (k2, v2) in zip(theirs.items(), mine.items()):
+    for (k1, v1), (k2, v2) in zip(theirs.items(), mine.items(), strict=True):
         assert v1.shape == v2.shape, (k1, k2)
         loaded[k2] = v1
     ours.load_state_dict(loaded)

@@ -33,8 +33,8 @@ def brute_form(arch) -> tuple:
         return [[]] if node == h else [[e, *r] for e in edges if e[0] == node for r in paths(e[1])]
 
     live = {e for p in paths(0) for e in p}
-    return min(tuple(sorted(({0: 0, h: h, **dict(zip(range(1, h), perm))}[s],
-                             {0: 0, h: h, **dict(zip(range(1, h), perm))}[t], op) for s, t, op in live))
+    return min(tuple(sorted(({0: 0, h: h, **dict(zip(range(1, h), perm, strict=True))}[s],
+                             {0: 0, h: h, **dict(zip(range(1, h), perm, strict=True))}[t], op) for s, t, op in live))
                for perm in itertools.permutations(range(1, h)))
 
 

@@ -16,7 +16,7 @@ from .conftest import BASE, SPECS, assert_diagnostic, check_mistake, cli, locate
 def edit(*pairs: str, base: str = BASE) -> str:
     """BASE with each (old, new) pair replaced (old must occur)."""
     text = base
-    for old, new in zip(pairs[::2], pairs[1::2]):
+    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
         assert old in text, old
         text = text.replace(old, new, 1)
     return text

@@ -46,7 +46,7 @@ def _live_graph(choice, ops, h):
     pairs = [(s, t) for t in range(1, h + 1) for s in range(t)]
     g = nx.DiGraph()
     g.add_nodes_from(range(h + 1))
-    g.add_edges_from((s, t, {"op": ops[c]}) for (s, t), c in zip(pairs, choice) if ops[c] != "zero")
+    g.add_edges_from((s, t, {"op": ops[c]}) for (s, t), c in zip(pairs, choice, strict=True) if ops[c] != "zero")
     live = [(s, t) for s, t in g.edges if (s == 0 or nx.has_path(g, 0, s)) and (t == h or nx.has_path(g, t, h))]
     dead = g.number_of_edges() - len(live)
     lg = nx.DiGraph()
@@ -355,7 +355,7 @@ def test_cell_require_filters_build_no_graph_and_count_exactly(monkeypatch):
     for choice in itertools.product(range(5), repeat=6):
         g = nx.DiGraph()
         g.add_nodes_from(range(4))
-        g.add_edges_from(p for p, c in zip(pairs, choice) if c != 0)
+        g.add_edges_from(p for p, c in zip(pairs, choice, strict=True) if c != 0)
         want += nx.has_path(g, 0, 3)
     assert want == 15284 and sp.count() == want
 
@@ -494,14 +494,13 @@ def test_compile_refuses_a_rejected_architecture_and_graph_flags_it(spec):
 
 
 def test_archs_selection_refuses_rejected_ids(spec):
-    from nflc.cli import _select
-
     path = spec(REJECTING)
     sp = nflc.load(path)
     kept = next(iter(sp))
-    assert _select(sp, str(kept.index), 0) == [kept]
-    with pytest.raises(NflcError, match="is rejected by space 's'"):
-        _select(sp, f"{kept.index},0", 0)
+    assert sp.select(str(kept.index)) == [kept]
+    assert sp.select("all") is None and len(sp.select("sample:1", seed=3)) == 1
+    with pytest.raises(NflcError, match="`archs`: #0 .* is rejected by space 's'"):
+        sp.select(f"{kept.index},0")
     res = cli("analyze", path, "--archs", "0", "--data", "none")
     no_traceback(res)
     assert res.exit_code == 2 and "is rejected by space 's'" in res.output

@@ -32,7 +32,7 @@ def test_ids_are_nats_channel_strings_in_mixed_radix_order(sss):
                       (8 * 8 * 8 * 8 * 3 + 5, (32, 8, 8, 8, 48))]:
         a = sss.architecture(i)
         assert a.id == ":".join(map(str, values))
-        assert a.numeric == dict(zip(["c1", "c2", "c3", "c4", "c5"], values))
+        assert a.numeric == dict(zip(["c1", "c2", "c3", "c4", "c5"], values, strict=True))
         assert sss.architecture(a.id).index == i
         # the fixed cell may be written out too (the full form of the id)
         assert sss.architecture(f"{a.id};{TSS}").index == i

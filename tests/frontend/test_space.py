@@ -121,7 +121,7 @@ def test_indices_are_mixed_radix_numbers_with_the_last_edge_fastest():
     assert sp.count() == len(expected) == 18
     for i, ops in enumerate(expected):
         a = sp.architecture(i)
-        assert parse_groups(a.id) == dict(zip(order, ops)), (i, a.id)
+        assert parse_groups(a.id) == dict(zip(order, ops, strict=True)), (i, a.id)
         assert sp.architecture(a.id).index == i
 
 
@@ -231,7 +231,7 @@ def test_filtered_count_over_several_cell_instances(filters):
         pairs = [(s, t) for t in range(1, h + 1) for s in range(t)]
         classes, n = set(), 0
         for ops in itertools.product(OPS3, repeat=len(pairs)):
-            edges = dict(zip(pairs, ops))
+            edges = dict(zip(pairs, ops, strict=True))
             if "require" in filters and not connected(edges, h):
                 continue
             if "unique" in filters:
@@ -259,7 +259,7 @@ def canonical(edges: dict[tuple[int, int], str], h: int, zero: str) -> tuple:
     live = {(s, t): op for (s, t), op in live.items() if s in fwd and t in bwd}
     best = None
     for perm in itertools.permutations(range(1, h)):
-        m = {0: 0, h: h, **{k: v for k, v in zip(range(1, h), perm)}}
+        m = {0: 0, h: h, **{k: v for k, v in zip(range(1, h), perm, strict=True)}}
         form = tuple(sorted((m[s], m[t], op) for (s, t), op in live.items()))
         best = form if best is None or form < best else best
     return best

@@ -10,13 +10,13 @@ import pytest
 from nflc.verify.population import train_population
 from nflc.verify.train import Checkpoint, TrainConfig
 
-from .test_population import IDS, h3, modules, seeds, split  # noqa: F401  (fixtures)
+from .test_population import IDS, h3, modules, seeds, split  # noqa: F401, F811  (fixtures)
 
 # small enough that evaluation runs in several chunks whose length depends on the group size
 ELEMENTS = 6 * 12 * 7
 
 
-def _train(h3, split, ids, **kw):
+def _train(h3, split, ids, **kw):  # noqa: F811 (the fixtures' values)
     train_set, test_set = split
     config = TrainConfig(epochs=4, lr=0.1, batch=64, seed=0, device="cpu")
     return train_population(modules(h3, ids), train_set, test_set, config, seeds=seeds(ids),
@@ -37,7 +37,7 @@ def test_members_resumed_in_smaller_groups_repeat_the_full_group_bit_for_bit(h3,
         at = [IDS.index(a) for a in part]
         resumed = _train(h3, split, part, resume=[saved[i] for i in at], histories=[full[i].history[:2] for i in at],
                          eval_members=len(IDS))
-        for i, r in zip(at, resumed):
+        for i, r in zip(at, resumed, strict=True):
             assert r.history == full[i].history  # exact equality of every float
 
 
@@ -48,7 +48,8 @@ def test_the_group_size_is_what_sizes_evaluation_chunks(h3, split):  # noqa: F81
     alone = _train(h3, split, IDS[:2])
     sized = _train(h3, split, IDS[:2], eval_members=len(IDS))
     assert [r.history for r in sized] == [r.history for r in full[:2]]
-    diffs = [abs(x.train_loss - y.train_loss) for a, b in zip(alone, full[:2]) for x, y in zip(a.history, b.history)]
+    diffs = [abs(x.train_loss - y.train_loss)
+             for a, b in zip(alone, full[:2], strict=True) for x, y in zip(a.history, b.history, strict=True)]
     assert max(diffs) == pytest.approx(0, abs=1e-6)  # the same numbers up to round-off ...
     if max(diffs) == 0:
         pytest.skip("this BLAS sums both chunkings alike; the control shows nothing here")

@@ -23,7 +23,8 @@ from nflc.verify.plateau import (DEFAULT_RULE, Plateau, SlopeRule, converged_at,
 from nflc.verify.population import train_population
 from nflc.verify.report import build_report
 from nflc.verify.store import ResultStore
-from nflc.verify.sweep import SweepEvent, arch_seeds, run_sweep
+from nflc.verify.driver import SweepEvent, run_training
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,6 +255,11 @@ def test_training_until_converged_stops_at_the_first_levelled_epoch(digits):
     capped = train(narrow_mlp(1), train_set, test_set,
                    TrainConfig(epochs=expected - 1, lr=0.5, device="cpu", plateau=PLATEAU), seed=0)
     assert len(capped.history) == expected - 1  # --max-epochs wins
+    # the result says why it stopped (what `nflc verify` counts, without reopening the store)
+    assert (fixed.stopped, until.stopped, capped.stopped) == ("epochs", "converged", "epochs")
+    exact = train(narrow_mlp(1), train_set, test_set,
+                  TrainConfig(epochs=expected, lr=0.5, device="cpu", plateau=PLATEAU), seed=0)
+    assert exact.stopped == "converged"  # levelled off exactly at the cap
 
 
 IDS = [
@@ -275,13 +281,13 @@ def test_a_population_stops_each_member_where_it_would_stop_alone(mnist, rule, l
     mods = [h3.architecture(i).to_module(seed=arch_seeds(0, i)[0], width=4) for i in IDS]
     seeds = [arch_seeds(0, i)[1] for i in IDS]
     config = TrainConfig(epochs=60, lr=lr, batch=50, device="cpu", plateau=rule)
-    alone = [train(copy.deepcopy(m), *mnist, config, seed=s) for m, s in zip(mods, seeds)]
+    alone = [train(copy.deepcopy(m), *mnist, config, seed=s) for m, s in zip(mods, seeds, strict=True)]
     together = train_population(mods, *mnist, config, seeds=seeds)
     stops = [len(r.history) for r in alone]
     assert len(set(stops)) > 1 and min(stops) < 60  # members leave at different epochs
-    for r, g in zip(alone, together):
+    for r, g in zip(alone, together, strict=True):
         assert len(g.history) == len(r.history) and g.aspects.epochs == r.aspects.epochs
-        for x, y in zip(r.history, g.history):
+        for x, y in zip(r.history, g.history, strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5, abs=1e-6)
 
 
@@ -310,7 +316,7 @@ def test_a_converging_sweep_resumed_midway_equals_the_uninterrupted_one(tmp_path
 
     ref_db = tmp_path / "ref.sqlite"
     with ResultStore.open(ref_db, "spec", config) as store:
-        run_sweep(items, build, digits, config, store)
+        run_training(items, build, digits, config, store)
     reference = snapshot(ref_db)
     stop = reference["w3"][1].epochs
     assert 8 < stop < 80
@@ -323,9 +329,9 @@ def test_a_converging_sweep_resumed_midway_equals_the_uninterrupted_one(tmp_path
 
     with ResultStore.open(db, "spec", config) as store:
         with pytest.raises(Interrupt):
-            run_sweep(items, build, digits, config, store, progress=interrupt, checkpoint_every=4)
+            run_training(items, build, digits, config, store, progress=interrupt, checkpoint_every=4)
         assert store.status("w3") == "running"
-        run_sweep(items, build, digits, config, store, checkpoint_every=4)
+        run_training(items, build, digits, config, store, checkpoint_every=4)
     assert snapshot(db) == reference
     rep = build_report(db)
     assert {a.id: (a.converged, a.epochs_run, a.converged_at) for a in rep.architectures} == {

@@ -21,11 +21,11 @@ from nflc.verify.population import (
     forward_flops_per_row,
     member_layout,
     population_support,
-    run_population,
     train_population,
 )
 from nflc.verify.store import ResultStore
-from nflc.verify.sweep import arch_seeds, run_sweep
+from nflc.verify.driver import run_training
+from nflc.verify.protocol import arch_seeds
 from nflc.verify.train import Checkpoint, TrainConfig, train
 
 from .helpers import run_and_sigkill
@@ -99,18 +99,18 @@ def test_one_population_step_equals_separate_steps(h3, split):
     alone = modules(h3)
     together = copy.deepcopy(alone)
     start = copy.deepcopy(alone)
-    ref = [train(m, one_batch, test_set, config, seed=s) for m, s in zip(alone, seeds())]
+    ref = [train(m, one_batch, test_set, config, seed=s) for m, s in zip(alone, seeds(), strict=True)]
     got = train_population(together, one_batch, test_set, config, seeds=seeds())
-    for a, b, s, r, g in zip(alone, together, start, ref, got):
+    for a, b, s, r, g in zip(alone, together, start, ref, got, strict=True):
         assert_same_weights(a, b, atol=1e-6)
-        moved = any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), s.state_dict().values()))
+        moved = any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), s.state_dict().values(), strict=True))
         assert moved or r.history[0].train_loss == pytest.approx(2.302585, abs=1e-5)  # only the P = 0 net is frozen
         assert g.history[0].train_loss == pytest.approx(r.history[0].train_loss, rel=1e-6)
         assert g.history[0].test_acc == r.history[0].test_acc
 
 
 def test_a_sweep_shares_its_data_order_and_not_its_initialisation():
-    init, order = zip(*(arch_seeds(0, i) for i in IDS))
+    init, order = zip(*(arch_seeds(0, i) for i in IDS), strict=True)
     assert len(set(init)) == len(IDS) and len(set(order)) == 1
     assert arch_seeds(1, IDS[0])[1] != order[0]
 
@@ -124,7 +124,7 @@ def test_several_epochs_match_separate_training(h3, split, order, monkeypatch):
     alone = modules(h3)
     together = copy.deepcopy(alone)
     member_seeds = seeds() if order == "sweep" else [arch_seeds(0, i)[0] for i in IDS]
-    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, member_seeds)]
+    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, member_seeds, strict=True)]
     batch_dims = []
     forward = Population.forward
     monkeypatch.setattr(Population, "forward", lambda self, x: batch_dims.append(x.dim()) or forward(self, x))
@@ -134,9 +134,9 @@ def test_several_epochs_match_separate_training(h3, split, order, monkeypatch):
     steps = 4 * -(-len(train_set) // 32)
     per_member = batch_dims.count(3)
     assert per_member == (0 if order == "sweep" else steps) and batch_dims.count(2) >= steps * (order == "sweep")
-    for r, g, a, b in zip(ref, got, alone, together):
+    for r, g, a, b in zip(ref, got, alone, together, strict=True):
         assert len(g.history) == len(r.history) == 4
-        for x, y in zip(r.history, g.history):
+        for x, y in zip(r.history, g.history, strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5, abs=1e-6)
             assert y.test_loss == pytest.approx(x.test_loss, rel=1e-5, abs=1e-6)
             assert abs(y.train_acc - x.train_acc) <= 1 / len(train_set)  # at most one borderline argmax
@@ -151,7 +151,7 @@ def test_same_seed_same_numbers_and_members_do_not_interact(h3, split):
     again = train_population(modules(h3), train_set, test_set, config, seeds=seeds())
     assert [r.history for r in first] == [r.history for r in again]
     one = train_population(modules(h3, IDS[3:4]), train_set, test_set, config, seeds=seeds(IDS[3:4]))[0]
-    for x, y in zip(first[3].history, one.history):
+    for x, y in zip(first[3].history, one.history, strict=True):
         assert y.train_loss == pytest.approx(x.train_loss, rel=1e-6)
 
 
@@ -162,7 +162,7 @@ def test_a_diverging_member_is_recorded_and_leaves_the_others_alone(h3, split):
     with torch.no_grad():
         mods[1].layers[1].weight.fill_(1e30)  # overflows: inf/NaN logits
     alone = copy.deepcopy(mods)
-    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, seeds())]
+    ref = [train(m, train_set, test_set, config, seed=s) for m, s in zip(alone, seeds(), strict=True)]
     got = train_population(mods, train_set, test_set, config, seeds=seeds())
     assert ref[1].aspects.diverged and got[1].aspects.diverged
     assert len(got[1].history) == len(ref[1].history) < 3 and got[1].aspects.expressivity is None
@@ -188,7 +188,7 @@ def test_population_checkpoints_resume_alone_or_together(h3, split):
     i = 5
     m = modules(h3, [IDS[i]])[0]
     alone = train(m, train_set, test_set, config, seed=seeds()[i], resume=saved[i], history=full[i].history[:2])
-    for x, y in zip(full[i].history, alone.history):
+    for x, y in zip(full[i].history, alone.history, strict=True):
         assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
     # together: a population continues from the same checkpoints to the same numbers
     resumed = train_population(modules(h3), train_set, test_set, config, seeds=seeds(),
@@ -223,19 +223,19 @@ def close_enough(a: dict, b: dict) -> None:
     for k in a:
         (sa, aa, ea), (sb, ab, eb) = a[k], b[k]
         assert sa == sb and aa.convergence == ab.convergence and aa.diverged == ab.diverged and len(ea) == len(eb)
-        for x, y in zip(ea, eb):
+        for x, y in zip(ea, eb, strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
 
 
-def test_store_sweep_matches_run_sweep_and_skips_finished(tmp_path, h3, split):
+def test_store_sweep_matches_one_at_a_time_and_skips_finished(tmp_path, h3, split):
     items = IDS[:4] + ["mlp"]
     with ResultStore.open(tmp_path / "a.sqlite", SPEC_HASH, STORE_CONFIG) as store:
-        summary = run_population(items, store_builder(h3), split, STORE_CONFIG, store, group_size=3)
+        summary = run_training(items, store_builder(h3), split, STORE_CONFIG, store, group_size=3, population=True)
         assert summary.trained == IDS[:3] + [IDS[3], "mlp"] and summary.alone == ["mlp"]
-        again = run_population(items, store_builder(h3), split, STORE_CONFIG, store)
+        again = run_training(items, store_builder(h3), split, STORE_CONFIG, store, population=True)
         assert again.trained == [] and again.skipped == items
     with ResultStore.open(tmp_path / "b.sqlite", SPEC_HASH, STORE_CONFIG) as store:
-        run_sweep(items, store_builder(h3), split, STORE_CONFIG, store)
+        run_training(items, store_builder(h3), split, STORE_CONFIG, store)
     close_enough(dump(tmp_path / "a.sqlite"), dump(tmp_path / "b.sqlite"))
 
 
@@ -255,7 +255,7 @@ def test_only_when_faster_batches_only_small_networks_on_a_cpu(tmp_path, h3, spl
 
     config = STORE_CONFIG.model_copy(update={"epochs": 1})
     with ResultStore.open(tmp_path / "a.sqlite", SPEC_HASH, config) as store:
-        summary = run_population(IDS[:3], build, split, config, store, only_when_faster=True)
+        summary = run_training(IDS[:3], build, split, config, store, only_when_faster=True, population=True)
     assert summary.alone == [IDS[0]] and summary.batched == IDS[1:3]
 
 
@@ -265,7 +265,7 @@ class Interrupt(Exception):
 
 def test_interrupted_population_resumes_to_the_same_numbers(tmp_path, h3, split):
     with ResultStore.open(tmp_path / "ref.sqlite", SPEC_HASH, STORE_CONFIG) as store:
-        run_population(IDS, store_builder(h3), split, STORE_CONFIG, store)
+        run_training(IDS, store_builder(h3), split, STORE_CONFIG, store, population=True)
     reference = dump(tmp_path / "ref.sqlite")
 
     def stop(event):
@@ -275,11 +275,11 @@ def test_interrupted_population_resumes_to_the_same_numbers(tmp_path, h3, split)
     db = tmp_path / "cut.sqlite"
     with ResultStore.open(db, SPEC_HASH, STORE_CONFIG) as store:
         with pytest.raises(Interrupt):
-            run_population(IDS, store_builder(h3), split, STORE_CONFIG, store, stop, checkpoint_every=2)
+            run_training(IDS, store_builder(h3), split, STORE_CONFIG, store, stop, checkpoint_every=2, population=True)
         # members before the interrupted one wrote epoch 3's record in memory only: checkpoints at 2
         assert {store.checkpoint(a)[0] for a in IDS} == {2}
         events = []
-        run_population(IDS, store_builder(h3), split, STORE_CONFIG, store, events.append, checkpoint_every=2)
+        run_training(IDS, store_builder(h3), split, STORE_CONFIG, store, events.append, checkpoint_every=2, population=True)
     assert [(e.kind, e.epoch) for e in events if e.kind == "resume"] == [("resume", 2)] * len(IDS)
     assert dump(db) == reference  # same group, same checkpoints: bit for bit
 
@@ -291,15 +291,15 @@ def child_main(db: str) -> None:
     split = train_test_split(load_dataset("mnist5k", seed=0, n=200), test_fraction=0.25, seed=0)
     config = STORE_CONFIG.model_copy(update={"epochs": 8})
     with ResultStore.open(db, SPEC_HASH, config) as store:
-        run_population(IDS, store_builder(h3), split, config, store,
-                       lambda e: time.sleep(0.05) if e.kind == "epoch" else None)
+        run_training(IDS, store_builder(h3), split, config, store,
+                       lambda e: time.sleep(0.05) if e.kind == "epoch" else None, population=True)
 
 
 def test_sigkill_mid_population_resumes_to_identical_numbers(tmp_path, h3, split):
     config = STORE_CONFIG.model_copy(update={"epochs": 8})
     ref_db = tmp_path / "ref.sqlite"
     with ResultStore.open(ref_db, SPEC_HASH, config) as store:
-        run_population(IDS, store_builder(h3), split, config, store)
+        run_training(IDS, store_builder(h3), split, config, store, population=True)
         reference = {a: (s, store.aspects(a), store.epochs(a)) for a, s in store.statuses().items()}
     db = tmp_path / "killed.sqlite"
     code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.verify.test_population import child_main; child_main({str(db)!r})"
@@ -321,7 +321,7 @@ def test_sigkill_mid_population_resumes_to_identical_numbers(tmp_path, h3, split
     with ResultStore.open(db, SPEC_HASH, config) as store:
         assert store.integrity_check() == "ok"
         assert set(store.statuses().values()) == {"running"}
-        run_population(IDS, store_builder(h3), split, config, store)
+        run_training(IDS, store_builder(h3), split, config, store, population=True)
         got = {a: (s, store.aspects(a), store.epochs(a)) for a, s in store.statuses().items()}
     assert list(got) == list(reference)
     for a in reference:

@@ -24,7 +24,8 @@ ray = pytest.importorskip("ray")  # the test extra installs it; CI runs these
 import nflc  # noqa: E402
 from nflc.errors import NflcError  # noqa: E402
 from nflc.verify.ray_executor import RayExecutor  # noqa: E402
-from nflc.verify.run import make_config, verify  # noqa: E402
+from nflc.verify.config import make_config  # noqa: E402
+from nflc.verify.run import verify  # noqa: E402
 from nflc.verify.store import ResultStore  # noqa: E402
 from nflc.verify.driver import run_training  # noqa: E402
 from nflc.verify.train import TrainConfig  # noqa: E402

@@ -42,7 +42,7 @@ def db(tmp_path):
         store.register([*ROWS, "pending-one"])
         store.put_info({f"arch:{k}": {"index": i, "paths": p, "mean_depth": d, "sum_depth": p * d, "params": 100 + i}
                         for i, (k, (p, d, *_)) in enumerate(ROWS.items())})
-        for k, (p, d, loss, conv, gap, div) in ROWS.items():
+        for k, (_p, _d, loss, conv, gap, div) in ROWS.items():
             n = 3 if div else 5
             hist = history(math.nan if div else loss, 0.0 if div else gap, n)
             aspects = Aspects(expressivity=loss, convergence=conv, generalization=gap, diverged=div, epochs=n)

@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from nflc.cli_progress import sweep_progress
 from nflc.data import load_dataset, train_test_split
 from nflc.verify.store import ResultStore, StoreMismatchError
-from nflc.verify.sweep import SweepEvent, run_sweep
+from nflc.verify.driver import LocalExecutor, SweepEvent, run_training
 from nflc.verify.train import TrainConfig, train
 
 from .helpers import run_and_sigkill
@@ -31,7 +32,7 @@ def split():
 
 def build(arch_id: str, seed: int) -> nn.Module:
     """A tiny MLP whose width is in its id; ``boom`` starts with weights that overflow."""
-    torch.manual_seed(seed)  # global on purpose: run_sweep must isolate builders that do this
+    torch.manual_seed(seed)  # global on purpose: run_training must isolate builders that do this
     if arch_id == "boom":
         model = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
         with torch.no_grad():
@@ -52,7 +53,7 @@ def reference(tmp_path_factory) -> dict[str, tuple]:
     """The uninterrupted sweep."""
     db = tmp_path_factory.mktemp("reference") / "ref.sqlite"
     with ResultStore.open(db, SPEC, CONFIG) as store:
-        run_sweep(ITEMS, build, split(), CONFIG, store)
+        run_training(ITEMS, build, split(), CONFIG, store)
     return snapshot(db)
 
 
@@ -64,9 +65,9 @@ def test_sweep_finishes_everything_then_skips_it(tmp_path, reference):
         return train(module, *args, **kwargs)
 
     with ResultStore.open(tmp_path / "r.sqlite", SPEC, CONFIG) as store:
-        summary = run_sweep(ITEMS, build, split(), CONFIG, store, train_fn=counting_train)
+        summary = run_training(ITEMS, build, split(), CONFIG, store, executor=LocalExecutor(counting_train))
         assert summary.trained == ITEMS and summary.skipped == [] and list(summary.results) == ITEMS
-        again = run_sweep([(a, "extra data") for a in ITEMS], build, split(), CONFIG, store, train_fn=counting_train)
+        again = run_training([(a, "extra data") for a in ITEMS], build, split(), CONFIG, store, executor=LocalExecutor(counting_train))
     assert len(calls) == len(ITEMS)  # the second sweep trained nothing
     assert again.skipped == ITEMS and again.results == summary.results
     assert snapshot(tmp_path / "r.sqlite") == reference
@@ -75,14 +76,14 @@ def test_sweep_finishes_everything_then_skips_it(tmp_path, reference):
 
 def test_seeds_depend_on_the_architecture_not_its_position(tmp_path, reference):
     with ResultStore.open(tmp_path / "r.sqlite", SPEC, CONFIG) as store:
-        run_sweep(list(reversed(ITEMS[:2])), build, split(), CONFIG, store)
+        run_training(list(reversed(ITEMS[:2])), build, split(), CONFIG, store)
     got = snapshot(tmp_path / "r.sqlite")
     assert got == {a: reference[a] for a in ITEMS[:2]}
 
 
 def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path, reference):
     with ResultStore.open(tmp_path / "r.sqlite", SPEC, CONFIG) as store:
-        summary = run_sweep(["w8", "boom", "w16"], build, split(), CONFIG, store)
+        summary = run_training(["w8", "boom", "w16"], build, split(), CONFIG, store)
         assert summary.diverged == ["boom"] and summary.trained == ["w8", "boom", "w16"]
         assert store.status("boom") == "diverged" and store.aspects("boom").expressivity is None
         assert store.checkpoint("boom") is None
@@ -93,15 +94,15 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path, reference):
 
 def test_store_must_hold_this_training_configuration(tmp_path):
     with ResultStore.open(tmp_path / "r.sqlite", SPEC, {"train": CONFIG.model_dump(mode="json"), "data": "digits"}) as store:
-        run_sweep(["w8"], build, split(), CONFIG, store)  # accepted under "train"
+        run_training(["w8"], build, split(), CONFIG, store)  # accepted under "train"
         with pytest.raises(StoreMismatchError, match="does not contain"):
-            run_sweep(["w8"], build, split(), CONFIG.model_copy(update={"lr": 0.5}), store)
+            run_training(["w8"], build, split(), CONFIG.model_copy(update={"lr": 0.5}), store)
 
 
 def test_duplicate_ids_are_refused(tmp_path):
     with ResultStore.open(tmp_path / "r.sqlite", SPEC, CONFIG) as store:
         with pytest.raises(ValueError, match="repeated: w8"):
-            run_sweep(["w8", "w16", "w8"], build, split(), CONFIG, store)
+            run_training(["w8", "w16", "w8"], build, split(), CONFIG, store)
 
 
 class Interrupt(Exception):
@@ -117,12 +118,12 @@ def test_in_process_interruption_resumes_from_the_last_checkpoint(tmp_path, refe
 
     with ResultStore.open(db, SPEC, CONFIG) as store:
         with pytest.raises(Interrupt):
-            run_sweep(ITEMS, build, split(), CONFIG, store, progress=stop_in_w16, checkpoint_every=2)
+            run_training(ITEMS, build, split(), CONFIG, store, progress=stop_in_w16, checkpoint_every=2)
         # every 2 epochs: epoch 5 is not covered, the checkpoint after epoch 4 is
         assert store.status("w16") == "running" and store.checkpoint("w16")[0] == 4
         assert [r.epoch for r in store.epochs("w16")] == [1, 2, 3, 4]
         events: list[SweepEvent] = []
-        run_sweep(ITEMS, build, split(), CONFIG, store, progress=events.append, checkpoint_every=2)
+        run_training(ITEMS, build, split(), CONFIG, store, progress=events.append, checkpoint_every=2)
     kinds = [(e.kind, e.arch_id, e.epoch) for e in events if e.kind != "epoch"]
     assert kinds[:2] == [("skip", "w8", None), ("resume", "w16", 4)]
     assert snapshot(db) == reference
@@ -131,7 +132,9 @@ def test_in_process_interruption_resumes_from_the_last_checkpoint(tmp_path, refe
 def test_rich_progress_bar_runs(tmp_path, capsys):
     config = CONFIG.model_copy(update={"epochs": 2})
     with ResultStore.open(tmp_path / "p.sqlite", SPEC, config) as store:
-        summary = run_sweep(["w8"], build, split(), config, store, progress=True)
+        report, close = sweep_progress(config.epochs)
+        summary = run_training(["w8"], build, split(), config, store, progress=report)
+        close()
     assert summary.trained == ["w8"]
     assert "architectures" in capsys.readouterr().err
 
@@ -145,7 +148,7 @@ def child_main(db: str, threads: int) -> None:
     sleeping changes timing, not numbers."""
     torch.set_num_threads(threads)  # same BLAS partitioning as the parent: same float sums
     with ResultStore.open(db, SPEC, CONFIG) as store:
-        run_sweep(ITEMS, build, split(), CONFIG, store, progress=lambda e: time.sleep(0.1) if e.kind == "epoch" else None)
+        run_training(ITEMS, build, split(), CONFIG, store, progress=lambda e: time.sleep(0.1) if e.kind == "epoch" else None)
 
 
 def _poll(db: Path) -> tuple[int, int]:
@@ -197,7 +200,7 @@ def test_sigkill_mid_sweep_loses_nothing_and_resumes_to_identical_numbers(tmp_pa
 
     events: list[SweepEvent] = []
     with ResultStore.open(db, SPEC, CONFIG) as store:
-        run_sweep(ITEMS, build, split(), CONFIG, store, progress=events.append)
+        run_training(ITEMS, build, split(), CONFIG, store, progress=events.append)
     resumed = [e for e in events if e.kind == "resume"]
     assert len(resumed) == 1 and resumed[0].epoch >= 2  # continued mid-architecture, not restarted
     assert snapshot(db) == reference

@@ -72,7 +72,7 @@ def test_racing_openers_get_exactly_one_lease(tmp_path):
         barrier, attempted = threading.Barrier(4), threading.Barrier(4)
         outcomes: list = []
 
-        def opener() -> None:
+        def opener(barrier=barrier, attempted=attempted, db=db, outcomes=outcomes) -> None:
             barrier.wait()
             try:
                 store = ResultStore.open(db, "h", CONFIG, timeout=10)
@@ -232,7 +232,7 @@ def test_two_processes_on_one_database(tmp_path, reference, moment):
         time.sleep(0.01)
     results = [(p.returncode, *p.communicate()) for p in (first, second)]
     assert not lost
-    for code, out, err in results:
+    for code, _out, err in results:
         assert "Traceback" not in err
         assert code == 0 or (code == 2 and "being written by another nflc process" in err), (code, err)
     refused = [err for code, _, err in results if code == 2]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from nflc.cli import app
 from nflc.verify.store import ResultStore, StoreError
-from nflc.verify.train import Aspects, EpochRecord, TrainConfig
+from nflc.verify.train import EpochRecord, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 H3 = REPO / "specs" / "nfl_h3.nfl"

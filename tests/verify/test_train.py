@@ -149,7 +149,7 @@ def test_one_full_batch_epoch_is_one_plain_sgd_step(digits):
         with torch.no_grad():
             for p in ref.parameters():
                 p -= lr * p.grad
-    for p, q in zip(model.parameters(), ref.parameters()):
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
 
@@ -188,7 +188,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(digits):
         runs.append((train(model, train_set, test_set, config, seed=seed), model))
     (a, ma), (b, mb), (c, _) = runs
     assert a.history == b.history and a.aspects == b.aspects
-    assert all(torch.equal(p, q) for p, q in zip(ma.parameters(), mb.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(ma.parameters(), mb.parameters(), strict=True))
     assert a.history != c.history
 
 
@@ -238,7 +238,7 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(digits):
         resumed_model, train_set, test_set, config, seed=3, resume=checkpoint, history=full.history[:3]
     )
     assert resumed.history == full.history and resumed.aspects == full.aspects
-    assert all(torch.equal(p, q) for p, q in zip(full_model.parameters(), resumed_model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(full_model.parameters(), resumed_model.parameters(), strict=True))
     with pytest.raises(ValueError, match="needs 3 epochs of history"):
         train(mlp(8), train_set, test_set, config, seed=3, resume=checkpoint, history=full.history[:2])
     # extended: from the final state of 6 epochs to 8 equals 8 epochs at once

@@ -102,7 +102,7 @@ def test_one_at_a_time_gives_the_same_numbers(db, tmp_path):
     assert res.exit_code == 0 and "0 in populations, 4 one at a time" in res.output
     a, b = ResultStore.open_readonly(db), ResultStore.open_readonly(other)
     for i in IDS:
-        for x, y in zip(a.epochs(i), b.epochs(i)):
+        for x, y in zip(a.epochs(i), b.epochs(i), strict=True):
             assert y.train_loss == pytest.approx(x.train_loss, rel=1e-5)
 
 
@@ -137,7 +137,7 @@ def test_report_json_has_every_architecture_and_the_statistics(db, tmp_path):
     loss = [hist[i][-1].train_loss for i in IDS]
     epochs = [next((r.epoch for r in hist[i] if r.train_acc >= 0.5), 3) for i in IDS]
     gap = [hist[i][-1].test_loss - hist[i][-1].train_loss for i in IDS]
-    for a, l, e, g in zip(rep["architectures"], loss, epochs, gap):
+    for a, l, e, g in zip(rep["architectures"], loss, epochs, gap, strict=True):  # noqa: E741 (l: a loss)
         assert a["diverged"] is False and a["expressivity"] == pytest.approx(l) and a["generalization"] == pytest.approx(g)
         assert a["convergence"] == (e if e <= 2 else None)
     assert loss[1] == pytest.approx(2.302585, abs=1e-4)  # P = 0: a constant output, ln 10
@@ -173,7 +173,7 @@ def test_report_json_has_every_architecture_and_the_statistics(db, tmp_path):
     assert learned
     winners = {}
     for aspect in raw:
-        values = {k: v for k, v in zip(live, raw[aspect]) if k in learned}
+        values = {k: v for k, v in zip(live, raw[aspect], strict=True) if k in learned}
         winners[aspect] = [IDS[k] for k, v in values.items() if v == min(values.values())]
     assert rep["nfl"]["winners"] == winners
     common = set.intersection(*map(set, winners.values()))

@@ -209,3 +209,20 @@ def test_executor_ray_without_ray_installed_names_the_extra(tmp_path, monkeypatc
     db = tmp_path / "r.sqlite"
     res = cli("verify", H3, *TINY, "--executor", "ray", "--db", db)
     assert res.exit_code == 2 and "nflc[ray]" in res.output and not db.exists()
+
+
+def test_configuration_errors_name_settings_the_cli_its_flags():
+    """nflc.verify.config speaks no command-line words: a bad setting is named in backticks,
+    and the command line respells it as its flag (the messages tests/verify/test_plateau.py
+    checks)."""
+    from nflc.cli import flag
+    from nflc.errors import SettingError
+    from nflc.verify.config import stopping_rule
+
+    with pytest.raises(SettingError) as exc:
+        stopping_rule(True, None, 0, None, None)
+    assert str(exc.value) == "`max_epochs` must be at least 1, got 0"
+    assert str(exc.value.respelled(flag)) == "--max-epochs must be at least 1, got 0"
+    with pytest.raises(SettingError) as exc:
+        stopping_rule(False, None, None, 5, None)
+    assert str(exc.value.respelled(flag)) == "--plateau-window only applies with --until-converged"

@@ -1,0 +1,1 @@
+"""The compiler's passes: AST -> checked ``SpaceIR`` (``nflc.ir.lower`` drives them)."""
