@@ -74,22 +74,24 @@ def choose_threads(requested: int | None = None, *, rows: int | None = None, cpu
 def limit_threads(n: int) -> Iterator[None]:
     """At most ``n`` threads in numpy/scipy's BLAS and OpenMP (threadpoolctl) and in torch
     (intra-op), restored on exit."""
+    import torch  # torch: loaded only when a network is built or trained
+
+    # torch's count is read before threadpoolctl changes OpenMP's, which torch reports as its
+    # own: read after, it would "restore" n and leave torch's BLAS on n spinning threads
+    before = torch.get_num_threads()
     try:
         from threadpoolctl import threadpool_limits  # threadpoolctl: loaded only when threads are limited
     except ImportError:  # BLAS then keeps its own setting
         limits = None
     else:
         limits = threadpool_limits(limits=n)
-    import torch  # torch: loaded only when a network is built or trained
-
-    before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
-        if limits is not None:
+        if limits is not None:  # last in, first out: the BLAS and OpenMP limits, then torch's
             limits.restore_original_limits()
+        torch.set_num_threads(before)
 
 
 def set_threads(n: int) -> None:

@@ -3,6 +3,7 @@ verdict when scores were not computed."""
 
 import io
 import math
+import os
 
 import pytest
 import torch
@@ -57,6 +58,38 @@ def test_limit_threads_sets_and_restores_blas_and_torch():
         assert all(p["num_threads"] <= 2 for p in threadpool_info())
     assert torch.get_num_threads() == before_torch
     assert [p["num_threads"] for p in threadpool_info()] == before_blas
+
+
+_SETTINGS_AROUND_LIMIT = """
+import torch
+from nflc.analysis.threads import limit_threads
+
+def settings():
+    return [line.strip() for line in torch.__config__.parallel_info().splitlines()
+            if "threads()" in line and "interop" not in line]
+
+before = settings()
+with limit_threads(2):
+    torch.randn(64, 64) @ torch.randn(64, 64)
+print(repr((before, settings())))
+"""
+
+
+def test_limit_threads_restores_every_library_torch_uses():
+    """torch reports OpenMP's count as its own: read after threadpoolctl had raised OpenMP's,
+    it was restored to n, and MKL kept n threads whose barriers stall a busy machine's later
+    work (a test after it ran 30x slower). Every thread setting torch reports (ATen, OpenMP,
+    MKL) is back on exit, checked in a fresh process (this one's settings are the suite's)."""
+    import ast
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", _SETTINGS_AROUND_LIMIT], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    before, after = ast.literal_eval(out.strip().splitlines()[-1])
+    assert before, "torch.__config__.parallel_info() names no thread setting"
+    assert after == before
 
 
 class Clock:
