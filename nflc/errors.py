@@ -41,6 +41,21 @@ def source_line(text: str, line: int) -> str | None:
     return "".join(" " if (ch < " " or ch in "\x7f\x85\u2028\u2029") else ch for ch in lines[line - 1])
 
 
+SHOWN_LINE = 120  # a longer source line is shown around the caret only
+
+
+def _window(src: str, col: int, width: int) -> tuple[str, int, int]:
+    """A long line cut to :data:`SHOWN_LINE` characters around column ``col`` (``...`` where
+    it is cut), with the caret's column and width in the cut line."""
+    if len(src) <= SHOWN_LINE:
+        return src, col, width
+    start = max(0, min(col - 1 - SHOWN_LINE // 3, len(src) - SHOWN_LINE))
+    end = start + SHOWN_LINE
+    head, tail = ("..." if start else ""), ("..." if end < len(src) else "")
+    col = col - start + len(head)
+    return head + src[start:end] + tail, col, max(1, min(width, end - (col - len(head) - 1 + start) + 1))
+
+
 def decode_source(data: bytes, file: str) -> str:
     """UTF-8 source text (a leading byte-order mark is dropped), or a diagnostic that names
     the first byte that is not UTF-8 by its offset, line and column."""
@@ -92,6 +107,7 @@ class Diagnostic:
                 if self.span.end_line == self.span.line and self.span.end_column:
                     width = max(1, self.span.end_column - col)
                 width = min(width, max(1, len(src) - col + 1))
+                src, col, width = _window(src, col, width)
                 out.append(f"    {src}")
                 out.append("    " + " " * (col - 1) + "^" + "~" * (width - 1))
         if self.hint:

@@ -15,8 +15,8 @@ from nflc.errors import DiagnosticBag, Span
 from nflc.ir.model import SourceSpan
 from nflc.ir.scopes import Scope, SpaceSource
 from nflc.syntax import ast
+from nflc.syntax.parser import MAX_DIGITS as MAX_DIGITS  # every value in an expression stays below 10**100 in magnitude
 
-MAX_DIGITS = 100  # every value in an expression stays below 10**100 in magnitude
 MAX_REPEAT = 10_000  # largest repeat count `xN`
 MAX_PRIMS = 100_000  # primitive ops one op expression may expand to (repeats multiply)
 MAX_STAGES = 100_000  # stages (primitives and cell placements) of a network

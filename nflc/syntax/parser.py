@@ -17,6 +17,13 @@ from nflc.errors import Diagnostic, Span, SyntaxError_, source_lines
 from nflc.syntax import ast
 
 _SUFFIX = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
+MAX_DIGITS = 100  # every value in a spec stays below 10**MAX_DIGITS; a literal has at most this many digits per part
+
+# Words of the grammar: none may name a space, op, constant, cell, parameter or node (lark's
+# contextual lexer would read `space space {` as a space named `space`). `cell` is the
+# default cell's name, so a network may still place `cell`.
+KEYWORDS = frozenset({"space", "input", "op", "cell", "nodes", "edge", "network", "budget", "require", "unique",
+                      "import", "bias", "prune", "init", "scale", "as", "shared", "independent", "in"})
 
 # Friendly names for the grammar's terminals in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -54,10 +61,20 @@ def _parser() -> lark.Lark:
     return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
+class NumberTooLong(ValueError):
+    """A number literal with more digits than a spec's values may have (:data:`MAX_DIGITS`)."""
+
+
 def exact_number(text: str) -> int | Fraction:
     """The exact value of a NUMBER token: an int when whole (``4.1M`` is 4100000, with no
-    float rounding on the way), else a Fraction (``1.5`` is 3/2)."""
+    float rounding on the way), else a Fraction (``1.5`` is 3/2). A literal whose whole or
+    fractional part has more than :data:`MAX_DIGITS` digits raises :class:`NumberTooLong`
+    (read before Python's int() would refuse thousands of digits)."""
     t = text.replace("_", "")
+    whole, _, frac = t.rstrip("kKMG").partition(".")
+    if len(whole.lstrip("0")) > MAX_DIGITS or len(frac) > MAX_DIGITS:
+        raise NumberTooLong(f"a number of {len(whole) + len(frac):,} digits; numbers in a spec stay below "
+                            f"10**{MAX_DIGITS} with at most {MAX_DIGITS} digits after the point")
     if t.isdigit():  # the common case, without a Fraction
         return int(t)
     mult = 1
@@ -99,10 +116,26 @@ class _ToAst(Transformer_NonRecursive):
         return _span(self.file, meta)
 
     # -- expressions
+    def _error(self, message: str, tok: Token, hint: str | None = None) -> SyntaxError_:
+        span = _span(self.file, tok)
+        return SyntaxError_(message, diagnostics=[Diagnostic("error", message, span, hint)], sources={self.file: self.text})
+
+    def _name(self, tok: Token, what: str, allow: frozenset[str] = frozenset()) -> str:
+        """A name that defines something (``what``): never a keyword."""
+        name = str(tok)
+        if name in KEYWORDS and name not in allow:
+            raise self._error(f"'{name}' is a keyword and cannot name {what}", tok,
+                              f"choose another name, e.g. '{name}_1'")
+        return name
+
     @v_args(meta=True)
     def number(self, meta, items):
         tok = items[0]
-        return ast.Num(exact_number(str(tok)), str(tok), _span(self.file, tok))
+        try:
+            value = exact_number(str(tok))
+        except NumberTooLong as exc:
+            raise self._error(str(exc), tok, "write a smaller number") from None
+        return ast.Num(value, str(tok), _span(self.file, tok))
 
     @v_args(meta=True)
     def ref(self, meta, items):
@@ -157,24 +190,24 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def op_def(self, meta, items):
         name, params, body = items
-        return ast.OpDef(str(name), tuple(params or ()), body, self._s(meta), _span(self.file, name))
+        return ast.OpDef(self._name(name, "an op"), tuple(params or ()), body, self._s(meta), _span(self.file, name))
 
     def op_params(self, items):
         return [i for i in items if i is not None]
 
     @v_args(meta=True)
     def op_param(self, meta, items):
-        return ast.Param(str(items[0]), items[1], self._s(meta))
+        return ast.Param(self._name(items[0], "a parameter"), items[1], self._s(meta))
 
     @v_args(meta=True)
     def const_def(self, meta, items):
-        return ast.ConstDef(str(items[0]), items[1], self._s(meta))
+        return ast.ConstDef(self._name(items[0], "a constant"), items[1], self._s(meta))
 
     @v_args(meta=True)
     def choice_const(self, meta, items):
         name, *values = items
         values = tuple(v for v in values if v is not None)
-        return ast.ConstDef(str(name), values[0] if values else None, self._s(meta), options=values)
+        return ast.ConstDef(self._name(name, "a numeric choice"), values[0] if values else None, self._s(meta), options=values)
 
     @v_args(meta=True)
     def input_stmt(self, meta, items):
@@ -200,7 +233,7 @@ class _ToAst(Transformer_NonRecursive):
         edges = tuple(i for i in body if isinstance(i, ast.EdgeStmt))
         channels = tuple(i for i in body if isinstance(i, ast.ChannelsStmt))
         node_ops = tuple(i for i in body if isinstance(i, ast.NodeStmt))
-        return ast.CellDef(str(name) if name is not None else None, nodes, edges, self._s(meta),
+        return ast.CellDef(self._name(name, "a cell") if name is not None else None, nodes, edges, self._s(meta),
                            tuple(params) if params is not None else None, channels, node_ops)
 
     @v_args(meta=True)
@@ -213,7 +246,7 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def nodes_named(self, meta, items):
-        return ast.NodesStmt(None, tuple(str(i) for i in items if i is not None), self._s(meta))
+        return ast.NodesStmt(None, tuple(self._name(i, "a node") for i in items if i is not None), self._s(meta))
 
     @v_args(meta=True)
     def edge_stmt(self, meta, items):
@@ -284,7 +317,7 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def space(self, meta, items):
         name, *body = items
-        return ast.SpaceDef(str(name), tuple(body), self._s(meta))
+        return ast.SpaceDef(self._name(name, "a space"), tuple(body), self._s(meta))
 
     @v_args(meta=True)
     def import_stmt(self, meta, items):
