@@ -78,9 +78,7 @@ def test_bad_options_are_refused_before_the_database_exists(tmp_path, case):
 
 @pytest.mark.parametrize("width, words", [
     ("1" + "0" * 40, "parameters"),
-    pytest.param("9" * 5000, "digits", marks=pytest.mark.xfail(
-        strict=True, reason="issue #28 bounds the .nfl reader's numbers (nflc/syntax/parser.py: int() of 5000 digits "
-                            "is a ValueError); remove this mark when it does")),
+    ("9" * 5000, "digits"),
 ])
 def test_a_spec_with_a_huge_number_is_refused_before_the_database_exists(tmp_path, width, words):
     """A width of 10^40 in the spec: the modules cannot fit (checked before the database).
