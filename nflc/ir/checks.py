@@ -71,12 +71,12 @@ def _budget(ctx: LowerContext, b: ast.Budget) -> BudgetIR:
         ctx.fail(f"unknown budget metric '{b.metric}'", b.metric_span,
                  did_you_mean(b.metric, BUDGET_METRICS) or "budgets are on params or flops")
     value = eval_int(ctx, b.value, "the budget", minimum=1)
-    tol = 0.0
+    tol: int | Fraction = 0
     if b.tolerance is not None:
         t = evaluate(ctx, b.tolerance)
         if isinstance(t, bool) or t < 0:
             ctx.fail("the tolerance must be a non-negative number", b.tolerance.span)
-        tol = float(value * Fraction(t) / 100 if b.percent else t)
+        tol = Fraction(value) * Fraction(t) / 100 if b.percent else Fraction(t)
     if b.scale is not None:
         consts = ctx.scope.consts
         if b.scale not in consts:
@@ -104,7 +104,7 @@ def _require(ctx: LowerContext, r: ast.Require) -> RequireIR:
     v = evaluate(ctx, r.value)
     if isinstance(v, bool):
         ctx.fail("a constraint compares with a number", r.value.span)
-    return RequireIR(metric=r.metric, cmp=r.cmp, value=float(v), span=to_source_span(r.span))
+    return RequireIR(metric=r.metric, cmp=r.cmp, value=v, span=to_source_span(r.span))
 
 
 def _warnings(ctx: LowerContext, network: list[StageIR] | None) -> None:

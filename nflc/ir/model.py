@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Annotated, Literal, Sequence
+from fractions import Fraction
+from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from nflc import ops
+
+
+def _to_exact(v: Any) -> int | Fraction:
+    """An int, a Fraction, or their JSON form ("p/q"); a whole Fraction becomes an int."""
+    if isinstance(v, bool) or not isinstance(v, (int, Fraction, str)):
+        raise ValueError(f"an exact number is an int, a Fraction or 'p/q', not {v!r}")
+    f = Fraction(v)
+    return f.numerator if f.denominator == 1 else f
+
+
+# A filter's bound or tolerance: exact (issue #28: `require params <= 2 ** 53 + 1` must not
+# become the float 2**53), serialised as an int or the string "p/q".
+Exact = Annotated[Any, BeforeValidator(_to_exact), PlainSerializer(lambda v: v if isinstance(v, int) else str(v))]
 
 
 class SourceSpan(BaseModel):
@@ -301,7 +315,7 @@ class BudgetIR(BaseModel):
     metric: Literal["params", "flops"]
     cmp: Literal["<=", ">=", "==", "!=", "<", ">"]
     value: int
-    tolerance: float = 0.0  # absolute, same unit as value
+    tolerance: Exact = 0  # absolute, same unit as value (exact: 1% of 10**30 is 10**28)
     scale: str | None = None  # a constant to solve for (`scale width`)
     span: SourceSpan | None = None
 
@@ -309,7 +323,7 @@ class BudgetIR(BaseModel):
 class RequireIR(BaseModel):
     metric: str
     cmp: Literal["<=", ">=", "==", "!=", "<", ">"]
-    value: float
+    value: Exact
     span: SourceSpan | None = None
 
 

@@ -114,13 +114,20 @@ def iso_representatives(forms: EdgeForms, count: int, passing: Sequence[bool]) -
     return tuple(reps)
 
 
+def node_op_labels(cell: CellIR, shape: tuple[int, ...]) -> list[list[str]]:
+    """Per intermediate node of a node cell, what each of its op choices computes (bound
+    primitives at the node's shape): the one definition of "same op" for `unique`, in the
+    walk and in the all-at-once enumeration alike (`c3b` defined as `c3` is `c3`)."""
+    inner = tuple(cell.node_shapes(shape)[-1])
+    return [[_op_label(ch.prim_tuple(), inner, inner[0]) for ch in nd.choices] for nd in cell.node_ops]
+
+
 def node_iso_representatives(cell: CellIR, shape: tuple[int, ...], count: int, choice: Choice,
                              passing: Sequence[bool]) -> tuple[int, ...]:
     """:func:`iso_representatives` of a node cell, walked (small node cells only): pruned
     computing graphs compared with their nodes' ops (bound primitives), X0 and XH fixed."""
     h = cell.nodes - 1
-    inner = tuple(cell.node_shapes(shape)[-1])
-    oplabels = [[_op_label(ch.prim_tuple(), inner, inner[0]) for ch in nd.choices] for nd in cell.node_ops]
+    oplabels = node_op_labels(cell, shape)
     maps = [(0, *perm, h) for perm in itertools.permutations(range(1, h))]
     first: dict[tuple, int] = {}
     reps = []

@@ -166,8 +166,16 @@ class CellSpace:
             return self.representatives[i]
         from nflc.space.labelled_dags import labelled_dag_key  # numpy: loaded only for node cells under `unique`
 
-        key = labelled_dag_key(self.ir.nodes, len(self.ir.node_ops[0].choices), i)
-        return self._node_keys.get(key, i)
+        n_ops, n_distinct, digit_map = self._op_classes
+        reduced = _rebase_ops(i, n_ops, n_distinct, digit_map, self.ir.nodes - 2)
+        return self._node_keys.get(labelled_dag_key(self.ir.nodes, n_distinct, reduced), i)
+
+    @functools.cached_property
+    def _op_classes(self) -> tuple[int, int, list[int]]:
+        """A node cell's op choices, how many compute differently, and each one's class."""
+        labels = canonical.node_op_labels(self.ir, self.shape)[0]
+        distinct = list(dict.fromkeys(labels))
+        return len(labels), len(distinct), [distinct.index(lab) for lab in labels]
 
     def forms(self, memo_max: int | None = None) -> canonical.EdgeForms:
         """The canonical forms of this (edge) cell's computing graphs."""
@@ -188,8 +196,8 @@ class CellSpace:
         if [(e.src, e.dst) for e in c.edges] != pairs or \
                 any([ch.prim_tuple()[0].name for ch in e.choices] != ["zero", "skip"] for e in c.edges):
             return None
-        first = c.node_ops[0].choices
-        if any([ch.label for ch in nd.choices] != [ch.label for ch in first] for nd in c.node_ops):
+        labels = canonical.node_op_labels(c, self.shape)
+        if any(lab != labels[0] for lab in labels):
             return None
         max_edges = None
         for r in self.requires:
@@ -201,8 +209,14 @@ class CellSpace:
             return None
         from nflc.space.labelled_dags import unique_labelled_dags  # numpy: loaded only for node cells under `unique`
 
-        reps, keys = unique_labelled_dags(c.nodes, len(first), max_edges, with_keys=True)
-        return tuple(reps.tolist()), dict(zip(keys, reps.tolist(), strict=True))
+        # ops that compute alike are one op (issue #28): enumerate over the distinct ops, then
+        # write each representative with the first choice of its op (the class's first member)
+        distinct = list(dict.fromkeys(labels[0]))
+        first_choice = [labels[0].index(lab) for lab in distinct]
+        reps, keys = unique_labelled_dags(c.nodes, len(distinct), max_edges, with_keys=True)
+        mids, n_ops = c.nodes - 2, len(labels[0])
+        full = [_rebase_ops(r, len(distinct), n_ops, first_choice, mids) for r in reps.tolist()]
+        return tuple(full), dict(zip(keys, full, strict=True))
 
     @property
     def node_enumeration(self) -> tuple[int, ...] | None:
@@ -219,3 +233,16 @@ class CellSpace:
         found = self._node_enumeration
         assert found is not None
         return found[1]
+
+
+def _rebase_ops(raw: int, base: int, new_base: int, digit_map: Sequence[int], mids: int) -> int:
+    """A node cell's raw index (edge code, then one base-``base`` op digit per intermediate
+    node) with every op digit d replaced by ``digit_map[d]`` in base ``new_base``."""
+    if base == new_base and list(digit_map) == list(range(base)):
+        return raw
+    edge, ops = divmod(raw, base**mids)
+    out = 0
+    for k in reversed(range(mids)):  # node 1 is the most significant digit
+        out = out * new_base + digit_map[(ops // base**k) % base]
+    return edge * new_base**mids + out
+

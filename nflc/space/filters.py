@@ -7,17 +7,33 @@ comparison, the bound and the value found; ``str()`` gives the message ``nflc li
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from fractions import Fraction
+from typing import Callable, Literal, Mapping, Sequence
 
 from nflc.errors import Diagnostic, Span
+from nflc.ir.evaluate import show
 from nflc.ir.model import BudgetIR, RequireIR, SpaceIR
 from nflc.metrics import NETWORK_METRICS
 
 Comparison = Literal["<=", ">=", "==", "!=", "<", ">"]
-COMPARE: dict[str, Callable[[float, float], bool]] = {
+Number = int | float | Fraction  # bounds and tolerances are exact (int, Fraction); some metrics are floats
+COMPARE: dict[str, Callable[[Number, Number], bool]] = {
     "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq, "!=": operator.ne}
+
+
+def _num(v: Number | None) -> str:
+    """A bound or value in a message: ints with thousands separators, exact fractions as
+    the spec writes them (never rounded through a float: 2**53 + 1 stays 9,007,199,254,740,993)."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, Fraction):
+        return f"{v.numerator:,}" if v.denominator == 1 else show(v)
+    return f"{v:g}"
 
 
 @dataclass(frozen=True)
@@ -33,11 +49,11 @@ class Rejection:
     kind: Literal["budget", "require", "unique", "no_path"]
     metric: str | None = None
     comparison: str | None = None
-    bound: int | float | None = None
-    value: int | float | None = None
+    bound: Number | None = None
+    value: Number | None = None
     cell: str | None = None
     detail: str | None = None
-    tolerance: float | None = None  # a scaled budget's, when the nearest value misses it
+    tolerance: Number | None = None  # a scaled budget's, when the nearest value misses it
 
     def __str__(self) -> str:
         if self.kind == "unique":
@@ -45,13 +61,14 @@ class Rejection:
         if self.kind == "no_path":
             return f"node cell '{self.cell}' has no input-output path (its output would be undefined)"
         if self.kind == "budget":
-            head = f"budget {self.metric} {self.comparison} {self.bound:,}"
+            head = f"budget {self.metric} {self.comparison} {_num(self.bound)}"
             if self.tolerance is not None:
-                head += f" +- {self.tolerance:,.0f}"
-            return f"{head}: {self.detail}" if self.detail else f"{head}: has {self.value:,}"
+                head += f" +- {_num(self.tolerance)}"
+            return f"{head}: {self.detail}" if self.detail else f"{head}: has {_num(self.value)}"
         if self.cell is not None:
-            return f"require {self.metric} {self.comparison} {self.bound:g}: cell '{self.cell}' has {self.metric} = {self.value:g}"
-        return f"require {self.metric} {self.comparison} {self.bound:g}: has {self.value:,}"
+            return (f"require {self.metric} {self.comparison} {_num(self.bound)}: cell '{self.cell}' has "
+                    f"{self.metric} = {_num(self.value)}")
+        return f"require {self.metric} {self.comparison} {_num(self.bound)}: has {_num(self.value)}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,7 @@ def is_cell_require(r: RequireIR) -> bool:
     return r.metric not in NETWORK_METRICS
 
 
-def cell_rejection(cell: str, requires: Sequence[RequireIR], values: dict[str, int | float]) -> Rejection | None:
+def cell_rejection(cell: str, requires: Sequence[RequireIR], values: Mapping[str, Number]) -> Rejection | None:
     """The first cell `require` that the cell's metric ``values`` fail, or None."""
     for r in requires:
         v = values[r.metric]
@@ -101,11 +118,15 @@ def solve_scale(b: BudgetIR, base: int, metric_at: Callable[[int], int | None]) 
     name = b.scale
     assert name is not None  # a scaling budget names its constant
 
-    def miss(detail: str, value: int | None = None, tolerance: float | None = None) -> Rejection:
+    def miss(detail: str, value: int | None = None, tolerance: Number | None = None) -> Rejection:
         return Rejection("budget", b.metric, "==", b.value, value, detail=detail, tolerance=tolerance)
 
+    # The search doubles up to the target itself (issue #28: it once stopped at 2**40 without
+    # a word): every op the constant widens costs at least one parameter (or multiply-add) per
+    # unit, so no larger value can come nearer; a cost that does not grow is named below.
+    limit = max(base, 1, b.value + math.ceil(b.tolerance)) * 2
     lo, hi = 1, max(base, 1)
-    while (m := metric_at(hi)) is not None and m < b.value and hi < 2**40:
+    while (m := metric_at(hi)) is not None and m < b.value and hi < limit:
         lo, hi = hi, hi * 2
     if metric_at(hi) is None:
         return {}, miss(f"the network cannot be built at {name} = {hi}")
@@ -121,6 +142,9 @@ def solve_scale(b: BudgetIR, base: int, metric_at: Callable[[int], int | None]) 
         return {}, miss(f"no {name} builds the network")
     dist, w, m = min(cands)
     if dist > b.tolerance:
+        if m < b.value and w == hi:
+            return {name: w}, miss(f"no {name} up to {w:,} reaches it (searched 1 to {w:,}; the cost does not grow "
+                                   f"with {name}): {name} = {w} gives {m:,}", m, b.tolerance)
         return {name: w}, miss(f"the nearest {name} = {w} gives {m:,}", m, b.tolerance)
     return {name: w}, None
 

@@ -21,9 +21,11 @@ MAX_DIGITS = 100  # every value in a spec stays below 10**MAX_DIGITS; a literal 
 
 # Words of the grammar: none may name a space, op, constant, cell, parameter or node (lark's
 # contextual lexer would read `space space {` as a space named `space`). `cell` is the
-# default cell's name, so a network may still place `cell`.
+# default cell's name, so a cell or an op may still be called `cell` (the op then hides the
+# cell, with a warning).
 KEYWORDS = frozenset({"space", "input", "op", "cell", "nodes", "edge", "network", "budget", "require", "unique",
                       "import", "bias", "prune", "init", "scale", "as", "shared", "independent", "in"})
+_CELL = frozenset({"cell"})
 
 # Friendly names for the grammar's terminals in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -190,7 +192,7 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def op_def(self, meta, items):
         name, params, body = items
-        return ast.OpDef(self._name(name, "an op"), tuple(params or ()), body, self._s(meta), _span(self.file, name))
+        return ast.OpDef(self._name(name, "an op", _CELL), tuple(params or ()), body, self._s(meta), _span(self.file, name))
 
     def op_params(self, items):
         return [i for i in items if i is not None]
@@ -233,7 +235,7 @@ class _ToAst(Transformer_NonRecursive):
         edges = tuple(i for i in body if isinstance(i, ast.EdgeStmt))
         channels = tuple(i for i in body if isinstance(i, ast.ChannelsStmt))
         node_ops = tuple(i for i in body if isinstance(i, ast.NodeStmt))
-        return ast.CellDef(self._name(name, "a cell") if name is not None else None, nodes, edges, self._s(meta),
+        return ast.CellDef(self._name(name, "a cell", _CELL) if name is not None else None, nodes, edges, self._s(meta),
                            tuple(params) if params is not None else None, channels, node_ops)
 
     @v_args(meta=True)

@@ -249,7 +249,6 @@ def test_unique_merges_two_ops_only_at_the_values_where_they_compute_alike():
     assert_space_is(nflc.loads(src), expected)
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE_28)
 def test_filter_bounds_are_exact_integers():
     # 2**53 + 1 = 3 * 3002399751580331 parameters exactly: a float bound (2**53) rejects it
     src = "space s { input [2] classes 3002399751580331 network = linear(classes, bias=true) require params <= 2 ** 53 + 1 }"
@@ -311,7 +310,6 @@ def test_the_fast_path_and_the_walk_agree_with_an_always_true_filter():
     assert_space_is(walked, expected)
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE_28)
 def test_the_node_cell_fast_path_compares_ops_by_what_they_compute():
     # c3b is c3 under another name: one op for `unique`
     expected = brute_node_space(4, ["c3", "c3b", "mp"], lambda m: True, unique=True,

@@ -111,7 +111,7 @@ def test_suffixed_decimals_are_exact(case):
         with pytest.raises(NflcError, match="must be a whole number|must be at least 1"):
             nflc.loads(spec)
     tol = nflc.loads(BASE.format(f"budget params == 1000 +- {text}")).ir.budgets[0].tolerance
-    assert tol == float(value)
+    assert tol == value  # exact (issue #28): no float on the way
 
 
 @SETTINGS
@@ -120,4 +120,4 @@ def test_decimal_arithmetic_is_exact(case, k):
     text, value = case
     spec = BASE.format(f"w = {text} * {10 ** k}\n    require params >= w")
     got = nflc.loads(spec).ir.requires[0].value
-    assert got == float(value * 10**k)
+    assert got == value * 10**k  # an exact int or Fraction (issue #28)
