@@ -75,13 +75,19 @@ def _numeric(ctx: LowerContext) -> dict[str, list[int]]:
                           f"list the values it chooses from, e.g. '{d.name} in {{8, 16, 32}}'")
             continue
         values: list[int] = []
+        seen: set[int] = set()  # not `v in values`: quadratic in the number of values
+        literal = [e.value for e in d.options if isinstance(e, ast.Num) and type(e.value) is int]
+        if len(literal) == len(d.options) and len(set(literal)) == len(literal):
+            out[d.name] = literal  # the common case, read once per lowering (one per value) without evaluating
+            continue
         for e in d.options:
             v = ctx.attempt(eval_int, ctx, e, f"a value of '{d.name}'")
             if v is None:
                 continue
-            if v in values:
+            if v in seen:
                 ctx.bag.error(f"{v} appears twice in numeric choice '{d.name}'", e.span, "remove the duplicate")
                 continue
+            seen.add(v)
             values.append(v)
         out[d.name] = values
     return out

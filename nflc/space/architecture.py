@@ -34,6 +34,7 @@ class Architecture:
         # the value of every numeric choice (`c in {8, 16}`)
         # the numeric choices' digits come first, then the cells'
         self.numeric: dict[str, int] = {k: vs[d] for (k, vs), d in zip(space.numeric.items(), digits, strict=False)}
+        self.numeric_digits = tuple(digits[:pos])
         for k in space.instances:  # per edge (then node op): `pick` cells expand their per-node digits
             n = len(space.edge_radices[k])
             self.choices[k] = space.cell_of[k].expand(tuple(digits[pos : pos + n]))
@@ -122,7 +123,8 @@ class Architecture:
     # width solving and filters
     @functools.cached_property
     def _solved(self) -> tuple[dict[str, int], filters.Rejection | None]:
-        b = self.space.scale_budget
+        view = self.space.filters_at(self.numeric_digits)
+        b = view.scale_budget
         if b is None or b.scale is None:
             return {}, None
         name = b.scale
@@ -134,7 +136,7 @@ class Architecture:
                 return None
             return c.params if b.metric == "params" else c.flops
 
-        return filters.solve_scale(b, self.space.ir.constants[name], metric_at)
+        return filters.solve_scale(b, view.ir.constants[name], metric_at)
 
     @property
     def constants_override(self) -> dict[str, int]:
@@ -157,8 +159,9 @@ class Architecture:
         """Why the space's filters drop this architecture (:class:`nflc.space.filters.Rejection`),
         or None if it is in the space."""
         sp = self.space
+        view = sp.filters_at(self.numeric_digits)  # the filters at this architecture's numeric values
         for k in sp.instances:
-            cs = sp.cell(sp.cell_of[k].name)
+            cs = view.cells[sp.cell_of[k].name]
             i = self.cell_index(k)
             rejection = cs.rejection(i)
             if rejection:
@@ -172,7 +175,7 @@ class Architecture:
         if not sp.net_filters:
             return None
         c = self.cost()
-        return filters.network_rejection(c.params, c.flops, sp.ir.budgets, sp.ir.requires)
+        return filters.network_rejection(c.params, c.flops, view.ir.budgets, view.ir.requires)
 
     @property
     def rejection(self) -> str | None:

@@ -123,6 +123,22 @@ class CellSpace:
             return Rejection("no_path", cell=self.name)
         return cell_rejection(self.name, self.requires, values)
 
+    def effect_key(self) -> tuple:
+        """Everything the per-cell filters' verdicts depend on: two cells (one cell lowered at
+        two values of a numeric choice) with equal keys keep the same choices, so each
+        distinct key is walked once (issue #28: 2000 values once walked the cell 2000 times).
+        The topology metrics read only which choices are zero or parameterized; `unique`
+        also which ops compute alike (their labels up to renaming, not the labels)."""
+        frame = tuple((s, t, bool(a["parameterized"]), a["op"]) for s, t, a in self.frame.edges)
+        key: tuple = (self.name, tuple(self.radices), self.frame.offset, self.frame.output, frame,
+                      tuple(tuple(row) for row in self._path_table), tuple(self._node_layers) if self.ir.is_node_cell else (),
+                      tuple((r.metric, r.cmp, r.value) for r in self.requires), self.unique)
+        if self.unique:
+            labels = (canonical.node_op_labels(self.ir, self.shape) if self.ir.is_node_cell else self.forms(0).labels)
+            ids: dict[str | None, int] = {None: -1}
+            key += (tuple(tuple(ids.setdefault(lab, len(ids)) for lab in row) for row in labels),)
+        return key
+
     # ---------------------------------------------------------------- the per-cell filters
     def check_walkable(self) -> None:
         """Refuse to walk a cell with more than :data:`ENUMERATION_LIMIT` choices."""

@@ -18,6 +18,7 @@ import json
 import math
 import random
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import networkx as nx
@@ -56,6 +57,26 @@ def _instance_cache(maxsize: int | None = None) -> Callable[[Callable], Callable
     return decorate
 
 
+MAX_VALUE_TUPLES = 100_000  # combinations of numeric values nflc lowers to apply filters that may use them
+
+
+@dataclass(frozen=True)
+class ValueFilters:
+    """A space's filters as they read at one combination of its numeric choices' values
+    (issue #28: a bound, budget, constant or op may use a numeric choice, so each
+    architecture is judged at its own values). ``ir``: the space lowered at those values;
+    ``cells``: each placed cell with its per-cell filters (shared between values whose
+    filters have the same effect, :meth:`CellSpace.effect_key`); ``key``: that effect."""
+
+    ir: SpaceIR
+    cells: dict[str, CellSpace]
+    key: tuple
+
+    @property
+    def scale_budget(self) -> Any:
+        return next((b for b in self.ir.budgets if b.scale), None)
+
+
 class Space:
     """A lowered space: the set of architectures a .nfl `space` block describes."""
 
@@ -90,6 +111,7 @@ class Space:
         self.cell_requires = [r for r in ir.requires if is_cell_require(r)]
         self.cell_filters = bool(ir.unique or self.cell_requires or any(c.is_node_cell for c in self.cell_of.values()))
         self.net_filters = bool(ir.budgets or len(self.cell_requires) < len(ir.requires))
+        self._effects: dict[tuple, CellSpace] = {}  # one CellSpace per distinct filter effect
 
     # ---------------------------------------------------------------- cells
     def cell(self, name: str) -> CellSpace:
@@ -121,6 +143,71 @@ class Space:
         """The `require` metrics of one cell choice (docs/LANGUAGE.md)."""
         return self.cell(cell).metrics(i)
 
+    # ---------------------------------------------------------------- filters at numeric values
+    def value_digits(self) -> Iterator[tuple[int, ...]]:
+        """Every combination of the numeric choices' digits, in index order (one empty tuple
+        when the space has none)."""
+        if radix_product(self.numeric_radices) > MAX_VALUE_TUPLES:
+            raise SpaceError(f"space '{self.name}' has {radix_product(self.numeric_radices):,} combinations of numeric "
+                             f"values; its filters are judged at each, which nflc refuses above {MAX_VALUE_TUPLES:,}",
+                             hint="use fewer values per numeric choice")
+        return itertools.product(*(range(r) for r in self.numeric_radices))
+
+    def filters_at(self, digits: tuple[int, ...]) -> ValueFilters:
+        """The space's filters at the numeric choices' values of ``digits`` (:class:`ValueFilters`)."""
+        found = self.__dict__.setdefault("_cache_filters_at", {})
+        view = found.get(digits)
+        if view is None:
+            if len(found) > 4096:  # many numeric values: the cells stay shared in self._effects
+                found.clear()
+            view = found[digits] = self._filters_at(digits)
+        return view
+
+    def _filters_at(self, digits: tuple[int, ...]) -> ValueFilters:
+        if not any(digits):  # the first values: the space's own IR
+            ir, cells = self.ir, {c.name: self.cell(c.name) for c in self.cell_of.values()}
+        else:
+            ir = self.lowered({k: vs[d] for (k, vs), d in zip(self.numeric.items(), digits, strict=True)})
+            # keyed by the cell's name at the first values: a parameterized cell's variant is
+            # named by its arguments (`n(w=4)`), which a numeric choice may change
+            placed: dict[str, tuple[str, tuple[int, ...]]] = {}
+            for st in ir.network:
+                if st.kind == "cell" and st.instance is not None:
+                    placed.setdefault(self.cell_of[st.instance].name, (ir.instance_cell[st.instance], tuple(st.shape_in)))
+            requires = [r for r in ir.requires if is_cell_require(r)]
+            cells = {name: CellSpace(ir.cells[cell], shape, requires, ir.unique) for name, (cell, shape) in placed.items()}
+            for name, cs in cells.items():
+                if cs.radices != self.cell(name).radices:
+                    raise SpaceError(f"cell '{name}' has another number of choices at {self._values_text(digits)} than "
+                                     "at the numeric choices' first values", hint="a numeric choice may set widths and "
+                                     "bounds, not how many nodes or edges a cell has")
+        shared = {}
+        for name, cs in cells.items():
+            shared[name] = self._effects.setdefault(cs.effect_key(), cs) if self.cell_filters else cs
+        key = tuple(id(shared[n]) for n in sorted(shared))
+        return ValueFilters(ir, shared, key)
+
+    def _values_text(self, digits: tuple[int, ...]) -> str:
+        return ", ".join(f"{k} = {vs[d]}" for (k, vs), d in zip(self.numeric.items(), digits, strict=True))
+
+    def _valid_at(self, digits: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The choices each instance's cell may take under the per-cell filters at ``digits``."""
+        view = self.filters_at(digits)
+        return [view.cells[self.cell_of[k].name].valid for k in self.instances]
+
+    def _candidate_count(self) -> int:
+        """Architectures whose every cell passes the per-cell filters at its values (each
+        distinct filter effect counted once, times how many value tuples have it)."""
+        per_effect: dict[tuple, int] = {}
+        total = 0
+        for digits in self.value_digits():
+            key = self.filters_at(digits).key
+            n = per_effect.get(key)
+            if n is None:
+                n = per_effect[key] = math.prod(len(v) for v in self._valid_at(digits))
+            total += n
+        return total
+
     # ---------------------------------------------------------------- counting
     def raw_count(self) -> int:
         """Architectures before any filter (budgets, require, unique)."""
@@ -131,8 +218,7 @@ class Space:
         if not self.net_filters:
             if not self.cell_filters:
                 return self.raw_count()
-            return radix_product(self.numeric_radices) * math.prod(
-                len(self.cell(self.cell_of[k].name).valid) for k in self.instances)
+            return self._candidate_count()
         if self.raw_count() > ENUMERATION_LIMIT:
             raise SpaceError(
                 f"space '{self.name}' has {self.raw_count():.3e} architectures before its budgets; counting them under "
@@ -146,22 +232,15 @@ class Space:
             if arch.rejected_by is None:
                 yield arch
 
-    def _valid_per_instance(self) -> tuple[list[Any], list[int]]:
-        """The digits each numeric choice and each instance's cell may take under the
-        per-cell filters, and the radix of each (the instance's whole cell a digit)."""
-        per_inst = [range(r) for r in self.numeric_radices] + \
-            [self.cell(self.cell_of[k].name).valid for k in self.instances]
-        inst_radix = self.numeric_radices + [radix_product(self.edge_radices[k]) for k in self.instances]
-        return per_inst, inst_radix
-
     def _candidate_indices(self) -> Iterator[int]:
-        """Raw indices in order whose every cell passes the per-cell filters."""
+        """Raw indices in order whose every cell passes the per-cell filters at its values."""
         if not self.cell_filters:
             yield from range(self.raw_count())
             return
-        per_inst, inst_radix = self._valid_per_instance()
-        for combo in itertools.product(*per_inst):
-            yield encode(combo, inst_radix)
+        inst_radix = self.numeric_radices + [radix_product(self.edge_radices[k]) for k in self.instances]
+        for digits in self.value_digits():
+            for combo in itertools.product(*self._valid_at(digits)):
+                yield encode(digits + combo, inst_radix)
 
     def filters_reject_all(self, walk_limit: int = 20_000) -> Diagnostic | None:
         """A warning when the space's filters drop every architecture, or None: when some
@@ -169,8 +248,7 @@ class Space:
         if not (self.cell_filters or self.net_filters):
             return None
         if self.cell_filters:
-            per_inst = [len(self.cell(self.cell_of[k].name).valid) for k in self.instances]
-            candidates = math.prod(per_inst) * radix_product(self.numeric_radices)
+            candidates = self._candidate_count()
         else:
             candidates = self.raw_count()
         if candidates:
@@ -228,13 +306,13 @@ class Space:
                                         for n in self.instances):
             # node cells keep a tiny share of their raw choices (NAS-Bench-101: 1 in 1,200):
             # draw from the product of the kept cells, which is uniform over the filtered space
-            per_inst, inst_radix = self._valid_per_instance()
-            sizes = [len(p) for p in per_inst]
-            n_valid = radix_product(sizes)
+            inst_radix = self.numeric_radices + [radix_product(self.edge_radices[k]) for k in self.instances]
+            blocks = [(digits, valid, math.prod(len(v) for v in valid))
+                      for digits in self.value_digits() for valid in [self._valid_at(digits)]]
+            n_valid = sum(size for _, _, size in blocks)
             if k > n_valid:
                 raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {n_valid}")
-            return [Architecture(self, encode(tuple(p[d] for p, d in zip(per_inst, decode(j, sizes), strict=True)), inst_radix))
-                    for j in rng.sample(range(n_valid), k)]
+            return [Architecture(self, self._nth_candidate(blocks, j, inst_radix)) for j in rng.sample(range(n_valid), k)]
         total = self.raw_count()
         seen: set[int] = set()
         out: list[Architecture] = []
@@ -257,6 +335,17 @@ class Space:
             raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {len(out)}")
         return out
 
+    @staticmethod
+    def _nth_candidate(blocks: list, j: int, inst_radix: list[int]) -> int:
+        """The raw index of candidate ``j`` (in order) of ``blocks``: (digits, valid choices
+        per instance, their number) per combination of numeric values."""
+        for digits, valid, size in blocks:
+            if j < size:
+                combo = decode(j, [len(v) for v in valid])
+                return encode(digits + tuple(v[d] for v, d in zip(valid, combo, strict=True)), inst_radix)
+            j -= size
+        raise IndexError(j)
+
     # ---------------------------------------------------------------- ids (nflc.space.ids)
     def format_id(self, choices: dict[str, tuple[int, ...]], numeric: tuple[int, ...] = ()) -> str:
         return ids.format_id(self, choices, numeric)
@@ -278,7 +367,8 @@ class Space:
                 self._cost_models = {(): self._cost_models[()]}
             if self.source is None:
                 raise SpaceError("this space was built without its source; it cannot be re-lowered at another width")
-            ir = apply_options(relower(self.source, dict(key)), **self.options)
+            ir = relower(self.source, dict(key))
+            ir = apply_options(ir, **self.options) if self.options else ir  # a fresh IR: no copy needed
             self._cost_models[key] = CostModel(ir)
         return self._cost_models[key]
 

@@ -7,10 +7,9 @@ networkx's isomorphism test (input and output fixed, edges or nodes matched by w
 op computes at the architecture's values), keeping the first member of each class that
 passes the other cell filters. Expected ids are written in the documented id format.
 
-Tests that fail because of issue #28 (filters and `unique` evaluated at the first numeric
-value only, filter bounds as floats, the node-cell fast path comparing ops by label) are
-marked ``xfail(strict=True)``: they flip when #28 lands; their expectations are the brute
-force's, not today's output."""
+The tests once marked ``xfail`` for issue #28 (filters and `unique` evaluated at the first
+numeric value only, filter bounds as floats, the node-cell fast path comparing ops by label)
+pass since it landed; their expectations are the brute force's."""
 
 from __future__ import annotations
 
@@ -24,8 +23,6 @@ import networkx as nx
 import pytest
 
 import nflc
-
-ISSUE_28 = "issue #28: filters and `unique` decided at the first numeric value / by label / with float bounds"
 
 
 # ---------------------------------------------------------------- the brute force
@@ -213,13 +210,11 @@ def test_two_numeric_choices_and_unique_multiply_the_kept_cells():
         assert a.params == 6 * w + lin * w * w + w * v + v * 3, a.id
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE_28)
 def test_a_cell_bound_that_uses_a_numeric_choice_holds_at_each_value():
     sp = nflc.loads(mlp_space("require paths <= w - 3", numeric="w in {4, 5}"))
     assert_space_is(sp, brute_edge_space(4, MLP, {"w": [4, 5]}, lambda m, v: m["paths"] <= v["w"] - 3, unique=False))
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE_28)
 def test_a_params_bound_that_uses_a_numeric_choice_holds_at_each_value():
     # params = 6w (stem) + w^2 per linear edge (dead ones too) + 3w (readout), at the architecture's w
     sp = nflc.loads(mlp_space("require params <= w * 20", numeric="w in {4, 8, 16}", nodes=3))
@@ -229,7 +224,6 @@ def test_a_params_bound_that_uses_a_numeric_choice_holds_at_each_value():
     assert_space_is(sp, expected)
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE_28)
 def test_unique_merges_two_ops_only_at_the_values_where_they_compute_alike():
     # conv2d(k) and conv2d(3) are one op when k = 3 and two when k = 5
     src = """
