@@ -161,3 +161,88 @@ def test_corrupted_specs_raise_only_nflc_errors(text):
         return
     for name, ir in prog.spaces.items():
         _exercise(Space(ir, prog.sources_by_space[name], prog.warnings))
+
+
+# ---------------------------------------------------------------- issue #28: filters at every numeric value
+# Random small spaces combining numeric choices, edge, node and pick cells, cell and network
+# filters and `unique`, against the brute forces of test_feature_combinations.py (every
+# choice enumerated, paths and `unique` by networkx), and the node-cell fast path against
+# the walk. Each filter may use the numeric choice `w`: it must hold at every value of `w`.
+
+from .test_feature_combinations import (  # noqa: E402  (the brute forces live with their hand-checked tests)
+    MLP,
+    assert_space_is,
+    brute_edge_space,
+    brute_node_space,
+    brute_pick_space,
+    node_space,
+    pick_space,
+)
+
+EDGE_FILTERS = [  # (filter text, keep(metrics, values)); params = 9w + w^2 per linear edge (input 6, 3 classes)
+    ("require paths <= w - 2", lambda m, v: m["paths"] <= v["w"] - 2),
+    ("require depth < w - 1", lambda m, v: m["depth"] < v["w"] - 1),
+    ("require edges >= 2", lambda m, v: m["edges"] >= 2),
+    ("require params <= w * 11", lambda m, v: 9 * v["w"] + m["parameterized"] * v["w"] ** 2 <= 11 * v["w"]),
+    ("budget params <= 2 * w * w + 9 * w", lambda m, v: m["parameterized"] <= 2),
+    ("cap = w * 10\n require params >= cap", lambda m, v: 9 * v["w"] + m["parameterized"] * v["w"] ** 2 >= 10 * v["w"]),
+]
+NODE_FILTERS = [  # (filter text, keep(metrics, w))
+    ("", lambda m, w: True),
+    ("require edges <= w", lambda m, w: m["edges"] <= w),
+    ("require edges < w + 1", lambda m, w: m["edges"] < w + 1),
+    ("require in_degree <= w - 1", lambda m, w: m["in_degree"] <= w - 1),
+    ("require paths >= w - 1", lambda m, w: m["paths"] >= w - 1),
+]
+PICK_FILTERS = [  # (filter text, keep(metrics, c)): pick_space's numeric choice c is 4, then 8
+    ("require paths < c - 2", lambda m, c: m["paths"] < c - 2),
+    ("require depth > 2", lambda m, c: m["depth"] > 2),
+    ("require in_degree < 3\n require paths <= c", lambda m, c: m["paths"] <= c),
+]
+
+
+@st.composite
+def numeric_spaces(draw):
+    """(space, expected ids in order, the same space through the node walk or None)."""
+    kind = draw(st.sampled_from(["edge", "node", "pick"]))
+    unique = draw(st.booleans())
+    if kind == "edge":
+        values = draw(st.lists(st.sampled_from([3, 4, 6]), min_size=1, max_size=2, unique=True))
+        nodes = draw(st.integers(3, 4))
+        chosen = draw(st.lists(st.sampled_from(EDGE_FILTERS), min_size=1, max_size=2, unique_by=lambda f: f[0]))
+        text = f"""space s {{ input [6] classes 3 bias false w in {{{', '.join(map(str, values))}}}
+            cell {{ nodes {nodes}  edge * : zero | skip | linear >> relu as lin }}
+            network = linear(w) >> relu >> cell >> linear(classes)
+            {chr(10).join(f for f, _ in chosen)}
+            {'unique' if unique else ''} }}"""
+        # `unique` keeps each class's first member that passes the cell filters; the network's
+        # (params) judge that member afterwards (docs/LANGUAGE.md)
+        cell = [k for f, k in chosen if "params" not in f]
+        expected = brute_edge_space(nodes, MLP, {"w": values}, lambda m, v: all(k(m, v) for k in cell), unique)
+        passing = set(brute_edge_space(nodes, MLP, {"w": values}, lambda m, v: all(k(m, v) for _, k in chosen), False))
+        return nflc.loads(text), [i for i in expected if i in passing], None
+    if kind == "node":
+        values = draw(st.lists(st.sampled_from([2, 3, 4]), min_size=1, max_size=2, unique=True))
+        nodes = draw(st.integers(3, 4))
+        ops = draw(st.sampled_from(["c3 | mp", "c3 | c3b | mp", "mp | c3 | c3b"]))
+        filt, keep = draw(st.sampled_from(NODE_FILTERS))
+        numeric = f"w in {{{', '.join(map(str, values))}}}"
+        filters = f"{numeric}\n {filt}" + ("\n unique" if unique else "")
+        labels = [o.strip() for o in ops.split("|")]
+        expected = [f"{w};{i}" for w in values for i in brute_node_space(
+            nodes, labels, lambda m, w=w: keep(m, w), unique, computes=lambda label: "c3" if label == "c3b" else label)]
+        walked = nflc.loads(node_space(filters + "\n require in_degree <= 99", nodes, ops)) if unique else None
+        return nflc.loads(node_space(filters, nodes, ops)), expected, walked
+    filt, keep = draw(st.sampled_from(PICK_FILTERS))
+    sp = nflc.loads(pick_space(filt + ("\n unique" if unique else "")))
+    expected = [i for c in (4, 8) for i in brute_pick_space(lambda m, c=c: keep(m, c), unique) if i.startswith(f"{c};")]
+    return sp, expected, None
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(numeric_spaces())
+def test_filters_that_use_numeric_choices_match_the_brute_force(case):
+    sp, expected, walked = case
+    assert_space_is(sp, expected)
+    if walked is not None:  # `unique` on a node cell: the fast path and the walk agree
+        assert [a.id for a in walked] == expected
