@@ -96,6 +96,7 @@ class Correlation(BaseModel):
     seconds_per_arch: float | None
     tau_interval: Interval | None = None  # 95% bootstrap percentile intervals
     rho_interval: Interval | None = None
+    undefined: str | None = None  # why the correlations are null (JSON has no NaN)
 
 
 class Failure(BaseModel):
@@ -281,15 +282,27 @@ def best_rank(score: np.ndarray, acc: np.ndarray) -> float:
 def correlate(name: str, score: np.ndarray, acc: np.ndarray, seconds: float | None) -> Correlation:
     ok = np.isfinite(score)
     s = score[ok]
-    if len(s) < 2 or np.all(s == s[0]):
+    why = _undefined(s, acc)
+    if why is not None:  # a rank correlation would be NaN, which JSON cannot hold: null and the reason
         return Correlation(name=name, kendall_tau=None, spearman_rho=None, top5_precision=None, best_rank=None,
-                           seconds_per_arch=seconds)
+                           seconds_per_arch=seconds, undefined=why)
     # -inf (no input-output path) sorts last: rank correlations use the ordering only
     ranked = np.where(np.isfinite(score), score, np.nanmin(s) - 1.0)
     return Correlation(name=name, kendall_tau=float(kendalltau(ranked, acc).statistic),
                        spearman_rho=float(spearmanr(ranked, acc).statistic),
                        top5_precision=top_precision(ranked, acc), best_rank=best_rank(ranked, acc),
                        seconds_per_arch=seconds)
+
+
+def _undefined(finite_scores: np.ndarray, acc: np.ndarray) -> str | None:
+    """Why a score column has no rank correlation with the accuracies, or None."""
+    if len(finite_scores) < 2:
+        return "fewer than 2 finite scores"
+    if np.all(finite_scores == finite_scores[0]):
+        return "every score is the same"
+    if np.all(acc == acc[0]):
+        return "every accuracy is the same"
+    return None
 
 
 def _entries_in_space(space: Space, benchmark: Any, entries: list[Entry]) -> list:
@@ -406,14 +419,16 @@ def rank(space: Space, benchmark: str | Path, score: str = "nflc", dataset: str 
         ok = [r.name for r in rows if r.kendall_tau is not None]
         taus, rhos, used = bootstrap({k: columns[k] for k in ok}, acc, resamples=resamples, seed=seed)
         for r in rows:
-            if r.name in taus:
-                r.tau_interval, r.rho_interval = interval(taus[r.name]), interval(rhos[r.name])
+            if r.name in taus:  # an interval of no finite resample is left out (null), not NaN
+                r.tau_interval, r.rho_interval = _finite(interval(taus[r.name])), _finite(interval(rhos[r.name]))
         proxies = [r for r in rows if r.name in proxy_names and r.kendall_tau is not None]
         if proxies:
             best = max(proxies, key=lambda r: r.kendall_tau or 0.0)
             for r in rows[: len(names)]:
                 if r.kendall_tau is not None:
-                    leads.append(lead(r.name, best.name, r.kendall_tau, best.kendall_tau or 0.0, taus))
+                    found = lead(r.name, best.name, r.kendall_tau, best.kendall_tau or 0.0, taus)
+                    if _finite(found.interval) is not None:
+                        leads.append(found)
     per_arch = []
     for i, (e, a) in enumerate(zip(entries, archs, strict=True)):
         row: dict = {"entry": i, "id": e.id, "params": a.params}
@@ -424,6 +439,10 @@ def rank(space: Space, benchmark: str | Path, score: str = "nflc", dataset: str 
                       nflc_seconds_total=elapsed, table=rows, per_arch=per_arch, scores=names, leads=leads,
                       failures=[Failure(entry=i, id=entries[i].id, reason=why) for i, why in failures],
                       kernels=run, resamples=used)
+
+
+def _finite(ci: Interval) -> Interval | None:
+    return ci if math.isfinite(ci.low) and math.isfinite(ci.high) else None
 
 
 def _json_number(v: float) -> float | str:
