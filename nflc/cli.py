@@ -952,7 +952,7 @@ def convert(file: FileArg,
     if from_ in (None, "id"):
         try:
             data = enc.parse_value(text)
-        except enc.ValueBoundsError:
+        except enc.UnreadableValue:
             raise
         except NflcError:
             data = text.strip()  # an id is not JSON
@@ -962,7 +962,7 @@ def convert(file: FileArg,
     else:
         fmt, data = from_, enc.parse_value(text)
     sp = load_space(file, space, allow_outside_imports)
-    arch = sp.architecture(data if fmt == "id" else enc.to_id(data, fmt))
+    arch = enc.architecture_from(sp, data, fmt)
     why = enc.not_in_space(arch)
     if why is not None:
         err.print(f"note: {arch.id} is not in space '{sp.name}': {why}", markup=False)
@@ -973,7 +973,7 @@ def convert(file: FileArg,
         else:
             err.print(f"note: {arch.id} is in space '{sp.name}' as a member of the isomorphism class of {rep.id} "
                       "(--representative converts that one)", markup=False)
-    result = arch.index if to == "index" else enc.from_id(arch.id, to)
+    result = enc.value_in(arch, to)
     out.print(result if isinstance(result, (str, int)) else json.dumps(result), markup=False)
 
 

@@ -34,7 +34,12 @@ class EncodingError(NflcError):
     """A value that is not a well-formed encoding; the message names the bad part."""
 
 
-class ValueBoundsError(EncodingError):
+class UnreadableValue(EncodingError):
+    """A value that is written as an encoding (JSON, a literal, ``Genotype(...)``) but cannot
+    be read: never taken for an id."""
+
+
+class ValueBoundsError(UnreadableValue):
     """A value beyond what nflc reads (its size, a number's digits, a range's length)."""
 
 
@@ -542,6 +547,11 @@ def parse_value(text: str) -> Any:
     except ValueBoundsError:
         raise
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError, OverflowError):
+        if text.lstrip().startswith("Genotype("):  # DARTS's form, not an id (`Genotype(**d)`)
+            raise UnreadableValue(f"{_short(text)} is not a genotype nflc can read: it reads "
+                                  "Genotype(normal=[(op, input), ...], normal_concat=range(2, 6), reduce=[...], "
+                                  "reduce_concat=range(2, 6)) written out, not a call with ** or variables",
+                                  hint="print the genotype (print(genotype)) and pass that text") from None
         raise EncodingError(f"{_short(text)} is neither JSON nor a Python literal",
                             hint="quote it for the shell: '[[0, 1], ...]'") from None
 
@@ -618,8 +628,9 @@ def class_representative(arch: Architecture) -> Architecture:
     if not sp.ir.unique:
         return arch
     choices = {}
+    cells = sp.filters_at(arch.numeric_digits).cells  # `unique` as it reads at the architecture's values
     for k in sp.instances:
-        cs = sp.cell(sp.cell_of[k].name)
+        cs = cells[sp.cell_of[k].name]
         choices[k] = cs.choice(cs.representative(arch.cell_index(k)))
     return sp.architecture(sp.format_id(choices, tuple(arch.numeric.values())))
 
@@ -629,3 +640,59 @@ def not_in_space(arch: Architecture) -> str | None:
     if arch.rejection is None or class_representative(arch).rejection is None:
         return None
     return arch.rejection
+
+
+# ---------------------------------------------------------------- encodings placed in a space
+
+def darts_roles(space: Any) -> list[str]:
+    """The role (``normal`` or ``reduce``) of each of a DARTS-like space's cell instances, in
+    the space's order, from its spec: a cell with ``stride 2`` reduces. A genotype names its
+    cells by role, so it is placed by role, never by position (a spec may place its reduction
+    cell first)."""
+    roles = ["reduce" if space.cell_of[k].stride > 1 else "normal" for k in space.instances]
+    if sorted(roles) != sorted(DARTS_CELLS):
+        shown = ", ".join(f"{space.cell_of[k].name} ({r})" for k, r in zip(space.instances, roles, strict=True)) or "none"
+        raise EncodingError(f"a DARTS genotype has a normal and a reduction cell; space '{space.name}' has the cell "
+                            f"instances {shown}", hint="a reduction cell is one with 'stride 2'")
+    return roles
+
+
+def _darts_in_space_order(space: Any, ident: str) -> str:
+    """A DARTS id (normal ';' reduce) with its parts in the order of the space's instances."""
+    parts = dict(zip(DARTS_CELLS, ident.split(";"), strict=True))
+    return ";".join(parts[r] for r in darts_roles(space))
+
+
+def _darts_in_role_order(space: Any, ident: str) -> str:
+    """The inverse of :func:`_darts_in_space_order`: a space's id as normal ';' reduce."""
+    parts = dict(zip(darts_roles(space), ident.split(";"), strict=True))
+    return ";".join(parts[r] for r in DARTS_CELLS)
+
+
+def architecture_from(space: Any, value: Any, fmt: str) -> Architecture:
+    """The architecture of ``space`` that ``value`` (in format ``fmt``) names: a DARTS
+    encoding's cells placed by role; a value of another benchmark's format is named as such."""
+    if fmt == "id":
+        return space.architecture(value)
+    ident = to_id(value, fmt)
+    family = FORMATS.get(fmt, "")
+    if family == "darts" and not space.numeric and len(space.instances) == 2:
+        ident = _darts_in_space_order(space, ident)
+    try:
+        return space.architecture(ident)
+    except NflcError as exc:
+        raise EncodingError(f"this is a {FAMILIES.get(family, '')} {fmt}, and it does not fit space '{space.name}': "
+                            f"{exc.diagnostics[0].message if exc.diagnostics else exc}",
+                            hint=f"space '{space.name}' takes ids like {space.example_id()!r}") from None
+
+
+def value_in(arch: Architecture, fmt: str) -> Any:
+    """``arch`` in format ``fmt`` (``index``: its raw index); a DARTS encoding names its
+    cells by role, whatever their order in the space."""
+    if fmt == "index":
+        return arch.index
+    ident = arch.id
+    if FORMATS.get(fmt) == "darts" and not arch.space.numeric and len(arch.space.instances) == 2:
+        ident = _darts_in_role_order(arch.space, ident)
+    return from_id(ident, fmt)
+
