@@ -28,6 +28,11 @@ from nflc.space.topology import PathEdge, Topology, edge_depth_counts, node_edge
 ENUMERATION_LIMIT = 5_000_000  # the most choices (or architectures) nflc walks to apply a filter
 NODE_DAG_MAX_PAIRS = 24  # node cells under `unique` with at most this many edges: all edge sets at once
 MEMO_MAX = 2**16  # canonical forms remembered per cell for architectures judged one at a time
+# Node-cell metrics that only the present edges decide (not the nodes' ops): a filter on them
+# is judged once per edge set. Without `dead_edges`, they are also one value per `unique`
+# class (the pruned graph and its ops decide them), so the class enumeration applies.
+EDGE_SET_METRICS = frozenset({"edges", "in_degree", "paths", "dead_edges"})
+CLASS_METRICS = frozenset({"edges", "in_degree", "paths", "depth", "min_depth", "mean_depth", "skip_paths"})
 
 
 class CellSpace:
@@ -158,6 +163,8 @@ class CellSpace:
     def valid(self) -> tuple[int, ...]:
         """The choices passing `require` and `unique`, in order."""
         fast = self.node_enumeration
+        if fast is None:
+            fast = self._edge_set_walk
         if fast is not None:
             return fast
         self.check_walkable()
@@ -217,10 +224,11 @@ class CellSpace:
             return None
         max_edges = None
         for r in self.requires:
-            if r.metric != "edges" or r.cmp not in ("<=", "<"):
+            if r.metric not in CLASS_METRICS:
                 return None
-            bound = math.floor(r.value) if r.cmp == "<=" else math.ceil(r.value) - 1
-            max_edges = bound if max_edges is None else min(max_edges, bound)
+            if r.metric == "edges" and r.cmp in ("<=", "<"):  # enumerated within the bound (fewer edge sets)
+                bound = math.floor(r.value) if r.cmp == "<=" else math.ceil(r.value) - 1
+                max_edges = bound if max_edges is None else min(max_edges, bound)
         if len(pairs) > NODE_DAG_MAX_PAIRS:
             return None
         from nflc.space.labelled_dags import unique_labelled_dags  # numpy: loaded only for node cells under `unique`
@@ -232,14 +240,35 @@ class CellSpace:
         reps, keys = unique_labelled_dags(c.nodes, len(distinct), max_edges, with_keys=True)
         mids, n_ops = c.nodes - 2, len(labels[0])
         full = [_rebase_ops(r, len(distinct), n_ops, first_choice, mids) for r in reps.tolist()]
-        return tuple(full), dict(zip(keys, full, strict=True))
+        # every metric of CLASS_METRICS is one value per class (the pruned graph and its
+        # nodes' ops decide it): a class passes the other filters when its first member does
+        kept = tuple(r for r in full if self.rejection(r) is None) if self.requires else tuple(full)
+        return kept, dict(zip(keys, full, strict=True))
+
+    @functools.cached_property
+    def _edge_set_walk(self) -> tuple[int, ...] | None:
+        """The valid choices of a node cell without `unique` whose filters read only which
+        edges are present (:data:`EDGE_SET_METRICS`): one walk over the edge sets, each
+        passing set taken with every op choice (6 nodes: 2**15 sets, not 2.6M choices)."""
+        c = self.ir
+        if not c.is_node_cell or self.unique or any(r.metric not in EDGE_SET_METRICS for r in self.requires):
+            return None
+        ne = len(c.edges)
+        n_ops = radix_product(self.radices[ne:])
+        n_sets = radix_product(self.radices[:ne])
+        if n_sets > ENUMERATION_LIMIT:
+            return None
+        # a node cell's index is its edge digits, then its op digits (the ops fastest)
+        return tuple(i for e in range(n_sets) if self.rejection(e * n_ops) is None
+                     for i in range(e * n_ops, (e + 1) * n_ops))
 
     @property
     def node_enumeration(self) -> tuple[int, ...] | None:
         """`unique` on a NAS-Bench-101-style node cell, without walking its choices: the
         valid choices, when every forward pair is `zero | skip`, every intermediate node has
-        the same op choices, and the cell filters are only `unique` and `require edges <= N`
-        (or `<`). None when it does not apply."""
+        the same op choices (compared by what they compute), and the cell filters read only
+        metrics of :data:`CLASS_METRICS` (`require edges <= N` narrows the enumeration; the
+        others judge each class's first member). None when it does not apply."""
         found = self._node_enumeration
         return None if found is None else found[0]
 

@@ -298,7 +298,7 @@ def test_node_cell_strict_bounds_through_the_walk(filters, keep, unique):
 
 def test_the_fast_path_and_the_walk_agree_with_an_always_true_filter():
     fast = nflc.loads(node_space("require edges <= 10\n unique"))  # 10 pairs: always true
-    walked = nflc.loads(node_space("require edges <= 10\n require in_degree <= 9\n unique"))
+    walked = nflc.loads(node_space("require edges <= 10\n require dead_edges <= 99\n unique"))  # dead_edges: the walk
     expected = brute_node_space(5, NODE_OPS, lambda m: True, unique=True)
     assert_space_is(fast, expected)
     assert_space_is(walked, expected)

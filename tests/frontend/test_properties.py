@@ -231,7 +231,7 @@ def numeric_spaces(draw):
         labels = [o.strip() for o in ops.split("|")]
         expected = [f"{w};{i}" for w in values for i in brute_node_space(
             nodes, labels, lambda m, w=w: keep(m, w), unique, computes=lambda label: "c3" if label == "c3b" else label)]
-        walked = nflc.loads(node_space(filters + "\n require in_degree <= 99", nodes, ops)) if unique else None
+        walked = nflc.loads(node_space(filters + "\n require dead_edges <= 99", nodes, ops)) if unique else None
         return nflc.loads(node_space(filters, nodes, ops)), expected, walked
     filt, keep = draw(st.sampled_from(PICK_FILTERS))
     sp = nflc.loads(pick_space(filt + ("\n unique" if unique else "")))
