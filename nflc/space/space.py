@@ -57,6 +57,7 @@ def _instance_cache(maxsize: int | None = None) -> Callable[[Callable], Callable
     return decorate
 
 
+REJECTION_WALK = 50_000  # architectures `nflc list --rejected` examines (an NB201 x15 one takes 200 us)
 MAX_VALUE_TUPLES = 100_000  # combinations of numeric values nflc lowers to apply filters that may use them
 
 
@@ -256,12 +257,19 @@ class Space:
                 return None
         return reject_all_warning(self.ir, self.raw_count(), next(self.rejections(limit=1)).rejection)
 
-    def rejections(self, limit: int | None = None) -> Iterator[Rejected]:
-        """Architectures the filters drop, with the reason (in raw order)."""
+    def rejections(self, limit: int | None = None, walk_limit: int = REJECTION_WALK) -> Iterator[Rejected]:
+        """Architectures the filters drop, with the reason (in raw order), found by examining
+        at most ``walk_limit`` architectures (then a SpaceError says how far it got)."""
         if limit is not None and limit <= 0:
+            return
+        if not (self.cell_filters or self.net_filters):  # nothing can be rejected: no walk (DARTS has 10^18)
             return
         n = 0
         for index in range(self.raw_count()):
+            if index >= walk_limit:
+                raise SpaceError(f"stopped after examining {walk_limit:,} of the {self.raw_count():,} architectures of "
+                                 f"space '{self.name}' ({n:,} rejected among them)",
+                                 hint="the filters reject few of them; list fewer with --limit N")
             rejection = Architecture(self, index).rejected_by
             if rejection is not None:
                 yield Rejected(index, rejection)
