@@ -305,9 +305,21 @@ def _undefined(finite_scores: np.ndarray, acc: np.ndarray) -> str | None:
     return None
 
 
-def _entries_in_space(space: Space, benchmark: Any, entries: list[Entry]) -> list:
+def _distinct_in_space(space: Space, benchmark: Any, entries: list[Entry]) -> tuple[list, list[int]]:
+    """The distinct architectures of ``entries`` (a benchmark lists one architecture once per
+    seed or dataset: 174,000 entries may name 24), each checked once before any is scored, and
+    for each entry the position of its architecture among them."""
+    first: dict[str, int] = {}
+    where = [first.setdefault(e.id, len(first)) for e in entries]
+    positions = {d: i for i, d in reversed(list(enumerate(where)))}  # each architecture's first entry
+    archs = _entries_in_space(space, benchmark, [entries[positions[d]] for d in range(len(first))],
+                              [positions[d] for d in range(len(first))])
+    return archs, where
+
+
+def _entries_in_space(space: Space, benchmark: Any, entries: list[Entry], numbers: list[int] | None = None) -> list:
     archs, problems = [], []
-    for i, e in enumerate(entries):
+    for i, e in zip(numbers if numbers is not None else range(len(entries)), entries, strict=True):
         try:
             a = space.architecture(e.id)
             why = not_in_space(a)  # a graph isomorphic to a kept one is in the space (NB101's file)
@@ -399,11 +411,16 @@ def rank(space: Space, benchmark: str | Path, score: str = "nflc", dataset: str 
     if resamples < 0:
         raise NflcError(f"--bootstrap must be at least 0, got {resamples}")
     entries = read_benchmark(benchmark, dataset)
-    archs = _entries_in_space(space, benchmark, entries)
+    distinct, where = _distinct_in_space(space, benchmark, entries)
     t0 = time.perf_counter()
-    values, secs, failures, run = score_columns(archs, names, settings=settings, jobs=jobs, cache=cache,
-                                                progress=progress)
+    scored, secs, failed, run = score_columns(distinct, names, settings=settings, jobs=jobs, cache=cache,
+                                              progress=progress)
     elapsed = time.perf_counter() - t0
+    # every entry takes its architecture's scores
+    archs = [distinct[d] for d in where]
+    values = {name: column[where] for name, column in scored.items()}
+    why_failed = dict(failed)
+    failures = [(i, why_failed[d]) for i, d in enumerate(where) if d in why_failed]
     acc = np.array([e.accuracy for e in entries])
     rows = [correlate(f"nflc:{name}", values[name], acc, secs[name]) for name in names]
     columns = {f"nflc:{name}": values[name] for name in names}
