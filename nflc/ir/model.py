@@ -19,16 +19,24 @@ from nflc import ops
 
 
 def _to_exact(v: Any) -> int | Fraction:
-    """An int, a Fraction, or their JSON form ("p/q"); a whole Fraction becomes an int."""
-    if isinstance(v, bool) or not isinstance(v, (int, Fraction, str)):
+    """An int, a Fraction, or their JSON form (a float that holds the value exactly, or
+    "p/q"); a whole Fraction becomes an int."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, Fraction, str)):
         raise ValueError(f"an exact number is an int, a Fraction or 'p/q', not {v!r}")
     f = Fraction(v)
     return f.numerator if f.denominator == 1 else f
 
 
+def _exact_json(v: int | Fraction) -> float | str:
+    """A float where it holds ``v`` exactly (as bounds were written before they were exact,
+    so the spec hash of an existing spec stays the same), else the exact "p/q" text."""
+    f = float(v)
+    return f if Fraction(f) == v else str(v)
+
+
 # A filter's bound or tolerance: exact (issue #28: `require params <= 2 ** 53 + 1` must not
-# become the float 2**53), serialised as an int or the string "p/q".
-Exact = Annotated[Any, BeforeValidator(_to_exact), PlainSerializer(lambda v: v if isinstance(v, int) else str(v))]
+# become the float 2**53).
+Exact = Annotated[Any, BeforeValidator(_to_exact), PlainSerializer(_exact_json)]
 
 
 class SourceSpan(BaseModel):
