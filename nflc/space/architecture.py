@@ -159,6 +159,8 @@ class Architecture:
         """Why the space's filters drop this architecture (:class:`nflc.space.filters.Rejection`),
         or None if it is in the space."""
         sp = self.space
+        if not (sp.cell_filters or sp.net_filters):  # no filter (NATS-Bench's 32,768 sizes): nothing to lower
+            return None
         view = sp.filters_at(self.numeric_digits)  # the filters at this architecture's numeric values
         for k in sp.instances:
             cs = view.cells[sp.cell_of[k].name]
