@@ -686,6 +686,18 @@ def architecture_from(space: Any, value: Any, fmt: str) -> Architecture:
                             hint=f"space '{space.name}' takes ids like {space.example_id()!r}") from None
 
 
+def benchmark_architecture(space: Any, ident: str) -> Architecture:
+    """The architecture of a benchmark entry's id: a DARTS id (normal ';' reduce, as every
+    DARTS encoding is read) placed by role in a space of a normal and a reduction cell."""
+    if ";" in ident and not space.numeric and len(space.instances) == 2 and \
+            sorted(c.stride > 1 for c in space.cell_of.values()) == [False, True]:
+        try:
+            ident = _darts_in_space_order(space, ident)
+        except ValueError:  # not two parts: the space's own message follows
+            pass
+    return space.architecture(ident)
+
+
 def value_in(arch: Architecture, fmt: str) -> Any:
     """``arch`` in format ``fmt`` (``index``: its raw index); a DARTS encoding names its
     cells by role, whatever their order in the space."""

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from scipy.stats import kendalltau, spearmanr
 
 from nflc.analysis.rank_stats import Interval, Lead
-from nflc.encodings import ENCODING_KEYS, EncodingError, entry_id, not_in_space
+from nflc.encodings import ENCODING_KEYS, EncodingError, benchmark_architecture, entry_id, not_in_space
 from nflc.errors import NflcError, SpaceError, did_you_mean
 
 if TYPE_CHECKING:
@@ -321,7 +321,7 @@ def _entries_in_space(space: Space, benchmark: Any, entries: list[Entry], number
     archs, problems = [], []
     for i, e in zip(numbers if numbers is not None else range(len(entries)), entries, strict=True):
         try:
-            a = space.architecture(e.id)
+            a = benchmark_architecture(space, e.id)  # a DARTS entry's cells by role
             why = not_in_space(a)  # a graph isomorphic to a kept one is in the space (NB101's file)
         except SpaceError as exc:
             problems.append((f"entry {i} ({e.id}) is not an architecture of space '{space.name}': {exc}",
@@ -499,11 +499,11 @@ def _item_architecture(space: Space, item: object) -> Architecture:
     """One architecture of ``--from-file``: an id or index, an encoding's value (op
     indices, a NASLib tuple, ``(matrix, ops)``, a genotype, a compact form), or an entry
     object with an encoding key (a benchmark file's entry, accuracy optional)."""
-    from nflc.encodings import detect_format, parse_value, to_id
+    from nflc.encodings import architecture_from, detect_format, parse_value
 
     if isinstance(item, dict) and any(k in item for k in ("id", "arch_str", "matrix", "genotype", "naslib_tuple",
                                                           "naslib_op_indices", "naslib_compact")):
-        return space.architecture(entry_id(item))
+        return benchmark_architecture(space, entry_id(item))
     if isinstance(item, str):
         try:
             return space.architecture(item)
@@ -514,9 +514,8 @@ def _item_architecture(space: Space, item: object) -> Architecture:
                 raise not_an_id from None
             if isinstance(value, (str, int)):
                 raise not_an_id from None
-            return space.architecture(to_id(value, detect_format(value)))
-    fmt = detect_format(item)
-    return space.architecture(item if fmt == "id" else to_id(item, fmt))  # type: ignore[arg-type]  # "id": a str or int
+            return architecture_from(space, value, detect_format(value))  # a genotype's cells by role
+    return architecture_from(space, item, detect_format(item))
 
 
 def architectures_from_file(space: Space, path: str | Path, dataset: str | None = None) -> list:

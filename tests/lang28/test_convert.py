@@ -66,3 +66,14 @@ def test_a_huge_range_gives_a_short_message():
     res = cli("convert", SPECS / "darts.nfl", value)
     no_traceback(res)
     assert res.exit_code == 2 and len(res.output) < 2000
+
+
+def test_score_from_file_places_a_genotype_by_role(tmp_path):
+    import nflc
+    from nflc.rank import architectures_from_file
+
+    space = nflc.load(reduction_first(tmp_path))
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps([json.loads(GENOTYPE), {"genotype": json.loads(GENOTYPE)}]))
+    archs = architectures_from_file(space, items)
+    assert [a.id for a in archs] == [cell_id(REDUCE) + ";" + cell_id(NORMAL)] * 2
