@@ -25,7 +25,7 @@ import networkx as nx
 
 from nflc.errors import Diagnostic, SpaceError
 from nflc.ir.lower import SpaceSource, relower
-from nflc.ir.model import SpaceIR
+from nflc.ir.model import BudgetIR, SpaceIR
 from nflc.ir.options import apply_options
 from nflc.space import ids
 from nflc.space.architecture import Architecture
@@ -74,7 +74,7 @@ class ValueFilters:
     key: tuple
 
     @property
-    def scale_budget(self) -> Any:
+    def scale_budget(self) -> BudgetIR | None:
         return next((b for b in self.ir.budgets if b.scale), None)
 
 
@@ -184,7 +184,7 @@ class Space:
                                      "bounds, not how many nodes or edges a cell has")
         shared = {}
         for name, cs in cells.items():
-            shared[name] = self._effects.setdefault(cs.effect_key(), cs) if self.cell_filters else cs
+            shared[name] = self._effects.setdefault(cs.effect_key(), cs) if self.cell_filters and self.numeric else cs
         key = tuple(id(shared[n]) for n in sorted(shared))
         return ValueFilters(ir, shared, key)
 
