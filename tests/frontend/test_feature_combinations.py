@@ -287,12 +287,12 @@ def test_node_cell_edge_bounds_through_the_fast_path(filters, keep):
 
 
 @pytest.mark.parametrize("filters, keep, unique", [
-    ("require edges > 3\n unique", lambda m: m["edges"] > 3, True),  # `>`: the walk
+    ("require edges > 3\n unique", lambda m: m["edges"] > 3, True),  # `>`: each class's first member judged
     ("require in_degree < 2\n require edges < 6\n unique", lambda m: m["in_degree"] < 2 and m["edges"] < 6, True),
     ("require paths > 2", lambda m: m["paths"] > 2, False),
     ("require edges < 4", lambda m: m["edges"] < 4, False),
 ])
-def test_node_cell_strict_bounds_through_the_walk(filters, keep, unique):
+def test_node_cell_strict_bounds_and_other_filters(filters, keep, unique):
     assert_space_is(nflc.loads(node_space(filters, nodes=4)), brute_node_space(4, NODE_OPS, keep, unique))
 
 
