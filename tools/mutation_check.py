@@ -75,8 +75,8 @@ MUTATIONS = [
              "q_bb = q_bb + np.outer(_edge_mean(state, s, ks), _edge_mean(state, t, kt))", "q_bb = q_bb",
              KERNEL_TESTS, "two edges into one node, one of them linear: the product of their means is dropped"),
     Mutation("count-sum", "nflc/space/space.py",
-             "math.prod(\n                len(self.cell(self.cell_of[k].name).valid) for k in self.instances)",
-             "sum(\n                len(self.cell(self.cell_of[k].name).valid) for k in self.instances)",
+             "n = per_effect[key] = math.prod(len(v) for v in self._valid_at(digits))",
+             "n = per_effect[key] = sum(len(v) for v in self._valid_at(digits))",
              SPACE_TESTS, "a filtered space's count adds the instances' counts instead of multiplying them"),
     # --- exact kernels ---------------------------------------------------------------------
     Mutation("cross-node-mean", "nflc/analysis/kernels.py",
