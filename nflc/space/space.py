@@ -18,23 +18,23 @@ import json
 import math
 import random
 import re
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import networkx as nx
 
 from nflc.errors import Diagnostic, SpaceError
 from nflc.ir.lower import SpaceSource, relower
-from nflc.ir.model import BudgetIR, SpaceIR
+from nflc.ir.model import SpaceIR
 from nflc.ir.options import apply_options
 from nflc.space import ids
 from nflc.space.architecture import Architecture
 from nflc.space.cell import ENUMERATION_LIMIT, CellSpace
 from nflc.space.cost import CostModel
 from nflc.space.filters import Rejected, is_cell_require, reject_all_warning
-from nflc.space.radix import decode, encode, radix_product
+from nflc.space.radix import encode, radix_product
 from nflc.space.select import select
 from nflc.space.topology import Topology
+from nflc.space.values import ValueFilters, filters_at_values, nth_candidate, share_cells
 
 
 def _instance_cache(maxsize: int | None = None) -> Callable[[Callable], Callable]:
@@ -59,23 +59,6 @@ def _instance_cache(maxsize: int | None = None) -> Callable[[Callable], Callable
 
 REJECTION_WALK = 50_000  # architectures `nflc list --rejected` examines (an NB201 x15 one takes 200 us)
 MAX_VALUE_TUPLES = 100_000  # combinations of numeric values nflc lowers to apply filters that may use them
-
-
-@dataclass(frozen=True)
-class ValueFilters:
-    """A space's filters as they read at one combination of its numeric choices' values
-    (issue #28: a bound, budget, constant or op may use a numeric choice, so each
-    architecture is judged at its own values). ``ir``: the space lowered at those values;
-    ``cells``: each placed cell with its per-cell filters (shared between values whose
-    filters have the same effect, :meth:`CellSpace.effect_key`); ``key``: that effect."""
-
-    ir: SpaceIR
-    cells: dict[str, CellSpace]
-    key: tuple
-
-    @property
-    def scale_budget(self) -> BudgetIR | None:
-        return next((b for b in self.ir.budgets if b.scale), None)
 
 
 class Space:
@@ -112,7 +95,7 @@ class Space:
         self.cell_requires = [r for r in ir.requires if is_cell_require(r)]
         self.cell_filters = bool(ir.unique or self.cell_requires or any(c.is_node_cell for c in self.cell_of.values()))
         self.net_filters = bool(ir.budgets or len(self.cell_requires) < len(ir.requires))
-        self._effects: dict[tuple, CellSpace] = {}  # one CellSpace per distinct filter effect
+        self.cell_effects: dict[tuple, CellSpace] = {}  # one CellSpace per distinct filter effect
 
     # ---------------------------------------------------------------- cells
     def cell(self, name: str) -> CellSpace:
@@ -159,37 +142,15 @@ class Space:
         found = self.__dict__.setdefault("_cache_filters_at", {})
         view = found.get(digits)
         if view is None:
-            if len(found) > 4096:  # many numeric values: the cells stay shared in self._effects
+            if len(found) > 4096:  # many numeric values: the cells stay shared in self.cell_effects
                 found.clear()
             view = found[digits] = self._filters_at(digits)
         return view
 
     def _filters_at(self, digits: tuple[int, ...]) -> ValueFilters:
-        if not any(digits):  # the first values: the space's own IR
-            ir, cells = self.ir, {c.name: self.cell(c.name) for c in self.cell_of.values()}
-        else:
-            ir = self.lowered({k: vs[d] for (k, vs), d in zip(self.numeric.items(), digits, strict=True)})
-            # keyed by the cell's name at the first values: a parameterized cell's variant is
-            # named by its arguments (`n(w=4)`), which a numeric choice may change
-            placed: dict[str, tuple[str, tuple[int, ...]]] = {}
-            for st in ir.network:
-                if st.kind == "cell" and st.instance is not None:
-                    placed.setdefault(self.cell_of[st.instance].name, (ir.instance_cell[st.instance], tuple(st.shape_in)))
-            requires = [r for r in ir.requires if is_cell_require(r)]
-            cells = {name: CellSpace(ir.cells[cell], shape, requires, ir.unique) for name, (cell, shape) in placed.items()}
-            for name, cs in cells.items():
-                if cs.radices != self.cell(name).radices:
-                    raise SpaceError(f"cell '{name}' has another number of choices at {self._values_text(digits)} than "
-                                     "at the numeric choices' first values", hint="a numeric choice may set widths and "
-                                     "bounds, not how many nodes or edges a cell has")
-        shared = {}
-        for name, cs in cells.items():
-            shared[name] = self._effects.setdefault(cs.effect_key(), cs) if self.cell_filters and self.numeric else cs
-        key = tuple(id(shared[n]) for n in sorted(shared))
-        return ValueFilters(ir, shared, key)
-
-    def _values_text(self, digits: tuple[int, ...]) -> str:
-        return ", ".join(f"{k} = {vs[d]}" for (k, vs), d in zip(self.numeric.items(), digits, strict=True))
+        if not any(digits):  # the first values: the space's own IR and cells
+            return share_cells(self, self.ir, {c.name: self.cell(c.name) for c in self.cell_of.values()})
+        return filters_at_values(self, digits)
 
     def _valid_at(self, digits: tuple[int, ...]) -> list[tuple[int, ...]]:
         """The choices each instance's cell may take under the per-cell filters at ``digits``."""
@@ -320,7 +281,7 @@ class Space:
             n_valid = sum(size for _, _, size in blocks)
             if k > n_valid:
                 raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {n_valid}")
-            return [Architecture(self, self._nth_candidate(blocks, j, inst_radix)) for j in rng.sample(range(n_valid), k)]
+            return [Architecture(self, nth_candidate(blocks, j, inst_radix)) for j in rng.sample(range(n_valid), k)]
         total = self.raw_count()
         seen: set[int] = set()
         out: list[Architecture] = []
@@ -342,17 +303,6 @@ class Space:
         if len(out) < k:
             raise SpaceError(f"asked for {k} architectures but space '{self.name}' has only {len(out)}")
         return out
-
-    @staticmethod
-    def _nth_candidate(blocks: list, j: int, inst_radix: list[int]) -> int:
-        """The raw index of candidate ``j`` (in order) of ``blocks``: (digits, valid choices
-        per instance, their number) per combination of numeric values."""
-        for digits, valid, size in blocks:
-            if j < size:
-                combo = decode(j, [len(v) for v in valid])
-                return encode(digits + tuple(v[d] for v, d in zip(valid, combo, strict=True)), inst_radix)
-            j -= size
-        raise IndexError(j)
 
     # ---------------------------------------------------------------- ids (nflc.space.ids)
     def format_id(self, choices: dict[str, tuple[int, ...]], numeric: tuple[int, ...] = ()) -> str:
