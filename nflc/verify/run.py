@@ -148,7 +148,10 @@ def recorded_threads(db: str | Path) -> Optional[int]:
     that did not record them). A resumed run trains with them unless told otherwise: on a
     CPU a conv network's sums depend on the thread count in the last bits, so a run that
     keeps its count resumes bit for bit."""
-    if not Path(db).is_file():
+    try:
+        if not Path(db).is_file():
+            return None
+    except OSError:  # a name too long, a loop of links: 'verify' itself names the problem
         return None
     try:
         with ResultStore.open_readonly(db) as store:
