@@ -190,7 +190,8 @@ def test_the_driver_killed_with_sigkill_resumes_under_ray(tmp_path, h3):
             if n >= 20:
                 break
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the Ray sweep made no progress"
+            if time.monotonic() > deadline:  # a hang guard, not a speed goal
+                pytest.fail("the Ray sweep made no progress")
             time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
